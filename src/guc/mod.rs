@@ -1,0 +1,1 @@
+//! GUC knowledge (placeholder, being written).

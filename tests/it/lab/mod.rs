@@ -1,0 +1,1 @@
+//! Lab fixture and lab tests (owned by the lab work).

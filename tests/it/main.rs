@@ -1,0 +1,3 @@
+//! The one integration-test binary: pure config tests and the real-node lab tests.
+
+mod lab;
