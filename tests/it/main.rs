@@ -1,3 +1,4 @@
 //! The one integration-test binary: pure config tests and the real-node lab tests.
 
+mod config;
 mod lab;

@@ -1,0 +1,613 @@
+#!/usr/bin/env bash
+# pgrepl lab: real PostgreSQL nodes, each in its own network, mount, UTS and
+# IPC namespace, with its own address on a bridge and its own sshd.
+#
+# Usage: lab/lab.sh [--k K] [--nodes N] COMMAND [ARGS...]   (as root)
+#
+# Lab K uses 198.18.K.0/24: the host side of the bridge is 198.18.K.1, node i
+# is 198.18.K.(10+i).  Everything is named after K (bridge pgrl-brK, network
+# namespace and host-side veth pgrl-K-i), so labs with different K run side by
+# side.  State lives in $PGREPL_LAB_DIR/K (default /var/tmp/pgrepl-lab/K).
+#
+# Every node sees the standard Debian paths backed by its own directories:
+#   /var/lib/postgresql   <- LABDIR/nodeI/home  (postgres's HOME; MAJOR/main is the data dir)
+#   /var/run/postgresql   <- LABDIR/nodeI/run   (socket dir; /run is a private tmpfs)
+#   /var/log/postgresql   <- LABDIR/nodeI/log   (server log of the lab's pg_ctl start)
+# The bind mounts exist only inside the node's mount namespace: the host's
+# /var/lib/postgresql is never touched.  See `lab/lab.sh help`.
+set -euo pipefail
+
+PROG=${0##*/}
+LAB_ROOT=${PGREPL_LAB_DIR:-/var/tmp/pgrepl-lab}
+K=${PGREPL_LAB_K:-1}
+NODES=3
+EXIT_IN_USE=3
+
+usage() {
+	cat <<EOF
+Usage: $PROG [--k K] [--nodes N] COMMAND [ARGS...]        (run as root)
+
+  install          install what is missing (postgresql, openssh-server, iproute2)
+  up               install what is missing, bring up lab K with N nodes (default 3);
+                   prints the path of the lab's cluster file (pgrepl.toml)
+  down             remove everything lab K made (safe to run twice)
+  status           one line per node
+  stop NODE        stop NODE's PostgreSQL (pg_ctl stop -m fast)
+  start NODE       start NODE's PostgreSQL (pg_ctl start -w -l /var/log/postgresql/...)
+  cut NODE         network loss: NODE's link to the bridge goes down (see below)
+  heal NODE        undo cut
+  sql NODE SQL     psql -XAt as postgres over NODE's local socket (database postgres)
+  exec NODE CMD... run CMD as postgres inside NODE's namespaces (PATH starts with bin_dir)
+  ssh NODE [CMD]   ssh to NODE as the cluster file does (strict host key checking)
+  env              print the path of the file exporting the lab's passwords
+  config           print the path of the lab's cluster file
+  dir              print the lab directory
+
+NODE is a number (1..N) or a node name (node1..nodeN).
+Options: --k K (0..255, default \$PGREPL_LAB_K or 1), --nodes N (1..200, default 3).
+Environment: PGREPL_LAB_DIR (default /var/tmp/pgrepl-lab; the lab lives in its
+subdirectory K), PGREPL_LAB_KEEP_ON_FAILURE=1 (a failed up keeps what it made).
+
+cut: the host-side veth of the node is set down.  The node keeps running but
+nobody reaches it: new connections time out (and fail with "No route to host"
+once ARP gave up, as for a machine that died on a LAN); established
+connections hang.  heal sets the link up again.
+EOF
+}
+
+die() {
+	echo "$PROG: $*" >&2
+	exit 1
+}
+log() { echo "lab $K: $*" >&2; }
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--k) K=${2:?--k needs a value}; shift 2 ;;
+	--k=*) K=${1#--k=}; shift ;;
+	--nodes) NODES=${2:?--nodes needs a value}; shift 2 ;;
+	--nodes=*) NODES=${1#--nodes=}; shift ;;
+	-h | --help | help) usage; exit 0 ;;
+	--) shift; break ;;
+	-*) echo "$PROG: unknown option $1" >&2; usage >&2; exit 2 ;;
+	*) break ;;
+	esac
+done
+[ $# -ge 1 ] || { usage >&2; exit 2; }
+CMD=$1
+shift
+
+[[ $K =~ ^[0-9]{1,3}$ ]] && [ "$K" -le 255 ] || die "--k must be 0..255 (got '$K')"
+K=$((10#$K))
+[[ $NODES =~ ^[0-9]{1,3}$ ]] && [ "$NODES" -ge 1 ] && [ "$NODES" -le 200 ] || die "--nodes must be 1..200 (got '$NODES')"
+NODES=$((10#$NODES))
+
+LAB=$LAB_ROOT/$K
+NET=198.18.$K
+BRIDGE=pgrl-br$K
+MARKER=.pgrepl-lab
+PG_USER=postgres
+
+ns_name() { echo "pgrl-$K-$1"; }   # network namespace of node $1
+veth_name() { echo "pgrl-$K-$1"; } # host-side veth of node $1 (in the bridge)
+node_addr() { echo "$NET.$((10 + $1))"; }
+
+need_root() {
+	[ "$(id -u)" = 0 ] || die "the lab needs root (network and mount namespaces); run it as root"
+}
+
+# The newest PostgreSQL major installed from Debian's packages.
+pg_major() {
+	local d best=
+	for d in /usr/lib/postgresql/*/bin/postgres; do
+		[ -x "$d" ] || continue
+		d=${d#/usr/lib/postgresql/}
+		d=${d%%/*}
+		if [ -z "$best" ] || [ "$d" -gt "$best" ]; then best=$d; fi
+	done
+	[ -n "$best" ] && echo "$best"
+}
+
+install_missing() {
+	local pkgs=() created_policy=
+	pg_major >/dev/null || pkgs+=(postgresql)
+	[ -x /usr/sbin/sshd ] || pkgs+=(openssh-server)
+	command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || pkgs+=(openssh-client)
+	command -v ip >/dev/null || pkgs+=(iproute2)
+	command -v nsenter >/dev/null && command -v setpriv >/dev/null && command -v unshare >/dev/null || pkgs+=(util-linux)
+	[ ${#pkgs[@]} -eq 0 ] && return 0
+	log "installing ${pkgs[*]}"
+	if [[ " ${pkgs[*]} " == *" postgresql "* ]]; then
+		# No main cluster on the host: the lab makes its own data directories.
+		# A createcluster.d drop-in is read by the default createcluster.conf
+		# (include_dir) and does not conflict with the package's conffile.
+		mkdir -p /etc/postgresql-common/createcluster.d
+		echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/pgrepl-lab.conf
+	fi
+	# Do not start host services (sshd on 0.0.0.0:22, postgresql) as a side effect.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		created_policy=1
+	fi
+	local rc=0
+	{
+		export DEBIAN_FRONTEND=noninteractive
+		if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e '^lock$' -e '^partial$' || true)" ]; then
+			apt-get update -q
+		fi
+		apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "${pkgs[@]}" ||
+			{ apt-get update -q && apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "${pkgs[@]}"; }
+	} >&2 || rc=$?
+	[ -n "$created_policy" ] && rm -f /usr/sbin/policy-rc.d
+	[ $rc = 0 ] || die "apt-get install ${pkgs[*]} failed"
+	pg_major >/dev/null || die "no PostgreSQL server found in /usr/lib/postgresql/*/bin after installing"
+}
+
+# ---------------------------------------------------------------- node access
+
+node_index() {
+	local n=${1:-}
+	n=${n#node}
+	[[ $n =~ ^[0-9]+$ ]] || die "bad node '$1' (use a number or nodeN)"
+	n=$((10#$n))
+	[ -d "$LAB/node$n" ] || die "lab $K has no node $n (is the lab up? $LAB/node$n missing)"
+	echo "$n"
+}
+
+# PID of node $1's sshd: the anchor of the node's namespaces.
+node_pid() {
+	local i=$1 pid
+	pid=$(cat "$LAB/node$i/sshd.pid" 2>/dev/null) || die "node$i: no sshd pid file (is lab $K up?)"
+	[[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$LAB/node$i/sshd_config" ||
+		die "node$i: its sshd (pid $pid) is not running; the node is gone (run down, then up)"
+	echo "$pid"
+}
+
+# Run a command as postgres inside node $1's namespaces, cwd = its HOME.
+node_exec() {
+	local i=$1 pid major
+	shift
+	pid=$(node_pid "$i")
+	major=$(cat "$LAB/major")
+	exec nsenter -t "$pid" -n -m -u -i --wdns=/var/lib/postgresql -- \
+		setpriv --reuid="$PG_USER" --regid="$PG_USER" --init-groups -- \
+		env -i HOME=/var/lib/postgresql USER="$PG_USER" LOGNAME="$PG_USER" SHELL=/bin/bash \
+		LANG=C.UTF-8 PATH="/usr/lib/postgresql/$major/bin:/usr/local/bin:/usr/bin:/bin" \
+		PGREPL_LAB_NODE="node$i" "$@"
+}
+
+# Same, but returns (for use inside this script).
+node_run() { (node_exec "$@"); }
+
+pg_logfile() { echo "/var/log/postgresql/postgresql-$(cat "$LAB/major")-main.log"; }
+pg_datadir() { echo "/var/lib/postgresql/$(cat "$LAB/major")/main"; }
+
+node_start_pg() {
+	node_run "$1" pg_ctl -D "$(pg_datadir)" -l "$(pg_logfile)" -w -t 60 start >&2
+}
+
+# --------------------------------------------------------------------- up
+
+write_sshd_config() {
+	local i=$1 d=$LAB/node$1
+	cat >"$d/sshd_config" <<EOF
+# sshd of pgrepl lab $K, node$i ($(node_addr "$i")), started by lab/lab.sh
+Port 22
+ListenAddress $(node_addr "$i")
+HostKey $d/ssh_host_ed25519_key
+PidFile $d/sshd.pid
+# Key-only logins as postgres; the authorized key lives in the lab, not in
+# postgres's home.  UsePAM yes: Debian's postgres account is locked ('!' in
+# /etc/shadow) and sshd without PAM refuses locked accounts; with PAM the
+# account stack accepts it, no usermod needed.
+AuthorizedKeysFile $LAB/authorized_keys
+# The lab dir may sit under a world-writable directory (/var/tmp), which
+# StrictModes rejects; the lab's files are root-owned and not writable by others.
+StrictModes no
+AuthenticationMethods publickey
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM yes
+AllowUsers $PG_USER
+PermitRootLogin no
+# pgrepl reaches PostgreSQL through a forwarded Unix socket.
+AllowStreamLocalForwarding yes
+StreamLocalBindUnlink yes
+AllowTcpForwarding yes
+X11Forwarding no
+PrintMotd no
+UseDNS no
+Subsystem sftp /usr/lib/openssh/sftp-server
+EOF
+}
+
+start_node() {
+	local i=$1 d=$LAB/node$1 ns veth
+	ns=$(ns_name "$i")
+	veth=$(veth_name "$i")
+	ip netns add "$ns"
+	ip link add "$veth" type veth peer name "${veth}p"
+	ip link set "${veth}p" netns "$ns"
+	ip link set "$veth" master "$BRIDGE" up
+	ip -n "$ns" link set "${veth}p" name eth0
+	ip -n "$ns" addr add "$(node_addr "$i")/24" dev eth0
+	ip -n "$ns" link set eth0 up
+	ip -n "$ns" link set lo up
+	write_sshd_config "$i"
+	# The node's own mount, UTS and IPC namespaces, anchored by its sshd.
+	# /run becomes a private tmpfs (the node's own /run/sshd and socket dir).
+	ip netns exec "$ns" unshare --mount --uts --ipc --propagation private sh -c '
+		set -e
+		hostname "node$2"
+		mount -t tmpfs -o mode=0755,size=16m pgrepl-lab-run /run
+		mkdir -m 0755 /run/sshd /run/postgresql
+		mount --bind "$1/home" /var/lib/postgresql
+		mount --bind "$1/run" /run/postgresql
+		mount --bind "$1/log" /var/log/postgresql
+		exec /usr/sbin/sshd -f "$1/sshd_config" -E "$1/sshd.log"
+	' sh "$d" "$i" </dev/null >>"$d/sshd.log" 2>&1 || {
+		cat "$d/sshd.log" >&2
+		die "node$i: could not start sshd"
+	}
+}
+
+wait_pidfile() {
+	local f=$1 t
+	for t in $(seq 1 200); do
+		[ -s "$f" ] && return 0
+		sleep 0.01
+	done
+	return 1
+}
+
+write_cluster_file() {
+	local major=$1 i
+	{
+		cat <<EOF
+# Cluster file of pgrepl lab $K, written by lab/lab.sh up.
+# Passwords come from the environment: . $LAB/env
+[cluster]
+name = "lab$K"
+primary = "node1"
+
+[ssh]
+user = "$PG_USER"
+port = 22
+identity_file = "$LAB/id_ed25519"
+known_hosts_file = "$LAB/known_hosts"
+known_hosts = "strict"
+connect_timeout = "3s"
+
+[postgres]
+port = 5432
+data_dir = "/var/lib/postgresql/$major/main"
+bin_dir = "/usr/lib/postgresql/$major/bin"
+socket_dir = "/var/run/postgresql"
+service = "pg_ctl"
+EOF
+		for i in $(seq 1 "$NODES"); do
+			printf '\n[nodes.node%d]\nhost = "%s"\n' "$i" "$(node_addr "$i")"
+		done
+		cat <<EOF
+
+[replication]
+user = "replicator"
+password = { env = "PGREPL_REPLICATION_PASSWORD" }
+slots = true
+sslmode = "prefer"
+max_lag_on_failover = "16MB"
+
+[rewind]
+user = "pgrepl_rewind"
+password = { env = "PGREPL_REWIND_PASSWORD" }
+
+[settings]
+wal_level = "replica"
+max_wal_senders = 10
+max_replication_slots = 10
+wal_keep_size = "256MB"
+hot_standby = true
+wal_log_hints = true
+EOF
+	} >"$LAB/pgrepl.toml"
+}
+
+random_password() { head -c 18 /dev/urandom | base64 | tr '+/' 'xy'; }
+
+UP_OK=
+on_up_exit() {
+	local rc=$?
+	[ -n "$UP_OK" ] && return
+	echo "$PROG: lab $K: up failed (exit $rc)" >&2
+	if [ "${PGREPL_LAB_KEEP_ON_FAILURE:-}" = 1 ]; then
+		echo "$PROG: keeping $LAB for inspection (PGREPL_LAB_KEEP_ON_FAILURE=1); remove it with: $0 --k $K down" >&2
+	else
+		echo "$PROG: tearing down what was made (set PGREPL_LAB_KEEP_ON_FAILURE=1 to keep it)" >&2
+		bash "$0" --k "$K" down >&2 || true
+	fi
+	exit 1 # never $EXIT_IN_USE: that code means "K belongs to someone else"
+}
+
+cmd_up() {
+	need_root
+	local t0=$EPOCHREALTIME major i pid initdb_pid
+	install_missing
+	major=$(pg_major)
+	[ -x /usr/sbin/sshd ] || die "/usr/sbin/sshd missing"
+	id "$PG_USER" >/dev/null 2>&1 || die "no '$PG_USER' user (the postgresql package creates it)"
+	[ -d /var/lib/postgresql ] || die "/var/lib/postgresql missing (the postgresql package creates it)"
+	[ -d /var/log/postgresql ] || install -d -o root -g "$PG_USER" -m 1775 /var/log/postgresql
+
+	# Claim K: mkdir is atomic, so two concurrent ups of the same K cannot both win.
+	if [ ! -d "$LAB_ROOT" ]; then
+		mkdir -p "$LAB_ROOT"
+		chmod 0755 "$LAB_ROOT"
+	fi
+	[ -d "$LAB_ROOT" ] && [ ! -L "$LAB_ROOT" ] && [ "$(stat -c %u "$LAB_ROOT")" = 0 ] ||
+		die "$LAB_ROOT must be a directory owned by root"
+	if ! mkdir "$LAB" 2>/dev/null; then
+		echo "$PROG: lab $K already exists ($LAB); use another --k or run: $0 --k $K down" >&2
+		exit $EXIT_IN_USE
+	fi
+	if ip link show "$BRIDGE" >/dev/null 2>&1 || ip netns list | grep -q "^pgrl-$K-" ||
+		ip -o link show | grep -q ": pgrl-$K-"; then
+		rmdir "$LAB"
+		echo "$PROG: lab $K is in use (bridge $BRIDGE, links or namespaces pgrl-$K-* exist but $LAB does not); run: $0 --k $K down" >&2
+		exit $EXIT_IN_USE
+	fi
+	trap on_up_exit EXIT
+	chmod 0755 "$LAB"
+	echo "$K" >"$LAB/$MARKER"
+	echo "$NODES" >"$LAB/nodes"
+	echo "$major" >"$LAB/major"
+	[ -n "${PGREPL_LAB_OWNER_PID:-}" ] && echo "$PGREPL_LAB_OWNER_PID" >"$LAB/owner"
+	# iproute2 makes /run/netns a mount point on first use; remember whether
+	# we caused it, so the last down can undo it.
+	if ! mountpoint -q /run/netns && [ ! -e "$LAB_ROOT/.run-netns-created" ]; then
+		touch "$LAB_ROOT/.run-netns-created"
+	fi
+
+	# Keys: the client's, and one host key per node.
+	ssh-keygen -q -t ed25519 -N '' -C "pgrepl-lab-$K" -f "$LAB/id_ed25519"
+	cp "$LAB/id_ed25519.pub" "$LAB/authorized_keys"
+	: >"$LAB/known_hosts"
+	for i in $(seq 1 "$NODES"); do
+		local d=$LAB/node$i
+		mkdir -p "$d"
+		install -d -o "$PG_USER" -g "$PG_USER" -m 0755 "$d/home" "$d/home/$major" "$d/log"
+		install -d -o "$PG_USER" -g "$PG_USER" -m 2775 "$d/run"
+		ssh-keygen -q -t ed25519 -N '' -C "node$i.lab$K" -f "$d/ssh_host_ed25519_key"
+		echo "$(node_addr "$i") $(cut -d' ' -f1,2 "$d/ssh_host_ed25519_key.pub")" >>"$LAB/known_hosts"
+	done
+
+	# initdb (on the host path of node1's data dir) runs while the network comes up.
+	(cd / && setpriv --reuid="$PG_USER" --regid="$PG_USER" --init-groups -- \
+		env -i PATH=/usr/bin:/bin HOME=/var/lib/postgresql LANG=C.UTF-8 \
+		"/usr/lib/postgresql/$major/bin/initdb" -N -D "$LAB/node1/home/$major/main" \
+		--auth-local=peer --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 \
+		>"$LAB/node1/initdb.log" 2>&1) &
+	initdb_pid=$!
+
+	ip link add "$BRIDGE" type bridge
+	ip addr add "$NET.1/24" dev "$BRIDGE"
+	ip link set "$BRIDGE" up
+	for i in $(seq 1 "$NODES"); do start_node "$i"; done
+	for i in $(seq 1 "$NODES"); do
+		wait_pidfile "$LAB/node$i/sshd.pid" || { cat "$LAB/node$i/sshd.log" >&2; die "node$i: sshd did not start"; }
+	done
+
+	# Client side: an ssh_config for humans, the cluster file and its passwords.
+	{
+		for i in $(seq 1 "$NODES"); do printf 'Host node%d\n  HostName %s\n' "$i" "$(node_addr "$i")"; done
+		cat <<EOF
+Host *
+  User $PG_USER
+  Port 22
+  IdentityFile $LAB/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $LAB/known_hosts
+  StrictHostKeyChecking yes
+  ConnectTimeout 3
+  BatchMode yes
+EOF
+	} >"$LAB/ssh_config"
+	write_cluster_file "$major"
+	(umask 077 && printf 'export PGREPL_REPLICATION_PASSWORD=%s\nexport PGREPL_REWIND_PASSWORD=%s\n' \
+		"$(random_password)" "$(random_password)" >"$LAB/env")
+
+	# Prove every node answers over SSH (in parallel, while initdb finishes).
+	local ssh_pids=()
+	for i in $(seq 1 "$NODES"); do
+		ssh -F "$LAB/ssh_config" "node$i" true </dev/null >"$LAB/node$i/ssh-check.log" 2>&1 &
+		ssh_pids+=($!)
+	done
+
+	wait "$initdb_pid" || { cat "$LAB/node1/initdb.log" >&2; die "node1: initdb failed"; }
+	# Configuration lives in the data directory; no replication configured.
+	printf "\n# pgrepl lab\nlisten_addresses = '*'\n" >>"$LAB/node1/home/$major/main/postgresql.conf"
+	node_start_pg 1
+	node_run 1 psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "
+		CREATE TABLE lab_data (id serial PRIMARY KEY, note text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+		INSERT INTO lab_data (note) SELECT 'row ' || g FROM generate_series(1, 1000) AS g;" >&2
+
+	for i in $(seq 1 "$NODES"); do
+		wait "${ssh_pids[$((i - 1))]}" || { cat "$LAB/node$i/ssh-check.log" >&2; die "node$i: ssh as $PG_USER failed"; }
+	done
+
+	UP_OK=1
+	local t1=$EPOCHREALTIME
+	log "$NODES nodes up on $NET.0/24 in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')s (PostgreSQL $major; node1 primary with table lab_data, others empty)"
+	log "passwords: . $LAB/env    ssh: ssh -F $LAB/ssh_config node1    tear down: $0 --k $K down"
+	echo "$LAB/pgrepl.toml"
+}
+
+# ------------------------------------------------------------------- down
+
+# PIDs in network namespace $1 (not zombies).
+ns_pids() { ip netns pids "$1" 2>/dev/null || true; }
+
+alive() {
+	local st
+	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ "$st" != Z ] && [ "$st" != X ]
+}
+
+kill_node() {
+	local i=$1 ns pids pid f t
+	ns=$(ns_name "$i")
+	ip netns list | grep -q "^$ns\( \|$\)" || return 0
+	# PostgreSQL first, with an immediate shutdown (SIGQUIT to the postmaster),
+	# so it removes its own shared memory and lock files.
+	pids=$(ns_pids "$ns")
+	for f in "$LAB/node$i"/home/*/*/postmaster.pid; do
+		[ -f "$f" ] || continue
+		pid=$(head -1 "$f")
+		[[ $pid =~ ^[0-9]+$ ]] && grep -qx "$pid" <<<"$pids" && kill -QUIT "$pid" 2>/dev/null || true
+	done
+	for t in $(seq 1 300); do
+		local left=
+		for pid in $(ns_pids "$ns"); do
+			[ "$(stat -c %U "/proc/$pid" 2>/dev/null)" = "$PG_USER" ] && alive "$pid" && left=1 && break
+		done
+		[ -z "$left" ] && break
+		sleep 0.01
+	done
+	# Then everything else living in the namespace (sshd, sessions, leftovers).
+	for t in $(seq 1 300); do
+		pids=$(ns_pids "$ns")
+		local live=()
+		for pid in $pids; do alive "$pid" && live+=("$pid"); done
+		[ ${#live[@]} -eq 0 ] && return 0
+		if [ "$t" -lt 100 ]; then kill -TERM "${live[@]}" 2>/dev/null || true; else kill -KILL "${live[@]}" 2>/dev/null || true; fi
+		sleep 0.01
+	done
+	echo "$PROG: node$i: processes still alive in $ns: $(ns_pids "$ns" | tr '\n' ' ')" >&2
+	return 1
+}
+
+cmd_down() {
+	need_root
+	local t0=$EPOCHREALTIME i ns n nodes=0 did= rc=0
+	# Nodes: from the lab dir and from whatever namespaces/links exist (a
+	# half-made lab has no complete state).
+	[ -f "$LAB/nodes" ] && nodes=$(cat "$LAB/nodes")
+	for ns in $(ip netns list | awk '{print $1}' | grep -E "^pgrl-$K-[0-9]+$" || true); do
+		n=${ns##*-}
+		[ "$n" -gt "$nodes" ] && nodes=$n
+	done
+	for n in $(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E "^pgrl-$K-[0-9]+$" | sed 's/.*-//' || true); do
+		[ "$n" -gt "$nodes" ] && nodes=$n
+	done
+	for d in "$LAB"/node*; do
+		[ -d "$d" ] || continue
+		n=${d##*/node}
+		[[ $n =~ ^[0-9]+$ ]] && [ "$n" -gt "$nodes" ] && nodes=$n
+	done
+	for i in $(seq 1 "$nodes"); do
+		ns=$(ns_name "$i")
+		kill_node "$i" || rc=1
+		if ip link show "$(veth_name "$i")" >/dev/null 2>&1; then ip link del "$(veth_name "$i")" && did=1; fi
+		if ip netns list | grep -q "^$ns\( \|$\)"; then ip netns del "$ns" && did=1; fi
+	done
+	if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE" && did=1; fi
+	if [ -e "$LAB" ]; then
+		if [ -f "$LAB/$MARKER" ] || [ -z "$(ls -A "$LAB")" ]; then
+			rm -rf --one-file-system "$LAB" && did=1
+		else
+			echo "$PROG: $LAB is not a lab directory (no $MARKER); left alone" >&2
+			rc=1
+		fi
+	fi
+	# The last lab under this root undoes the host-wide bits it caused.
+	if [ -d "$LAB_ROOT" ] && [ -z "$(ls "$LAB_ROOT")" ]; then
+		if [ -e "$LAB_ROOT/.run-netns-created" ] && [ -z "$(ip netns list)" ]; then
+			while mountpoint -q /run/netns; do umount /run/netns || break; done
+			rmdir /run/netns 2>/dev/null || true
+		fi
+		rm -f "$LAB_ROOT/.run-netns-created"
+		rmdir "$LAB_ROOT" 2>/dev/null || true
+	fi
+	if [ -n "$did" ]; then
+		log "down in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')s"
+	else
+		log "nothing to tear down"
+	fi
+	return $rc
+}
+
+# ---------------------------------------------------------------- the rest
+
+cmd_status() {
+	need_root
+	[ -f "$LAB/$MARKER" ] || { log "not up ($LAB missing)"; return 1; }
+	local i n pid link pg rc=0
+	n=$(cat "$LAB/nodes")
+	printf '%-7s %-15s %-8s %-6s %s\n' NODE ADDRESS SSHD LINK POSTGRES
+	for i in $(seq 1 "$n"); do
+		pid=$(cat "$LAB/node$i/sshd.pid" 2>/dev/null || echo -)
+		if [ "$pid" != - ] && alive "$pid"; then
+			pg=$(node_run "$i" pg_isready -q -h /var/run/postgresql -t 2 >/dev/null 2>&1 && echo running ||
+				{ node_run "$i" test -e "$(pg_datadir)/PG_VERSION" && echo stopped || echo no-data-dir; })
+		else
+			pid="dead"; pg=-; rc=1
+		fi
+		link=$(ip -br link show "$(veth_name "$i")" 2>/dev/null | awk '{print $2}')
+		[ "$link" = UP ] || link=cut
+		printf '%-7s %-15s %-8s %-6s %s\n' "node$i" "$(node_addr "$i")" "$pid" "$link" "$pg"
+	done
+	echo "cluster file: $LAB/pgrepl.toml   passwords: . $LAB/env"
+	return $rc
+}
+
+case $CMD in
+install) need_root; install_missing ;;
+up) cmd_up ;;
+down) cmd_down ;;
+status) cmd_status ;;
+stop)
+	need_root
+	i=$(node_index "${1:-}")
+	node_run "$i" pg_ctl -D "$(pg_datadir)" -m fast -w -t 60 stop >&2
+	;;
+start)
+	need_root
+	i=$(node_index "${1:-}")
+	node_start_pg "$i"
+	;;
+cut)
+	need_root
+	i=$(node_index "${1:-}")
+	ip link set "$(veth_name "$i")" down
+	log "node$i cut (host-side veth $(veth_name "$i") down)"
+	;;
+heal)
+	need_root
+	i=$(node_index "${1:-}")
+	ip link set "$(veth_name "$i")" up
+	log "node$i healed"
+	;;
+sql)
+	need_root
+	i=$(node_index "${1:-}")
+	[ $# -ge 2 ] || die "usage: $PROG sql NODE 'SQL'"
+	node_exec "$i" psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "$2"
+	;;
+exec)
+	need_root
+	i=$(node_index "${1:-}")
+	shift
+	[ $# -ge 1 ] || die "usage: $PROG exec NODE CMD [ARGS...]"
+	node_exec "$i" "$@"
+	;;
+ssh)
+	i=$(node_index "${1:-}")
+	shift
+	exec ssh -F "$LAB/ssh_config" "node$i" "$@"
+	;;
+env) [ -f "$LAB/env" ] || die "lab $K is not up"; echo "$LAB/env" ;;
+config) [ -f "$LAB/pgrepl.toml" ] || die "lab $K is not up"; echo "$LAB/pgrepl.toml" ;;
+dir) echo "$LAB" ;;
+*) echo "$PROG: unknown command '$CMD'" >&2; usage >&2; exit 2 ;;
+esac

@@ -1,0 +1,1255 @@
+//! Cross-field rules: raw file -> validated `Config`, or every problem found.
+//!
+//! Nothing here touches the network. The only reads are the environment
+//! variables and files that hold passwords, through `Sources`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use toml::Spanned;
+
+use super::diag::Diagnostic;
+use super::model::*;
+use super::raw::*;
+use crate::guc;
+
+/// Where secrets are read from; tests pass their own.
+pub trait Sources {
+    fn env(&self, name: &str) -> Option<String>;
+    fn read_secret_file(&self, path: &Path) -> Result<String, String>;
+}
+
+/// The process environment and the real file system.
+pub struct RealSources;
+
+impl Sources for RealSources {
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    fn read_secret_file(&self, path: &Path) -> Result<String, String> {
+        read_private_file(path)
+    }
+}
+
+/// Reads a file that must not be readable by group or others.
+pub fn read_private_file(path: &Path) -> Result<String, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{} is readable by others (mode {mode:04o}); run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+pub const HBA_TYPES: &[&str] = &[
+    "local",
+    "host",
+    "hostssl",
+    "hostnossl",
+    "hostgssenc",
+    "hostnogssenc",
+];
+pub const HBA_METHODS: &[&str] = &[
+    "trust",
+    "reject",
+    "scram-sha-256",
+    "md5",
+    "password",
+    "gss",
+    "sspi",
+    "ident",
+    "peer",
+    "ldap",
+    "radius",
+    "cert",
+    "pam",
+    "bsd",
+];
+pub const SSLMODES: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+pub const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 12..=17;
+
+struct Checker<'a> {
+    base_dir: &'a Path,
+    sources: &'a dyn Sources,
+    problems: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<String>) {
+        self.problems.push(Diagnostic::at(span, message).help(help));
+    }
+}
+
+pub fn check(
+    raw: RawConfig,
+    base_dir: &Path,
+    path: PathBuf,
+    sources: &dyn Sources,
+) -> Result<Config, Vec<Diagnostic>> {
+    let mut c = Checker {
+        base_dir,
+        sources,
+        problems: Vec::new(),
+    };
+
+    let cluster = check_cluster(&mut c, &raw);
+    let node_names: Vec<String> = raw
+        .nodes
+        .get_ref()
+        .keys()
+        .map(|k| k.get_ref().clone())
+        .collect();
+    if node_names.is_empty() {
+        c.error(
+            raw.nodes.span(),
+            "the cluster has no nodes",
+            "add at least one `[nodes.NAME]` table with a `host`",
+        );
+    }
+    for key in raw.nodes.get_ref().keys() {
+        check_identifier(
+            &mut c,
+            key,
+            "node name",
+            "node names are used as replication slot names",
+        );
+    }
+    if !node_names.is_empty() && !node_names.contains(&cluster.primary) {
+        c.error(
+            raw.cluster.get_ref().primary.span(),
+            format!(
+                "`cluster.primary` names `{}`, which is not a node",
+                cluster.primary
+            ),
+            did_you_mean_or_list(
+                &cluster.primary,
+                node_names.iter().map(String::as_str),
+                "the nodes are",
+            ),
+        );
+    }
+    check_unique_hosts(&mut c, &raw);
+    let upstreams = check_upstreams(&mut c, &raw, &cluster.primary, &node_names);
+
+    let replication = check_replication(&mut c, &raw, &cluster.primary, &upstreams);
+    let rewind = raw.rewind.as_ref().map(|r| {
+        let r = r.get_ref();
+        Rewind {
+            user: check_role_name(&mut c, &r.user),
+            password: check_password(&mut c, &r.password, "rewind.password"),
+        }
+    });
+    if let Some(rw) = &raw.rewind
+        && rw.get_ref().user.get_ref() == raw.replication.get_ref().user.get_ref()
+    {
+        c.error(
+            rw.get_ref().user.span(),
+            "the rewind role and the replication role must differ",
+            "pick another name for `rewind.user`, e.g. \"pgrepl_rewind\"",
+        );
+    }
+
+    let default_ssh = &raw.ssh;
+    let default_pg = &raw.postgres;
+    let global_settings = check_settings(&mut c, &raw.settings, cluster.postgres_version);
+    let mut nodes = IndexMap::new();
+    for (key, node) in raw.nodes.get_ref() {
+        let name = key.get_ref().clone();
+        let n = node.get_ref();
+        let ssh = check_ssh(&mut c, default_ssh, &n.ssh);
+        let postgres = check_postgres(&mut c, default_pg, &n.postgres);
+        let mut settings = global_settings.clone();
+        for (k, v) in check_settings(&mut c, &n.settings, cluster.postgres_version) {
+            settings.insert(k, v);
+        }
+        nodes.insert(
+            name.clone(),
+            Node {
+                host: n.host.get_ref().clone(),
+                upstream: upstreams.get(&name).cloned().flatten(),
+                name,
+                ssh,
+                postgres,
+                settings,
+            },
+        );
+    }
+    check_hot_standby_settings(&mut c, &raw, &nodes, &cluster.primary);
+    let hba = check_hba(&mut c, &raw, &nodes);
+    let extra_slots = check_slots(&mut c, &raw, &node_names);
+
+    // Defaults are checked once per node that inherits them: report each problem once.
+    let mut seen = Vec::new();
+    c.problems.retain(|d| {
+        let key = (d.span.clone(), d.message.clone());
+        let fresh = !seen.contains(&key);
+        seen.push(key);
+        fresh
+    });
+    if c.problems.is_empty() {
+        Ok(Config {
+            path,
+            cluster,
+            nodes,
+            replication,
+            rewind,
+            hba,
+            extra_slots,
+        })
+    } else {
+        Err(c.problems)
+    }
+}
+
+fn check_cluster(c: &mut Checker, raw: &RawConfig) -> Cluster {
+    let rc = raw.cluster.get_ref();
+    let name = rc.name.get_ref();
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-');
+    if !valid {
+        c.error(
+            rc.name.span(),
+            format!("invalid cluster name {name:?}"),
+            "use 1 to 63 characters from a-z, 0-9, `_` and `-`",
+        );
+    }
+    let postgres_version = rc.postgres_version.as_ref().and_then(|v| {
+        let major = *v.get_ref();
+        match u32::try_from(major) {
+            Ok(m) if SUPPORTED_MAJORS.contains(&m) => Some(m),
+            _ => {
+                c.error(
+                    v.span(),
+                    format!("unsupported postgres_version {major}"),
+                    "pgrepl supports PostgreSQL majors 12 to 17; write the major only, e.g. 15",
+                );
+                None
+            }
+        }
+    });
+    Cluster {
+        name: name.clone(),
+        primary: rc.primary.get_ref().clone(),
+        postgres_version,
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+}
+
+fn check_identifier(c: &mut Checker, key: &Spanned<String>, what: &str, why: &str) -> bool {
+    let ok = is_identifier(key.get_ref());
+    if !ok {
+        let suggestion: String = key
+            .get_ref()
+            .to_ascii_lowercase()
+            .chars()
+            .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' })
+            .take(63)
+            .collect();
+        c.error(
+            key.span(),
+            format!("invalid {what} {:?}", key.get_ref()),
+            format!("{why}: use 1 to 63 characters from a-z, 0-9 and `_`, e.g. {suggestion:?}"),
+        );
+    }
+    ok
+}
+
+fn check_unique_hosts(c: &mut Checker, raw: &RawConfig) {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for (key, node) in raw.nodes.get_ref() {
+        let host = node.get_ref().host.get_ref();
+        if host.trim().is_empty() || host.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+            c.error(
+                node.get_ref().host.span(),
+                format!("invalid host {host:?} for node `{}`", key.get_ref()),
+                "write the address or DNS name pgrepl reaches over SSH and standbys connect to",
+            );
+            continue;
+        }
+        let canonical = host
+            .parse::<IpAddr>()
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|_| host.to_ascii_lowercase());
+        if let Some(first) = seen.get(&canonical) {
+            c.error(
+                node.get_ref().host.span(),
+                format!(
+                    "host {host:?} of node `{}` is already the host of node `{first}`",
+                    key.get_ref()
+                ),
+                "every node needs its own host",
+            );
+        } else {
+            seen.insert(canonical, key.get_ref());
+        }
+    }
+}
+
+/// Resolves every node's upstream: `None` for the primary, else the named
+/// upstream or the primary. Reports unknown names and cycles.
+fn check_upstreams(
+    c: &mut Checker,
+    raw: &RawConfig,
+    primary: &str,
+    node_names: &[String],
+) -> HashMap<String, Option<String>> {
+    let mut upstreams = HashMap::new();
+    for (key, node) in raw.nodes.get_ref() {
+        let name = key.get_ref();
+        let resolved = match &node.get_ref().upstream {
+            _ if name == primary => {
+                if let Some(up) = &node.get_ref().upstream {
+                    c.error(
+                        up.span(),
+                        format!("`{name}` is the primary and cannot have an upstream"),
+                        "remove `upstream` from the primary's table (or name another node as `cluster.primary`)",
+                    );
+                }
+                None
+            }
+            Some(up) if up.get_ref() == name => {
+                c.error(
+                    up.span(),
+                    format!("node `{name}` names itself as its upstream"),
+                    "name another standby, or remove `upstream` to stream from the primary",
+                );
+                None
+            }
+            Some(up) if !node_names.contains(up.get_ref()) => {
+                c.error(
+                    up.span(),
+                    format!("upstream `{}` of node `{name}` is not a node", up.get_ref()),
+                    did_you_mean_or_list(
+                        up.get_ref(),
+                        node_names.iter().map(String::as_str),
+                        "the nodes are",
+                    ),
+                );
+                None
+            }
+            Some(up) => Some(up.get_ref().clone()),
+            None => Some(primary.to_string()),
+        };
+        upstreams.insert(name.clone(), resolved);
+    }
+    // Every chain must end at the primary; each cycle is reported once.
+    let mut in_reported_cycle: Vec<String> = Vec::new();
+    for (key, node) in raw.nodes.get_ref() {
+        let start = key.get_ref();
+        if in_reported_cycle.contains(start) {
+            continue;
+        }
+        let mut seen = vec![start.as_str()];
+        let mut cur = start.as_str();
+        while let Some(Some(next)) = upstreams.get(cur) {
+            if next == primary {
+                break;
+            }
+            if seen.contains(&next.as_str()) {
+                let span = node
+                    .get_ref()
+                    .upstream
+                    .as_ref()
+                    .map_or(key.span(), |u| u.span());
+                in_reported_cycle.extend(seen.iter().map(|s| s.to_string()));
+                seen.push(next);
+                c.error(
+                    span,
+                    format!("upstream chain of `{start}` is a cycle: {}", seen.join(" -> ")),
+                    "every chain of upstreams must end at the primary; remove `upstream` from one of these nodes",
+                );
+                break;
+            }
+            seen.push(next);
+            cur = next;
+        }
+    }
+    upstreams
+}
+
+fn check_replication(
+    c: &mut Checker,
+    raw: &RawConfig,
+    primary: &str,
+    upstreams: &HashMap<String, Option<String>>,
+) -> Replication {
+    let r = raw.replication.get_ref();
+    let sslmode = match &r.sslmode {
+        None => "prefer".to_string(),
+        Some(m) => {
+            if !SSLMODES.contains(&m.get_ref().as_str()) {
+                c.error(
+                    m.span(),
+                    format!("unknown sslmode {:?}", m.get_ref()),
+                    format!("use one of {}", SSLMODES.join(", ")),
+                );
+            }
+            m.get_ref().clone()
+        }
+    };
+    let max_lag_on_failover = match &r.max_lag_on_failover {
+        None => 1024 * 1024,
+        Some(v) => match parse_bytes(v.get_ref()) {
+            Ok(b) => b,
+            Err(e) => {
+                c.error(
+                    v.span(),
+                    format!("invalid max_lag_on_failover: {e}"),
+                    "write a size such as \"1MB\" (units B, kB, MB, GB, TB; case-sensitive) or a number of bytes",
+                );
+                0
+            }
+        },
+    };
+    let synchronous = r
+        .synchronous
+        .as_ref()
+        .map(|s| check_synchronous(c, s.get_ref(), primary, upstreams));
+    Replication {
+        user: check_role_name(c, &r.user),
+        password: check_password(c, &r.password, "replication.password"),
+        slots: r.slots.as_ref().is_none_or(|s| *s.get_ref()),
+        sslmode,
+        max_lag_on_failover,
+        synchronous,
+    }
+}
+
+fn check_synchronous(
+    c: &mut Checker,
+    s: &RawSynchronous,
+    primary: &str,
+    upstreams: &HashMap<String, Option<String>>,
+) -> Synchronous {
+    let mode = match s.mode.as_ref().map(|m| m.get_ref().as_str()) {
+        None | Some("first") => SyncMode::First,
+        Some("any") => SyncMode::Any,
+        Some(other) => {
+            let span = s.mode.as_ref().map_or(0..0, |m| m.span());
+            c.error(
+                span,
+                format!("unknown synchronous mode {other:?}"),
+                "use \"first\" (priority order) or \"any\" (quorum)",
+            );
+            SyncMode::First
+        }
+    };
+    let mut standbys = Vec::new();
+    for st in s.standbys.get_ref() {
+        let name = st.get_ref();
+        match upstreams.get(name) {
+            None => c.error(
+                st.span(),
+                format!("synchronous standby `{name}` is not a node"),
+                did_you_mean_or_list(name, upstreams.keys().map(String::as_str), "the nodes are"),
+            ),
+            Some(Some(up)) if up != primary => c.error(
+                st.span(),
+                format!("`{name}` streams from `{up}`, not from the primary, so it cannot be synchronous"),
+                "PostgreSQL only waits for standbys connected directly to the primary; remove its `upstream` or drop it from this list",
+            ),
+            _ => {}
+        }
+        if standbys.contains(name) {
+            c.error(
+                st.span(),
+                format!("`{name}` is listed twice"),
+                "list each standby once",
+            );
+        }
+        standbys.push(name.clone());
+    }
+    let candidates = standbys.iter().filter(|n| n.as_str() != primary).count();
+    let count = match &s.count {
+        None => 1,
+        Some(n) => {
+            let v = *n.get_ref();
+            if v < 1 || v as usize > candidates.max(1) {
+                c.error(
+                    n.span(),
+                    format!("synchronous count {v} is out of range"),
+                    format!(
+                        "use 1 to {} (the number of listed standbys other than the primary)",
+                        candidates.max(1)
+                    ),
+                );
+            }
+            v.clamp(1, u32::MAX as i64) as u32
+        }
+    };
+    if candidates == 0 && !s.standbys.get_ref().is_empty() {
+        c.error(
+            s.standbys.span(),
+            "the only synchronous standby listed is the primary itself",
+            "list at least one standby; the primary is skipped while it is the primary",
+        );
+    }
+    if s.standbys.get_ref().is_empty() {
+        c.error(
+            s.standbys.span(),
+            "`synchronous.standbys` is empty",
+            "list the standbys that may confirm commits, or remove `synchronous`",
+        );
+    }
+    Synchronous {
+        mode,
+        count,
+        standbys,
+    }
+}
+
+fn check_role_name(c: &mut Checker, user: &Spanned<String>) -> String {
+    let u = user.get_ref();
+    if u.is_empty() || u.len() > 63 || u.chars().any(|ch| ch.is_control()) {
+        c.error(
+            user.span(),
+            format!("invalid role name {u:?}"),
+            "use 1 to 63 printable characters, e.g. \"replicator\"",
+        );
+    }
+    u.clone()
+}
+
+fn check_password(c: &mut Checker, value: &Spanned<toml::Value>, key: &str) -> Secret {
+    let placeholder = Secret::new(SecretSource::Env(String::new()), String::new());
+    let how = format!(
+        "write `{key} = {{ env = \"VARIABLE\" }}` or `{key} = {{ file = \"/path/to/0600-file\" }}`"
+    );
+    let table = match value.get_ref() {
+        toml::Value::Table(t) => t,
+        toml::Value::String(_) => {
+            c.error(
+                value.span(),
+                format!("`{key}` is written inline; passwords never appear in the cluster file"),
+                how,
+            );
+            return placeholder;
+        }
+        other => {
+            c.error(
+                value.span(),
+                format!("`{key}` must be a table, not a {}", other.type_str()),
+                how,
+            );
+            return placeholder;
+        }
+    };
+    let keys: Vec<&str> = table.keys().map(String::as_str).collect();
+    match (table.get("env"), table.get("file"), keys.len()) {
+        (Some(toml::Value::String(var)), None, 1) => {
+            match c.sources.env(var) {
+                Some(v) if !v.is_empty() => Secret::new(SecretSource::Env(var.clone()), v),
+                Some(_) => {
+                    c.error(
+                        value.span(),
+                        format!("environment variable {var} (for `{key}`) is empty"),
+                        format!("set {var} to the password before running pgrepl"),
+                    );
+                    placeholder
+                }
+                None => {
+                    c.error(
+                    value.span(),
+                    format!("environment variable {var} (for `{key}`) is not set"),
+                    format!("export {var}=... before running pgrepl, or read the password from a file"),
+                );
+                    placeholder
+                }
+            }
+        }
+        (None, Some(toml::Value::String(file)), 1) => {
+            let path = resolve_path(c.base_dir, file);
+            match c.sources.read_secret_file(&path) {
+                Ok(text) => {
+                    let pw = text.strip_suffix('\n').unwrap_or(&text);
+                    let pw = pw.strip_suffix('\r').unwrap_or(pw);
+                    if pw.is_empty() {
+                        c.error(
+                            value.span(),
+                            format!("password file {} (for `{key}`) is empty", path.display()),
+                            "write the password on the file's first line",
+                        );
+                        placeholder
+                    } else {
+                        Secret::new(SecretSource::File(path), pw.to_string())
+                    }
+                }
+                Err(e) => {
+                    c.error(
+                        value.span(),
+                        format!("password file for `{key}`: {e}"),
+                        "fix the file or point `file` elsewhere",
+                    );
+                    placeholder
+                }
+            }
+        }
+        _ => {
+            c.error(
+                value.span(),
+                format!("`{key}` needs exactly one of `env` or `file`, as a string"),
+                how,
+            );
+            placeholder
+        }
+    }
+}
+
+/// Relative paths in the file are relative to the file's directory; `~/` is $HOME.
+pub fn resolve_path(base_dir: &Path, p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/")
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(rest);
+    }
+    let path = PathBuf::from(p);
+    if path.is_absolute() {
+        path
+    } else {
+        base_dir.join(path)
+    }
+}
+
+fn check_port(c: &mut Checker, port: &Spanned<i64>, key: &str) -> u16 {
+    match u16::try_from(*port.get_ref()) {
+        Ok(p) if p > 0 => p,
+        _ => {
+            c.error(
+                port.span(),
+                format!("`{key}` {} is not a TCP port", port.get_ref()),
+                "use 1 to 65535",
+            );
+            1
+        }
+    }
+}
+
+fn check_ssh(c: &mut Checker, default: &RawSsh, node: &RawSsh) -> Ssh {
+    let user = node.user.as_ref().or(default.user.as_ref());
+    let port = node.port.as_ref().or(default.port.as_ref());
+    let identity = node
+        .identity_file
+        .as_ref()
+        .or(default.identity_file.as_ref());
+    let known_hosts_file = node
+        .known_hosts_file
+        .as_ref()
+        .or(default.known_hosts_file.as_ref());
+    let known_hosts = node.known_hosts.as_ref().or(default.known_hosts.as_ref());
+    let timeout = node
+        .connect_timeout
+        .as_ref()
+        .or(default.connect_timeout.as_ref());
+    Ssh {
+        user: user.map_or_else(|| "postgres".to_string(), |u| u.get_ref().clone()),
+        port: port.map_or(22, |p| check_port(c, p, "ssh.port")),
+        identity_file: identity.map(|p| resolve_path(c.base_dir, p.get_ref())),
+        known_hosts_file: known_hosts_file.map(|p| resolve_path(c.base_dir, p.get_ref())),
+        known_hosts: match known_hosts.map(|k| (k, k.get_ref().as_str())) {
+            None | Some((_, "strict")) => KnownHosts::Strict,
+            Some((_, "accept-new")) => KnownHosts::AcceptNew,
+            Some((k, "off" | "no" | "false")) => {
+                c.error(
+                    k.span(),
+                    "host key checking cannot be turned off",
+                    "use \"strict\" (default) or \"accept-new\" (trust a host key on first contact)",
+                );
+                KnownHosts::Strict
+            }
+            Some((k, other)) => {
+                c.error(
+                    k.span(),
+                    format!("unknown known_hosts mode {other:?}"),
+                    "use \"strict\" or \"accept-new\"",
+                );
+                KnownHosts::Strict
+            }
+        },
+        connect_timeout: match timeout {
+            None => Duration::from_secs(10),
+            Some(t) => match parse_duration(t.get_ref()) {
+                Ok(d) if !d.is_zero() && d <= Duration::from_secs(600) => d,
+                Ok(_) => {
+                    c.error(
+                        t.span(),
+                        "connect_timeout must be between 1ms and 10min",
+                        "e.g. \"10s\"",
+                    );
+                    Duration::from_secs(10)
+                }
+                Err(e) => {
+                    c.error(
+                        t.span(),
+                        format!("invalid connect_timeout: {e}"),
+                        "write a duration such as \"10s\", \"500ms\" or \"1min\"",
+                    );
+                    Duration::from_secs(10)
+                }
+            },
+        },
+    }
+}
+
+fn check_abs_path(
+    c: &mut Checker,
+    p: Option<&Spanned<String>>,
+    default: &str,
+    key: &str,
+) -> String {
+    match p {
+        None => default.to_string(),
+        Some(p) => {
+            let v = p.get_ref();
+            if !v.starts_with('/') || v.contains('\n') || v.contains('\0') {
+                c.error(
+                    p.span(),
+                    format!("`{key}` must be an absolute path on the node"),
+                    format!("e.g. {default:?}"),
+                );
+            }
+            v.trim_end_matches('/').to_string().max("/".to_string())
+        }
+    }
+}
+
+fn check_postgres(c: &mut Checker, default: &RawPostgres, node: &RawPostgres) -> Postgres {
+    let pick = |a: &Option<Spanned<String>>,
+                b: &Option<Spanned<String>>|
+     -> Option<Spanned<String>> { a.as_ref().or(b.as_ref()).cloned() };
+    let service = node.service.as_ref().or(default.service.as_ref()).cloned();
+    let config_dir = pick(&node.config_dir, &default.config_dir);
+    Postgres {
+        port: node
+            .port
+            .as_ref()
+            .or(default.port.as_ref())
+            .map_or(5432, |p| check_port(c, p, "postgres.port")),
+        data_dir: check_abs_path(
+            c,
+            pick(&node.data_dir, &default.data_dir).as_ref(),
+            "/var/lib/postgresql/15/main",
+            "postgres.data_dir",
+        ),
+        bin_dir: check_abs_path(
+            c,
+            pick(&node.bin_dir, &default.bin_dir).as_ref(),
+            "/usr/lib/postgresql/15/bin",
+            "postgres.bin_dir",
+        ),
+        socket_dir: check_abs_path(
+            c,
+            pick(&node.socket_dir, &default.socket_dir).as_ref(),
+            "/var/run/postgresql",
+            "postgres.socket_dir",
+        ),
+        config_dir: config_dir.map(|d| {
+            check_abs_path(
+                c,
+                Some(&d),
+                "/etc/postgresql/15/main",
+                "postgres.config_dir",
+            )
+        }),
+        service: service.map_or(Service::PgCtl, |s| check_service(c, &s)),
+    }
+}
+
+fn check_service(c: &mut Checker, s: &Spanned<toml::Value>) -> Service {
+    let help =
+        "use \"pg_ctl\", { systemd = \"postgresql@15-main\" } or { pg_ctlcluster = \"15/main\" }";
+    match s.get_ref() {
+        toml::Value::String(v) if v == "pg_ctl" => Service::PgCtl,
+        toml::Value::Table(t) if t.len() == 1 => match t.iter().next() {
+            Some((k, toml::Value::String(unit))) if k == "systemd" && !unit.is_empty() => {
+                Service::Systemd(unit.clone())
+            }
+            Some((k, toml::Value::String(cl))) if k == "pg_ctlcluster" => {
+                let ok = cl.split_once('/').is_some_and(|(v, n)| {
+                    !v.is_empty()
+                        && v.chars().all(|ch| ch.is_ascii_digit())
+                        && !n.is_empty()
+                        && !n.contains(char::is_whitespace)
+                });
+                if !ok {
+                    c.error(
+                        s.span(),
+                        format!("invalid pg_ctlcluster cluster {cl:?}"),
+                        "write VERSION/NAME, e.g. \"15/main\"",
+                    );
+                }
+                Service::PgCtlCluster(cl.clone())
+            }
+            _ => {
+                c.error(s.span(), "unknown `postgres.service`", help);
+                Service::PgCtl
+            }
+        },
+        _ => {
+            c.error(s.span(), "unknown `postgres.service`", help);
+            Service::PgCtl
+        }
+    }
+}
+
+fn check_settings(
+    c: &mut Checker,
+    settings: &SpannedMap<Spanned<toml::Value>>,
+    major: Option<u32>,
+) -> IndexMap<String, Setting> {
+    let mut out = IndexMap::new();
+    for (key, value) in settings {
+        let name = key.get_ref().to_ascii_lowercase();
+        if let Some(owner) = guc::owned_setting(&name) {
+            c.error(
+                key.span(),
+                format!("`{name}` is managed by pgrepl and cannot be set in settings"),
+                format!("it is controlled by {owner}"),
+            );
+            continue;
+        }
+        if name.contains('.') {
+            // A custom (extension) setting: PostgreSQL accepts any value as text.
+            match value.get_ref() {
+                toml::Value::Table(_) | toml::Value::Array(_) | toml::Value::Datetime(_) => c
+                    .error(
+                        value.span(),
+                        format!("`{name}` must be a string, number or boolean"),
+                        "write the value as PostgreSQL would read it, e.g. \"10000\"",
+                    ),
+                v => {
+                    out.insert(
+                        name.clone(),
+                        Setting {
+                            name,
+                            value: v.clone(),
+                            normalized: None,
+                        },
+                    );
+                }
+            }
+            continue;
+        }
+        let Some(def) = guc::lookup(&name) else {
+            let help = match guc::suggest(&name) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "check the spelling against `SELECT name FROM pg_settings`".to_string(),
+            };
+            c.error(
+                key.span(),
+                format!("unknown setting `{}`", key.get_ref()),
+                help,
+            );
+            continue;
+        };
+        if let Some(m) = major
+            && !guc::available_in(def, m)
+        {
+            let when = match def.until {
+                Some(u) if u < m => format!("it was removed after PostgreSQL {u}"),
+                _ => format!("it exists from PostgreSQL {} on", def.since),
+            };
+            c.error(
+                key.span(),
+                format!("`{name}` does not exist in PostgreSQL {m}"),
+                format!("{when}; remove it or raise `cluster.postgres_version`"),
+            );
+            continue;
+        }
+        match guc::normalize_desired(def, value.get_ref()) {
+            Ok(n) => {
+                out.insert(
+                    name.clone(),
+                    Setting {
+                        name: def.name.to_string(),
+                        value: value.get_ref().clone(),
+                        normalized: Some(n),
+                    },
+                );
+            }
+            Err(e) => c.error(value.span(), e.to_string(), value_help(def)),
+        }
+    }
+    out
+}
+
+/// What a valid value of this setting looks like.
+fn value_help(def: &guc::GucDef) -> String {
+    let range = match (def.min, def.max) {
+        (Some(lo), Some(hi)) => format!(" from {lo} to {hi}"),
+        _ => String::new(),
+    };
+    match (def.vartype, def.unit) {
+        (guc::VarType::Bool, _) => format!("`{}` is a boolean: write true or false", def.name),
+        (guc::VarType::Enum, _) => format!(
+            "`{}` takes one of: {}",
+            def.name,
+            def.enum_values.join(", ")
+        ),
+        (guc::VarType::Integer, Some(u)) if u.ends_with('B') => format!(
+            "`{}` is a size: a number of {u} units{range}, or a string with a unit, e.g. \"64MB\" (B, kB, MB, GB, TB; case-sensitive)",
+            def.name
+        ),
+        (guc::VarType::Integer | guc::VarType::Real, Some(u)) => format!(
+            "`{}` is a duration: a number of {u}{range}, or a string with a unit, e.g. \"5min\" (us, ms, s, min, h, d; case-sensitive)",
+            def.name
+        ),
+        (guc::VarType::Integer, None) => format!("`{}` is an integer{range}", def.name),
+        (guc::VarType::Real, None) => format!("`{}` is a number{range}", def.name),
+        (guc::VarType::String, _) => format!("`{}` is a string: write it in quotes", def.name),
+    }
+}
+
+/// A standby refuses to start with a hot-standby-sensitive setting lower than
+/// its primary's, and any node may become the primary: keep them equal.
+fn check_hot_standby_settings(
+    c: &mut Checker,
+    raw: &RawConfig,
+    nodes: &IndexMap<String, Node>,
+    primary: &str,
+) {
+    let Some(p) = nodes.get(primary) else { return };
+    for (name, node) in nodes {
+        if name == primary {
+            continue;
+        }
+        for (guc_name, setting) in &node.settings {
+            let Some(def) = guc::lookup(guc_name) else {
+                continue;
+            };
+            if !def.hot_standby_sensitive {
+                continue;
+            }
+            let (
+                Some(guc::Normalized::Integer(mine)),
+                Some(Some(guc::Normalized::Integer(theirs))),
+            ) = (
+                &setting.normalized,
+                p.settings.get(guc_name).map(|s| &s.normalized),
+            )
+            else {
+                continue;
+            };
+            if mine < theirs {
+                let span = raw
+                    .nodes
+                    .get_ref()
+                    .iter()
+                    .find(|(k, _)| k.get_ref() == name)
+                    .and_then(|(_, n)| {
+                        n.get_ref()
+                            .settings
+                            .iter()
+                            .find(|(k, _)| k.get_ref().eq_ignore_ascii_case(guc_name))
+                    })
+                    .map_or(0..0, |(_, v)| v.span());
+                c.error(
+                    span,
+                    format!("`{guc_name}` on standby `{name}` ({mine}) is lower than on the primary `{primary}` ({theirs})"),
+                    "a hot standby refuses to start when this is lower than on its primary; use at least the primary's value",
+                );
+            }
+        }
+    }
+}
+
+fn check_hba(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<String, Node>) -> Vec<HbaRule> {
+    let mut rules = Vec::new();
+    for rule in &raw.hba {
+        let r = rule.get_ref();
+        let kind = r.kind.get_ref();
+        if !HBA_TYPES.contains(&kind.as_str()) {
+            c.error(
+                r.kind.span(),
+                format!("unknown pg_hba connection type {kind:?}"),
+                did_you_mean_or_list(kind, HBA_TYPES.iter().copied(), "use one of"),
+            );
+        }
+        let method = r.method.get_ref();
+        if !HBA_METHODS.contains(&method.as_str()) {
+            c.error(
+                r.method.span(),
+                format!("unknown pg_hba method {method:?}"),
+                did_you_mean_or_list(method, HBA_METHODS.iter().copied(), "use one of"),
+            );
+        } else if method == "peer" && kind != "local" {
+            c.error(
+                r.method.span(),
+                "`peer` works only on local connections",
+                "use `ident`, or `type = \"local\"`",
+            );
+        } else if method == "sspi" {
+            c.error(
+                r.method.span(),
+                "`sspi` exists only on Windows",
+                "use `gss` or `scram-sha-256`",
+            );
+        }
+        for (field, what) in [(&r.database, "database"), (&r.user, "user")] {
+            let v = field.get_ref();
+            if v.is_empty()
+                || v.chars()
+                    .any(|ch| ch.is_whitespace() || ch == '#' || ch == '"' || ch.is_control())
+            {
+                c.error(
+                    field.span(),
+                    format!("invalid pg_hba {what} {v:?}"),
+                    format!("write one name, a comma-separated list, or a keyword such as `all`, with no spaces, quotes or `#`"),
+                );
+            }
+        }
+        if let Some(o) = &r.options
+            && o.get_ref()
+                .chars()
+                .any(|ch| ch == '\n' || ch == '\r' || ch == '#')
+        {
+            c.error(
+                o.span(),
+                "pg_hba options must be one line without `#`",
+                "e.g. \"clientcert=verify-full\"",
+            );
+        }
+        let address = match (&r.address, kind.as_str()) {
+            (Some(a), "local") => {
+                c.error(
+                    a.span(),
+                    "a `local` rule has no address",
+                    "remove `address`, or use `type = \"host\"`",
+                );
+                None
+            }
+            (None, k) if k != "local" && HBA_TYPES.contains(&k) => {
+                c.error(
+                    rule.span(),
+                    format!("a `{k}` rule needs an `address`"),
+                    "add `address = \"10.0.0.0/24\"` or the name of a node",
+                );
+                None
+            }
+            (Some(a), _) => Some(resolve_hba_address(c, a, nodes)),
+            (None, _) => None,
+        };
+        rules.push(HbaRule {
+            kind: kind.clone(),
+            database: r.database.get_ref().clone(),
+            user: r.user.get_ref().clone(),
+            address,
+            method: method.clone(),
+            options: r.options.as_ref().map(|o| o.get_ref().clone()),
+        });
+    }
+    rules
+}
+
+/// A CIDR, a pg_hba keyword, or a node name (-> its host as /32 or /128).
+fn resolve_hba_address(
+    c: &mut Checker,
+    a: &Spanned<String>,
+    nodes: &IndexMap<String, Node>,
+) -> String {
+    let v = a.get_ref();
+    if let Some(node) = nodes.get(v) {
+        return host_cidr(&node.host);
+    }
+    if ["all", "samehost", "samenet"].contains(&v.as_str()) {
+        return v.clone();
+    }
+    match parse_cidr(v) {
+        Ok(()) => v.clone(),
+        Err(why) => {
+            let names: Vec<&str> = nodes.keys().map(String::as_str).collect();
+            let help = match closest(v, names.iter().copied()) {
+                Some(n) => format!("did you mean the node `{n}`?"),
+                None => "write a CIDR such as \"10.0.3.0/24\" or \"2001:db8::/64\", or the name of a node".to_string(),
+            };
+            c.error(
+                a.span(),
+                format!("address {v:?} is not a CIDR or a node name: {why}"),
+                help,
+            );
+            v.clone()
+        }
+    }
+}
+
+/// `host/32` or `host/128` for an IP; a DNS name as it is (pg_hba accepts host names).
+pub fn host_cidr(host: &str) -> String {
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => format!("{ip}/32"),
+        Ok(IpAddr::V6(ip)) => format!("{ip}/128"),
+        Err(_) => host.to_string(),
+    }
+}
+
+pub fn parse_cidr(v: &str) -> Result<(), String> {
+    let Some((ip, bits)) = v.split_once('/') else {
+        return Err("missing the `/prefix` length".into());
+    };
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{ip:?} is not an IP address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    match bits.parse::<u8>() {
+        Ok(b) if b <= max => Ok(()),
+        _ => Err(format!("prefix length must be 0 to {max}")),
+    }
+}
+
+fn check_slots(c: &mut Checker, raw: &RawConfig, node_names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for slot in &raw.slots {
+        let name = &slot.get_ref().name;
+        if !check_identifier(
+            c,
+            name,
+            "slot name",
+            "PostgreSQL slot names allow only these characters",
+        ) {
+            continue;
+        }
+        if node_names.contains(name.get_ref()) {
+            c.error(
+                name.span(),
+                format!("slot `{}` has the name of a node", name.get_ref()),
+                "pgrepl names each standby's slot after the standby; pick another name",
+            );
+        } else if out.contains(name.get_ref()) {
+            c.error(
+                name.span(),
+                format!("slot `{}` is listed twice", name.get_ref()),
+                "list each slot once",
+            );
+        } else {
+            out.push(name.get_ref().clone());
+        }
+    }
+    out
+}
+
+/// "1MB" / 1048576 -> bytes. Units as PostgreSQL's: B kB MB GB TB, case-sensitive, 1024-based.
+pub fn parse_bytes(v: &toml::Value) -> Result<u64, String> {
+    match v {
+        toml::Value::Integer(n) if *n >= 0 => Ok(*n as u64),
+        toml::Value::Integer(_) => Err("a size cannot be negative".into()),
+        toml::Value::String(s) => {
+            let (num, unit) = split_number(s)?;
+            let mult: u64 = match unit {
+                "" | "B" => 1,
+                "kB" => 1 << 10,
+                "MB" => 1 << 20,
+                "GB" => 1 << 30,
+                "TB" => 1 << 40,
+                other => {
+                    return Err(format!(
+                        "unknown unit {other:?}: memory units are case-sensitive: use B, kB, MB, GB or TB"
+                    ));
+                }
+            };
+            num.checked_mul(mult).ok_or_else(|| "too large".to_string())
+        }
+        other => Err(format!(
+            "expected a string or integer, found a {}",
+            other.type_str()
+        )),
+    }
+}
+
+/// "10s", "500ms", "1min", "2h" -> Duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = split_number(s)?;
+    let ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        "" => return Err("a unit is required: ms, s, min or h".into()),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?}: use ms, s, min or h (case-sensitive)"
+            ));
+        }
+    };
+    num.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| "too large".to_string())
+}
+
+fn split_number(s: &str) -> Result<(u64, &str), String> {
+    let t = s.trim();
+    let end = t.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(t.len());
+    if end == 0 {
+        return Err(format!("{s:?} does not start with a whole number"));
+    }
+    let num = t[..end]
+        .parse::<u64>()
+        .map_err(|_| format!("{s:?}: number too large"))?;
+    Ok((num, t[end..].trim_start()))
+}
+
+/// The candidate closest to `word` by edit distance, if close enough to be a typo.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let word_l = word.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|cand| (levenshtein(&word_l, &cand.to_ascii_lowercase()), cand))
+        .filter(|(d, cand)| *d <= (cand.len().max(word.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, cand)| cand)
+}
+
+pub fn did_you_mean_or_list<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str> + Clone,
+    lead: &str,
+) -> String {
+    match closest(word, candidates.clone()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => {
+            let all: Vec<String> = candidates.into_iter().map(|c| format!("`{c}`")).collect();
+            format!("{lead} {}", all.join(", "))
+        }
+    }
+}
+
+pub fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

@@ -1,0 +1,118 @@
+//! The cluster file exactly as written: serde types with spans, no meaning yet.
+//!
+//! Every struct denies unknown keys, so a typo is an error, never ignored.
+//! Values whose shape has several forms (passwords, service, GUC values) stay
+//! `toml::Value` here; `check` turns them into the validated model with an
+//! error that names the key.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type SpannedMap<V> = IndexMap<Spanned<String>, V>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub cluster: Spanned<RawCluster>,
+    #[serde(default)]
+    pub ssh: RawSsh,
+    #[serde(default)]
+    pub postgres: RawPostgres,
+    pub nodes: Spanned<SpannedMap<Spanned<RawNode>>>,
+    pub replication: Spanned<RawReplication>,
+    pub rewind: Option<Spanned<RawRewind>>,
+    #[serde(default)]
+    pub settings: SpannedMap<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub hba: Vec<Spanned<RawHba>>,
+    #[serde(default)]
+    pub slots: Vec<Spanned<RawSlot>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: Spanned<String>,
+    pub primary: Spanned<String>,
+    pub postgres_version: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsh {
+    pub user: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub identity_file: Option<Spanned<String>>,
+    pub known_hosts_file: Option<Spanned<String>>,
+    pub known_hosts: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    pub port: Option<Spanned<i64>>,
+    pub data_dir: Option<Spanned<String>>,
+    pub bin_dir: Option<Spanned<String>>,
+    pub socket_dir: Option<Spanned<String>>,
+    pub service: Option<Spanned<toml::Value>>,
+    pub config_dir: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub host: Spanned<String>,
+    pub upstream: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ssh: RawSsh,
+    #[serde(default)]
+    pub postgres: RawPostgres,
+    #[serde(default)]
+    pub settings: SpannedMap<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplication {
+    pub user: Spanned<String>,
+    pub password: Spanned<toml::Value>,
+    pub slots: Option<Spanned<bool>>,
+    pub sslmode: Option<Spanned<String>>,
+    pub max_lag_on_failover: Option<Spanned<toml::Value>>,
+    pub synchronous: Option<Spanned<RawSynchronous>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSynchronous {
+    pub mode: Option<Spanned<String>>,
+    pub count: Option<Spanned<i64>>,
+    pub standbys: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewind {
+    pub user: Spanned<String>,
+    pub password: Spanned<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHba {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub database: Spanned<String>,
+    pub user: Spanned<String>,
+    pub address: Option<Spanned<String>>,
+    pub method: Spanned<String>,
+    pub options: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlot {
+    pub name: Spanned<String>,
+}

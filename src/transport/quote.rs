@@ -1,0 +1,100 @@
+//! The one place that turns an argument vector into a remote shell command
+//! line. sshd hands the command to the login shell, so every argument is
+//! single-quoted; nothing in an argument is ever interpreted.
+
+/// Quotes one argument for a POSIX shell: `'...'` with each `'` as `'\''`.
+/// Plain words made only of safe characters are left bare for readability.
+pub fn shell_quote(arg: &str) -> String {
+    let safe = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if safe {
+        return arg.to_string();
+    }
+    let mut out = String::with_capacity(arg.len() + 2);
+    out.push('\'');
+    for ch in arg.chars() {
+        if ch == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(ch);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The command line for an argument vector: each argument quoted, joined by spaces.
+pub fn command_line<S: AsRef<str>>(argv: &[S]) -> String {
+    argv.iter()
+        .map(|a| shell_quote(a.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Runs the quoted line through a real `sh` and returns the argv it saw.
+    fn roundtrip(args: &[&str]) -> Vec<String> {
+        let line = format!("printf '%s\\0' {}", command_line(args));
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{line}");
+        let text = String::from_utf8(out.stdout).expect("utf8");
+        text.split('\0')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn plain_words_stay_bare() {
+        assert_eq!(shell_quote("pg_ctl"), "pg_ctl");
+        assert_eq!(
+            shell_quote("/var/lib/postgresql/15/main"),
+            "/var/lib/postgresql/15/main"
+        );
+        assert_eq!(shell_quote("-D"), "-D");
+    }
+
+    #[test]
+    fn empty_argument_is_kept() {
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn hostile_arguments_reach_the_program_intact() {
+        let hostile = [
+            "it's",
+            "a b",
+            "$(touch /tmp/pgrepl-pwned)",
+            "`id`",
+            "line1\nline2",
+            "\"double\"",
+            "back\\slash",
+            "semi;colon && rm -rf /nonexistent",
+            "*",
+            "~",
+            "$HOME",
+            "'",
+            "''",
+            "tab\there",
+            "ünïcødé",
+            "-n",
+        ];
+        assert_eq!(roundtrip(&hostile), hostile);
+        assert!(!std::path::Path::new("/tmp/pgrepl-pwned").exists());
+    }
+
+    #[test]
+    fn command_line_joins_with_spaces() {
+        assert_eq!(command_line(&["ls", "-l", "a b"]), "ls -l 'a b'");
+    }
+}

@@ -1,0 +1,464 @@
+//! The lab fixture: a thin Rust handle on `lab/lab.sh`, the one lab
+//! implementation shared by the tests, the demo and the benchmarks.
+//!
+//! `Lab::for_test(name, nodes)` brings up a lab with a K of its own
+//! (`PGREPL_LAB_BASE_K`, default 200, plus a per-process counter; a K held by
+//! another live lab is skipped, one left behind by a dead test process is torn
+//! down and reused) and tears it down in `Drop`, so a failing or panicking test
+//! leaves nothing behind.
+
+#![allow(dead_code)] // the fixture is an API for later lab tests and benchmarks
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Exit code of `lab.sh up` when lab K already exists (someone else's).
+const EXIT_IN_USE: i32 = 3;
+const DEFAULT_BASE_K: u32 = 200;
+
+static NEXT_K: AtomicU32 = AtomicU32::new(0);
+static SKIPPED: AtomicUsize = AtomicUsize::new(0);
+
+pub fn lab_sh() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/lab/lab.sh")
+}
+
+fn lab_root() -> PathBuf {
+    std::env::var_os("PGREPL_LAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/pgrepl-lab"))
+}
+
+/// Effective uid 0, read from /proc (std has no geteuid).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Decides whether a lab test runs. Lab tests need root (namespaces, bridges,
+/// per-node sshd). Without root they fail, unless `PGREPL_SKIP_LAB_TESTS=1`
+/// opts out explicitly: then the test returns early and says so on the real
+/// stderr (not captured by the test harness), with a running count.
+pub fn lab_tests_enabled(test: &str) -> bool {
+    if std::env::var("PGREPL_SKIP_LAB_TESTS").is_ok_and(|v| v == "1") {
+        let n = SKIPPED.fetch_add(1, Ordering::SeqCst) + 1;
+        let why = if is_root() { "" } else { ", not root" };
+        // io::stderr() bypasses libtest's output capture: skips are never silent.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED lab test `{test}` (PGREPL_SKIP_LAB_TESTS=1{why}); lab tests skipped so far: {n}"
+        );
+        return false;
+    }
+    assert!(
+        is_root(),
+        "lab test `{test}` needs root: the lab creates network namespaces, a bridge and \
+         per-node sshd/PostgreSQL. Run the tests as root (e.g. `sudo -E cargo test`), or set \
+         PGREPL_SKIP_LAB_TESTS=1 to skip the lab tests explicitly."
+    );
+    true
+}
+
+fn run_lab_sh(args: &[&str]) -> Output {
+    Command::new("bash")
+        .arg(lab_sh())
+        .args(args)
+        .env("PGREPL_LAB_OWNER_PID", std::process::id().to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", lab_sh()))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A running lab; torn down when dropped.
+pub struct Lab {
+    k: u32,
+    nodes: usize,
+    dir: PathBuf,
+    major: String,
+    down_done: bool,
+}
+
+impl Lab {
+    /// The lab for one test, or `None` when lab tests are skipped explicitly.
+    pub fn for_test(test: &str, nodes: usize) -> Option<Lab> {
+        lab_tests_enabled(test).then(|| Lab::up(nodes))
+    }
+
+    /// Brings up a lab of `nodes` nodes with a K no other lab uses.
+    pub fn up(nodes: usize) -> Lab {
+        assert!(is_root(), "the lab needs root");
+        let base = std::env::var("PGREPL_LAB_BASE_K")
+            .ok()
+            .map(|v| {
+                v.parse::<u32>()
+                    .expect("PGREPL_LAB_BASE_K must be a number")
+            })
+            .unwrap_or(DEFAULT_BASE_K);
+        loop {
+            let k = base + NEXT_K.fetch_add(1, Ordering::SeqCst);
+            assert!(k <= 255, "no free lab K left in {base}..=255");
+            let mut reclaimed = false;
+            loop {
+                let started = Instant::now();
+                let out = run_lab_sh(&["--k", &k.to_string(), "--nodes", &nodes.to_string(), "up"]);
+                let dir = lab_root().join(k.to_string());
+                if out.status.success() {
+                    let config = text(&out.stdout).trim().to_string();
+                    assert_eq!(
+                        Path::new(&config),
+                        dir.join("pgrepl.toml"),
+                        "lab.sh up printed an unexpected path"
+                    );
+                    let major = std::fs::read_to_string(dir.join("major"))
+                        .expect("lab dir has no `major` file")
+                        .trim()
+                        .to_string();
+                    eprintln!(
+                        "lab {k}: {nodes} nodes up in {:.2}s\n{}",
+                        started.elapsed().as_secs_f64(),
+                        text(&out.stderr)
+                    );
+                    return Lab {
+                        k,
+                        nodes,
+                        dir,
+                        major,
+                        down_done: false,
+                    };
+                }
+                if out.status.code() == Some(EXIT_IN_USE) {
+                    // Left behind by a test process that died (SIGKILL, Ctrl-C)?
+                    let owner = std::fs::read_to_string(dir.join("owner"))
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u32>().ok());
+                    if let Some(pid) = owner
+                        && !reclaimed
+                        && !pid_alive(pid)
+                    {
+                        eprintln!(
+                            "lab {k}: owner process {pid} is gone; tearing the stale lab down"
+                        );
+                        let _ = run_lab_sh(&["--k", &k.to_string(), "down"]);
+                        reclaimed = true;
+                        continue;
+                    }
+                    break; // someone else's lab: next K
+                }
+                // lab.sh tears a failed up down itself; make sure anyway.
+                let _ = run_lab_sh(&["--k", &k.to_string(), "down"]);
+                panic!(
+                    "lab.sh --k {k} up failed ({}):\n{}{}",
+                    out.status,
+                    text(&out.stdout),
+                    text(&out.stderr)
+                );
+            }
+        }
+    }
+
+    pub fn k(&self) -> u32 {
+        self.k
+    }
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The cluster file the lab wrote for itself (SPEC section 1 format).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("pgrepl.toml")
+    }
+    pub fn identity_file(&self) -> PathBuf {
+        self.dir.join("id_ed25519")
+    }
+    pub fn known_hosts_file(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+    /// Node `i`'s address (1-based): 198.18.K.(10+i).
+    pub fn host(&self, i: usize) -> String {
+        assert!(
+            (1..=self.nodes).contains(&i),
+            "lab {} has no node {i}",
+            self.k
+        );
+        format!("198.18.{}.{}", self.k, 10 + i)
+    }
+    pub fn node_name(&self, i: usize) -> String {
+        format!("node{i}")
+    }
+    /// PostgreSQL major the lab runs (the Debian package's).
+    pub fn major(&self) -> &str {
+        &self.major
+    }
+    pub fn data_dir(&self) -> String {
+        format!("/var/lib/postgresql/{}/main", self.major)
+    }
+    pub fn bin(&self, name: &str) -> String {
+        format!("/usr/lib/postgresql/{}/bin/{name}", self.major)
+    }
+
+    /// `ssh` to node `i` as postgres with the lab's key and strict host key
+    /// checking; add the remote command with `.arg(...)`.
+    pub fn ssh(&self, i: usize) -> Command {
+        let mut c = Command::new("ssh");
+        c.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            self.known_hosts_file().display()
+        ))
+        .arg("-i")
+        .arg(self.identity_file())
+        .args(["-o", "ConnectTimeout=3"])
+        .arg(format!("postgres@{}", self.host(i)))
+        .stdin(Stdio::null());
+        c
+    }
+
+    fn lab(&self, args: &[&str]) -> Output {
+        let k = self.k.to_string();
+        let mut all = vec!["--k", &k];
+        all.extend_from_slice(args);
+        run_lab_sh(&all)
+    }
+
+    fn lab_ok(&self, args: &[&str]) -> Output {
+        let out = self.lab(args);
+        assert!(
+            out.status.success(),
+            "lab.sh --k {} {} failed ({}):\n{}{}",
+            self.k,
+            args.join(" "),
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs `args` as postgres inside node `i`'s namespaces (PATH starts with bin_dir).
+    pub fn exec(&self, i: usize, args: &[&str]) -> Output {
+        let i = i.to_string();
+        let mut all = vec!["exec", &i];
+        all.extend_from_slice(args);
+        self.lab(&all)
+    }
+
+    /// `psql -XAtq` on node `i` over its local socket; panics on error; output trimmed.
+    pub fn sql(&self, i: usize, sql: &str) -> String {
+        text(&self.lab_ok(&["sql", &i.to_string(), sql]).stdout)
+            .trim()
+            .to_string()
+    }
+
+    /// Like `sql`, but returns the raw result (for statements expected to fail).
+    pub fn try_sql(&self, i: usize, sql: &str) -> Output {
+        self.lab(&["sql", &i.to_string(), sql])
+    }
+
+    pub fn stop(&self, i: usize) {
+        self.lab_ok(&["stop", &i.to_string()]);
+    }
+    pub fn start(&self, i: usize) {
+        self.lab_ok(&["start", &i.to_string()]);
+    }
+    /// Network loss: node `i`'s link to the bridge goes down.
+    pub fn cut(&self, i: usize) {
+        self.lab_ok(&["cut", &i.to_string()]);
+    }
+    pub fn heal(&self, i: usize) {
+        self.lab_ok(&["heal", &i.to_string()]);
+    }
+
+    /// The password variables the cluster file refers to, as (name, value).
+    pub fn env(&self) -> Vec<(String, String)> {
+        let file = self.dir.join("env");
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()))
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// What to look for after `down`: the lab's names, its directory and every
+    /// process living in its namespaces right now.
+    pub fn trace(&self) -> LabTrace {
+        let mut pids = Vec::new();
+        for i in 1..=self.nodes {
+            let out = Command::new("ip")
+                .args(["netns", "pids", &format!("pgrl-{}-{i}", self.k)])
+                .output()
+                .expect("ip netns pids");
+            pids.extend(
+                text(&out.stdout)
+                    .lines()
+                    .filter_map(|l| l.trim().parse::<u32>().ok()),
+            );
+        }
+        let procs = pids
+            .into_iter()
+            .filter_map(|p| start_time(p).map(|t| (p, t)))
+            .collect();
+        LabTrace {
+            k: self.k,
+            dir: self.dir.clone(),
+            procs,
+        }
+    }
+
+    /// Tears the lab down now (Drop does it otherwise). Safe to call twice.
+    pub fn down(&mut self) -> Result<(), String> {
+        let out = self.lab(&["down"]);
+        self.down_done = true;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "lab.sh --k {} down failed ({}):\n{}{}",
+                self.k,
+                out.status,
+                text(&out.stdout),
+                text(&out.stderr)
+            ))
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.down_done {
+            return;
+        }
+        if let Err(e) = self.down() {
+            if std::thread::panicking() {
+                eprintln!("{e}");
+            } else {
+                panic!("{e}");
+            }
+        }
+    }
+}
+
+/// Field 22 of /proc/PID/stat (start time), or None when the process is gone
+/// or a zombie (dead, waiting for PID 1 to reap it).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// A snapshot of a lab taken before `down`, to prove nothing is left after it.
+pub struct LabTrace {
+    k: u32,
+    dir: PathBuf,
+    procs: Vec<(u32, u64)>,
+}
+
+impl LabTrace {
+    pub fn process_count(&self) -> usize {
+        self.procs.len()
+    }
+
+    /// Everything of the lab still present; empty when `down` was complete.
+    /// Zombies (already dead, not yet reaped by PID 1) do not count.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let prefix = format!("pgrl-{}-", self.k);
+        let bridge = format!("pgrl-br{}", self.k);
+        let netns = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip netns list");
+        for l in text(&netns.stdout).lines() {
+            if l.starts_with(&prefix) {
+                left.push(format!("network namespace {l}"));
+            }
+        }
+        let links = Command::new("ip")
+            .args(["-o", "link", "show"])
+            .output()
+            .expect("ip link");
+        for l in text(&links.stdout).lines() {
+            let name = l
+                .split(": ")
+                .nth(1)
+                .unwrap_or("")
+                .split('@')
+                .next()
+                .unwrap_or("");
+            if name.starts_with(&prefix) || name == bridge {
+                left.push(format!("link {name}"));
+            }
+        }
+        for &(pid, t) in &self.procs {
+            if start_time(pid) == Some(t) {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                left.push(format!("process {pid}: {}", text(&cmd).replace('\0', " ")));
+            }
+        }
+        // Any process still naming the lab directory (an sshd started with its config).
+        let needle = format!("{}/", self.dir.display());
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                    continue;
+                };
+                if pid == std::process::id() || start_time(pid).is_none() {
+                    continue;
+                }
+                let cmd = text(&std::fs::read(e.path().join("cmdline")).unwrap_or_default())
+                    .replace('\0', " ");
+                if cmd.contains(&needle) && !self.procs.iter().any(|&(p, _)| p == pid) {
+                    left.push(format!("process {pid}: {cmd}"));
+                }
+            }
+        }
+        if self.dir.exists() {
+            left.push(format!("directory {}", self.dir.display()));
+        }
+        left
+    }
+
+    /// Waits (briefly) until nothing is left, then returns what still is.
+    pub fn wait_gone(&self, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = self.leftovers();
+            if left.is_empty() || Instant::now() >= deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
