@@ -237,11 +237,13 @@ start_node() {
 	ip -n "$ns" link set lo up
 	write_sshd_config "$i"
 	# The node's own mount, UTS and IPC namespaces, anchored by its sshd.
-	# /run becomes a private tmpfs (the node's own /run/sshd and socket dir).
+	# /run and /dev/shm become private tmpfs mounts (the node's own /run/sshd,
+	# socket dir and POSIX shared memory), as on a machine of its own.
 	ip netns exec "$ns" unshare --mount --uts --ipc --propagation private sh -c '
 		set -e
 		hostname "node$2"
 		mount -t tmpfs -o mode=0755,size=16m pgrepl-lab-run /run
+		mount -t tmpfs -o mode=1777 pgrepl-lab-shm /dev/shm
 		mkdir -m 0755 /run/sshd /run/postgresql
 		mount --bind "$1/home" /var/lib/postgresql
 		mount --bind "$1/run" /run/postgresql

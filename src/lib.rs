@@ -13,4 +13,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod gather;
 pub mod guc;
+pub mod transport;
+pub mod status;

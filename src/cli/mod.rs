@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand; parse, call, print — never decide.
 
+mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -23,6 +24,17 @@ pub struct Cli {
 pub enum Command {
     /// Check the cluster file; contacts no node.
     Validate(FileArg),
+    /// Show every node's role, timeline, position, lag, slot and health.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +53,7 @@ pub struct FileArg {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Status(args) => status::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -49,6 +62,11 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The async runtime for commands that talk to nodes.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 /// Prints an error once, with its chain of causes.

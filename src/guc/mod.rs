@@ -183,7 +183,10 @@ fn cmp_ignore_case(a: &str, b: &str) -> Ordering {
 
 /// Obsolete names PostgreSQL still maps to current ones
 /// (`map_old_guc_names` in guc.c).
-const OLD_NAMES: &[(&str, &str)] = &[("sort_mem", "work_mem"), ("vacuum_mem", "maintenance_work_mem")];
+const OLD_NAMES: &[(&str, &str)] = &[
+    ("sort_mem", "work_mem"),
+    ("vacuum_mem", "maintenance_work_mem"),
+];
 
 fn lookup_builtin(name: &str) -> Option<&'static GucDef> {
     catalog::GUCS
@@ -215,7 +218,10 @@ pub fn lookup(name: &str) -> Option<&'static GucDef> {
     if let Some(def) = lookup_builtin(name) {
         return Some(def);
     }
-    if let Some((_, new)) = OLD_NAMES.iter().find(|(old, _)| old.eq_ignore_ascii_case(name)) {
+    if let Some((_, new)) = OLD_NAMES
+        .iter()
+        .find(|(old, _)| old.eq_ignore_ascii_case(name))
+    {
         return lookup_builtin(new);
     }
     if is_custom_name(name) {
@@ -253,7 +259,10 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The closest candidate to `input` within a distance that still looks like
 /// a typo, comparing case-insensitively and treating `-` as `_`.
-pub(crate) fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let norm = |s: &str| s.to_lowercase().replace('-', "_");
     let wanted = norm(input);
     let limit = (wanted.chars().count() / 4).clamp(1, 3);
@@ -274,7 +283,10 @@ pub fn suggest(name: &str) -> Option<&'static str> {
     if let Some(new) = successor(name) {
         return Some(new);
     }
-    let current = catalog::GUCS.iter().filter(|d| d.until.is_none()).map(|d| d.name);
+    let current = catalog::GUCS
+        .iter()
+        .filter(|d| d.until.is_none())
+        .map(|d| d.name);
     closest(name, current).or_else(|| closest(name, catalog::GUCS.iter().map(|d| d.name)))
 }
 
@@ -287,8 +299,14 @@ pub fn successor(name: &str) -> Option<&'static str> {
         ("checkpoint_segments", "max_wal_size"),
         ("standby_slot_names", "synchronized_standby_slots"),
         ("enable_resultcache", "enable_memoize"),
-        ("debug_invalidate_system_caches_always", "debug_discard_caches"),
-        ("logical_replication_mode", "debug_logical_replication_streaming"),
+        (
+            "debug_invalidate_system_caches_always",
+            "debug_discard_caches",
+        ),
+        (
+            "logical_replication_mode",
+            "debug_logical_replication_streaming",
+        ),
         ("sort_mem", "work_mem"),
         ("vacuum_mem", "maintenance_work_mem"),
     ];
@@ -328,16 +346,27 @@ pub fn owned_setting(name: &str) -> Option<&'static str> {
         // A recovery target stops a standby from following its upstream
         // (and would promote or pause it): pgrepl keeps replicas replaying
         // to the end of WAL.
-        "recovery_target" | "recovery_target_lsn" | "recovery_target_name" | "recovery_target_time"
-        | "recovery_target_xid" => "pgrepl itself (standbys replay to the end of WAL; recovery targets are not supported)",
+        "recovery_target"
+        | "recovery_target_lsn"
+        | "recovery_target_name"
+        | "recovery_target_time"
+        | "recovery_target_xid" => {
+            "pgrepl itself (standbys replay to the end of WAL; recovery targets are not supported)"
+        }
         // Promotion is done by pgrepl on a switchover ([cluster] primary).
-        "promote_trigger_file" => "[cluster] primary (pgrepl promotes with pg_ctl promote on switchover)",
+        "promote_trigger_file" => {
+            "[cluster] primary (pgrepl promotes with pg_ctl promote on switchover)"
+        }
         // Not GUCs since 12 (standby.signal replaced them), but a classic
         // mistake when copying an old recovery.conf.
-        "standby_mode" | "trigger_file" => "[cluster] primary and [nodes.NAME] (pgrepl writes standby.signal)",
+        "standby_mode" | "trigger_file" => {
+            "[cluster] primary and [nodes.NAME] (pgrepl writes standby.signal)"
+        }
         // pgrepl applies [settings] with ALTER SYSTEM: turning it off would
         // lock pgrepl out (and ALTER SYSTEM refuses to set it).
-        "allow_alter_system" => "pgrepl itself (it applies [settings] with ALTER SYSTEM, which needs allow_alter_system = on)",
+        "allow_alter_system" => {
+            "pgrepl itself (it applies [settings] with ALTER SYSTEM, which needs allow_alter_system = on)"
+        }
         // Deliberately NOT owned: restore_command, archive_*, hot_standby,
         // hot_standby_feedback, wal_level, max_wal_senders, listen_addresses,
         // cluster_name ... these are the operator's to choose.
@@ -365,12 +394,20 @@ pub fn context_in(def: &GucDef, major: u32) -> Context {
 /// Why `ALTER SYSTEM` cannot set this GUC, or `None` when it can.
 pub fn not_settable_reason(def: &GucDef) -> Option<&'static str> {
     if def.context == Context::Internal {
-        return Some("it is read-only: it reports a property fixed when PostgreSQL was built or initdb ran");
+        return Some(
+            "it is read-only: it reports a property fixed when PostgreSQL was built or initdb ran",
+        );
     }
     match def.name {
         // GUC_DISALLOW_IN_FILE
-        "is_superuser" | "role" | "session_authorization" | "seed" | "transaction_isolation"
-        | "transaction_read_only" | "transaction_deferrable" | "ssl_renegotiation_limit" => {
+        "is_superuser"
+        | "role"
+        | "session_authorization"
+        | "seed"
+        | "transaction_isolation"
+        | "transaction_read_only"
+        | "transaction_deferrable"
+        | "ssl_renegotiation_limit" => {
             Some("it can only be set per session (SET), not in a configuration file")
         }
         "config_file" => Some("it can only be given on the server command line"),
@@ -399,8 +436,12 @@ pub enum ListKind {
 /// Whether a string GUC is a list, and of which kind.
 pub fn list_kind(def: &GucDef) -> ListKind {
     match def.name {
-        "search_path" | "temp_tablespaces" | "session_preload_libraries" | "shared_preload_libraries"
-        | "local_preload_libraries" | "unix_socket_directories" => ListKind::QuotedList,
+        "search_path"
+        | "temp_tablespaces"
+        | "session_preload_libraries"
+        | "shared_preload_libraries"
+        | "local_preload_libraries"
+        | "unix_socket_directories" => ListKind::QuotedList,
         "DateStyle"
         | "createrole_self_grant"
         | "log_destination"

@@ -1,0 +1,250 @@
+//! The only reads of the outside world before planning: every node at once,
+//! one SSH round trip for files and one pipelined SQL batch per node.
+//! Read-only: `SELECT`/`SHOW`, file reads, `pg_controldata`, `test -e`.
+
+pub mod model;
+pub mod parse;
+
+use std::time::Instant;
+
+use anyhow::Context;
+use indexmap::IndexMap;
+use tokio_postgres::Client;
+
+pub use model::*;
+
+use crate::config::{Config, Node};
+use crate::transport::NodeSession;
+
+/// Gathers every node concurrently; one node's failure never stops the others.
+/// Returns the open sessions too, for a caller that goes on to act.
+pub async fn gather(cfg: &Config) -> (Observed, IndexMap<String, NodeSession>) {
+    let tasks = cfg.nodes.values().map(|node| gather_node(cfg, node));
+    let results = futures_util::future::join_all(tasks).await;
+    let mut nodes = IndexMap::new();
+    let mut sessions = IndexMap::new();
+    for (state, session) in results {
+        if let Some(s) = session {
+            sessions.insert(state.name.clone(), s);
+        }
+        nodes.insert(state.name.clone(), state);
+    }
+    (
+        Observed {
+            cluster: cfg.cluster.name.clone(),
+            nodes,
+        },
+        sessions,
+    )
+}
+
+/// Everything pgrepl needs to know about one node.
+pub async fn gather_node(cfg: &Config, node: &Node) -> (NodeState, Option<NodeSession>) {
+    let started = Instant::now();
+    let mut state = NodeState {
+        name: node.name.clone(),
+        host: node.host.clone(),
+        unreachable: None,
+        files: None,
+        server: None,
+        errors: Vec::new(),
+        gather_ms: 0,
+    };
+    let mut session = match NodeSession::connect(node).await {
+        Ok(s) => s,
+        Err(e) => {
+            state.unreachable = Some(UnreachableInfo {
+                kind: e.kind,
+                message: e.to_string(),
+            });
+            state.gather_ms = started.elapsed().as_millis() as u64;
+            return (state, None);
+        }
+    };
+    match read_files(&session, node).await {
+        Ok(files) => state.files = Some(files),
+        Err(e) => state.errors.push(format!("{e:#}")),
+    }
+    let running = state.files.as_ref().is_some_and(|f| f.running);
+    if running {
+        match read_server(cfg, &mut session, node).await {
+            Ok(server) => state.server = Some(server),
+            Err(e) => state.errors.push(format!("{e:#}")),
+        }
+    }
+    state.gather_ms = started.elapsed().as_millis() as u64;
+    (state, Some(session))
+}
+
+async fn read_files(session: &NodeSession, node: &Node) -> anyhow::Result<FileFacts> {
+    let pg = &node.postgres;
+    let conf_dir = pg.config_dir.as_deref().unwrap_or(&pg.data_dir);
+    let argv = ["sh", "-c", parse::GATHER_SCRIPT, "pgrepl-gather", &pg.data_dir, &pg.bin_dir, conf_dir];
+    let out = session.run(&argv).await?;
+    if !out.success() {
+        anyhow::bail!("{}: reading the data directory failed: {}", node.name, out.stderr.trim());
+    }
+    parse::parse_gather_output(&out.stdout).map_err(|e| anyhow::anyhow!("{}: {e}", node.name))
+}
+
+const SQL_SERVER: &str = "SELECT current_setting('server_version_num')::int4,
+  pg_is_in_recovery(),
+  (SELECT system_identifier::text FROM pg_control_system()),
+  CASE WHEN pg_is_in_recovery()
+       THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))::int4
+       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int4 END,
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,
+  pg_last_wal_receive_lsn()::text,
+  pg_last_wal_replay_lsn()::text,
+  extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8,
+  current_setting('data_directory'),
+  current_setting('hba_file'),
+  (SELECT sum(pg_database_size(oid)) FROM pg_database)::int8";
+
+const SQL_SETTINGS: &str = "SELECT name, setting, unit, context, vartype, pending_restart, source FROM pg_settings";
+const SQL_FILE_SETTINGS: &str =
+    "SELECT coalesce(sourcefile, '') || ':' || coalesce(sourceline, 0) || ': ' || coalesce(name, '') || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL";
+const SQL_ROLES: &str = "SELECT rolname::text, rolcanlogin, rolreplication, rolsuper, rolpassword,
+  has_function_privilege(oid, 'pg_catalog.pg_ls_dir(text, boolean, boolean)', 'EXECUTE')
+  AND has_function_privilege(oid, 'pg_catalog.pg_stat_file(text, boolean)', 'EXECUTE')
+  AND has_function_privilege(oid, 'pg_catalog.pg_read_binary_file(text)', 'EXECUTE')
+  AND has_function_privilege(oid, 'pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)', 'EXECUTE')
+  FROM pg_authid WHERE rolname = ANY($1)";
+const SQL_HBA_ERRORS: &str = "SELECT coalesce(line_number, 0), error FROM pg_hba_file_rules WHERE error IS NOT NULL";
+const SQL_SLOTS: &str = "SELECT slot_name::text, slot_type, active, restart_lsn::text, wal_status,
+  CASE WHEN restart_lsn IS NULL THEN NULL
+       ELSE pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_lsn() END, restart_lsn)::int8 END
+  FROM pg_replication_slots ORDER BY slot_name";
+const SQL_REPLICATION: &str = "SELECT coalesce(application_name, ''), host(client_addr), state, sent_lsn::text, flush_lsn::text, replay_lsn::text,
+  sync_state, extract(epoch FROM replay_lag)::float8
+  FROM pg_stat_replication ORDER BY application_name";
+const SQL_WAL_RECEIVER: &str =
+    "SELECT status, received_tli, flushed_lsn::text, slot_name, sender_host, sender_port FROM pg_stat_wal_receiver";
+
+async fn read_server(cfg: &Config, session: &mut NodeSession, node: &Node) -> anyhow::Result<ServerFacts> {
+    let client = session.pg_client(node.postgres.port, &node.postgres.socket_dir).await?;
+    read_server_sql(cfg, &client)
+        .await
+        .with_context(|| format!("{}: reading the server's state over SQL failed", node.name))
+}
+
+async fn read_server_sql(cfg: &Config, client: &Client) -> anyhow::Result<ServerFacts> {
+    let mut role_names = vec![cfg.replication.user.clone()];
+    if let Some(r) = &cfg.rewind {
+        role_names.push(r.user.clone());
+    }
+    let role_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&role_names];
+    // Issued together: tokio-postgres pipelines them on one connection.
+    let (server, settings, file_errors, roles, hba, slots, replication, receiver) = tokio::try_join!(
+        client.query_one(SQL_SERVER, &[]),
+        client.query(SQL_SETTINGS, &[]),
+        client.query(SQL_FILE_SETTINGS, &[]),
+        client.query(SQL_ROLES, &role_param),
+        client.query(SQL_HBA_ERRORS, &[]),
+        client.query(SQL_SLOTS, &[]),
+        client.query(SQL_REPLICATION, &[]),
+        client.query(SQL_WAL_RECEIVER, &[]),
+    )?;
+    let lsn = |v: Option<String>| v.and_then(|s| s.parse::<Lsn>().ok());
+    let settings = settings
+        .iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            let mut setting: String = r.get::<_, Option<String>>(1).unwrap_or_default();
+            if name == "primary_conninfo" {
+                setting = parse::redact_conninfo(&setting);
+            }
+            (
+                name.clone(),
+                PgSetting {
+                    name,
+                    setting,
+                    unit: r.get(2),
+                    context: r.get(3),
+                    vartype: r.get(4),
+                    pending_restart: r.get(5),
+                    source: r.get(6),
+                },
+            )
+        })
+        .collect();
+    let roles = roles
+        .iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            let verifier: Option<String> = r.get(4);
+            (
+                name.clone(),
+                RoleFacts {
+                    name,
+                    login: r.get(1),
+                    replication: r.get(2),
+                    superuser: r.get(3),
+                    verifier_digest: verifier.as_deref().map(digest),
+                    verifier,
+                    rewind_grants: r.get(5),
+                },
+            )
+        })
+        .collect();
+    Ok(ServerFacts {
+        version_num: u32::try_from(server.get::<_, i32>(0)).unwrap_or(0),
+        in_recovery: server.get(1),
+        system_identifier: server.get(2),
+        timeline: u32::try_from(server.get::<_, i32>(3)).unwrap_or(0),
+        current_lsn: lsn(server.get(4)),
+        receive_lsn: lsn(server.get(5)),
+        replay_lsn: lsn(server.get(6)),
+        replay_delay_s: server.get(7),
+        data_directory: server.get(8),
+        hba_file: server.get(9),
+        database_size_bytes: server.get::<_, Option<i64>>(10).unwrap_or(0),
+        settings,
+        file_setting_errors: file_errors.iter().map(|r| r.get(0)).collect(),
+        roles,
+        hba_errors: hba.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        slots: slots
+            .iter()
+            .map(|r| SlotFacts {
+                name: r.get(0),
+                slot_type: r.get(1),
+                active: r.get(2),
+                restart_lsn: lsn(r.get(3)),
+                wal_status: r.get(4),
+                retained_bytes: r.get(5),
+            })
+            .collect(),
+        replication: replication
+            .iter()
+            .map(|r| ReplicationFacts {
+                application_name: r.get(0),
+                client_addr: r.get(1),
+                state: r.get(2),
+                sent_lsn: lsn(r.get(3)),
+                flush_lsn: lsn(r.get(4)),
+                replay_lsn: lsn(r.get(5)),
+                sync_state: r.get(6),
+                replay_lag_s: r.get(7),
+            })
+            .collect(),
+        wal_receiver: receiver.first().map(|r| WalReceiverFacts {
+            status: r.get(0),
+            received_tli: r.get::<_, Option<i32>>(1).and_then(|t| u32::try_from(t).ok()),
+            flushed_lsn: lsn(r.get(2)),
+            slot_name: r.get(3),
+            sender_host: r.get(4),
+            sender_port: r.get(5),
+        }),
+    })
+}
+
+/// A short, one-way fingerprint (FNV-1a 64) of a verifier: enough to notice a
+/// change for plan staleness, useless to recover anything.
+pub fn digest(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

@@ -1,0 +1,228 @@
+//! What pgrepl saw on each node: plain data, no handles, no secrets in clear.
+
+use std::fmt;
+use std::str::FromStr;
+
+use indexmap::IndexMap;
+use serde::{Serialize, Serializer};
+
+use crate::transport::Unreachable;
+
+/// A WAL position (`pg_lsn`), printed as PostgreSQL prints it: `16/B374D848`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Lsn(pub u64);
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+impl FromStr for Lsn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (hi, lo) = s.trim().split_once('/').ok_or_else(|| format!("{s:?} is not an LSN"))?;
+        let hi = u64::from_str_radix(hi, 16).map_err(|_| format!("{s:?} is not an LSN"))?;
+        let lo = u64::from_str_radix(lo, 16).map_err(|_| format!("{s:?} is not an LSN"))?;
+        if hi > 0xFFFF_FFFF || lo > 0xFFFF_FFFF {
+            return Err(format!("{s:?} is not an LSN"));
+        }
+        Ok(Lsn((hi << 32) | lo))
+    }
+}
+
+impl Serialize for Lsn {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// Every node, in the cluster file's order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observed {
+    pub cluster: String,
+    pub nodes: IndexMap<String, NodeState>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeState {
+    pub name: String,
+    pub host: String,
+    /// `None` when reachable.
+    pub unreachable: Option<UnreachableInfo>,
+    pub files: Option<FileFacts>,
+    /// Present when PostgreSQL is running and answered SQL.
+    pub server: Option<ServerFacts>,
+    /// A read that failed on a reachable node (the others still ran).
+    pub errors: Vec<String>,
+    /// Wall time of this node's gathering, in milliseconds.
+    pub gather_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UnreachableInfo {
+    pub kind: Unreachable,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataDir {
+    Missing,
+    Empty,
+    Initialised,
+    /// Present, not empty, but no PG_VERSION: never touched by pgrepl.
+    Foreign,
+}
+
+/// Read from the node's file system in one SSH round trip.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileFacts {
+    pub data_dir: DataDir,
+    /// `PG_VERSION` (the major).
+    pub major: Option<u32>,
+    pub running: bool,
+    pub standby_signal: bool,
+    pub recovery_signal: bool,
+    pub control: Option<ControlData>,
+    /// pg_hba.conf as on disk.
+    pub hba_conf: Option<String>,
+    /// postgresql.auto.conf with any password redacted.
+    pub auto_conf: Option<String>,
+    /// Whether postgresql.auto.conf holds a password in clear (it must not).
+    pub auto_conf_has_password: bool,
+    /// Timeline history files: (timeline, content).
+    pub histories: Vec<(u32, String)>,
+    pub disk_free_bytes: Option<u64>,
+    pub disk_total_bytes: Option<u64>,
+    /// The SSH user's home directory (where pgrepl keeps its passfile).
+    pub home: Option<String>,
+}
+
+/// `pg_controldata`, with `LC_ALL=C`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ControlData {
+    pub state: String,
+    pub system_identifier: String,
+    pub checkpoint_lsn: Option<Lsn>,
+    pub checkpoint_redo_lsn: Option<Lsn>,
+    pub checkpoint_timeline: Option<u32>,
+    pub min_recovery_end_lsn: Option<Lsn>,
+    pub min_recovery_end_timeline: Option<u32>,
+    pub wal_log_hints: Option<bool>,
+    pub data_checksums: Option<bool>,
+}
+
+/// Read over SQL while PostgreSQL runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerFacts {
+    pub version_num: u32,
+    pub system_identifier: String,
+    pub in_recovery: bool,
+    pub timeline: u32,
+    /// Primary: `pg_current_wal_lsn()`.
+    pub current_lsn: Option<Lsn>,
+    pub receive_lsn: Option<Lsn>,
+    pub replay_lsn: Option<Lsn>,
+    /// Seconds since the last replayed transaction's commit (standbys).
+    pub replay_delay_s: Option<f64>,
+    pub data_directory: String,
+    pub hba_file: String,
+    pub database_size_bytes: i64,
+    pub settings: IndexMap<String, PgSetting>,
+    /// `pg_file_settings` rows with an error.
+    pub file_setting_errors: Vec<String>,
+    pub roles: IndexMap<String, RoleFacts>,
+    /// `pg_hba_file_rules` errors: (line, error).
+    pub hba_errors: Vec<(i32, String)>,
+    pub slots: Vec<SlotFacts>,
+    pub replication: Vec<ReplicationFacts>,
+    pub wal_receiver: Option<WalReceiverFacts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PgSetting {
+    pub name: String,
+    /// `primary_conninfo` has its password redacted.
+    pub setting: String,
+    pub unit: Option<String>,
+    pub context: String,
+    pub vartype: String,
+    pub pending_restart: bool,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleFacts {
+    pub name: String,
+    pub login: bool,
+    pub replication: bool,
+    pub superuser: bool,
+    /// The stored verifier (`SCRAM-SHA-256$...`), never printed.
+    #[serde(skip)]
+    pub verifier: Option<String>,
+    /// A fingerprint of the verifier for plan staleness, not the verifier.
+    pub verifier_digest: Option<String>,
+    /// EXECUTE on the four functions pg_rewind needs.
+    pub rewind_grants: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotFacts {
+    pub name: String,
+    pub slot_type: String,
+    pub active: bool,
+    pub restart_lsn: Option<Lsn>,
+    pub wal_status: Option<String>,
+    pub retained_bytes: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicationFacts {
+    pub application_name: String,
+    pub client_addr: Option<String>,
+    pub state: Option<String>,
+    pub sent_lsn: Option<Lsn>,
+    pub flush_lsn: Option<Lsn>,
+    pub replay_lsn: Option<Lsn>,
+    pub sync_state: Option<String>,
+    pub replay_lag_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WalReceiverFacts {
+    pub status: String,
+    pub received_tli: Option<u32>,
+    pub flushed_lsn: Option<Lsn>,
+    pub slot_name: Option<String>,
+    pub sender_host: Option<String>,
+    pub sender_port: Option<i32>,
+}
+
+impl NodeState {
+    pub fn reachable(&self) -> bool {
+        self.unreachable.is_none()
+    }
+
+    pub fn setting(&self, name: &str) -> Option<&PgSetting> {
+        self.server.as_ref().and_then(|s| s.settings.get(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_round_trips_in_postgres_format() {
+        for s in ["0/0", "0/3000148", "16/B374D848", "FFFFFFFF/FFFFFFFF"] {
+            let l: Lsn = s.parse().expect(s);
+            assert_eq!(l.to_string(), s);
+        }
+        assert_eq!("1/0".parse::<Lsn>().map(|l| l.0), Ok(1 << 32));
+        assert!("nope".parse::<Lsn>().is_err());
+        assert!("1/2/3".parse::<Lsn>().is_err());
+        assert!("100000000/0".parse::<Lsn>().is_err());
+        assert!("0/3000148".parse::<Lsn>().expect("lsn") < "1/0".parse::<Lsn>().expect("lsn"));
+    }
+}

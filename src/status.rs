@@ -1,0 +1,308 @@
+//! `pgrepl status`: each node's role and health, derived from observed state
+//! (pure), rendered as a table or JSON.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::gather::{DataDir, Lsn, NodeState, Observed};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Standby,
+    Stopped,
+    Empty,
+    Diverged,
+    Unreachable,
+    Unknown,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Standby => "standby",
+            Role::Stopped => "stopped",
+            Role::Empty => "empty",
+            Role::Diverged => "diverged",
+            Role::Unreachable => "unreachable",
+            Role::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    pub cluster: String,
+    pub healthy: bool,
+    pub nodes: Vec<NodeStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub host: String,
+    pub reachable: bool,
+    pub role: Role,
+    pub healthy: bool,
+    /// Why the node is not healthy, each with what to do.
+    pub problems: Vec<String>,
+    pub timeline: Option<u32>,
+    /// Primary: current WAL position; standby: replayed position.
+    pub lsn: Option<Lsn>,
+    pub received_lsn: Option<Lsn>,
+    pub lag_bytes: Option<u64>,
+    pub lag_seconds: Option<f64>,
+    /// The node it streams from, as observed.
+    pub upstream: Option<String>,
+    pub slot: Option<String>,
+    pub slot_wal_status: Option<String>,
+    pub slot_retained_bytes: Option<i64>,
+    pub sync_state: Option<String>,
+    pub system_identifier: Option<String>,
+}
+
+/// Derives every node's role and health.
+pub fn derive(cfg: &Config, obs: &Observed) -> ClusterStatus {
+    let nodes: Vec<NodeStatus> = obs.nodes.values().map(|n| derive_node(cfg, obs, n)).collect();
+    ClusterStatus {
+        cluster: obs.cluster.clone(),
+        healthy: nodes.iter().all(|n| n.healthy),
+        nodes,
+    }
+}
+
+fn node_by_host<'a>(obs: &'a Observed, host: &str) -> Option<&'a NodeState> {
+    obs.nodes.values().find(|n| n.host == host)
+}
+
+fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
+    let mut st = NodeStatus {
+        name: n.name.clone(),
+        host: n.host.clone(),
+        reachable: n.reachable(),
+        role: Role::Unknown,
+        healthy: false,
+        problems: Vec::new(),
+        timeline: None,
+        lsn: None,
+        received_lsn: None,
+        lag_bytes: None,
+        lag_seconds: None,
+        upstream: None,
+        slot: None,
+        slot_wal_status: None,
+        slot_retained_bytes: None,
+        sync_state: None,
+        system_identifier: None,
+    };
+    if let Some(u) = &n.unreachable {
+        st.role = Role::Unreachable;
+        st.problems.push(format!("unreachable: {}", u.message));
+        return st;
+    }
+    st.problems.extend(n.errors.iter().cloned());
+    let Some(files) = &n.files else {
+        return st;
+    };
+    st.system_identifier = files.control.as_ref().map(|c| c.system_identifier.clone());
+    match files.data_dir {
+        DataDir::Missing | DataDir::Empty => {
+            st.role = Role::Empty;
+            st.problems.push("no data directory yet: `pgrepl apply` builds it from its upstream".into());
+            return st;
+        }
+        DataDir::Foreign => {
+            st.problems
+                .push("the data directory holds files but no PG_VERSION: not a PostgreSQL data directory; move it aside".into());
+            return st;
+        }
+        DataDir::Initialised => {}
+    }
+    let Some(server) = &n.server else {
+        if !files.running {
+            st.role = Role::Stopped;
+            let c = files.control.as_ref();
+            st.timeline = c.and_then(|c| c.min_recovery_end_timeline.or(c.checkpoint_timeline));
+            st.lsn = c.and_then(|c| c.min_recovery_end_lsn.or(c.checkpoint_lsn));
+            let state = c.map_or("unknown", |c| c.state.as_str());
+            st.problems.push(format!("PostgreSQL is not running (cluster state: {state})"));
+        }
+        return st;
+    };
+    st.system_identifier = Some(server.system_identifier.clone());
+    st.timeline = Some(server.timeline);
+    if !server.in_recovery {
+        st.role = Role::Primary;
+        st.lsn = server.current_lsn;
+        if cfg.cluster.primary == n.name {
+            st.healthy = true;
+        } else {
+            st.problems.push(format!(
+                "is a primary, but the cluster file names `{}`: two primaries or a pending switchover",
+                cfg.cluster.primary
+            ));
+        }
+    } else {
+        st.role = Role::Standby;
+        st.lsn = server.replay_lsn;
+        st.received_lsn = server.receive_lsn;
+        match &server.wal_receiver {
+            Some(w) => {
+                st.upstream = w
+                    .sender_host
+                    .as_deref()
+                    .map(|h| node_by_host(obs, h).map_or_else(|| h.to_string(), |u| u.name.clone()));
+                st.slot = w.slot_name.clone();
+                if w.status == "streaming" {
+                    st.healthy = true;
+                } else {
+                    st.problems.push(format!("WAL receiver is {}, not streaming", w.status));
+                }
+            }
+            None => st
+                .problems
+                .push("in recovery but not streaming: no WAL receiver (check primary_conninfo and the upstream's log)".into()),
+        }
+        // Lag against the upstream's view, and the slot there.
+        if let Some(up) = st.upstream.as_deref().and_then(|u| obs.nodes.get(u))
+            && let Some(up_server) = &up.server
+        {
+            let up_lsn = up_server.current_lsn.or(up_server.receive_lsn);
+            if let (Some(a), Some(b)) = (up_lsn, st.lsn) {
+                st.lag_bytes = Some(a.0.saturating_sub(b.0));
+            }
+            if let Some(r) = up_server
+                .replication
+                .iter()
+                .find(|r| r.application_name == n.name || r.client_addr.as_deref() == Some(n.host.as_str())) {
+                st.sync_state = r.sync_state.clone();
+                st.lag_seconds = r.replay_lag_s.or(Some(0.0));
+            }
+            if let Some(slot) = st.slot.as_deref().and_then(|s| up_server.slots.iter().find(|x| x.name == s)) {
+                st.slot_wal_status = slot.wal_status.clone();
+                st.slot_retained_bytes = slot.retained_bytes;
+                if slot.wal_status.as_deref() == Some("lost") {
+                    st.healthy = false;
+                    st.problems
+                        .push(format!("slot {} on {} lost WAL this standby needs: it must be re-based", slot.name, up.name));
+                }
+            }
+        }
+        if cfg.cluster.primary == n.name {
+            st.healthy = false;
+            st.problems
+                .push("the cluster file names this node the primary: `pgrepl apply` switches over".to_string());
+        }
+    }
+    // Every node must come from the same initdb.
+    if let Some(primary_sysid) = obs
+        .nodes
+        .get(&cfg.cluster.primary)
+        .and_then(|p| p.server.as_ref())
+        .map(|s| s.system_identifier.as_str())
+        && st.system_identifier.as_deref().is_some_and(|s| s != primary_sysid)
+    {
+        st.healthy = false;
+        st.role = Role::Diverged;
+        st.problems.push(format!(
+            "system identifier differs from the primary's ({primary_sysid}): a different cluster; it must be re-based"
+        ));
+    }
+    st
+}
+
+fn bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[i]) }
+}
+
+/// The status table.
+pub fn render_table(s: &ClusterStatus) -> String {
+    let dash = || "-".to_string();
+    let header = ["NODE", "HOST", "ROLE", "TL", "LSN", "LAG", "UPSTREAM", "SLOT (WAL, RETAINED)", "SYNC", "HEALTH"];
+    let rows: Vec<[String; 10]> = s
+        .nodes
+        .iter()
+        .map(|n| {
+            let lag = match (n.lag_bytes, n.lag_seconds) {
+                (Some(b), Some(t)) => format!("{}, {t:.1}s", bytes(b)),
+                (Some(b), None) => bytes(b),
+                _ => dash(),
+            };
+            let slot = match &n.slot {
+                Some(name) => format!(
+                    "{name} ({}, {})",
+                    n.slot_wal_status.as_deref().unwrap_or("?"),
+                    n.slot_retained_bytes.map_or_else(|| "?".into(), |b| bytes(b.max(0) as u64))
+                ),
+                None => dash(),
+            };
+            [
+                n.name.clone(),
+                n.host.clone(),
+                n.role.as_str().to_string(),
+                n.timeline.map_or_else(dash, |t| t.to_string()),
+                n.lsn.map_or_else(dash, |l| l.to_string()),
+                lag,
+                n.upstream.clone().unwrap_or_else(dash),
+                slot,
+                n.sync_state.clone().unwrap_or_else(dash),
+                if n.healthy { "ok".into() } else { "UNHEALTHY".into() },
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for r in &rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+    let problems: Vec<&NodeStatus> = s.nodes.iter().filter(|n| !n.problems.is_empty()).collect();
+    if !problems.is_empty() {
+        out.push('\n');
+        for n in problems {
+            for p in &n.problems {
+                let _ = writeln!(out, "{}: {p}", n.name);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nCluster \"{}\": {}",
+        s.cluster,
+        if s.healthy {
+            "every node is healthy.".to_string()
+        } else {
+            let bad = s.nodes.iter().filter(|n| !n.healthy).count();
+            format!("{bad} of {} nodes unhealthy.", s.nodes.len())
+        }
+    );
+    out
+}

@@ -1,0 +1,314 @@
+//! One multiplexed OpenSSH master connection per node; remote commands as
+//! quoted argument vectors; SQL through a forwarded Unix socket (peer
+//! authentication as the SSH user, no database port, no admin password).
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use openssh::{ControlPersist, ForwardType, KnownHosts as SshKnownHosts, Session, SessionBuilder, Socket};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::time::timeout;
+
+use super::quote::command_line;
+use crate::config::{KnownHosts, Node};
+
+/// Why a node could not be reached, each with its own next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unreachable {
+    Dns,
+    Refused,
+    NoRoute,
+    Timeout,
+    Auth,
+    HostKey,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectError {
+    pub kind: Unreachable,
+    /// What ssh said, first line, for the operator.
+    pub detail: String,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, next) = match self.kind {
+            Unreachable::Dns => ("host name does not resolve", "check `host` in the cluster file and DNS"),
+            Unreachable::Refused => ("connection refused", "is sshd running and listening on the configured port?"),
+            Unreachable::NoRoute => ("no route to host", "check the network path to the node"),
+            Unreachable::Timeout => ("connection timed out", "the node or its network is down; check it, or raise `ssh.connect_timeout`"),
+            Unreachable::Auth => (
+                "SSH authentication failed",
+                "install the operator's public key for the node's `ssh.user` (key-only, BatchMode)",
+            ),
+            Unreachable::HostKey => (
+                "host key verification failed",
+                "add the node's host key to known_hosts (ssh-keyscan, then verify it), or use known_hosts = \"accept-new\" for a first contact",
+            ),
+            Unreachable::Other => ("SSH connection failed", "run `ssh -v` to the node to see why"),
+        };
+        write!(f, "{what} ({}); {next}", self.detail)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Classifies ssh's own words. ssh reports failures only as text.
+pub fn classify_ssh_error(text: &str) -> Unreachable {
+    let t = text.to_ascii_lowercase();
+    if t.contains("could not resolve") || t.contains("name or service not known") {
+        Unreachable::Dns
+    } else if t.contains("connection refused") {
+        Unreachable::Refused
+    } else if t.contains("no route to host") || t.contains("network is unreachable") {
+        Unreachable::NoRoute
+    } else if t.contains("timed out") || t.contains("timeout") {
+        Unreachable::Timeout
+    } else if t.contains("host key verification failed")
+        || t.contains("remote host identification has changed")
+        || t.contains("no matching host key")
+    {
+        Unreachable::HostKey
+    } else if t.contains("permission denied") || t.contains("too many authentication failures") {
+        Unreachable::Auth
+    } else {
+        Unreachable::Other
+    }
+}
+
+/// The output of a remote command. A non-zero exit is data, not an error.
+#[derive(Debug, Clone)]
+pub struct RemoteOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl RemoteOutput {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// A live SSH connection to one node.
+pub struct NodeSession {
+    pub node: String,
+    session: Session,
+    user: String,
+    command_timeout: Duration,
+    connect_timeout: Duration,
+    /// Holds the local end of the forwarded PostgreSQL socket.
+    pg_dir: Option<tempfile::TempDir>,
+}
+
+/// How long one remote command may take before the node is reported hung.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl NodeSession {
+    /// Opens the master connection, bounded by the node's `ssh.connect_timeout`.
+    pub async fn connect(node: &Node) -> Result<NodeSession, ConnectError> {
+        let ssh = &node.ssh;
+        let mut b = SessionBuilder::default();
+        b.user(ssh.user.clone())
+            .port(ssh.port)
+            .connect_timeout(ssh.connect_timeout.max(Duration::from_secs(1)))
+            .server_alive_interval(Duration::from_secs(5))
+            .control_directory(std::env::temp_dir())
+            // A master left behind by a killed pgrepl exits on its own.
+            .control_persist(ControlPersist::IdleFor(NonZeroUsize::new(60).expect("nonzero")))
+            .known_hosts_check(match ssh.known_hosts {
+                KnownHosts::Strict => SshKnownHosts::Strict,
+                KnownHosts::AcceptNew => SshKnownHosts::Add,
+            });
+        if let Some(key) = &ssh.identity_file {
+            b.keyfile(key);
+        }
+        if let Some(kh) = &ssh.known_hosts_file {
+            b.user_known_hosts_file(kh);
+        }
+        // ssh's ConnectTimeout covers the TCP connect; the overall bound covers
+        // a peer that accepts and then stalls during the handshake.
+        let bound = ssh.connect_timeout + Duration::from_secs(2);
+        let session = match timeout(bound, b.connect_mux(&node.host)).await {
+            Err(_) => {
+                return Err(ConnectError {
+                    kind: Unreachable::Timeout,
+                    detail: format!("no answer within {}", humantime(bound)),
+                });
+            }
+            Ok(Err(e)) => {
+                let text = error_chain(&e);
+                return Err(ConnectError {
+                    kind: classify_ssh_error(&text),
+                    detail: first_line(&text),
+                });
+            }
+            Ok(Ok(s)) => s,
+        };
+        Ok(NodeSession {
+            node: node.name.clone(),
+            session,
+            user: ssh.user.clone(),
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            connect_timeout: ssh.connect_timeout,
+            pg_dir: None,
+        })
+    }
+
+    /// Runs `argv` on the node (each argument quoted) and collects its output.
+    pub async fn run<S: AsRef<str>>(&self, argv: &[S]) -> anyhow::Result<RemoteOutput> {
+        self.run_with_stdin(argv, None, self.command_timeout).await
+    }
+
+    /// Runs `argv` with `stdin` fed to it (secrets travel this way, never in argv).
+    pub async fn run_with_stdin<S: AsRef<str>>(
+        &self,
+        argv: &[S],
+        stdin: Option<&[u8]>,
+        limit: Duration,
+    ) -> anyhow::Result<RemoteOutput> {
+        let line = command_line(argv);
+        let program = argv.first().map_or("", |a| a.as_ref()).to_string();
+        let fut = async {
+            let mut cmd = self.session.raw_command(&line);
+            cmd.stdin(if stdin.is_some() { openssh::Stdio::piped() } else { openssh::Stdio::null() })
+                .stdout(openssh::Stdio::piped())
+                .stderr(openssh::Stdio::piped());
+            let mut child = cmd.spawn().await?;
+            if let (Some(input), Some(mut pipe)) = (stdin, child.stdin().take()) {
+                pipe.write_all(input).await.map_err(openssh::Error::ChildIo)?;
+                pipe.shutdown().await.map_err(openssh::Error::ChildIo)?;
+                drop(pipe);
+            }
+            child.wait_with_output().await
+        };
+        let out = timeout(limit, fut)
+            .await
+            .map_err(|_| anyhow!("{}: `{program}` did not finish within {}", self.node, humantime(limit)))?
+            .with_context(|| format!("{}: running `{program}` over SSH failed", self.node))?;
+        Ok(RemoteOutput {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Opens a PostgreSQL connection through a forwarded Unix socket to the
+    /// node's `socket_dir`; PostgreSQL sees a local peer connection by the SSH user.
+    pub async fn pg_client(&mut self, port: u16, socket_dir: &str) -> anyhow::Result<tokio_postgres::Client> {
+        if self.pg_dir.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix("pgrepl-")
+                .tempdir_in(short_tmp())
+                .with_context(|| format!("{}: cannot create a local socket directory", self.node))?;
+            let local: PathBuf = dir.path().join(format!(".s.PGSQL.{port}"));
+            let remote: PathBuf = PathBuf::from(format!("{socket_dir}/.s.PGSQL.{port}"));
+            timeout(
+                self.connect_timeout + Duration::from_secs(2),
+                self.session.request_port_forward(
+                    ForwardType::Local,
+                    Socket::UnixSocket { path: local.into() },
+                    Socket::UnixSocket { path: remote.into() },
+                ),
+            )
+            .await
+            .map_err(|_| anyhow!("{}: forwarding the PostgreSQL socket timed out", self.node))?
+            .with_context(|| format!("{}: cannot forward the PostgreSQL socket over SSH", self.node))?;
+            self.pg_dir = Some(dir);
+        }
+        let dir = self.pg_dir.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host_path(&dir)
+            .port(port)
+            .user(&self.user)
+            .dbname("postgres")
+            .application_name("pgrepl")
+            .connect_timeout(self.connect_timeout);
+        let (client, connection) = timeout(self.connect_timeout + Duration::from_secs(1), cfg.connect(tokio_postgres::NoTls))
+            .await
+            .map_err(|_| anyhow!("{}: connecting to PostgreSQL timed out", self.node))?
+            .with_context(|| {
+                format!(
+                    "{}: cannot connect to PostgreSQL through {socket_dir}/.s.PGSQL.{port} as `{}` (peer authentication)",
+                    self.node, self.user
+                )
+            })?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// Closes the master connection.
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+/// Unix socket paths are limited to 108 bytes: keep the directory short.
+fn short_tmp() -> PathBuf {
+    let t = std::env::temp_dir();
+    if t.as_os_str().len() > 40 { PathBuf::from("/tmp") } else { t }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string()
+}
+
+pub fn humantime(d: Duration) -> String {
+    if d.as_millis() % 1000 == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_ssh_failures() {
+        let cases = [
+            ("ssh: Could not resolve hostname nope: Name or service not known", Unreachable::Dns),
+            ("ssh: connect to host 198.18.1.11 port 22: Connection refused", Unreachable::Refused),
+            ("ssh: connect to host 198.18.1.11 port 22: No route to host", Unreachable::NoRoute),
+            ("ssh: connect to host 198.18.1.11 port 22: Connection timed out", Unreachable::Timeout),
+            ("postgres@198.18.1.11: Permission denied (publickey).", Unreachable::Auth),
+            ("No ED25519 host key is known for 198.18.1.11 and you have requested strict checking.\r\nHost key verification failed.", Unreachable::HostKey),
+            ("kex_exchange_identification: read: Connection reset by peer", Unreachable::Other),
+        ];
+        for (text, kind) in cases {
+            assert_eq!(classify_ssh_error(text), kind, "{text}");
+        }
+    }
+
+    #[test]
+    fn connect_errors_say_what_to_do() {
+        let e = ConnectError {
+            kind: Unreachable::HostKey,
+            detail: "Host key verification failed.".into(),
+        };
+        let s = e.to_string();
+        assert!(s.starts_with("host key verification failed"), "{s}");
+        assert!(s.contains("known_hosts"), "{s}");
+    }
+}
