@@ -158,7 +158,9 @@ node_index() {
 # PID of node $1's sshd: the anchor of the node's namespaces.
 node_pid() {
 	local i=$1 pid
-	pid=$(cat "$LAB/node$i/sshd.pid" 2>/dev/null) || die "node$i: no sshd pid file (is lab $K up?)"
+	[ -f "$LAB/$MARKER" ] || die "lab $K is not up ($LAB missing)"
+	pid=$(cat "$LAB/node$i/sshd.pid" 2>/dev/null) ||
+		die "node$i: its sshd is not running (no pid file); the node is gone (run down, then up)"
 	[[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$LAB/node$i/sshd_config" ||
 		die "node$i: its sshd (pid $pid) is not running; the node is gone (run down, then up)"
 	echo "$pid"
@@ -452,7 +454,8 @@ ns_pids() { ip netns pids "$1" 2>/dev/null || true; }
 
 alive() {
 	local st
-	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+	st=${st%% *}
 	[ "$st" != Z ] && [ "$st" != X ]
 }
 

@@ -13,7 +13,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod desired;
+pub mod diff;
 pub mod gather;
 pub mod guc;
+pub mod plan;
 pub mod transport;
 pub mod status;
+pub mod scram;

@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand; parse, call, print — never decide.
 
+pub mod plan;
 mod status;
 mod validate;
 
@@ -24,8 +25,28 @@ pub struct Cli {
 pub enum Command {
     /// Check the cluster file; contacts no node.
     Validate(FileArg),
+    /// Show what apply would change; touches nothing.
+    Plan(PlanArgs),
     /// Show every node's role, timeline, position, lag, slot and health.
     Status(StatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    /// Save the plan (and the facts it relied on) for `pgrepl apply PLANFILE`.
+    #[arg(long, value_name = "PLANFILE")]
+    pub out: Option<PathBuf>,
+    /// Print the plan as JSON (schemas/plan.schema.json).
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Limit the plan to these resource addresses (and what they depend on).
+    #[arg(long, value_name = "ADDRESS")]
+    pub target: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +75,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Plan(args) => plan::run(&args),
     };
     match result {
         Ok(code) => code,

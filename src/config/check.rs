@@ -1023,7 +1023,7 @@ fn check_hba(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<String, Node>) -
                 c.error(
                     field.span(),
                     format!("invalid pg_hba {what} {v:?}"),
-                    format!("write one name, a comma-separated list, or a keyword such as `all`, with no spaces, quotes or `#`"),
+                    "write one name, a comma-separated list, or a keyword such as `all`, with no spaces, quotes or `#`".to_string(),
                 );
             }
         }

@@ -61,7 +61,7 @@ pub async fn gather_node(cfg: &Config, node: &Node) -> (NodeState, Option<NodeSe
             return (state, None);
         }
     };
-    match read_files(&session, node).await {
+    match read_files(cfg, &session, node).await {
         Ok(files) => state.files = Some(files),
         Err(e) => state.errors.push(format!("{e:#}")),
     }
@@ -76,10 +76,20 @@ pub async fn gather_node(cfg: &Config, node: &Node) -> (NodeState, Option<NodeSe
     (state, Some(session))
 }
 
-async fn read_files(session: &NodeSession, node: &Node) -> anyhow::Result<FileFacts> {
+async fn read_files(cfg: &Config, session: &NodeSession, node: &Node) -> anyhow::Result<FileFacts> {
     let pg = &node.postgres;
     let conf_dir = pg.config_dir.as_deref().unwrap_or(&pg.data_dir);
-    let argv = ["sh", "-c", parse::GATHER_SCRIPT, "pgrepl-gather", &pg.data_dir, &pg.bin_dir, conf_dir];
+    let passfile = crate::desired::passfile_path(cfg, node);
+    let argv = [
+        "sh",
+        "-c",
+        parse::GATHER_SCRIPT,
+        "pgrepl-gather",
+        &pg.data_dir,
+        &pg.bin_dir,
+        conf_dir,
+        &passfile,
+    ];
     let out = session.run(&argv).await?;
     if !out.success() {
         anyhow::bail!("{}: reading the data directory failed: {}", node.name, out.stderr.trim());

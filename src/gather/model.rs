@@ -95,8 +95,11 @@ pub struct FileFacts {
     pub histories: Vec<(u32, String)>,
     pub disk_free_bytes: Option<u64>,
     pub disk_total_bytes: Option<u64>,
-    /// The SSH user's home directory (where pgrepl keeps its passfile).
+    /// The SSH user's home directory.
     pub home: Option<String>,
+    /// SHA-256 of pgrepl's passfile (never its content), and its mode.
+    pub passfile_sha256: Option<String>,
+    pub passfile_mode: Option<String>,
 }
 
 /// `pg_controldata`, with `LC_ALL=C`.

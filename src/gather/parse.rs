@@ -7,10 +7,11 @@ use indexmap::IndexMap;
 
 use super::model::{ControlData, DataDir, FileFacts, Lsn};
 
-/// The read-only script run on each node: `sh -c SCRIPT pgrepl DATA_DIR BIN_DIR CONF_DIR`.
+/// The read-only script run on each node:
+/// `sh -c SCRIPT pgrepl DATA_DIR BIN_DIR CONF_DIR PASSFILE`.
 /// Paths arrive as positional arguments and are only ever used quoted, so
 /// nothing in them is interpreted. Each file's content is base64 on one line.
-pub const GATHER_SCRIPT: &str = r#"D=$1; B=$2; C=$3
+pub const GATHER_SCRIPT: &str = r#"D=$1; B=$2; C=$3; P=$4
 emit() { n=$1; shift; if out=$("$@" 2>/dev/null | base64 -w0); then printf '%s %s\n' "$n" "$out"; fi; }
 if [ -f "$D/PG_VERSION" ]; then dd=initialised
 elif [ ! -e "$D" ]; then dd=missing
@@ -30,6 +31,10 @@ fi
 p=$D; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done
 df -P -B1 "$p" 2>/dev/null | awk 'NR==2 {print "df", $2, $4}'
 emit home printf %s "$HOME"
+if [ -f "$P" ]; then
+  echo "passfile_sha256 $(sha256sum < "$P" | cut -d' ' -f1)"
+  echo "passfile_mode $(stat -c %a "$P")"
+fi
 exit 0
 "#;
 
@@ -86,6 +91,8 @@ pub fn parse_gather_output(out: &str) -> Result<FileFacts, String> {
         disk_free_bytes,
         disk_total_bytes,
         home: text("home").filter(|h| !h.is_empty()),
+        passfile_sha256: fields.get("passfile_sha256").map(|v| v.to_string()),
+        passfile_mode: fields.get("passfile_mode").map(|v| v.to_string()),
     })
 }
 

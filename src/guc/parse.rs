@@ -21,6 +21,15 @@ fn skip_space(s: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// An optional `+` or `-` at `i`: (negative, index after it).
+fn sign_at(s: &[u8], i: usize) -> (bool, usize) {
+    match s.get(i) {
+        Some(b'-') => (true, i + 1),
+        Some(b'+') => (false, i + 1),
+        _ => (false, i),
+    }
+}
+
 /// Result of [`strtol0`]: C `strtol(s, &end, 0)` on a 64-bit `long`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Strtol {
@@ -39,14 +48,7 @@ pub(crate) fn strtol0(s: &[u8]) -> Strtol {
         end: 0,
         overflow: false,
     };
-    let mut i = skip_space(s, 0);
-    let mut negative = false;
-    if let Some(&c) = s.get(i) {
-        if c == b'+' || c == b'-' {
-            negative = c == b'-';
-            i += 1;
-        }
-    }
+    let (negative, mut i) = sign_at(s, skip_space(s, 0));
     let base: u32;
     if s.get(i) == Some(&b'0')
         && matches!(s.get(i + 1), Some(b'x' | b'X'))
@@ -113,14 +115,7 @@ pub(crate) fn strtod(s: &[u8]) -> Strtod {
         end: 0,
         range_error: false,
     };
-    let mut i = skip_space(s, 0);
-    let mut negative = false;
-    if let Some(&c) = s.get(i) {
-        if c == b'+' || c == b'-' {
-            negative = c == b'-';
-            i += 1;
-        }
-    }
+    let (negative, mut i) = sign_at(s, skip_space(s, 0));
     let sign = if negative { -1.0 } else { 1.0 };
     if starts_with_ci(s, i, "infinity") {
         return Strtod {
@@ -248,14 +243,7 @@ fn hex_float(s: &[u8], mut i: usize, sign: f64) -> Option<Strtod> {
         return None;
     }
     if matches!(s.get(i), Some(b'p' | b'P')) {
-        let mut j = i + 1;
-        let mut eneg = false;
-        if let Some(&c) = s.get(j) {
-            if c == b'+' || c == b'-' {
-                eneg = c == b'-';
-                j += 1;
-            }
-        }
+        let (eneg, mut j) = sign_at(s, i + 1);
         if s.get(j).is_some_and(|c| c.is_ascii_digit()) {
             let mut e: i64 = 0;
             while let Some(c) = s.get(j).filter(|c| c.is_ascii_digit()) {

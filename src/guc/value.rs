@@ -632,6 +632,60 @@ fn canonical_string(def: &GucDef, s: &str) -> String {
 // Public entry points
 // ---------------------------------------------------------------------------
 
+/// The parts of PostgreSQL's check hooks that change or refuse an
+/// in-range integer, so that a desired value compares equal to what the
+/// server will really hold. (Hooks that depend on other settings or on the
+/// platform, such as max_connections + max_worker_processes + ... <=
+/// 262143, are left to the server.)
+fn int_check_hook(def: &GucDef, v: i64, written: &str) -> Result<i64, ValueError> {
+    let refuse = |reason: String| ValueError::Invalid {
+        name: def.name.to_string(),
+        value: written.to_string(),
+        reason,
+    };
+    match def.name {
+        // check_wal_buffers: -1 is automatic, anything below 4 pages becomes 4.
+        "wal_buffers" if (0..4).contains(&v) => Ok(4),
+        // check_autovacuum_work_mem: -1 falls back to maintenance_work_mem,
+        // anything below 1MB becomes 1MB.
+        "autovacuum_work_mem" if (0..1024).contains(&v) => Ok(1024),
+        // check_vacuum_buffer_usage_limit (16+)
+        "vacuum_buffer_usage_limit" if (1..128).contains(&v) => Err(refuse(
+            "it must be 0 (no limit) or between 128kB and 16GB".to_string(),
+        )),
+        // check_slru_buffers (17+): whole banks of 16 pages
+        "commit_timestamp_buffers"
+        | "multixact_member_buffers"
+        | "multixact_offset_buffers"
+        | "notify_buffers"
+        | "serializable_buffers"
+        | "subtransaction_buffers"
+        | "transaction_buffers"
+            if v % 16 != 0 =>
+        {
+            Err(refuse(format!(
+                "it must be a multiple of 16 pages (128kB), e.g. \"{}\"",
+                Normalized::Integer((v / 16 + 1) * 16).display_with_unit(def)
+            )))
+        }
+        _ => Ok(v),
+    }
+}
+
+fn normalize_bool(def: &GucDef, value: &toml::Value) -> Result<Normalized, ValueError> {
+    use toml::Value as V;
+    match value {
+        V::Boolean(b) => Ok(Normalized::Bool(*b)),
+        V::String(s) => parse::parse_bool(s)
+            .map(Normalized::Bool)
+            .ok_or_else(|| not_boolean(def, quote(s))),
+        V::Integer(1) => Ok(Normalized::Bool(true)),
+        V::Integer(0) => Ok(Normalized::Bool(false)),
+        V::Integer(i) => Err(not_boolean(def, i.to_string())),
+        other => Err(wrong_type(def, other)),
+    }
+}
+
 /// A value from the cluster file (TOML string/integer/float/bool) checked
 /// against the GUC's type and normalised, as PostgreSQL would parse it:
 ///
@@ -649,37 +703,38 @@ fn canonical_string(def: &GucDef, s: &str) -> String {
 pub fn normalize_desired(def: &GucDef, value: &toml::Value) -> Result<Normalized, ValueError> {
     use toml::Value as V;
     match def.vartype {
-        VarType::Bool => match value {
-            V::Boolean(b) => Ok(Normalized::Bool(*b)),
-            V::String(s) => parse::parse_bool(s)
-                .map(Normalized::Bool)
-                .ok_or_else(|| not_boolean(def, quote(s))),
-            V::Integer(1) => Ok(Normalized::Bool(true)),
-            V::Integer(0) => Ok(Normalized::Bool(false)),
-            V::Integer(i) => Err(not_boolean(def, i.to_string())),
-            other => Err(wrong_type(def, other)),
+        VarType::Bool if def.name == "default_with_oids" => match normalize_bool(def, value)? {
+            Normalized::Bool(true) => Err(ValueError::Invalid {
+                name: def.name.to_string(),
+                value: value.to_string(),
+                reason: "WITH OIDS is no longer supported: only false is accepted".to_string(),
+            }),
+            n => Ok(n),
         },
-        VarType::Integer => match value {
-            V::Integer(i) => {
-                let v = *i as f64;
-                check_range(def, v, &i.to_string(), false)?;
-                Ok(Normalized::Integer(*i))
-            }
-            V::Float(f) => {
-                if f.is_nan() {
-                    return Err(ValueError::Invalid {
-                        name: def.name.to_string(),
-                        value: "nan".to_string(),
-                        reason: expected_text(def),
-                    });
+        VarType::Bool => normalize_bool(def, value),
+        VarType::Integer => {
+            let (v, written) = match value {
+                V::Integer(i) => {
+                    check_range(def, *i as f64, &i.to_string(), false)?;
+                    (*i, i.to_string())
                 }
-                let v = f.round_ties_even();
-                check_range(def, v, &f.to_string(), false)?;
-                Ok(Normalized::Integer(v as i64))
-            }
-            V::String(s) => number_from_string(def, s).map(|v| Normalized::Integer(v as i64)),
-            other => Err(wrong_type(def, other)),
-        },
+                V::Float(f) => {
+                    if f.is_nan() {
+                        return Err(ValueError::Invalid {
+                            name: def.name.to_string(),
+                            value: "nan".to_string(),
+                            reason: expected_text(def),
+                        });
+                    }
+                    let v = f.round_ties_even();
+                    check_range(def, v, &f.to_string(), false)?;
+                    (v as i64, f.to_string())
+                }
+                V::String(s) => (number_from_string(def, s)? as i64, quote(s)),
+                other => return Err(wrong_type(def, other)),
+            };
+            int_check_hook(def, v, &written).map(Normalized::Integer)
+        }
         VarType::Real => match value {
             V::Integer(i) => {
                 let v = *i as f64;
@@ -857,18 +912,18 @@ impl Normalized {
     /// (`'pg_stat_statements', 'auto_explain'`), and `DEFAULT` for an empty
     /// list (PostgreSQL would turn `''` into the element `""`).
     pub fn to_alter_system_value(&self, def: &GucDef) -> String {
-        if let Normalized::String(s) = self {
-            if list_kind(def) == ListKind::QuotedList {
-                let elements = split_list(s, false);
-                if elements.is_empty() {
-                    return "DEFAULT".to_string();
-                }
-                return elements
-                    .iter()
-                    .map(|e| quote_literal(e))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+        if let Normalized::String(s) = self
+            && list_kind(def) == ListKind::QuotedList
+        {
+            let elements = split_list(s, false);
+            if elements.is_empty() {
+                return "DEFAULT".to_string();
             }
+            return elements
+                .iter()
+                .map(|e| quote_literal(e))
+                .collect::<Vec<_>>()
+                .join(", ");
         }
         quote_literal(&self.to_sql_literal_value(def))
     }

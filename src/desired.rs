@@ -1,0 +1,269 @@
+//! Config -> DesiredState: what every node must look like. Pure, no IO.
+//!
+//! Derived here, not written by hand: the replication and rewind hba rules
+//! (every node admits every other node, so any node can become primary),
+//! one slot per downstream standby on its upstream, each standby's
+//! primary_conninfo, and synchronous_standby_names on the primary.
+
+use indexmap::IndexMap;
+
+use crate::config::{Config, HbaRule, Node, Setting, SyncMode, host_cidr};
+use crate::guc;
+
+pub const HBA_BEGIN: &str = "# BEGIN pgrepl managed";
+pub const HBA_END: &str = "# END pgrepl managed";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredState {
+    pub cluster: String,
+    pub primary: String,
+    pub nodes: IndexMap<String, NodeDesired>,
+    /// Roles, created on the primary (they replicate to the standbys).
+    pub roles: Vec<RoleDesired>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeDesired {
+    pub name: String,
+    pub is_primary: bool,
+    pub upstream: Option<String>,
+    /// GUCs by lower-case name, including those pgrepl owns
+    /// (synchronous_standby_names).
+    pub settings: IndexMap<String, Setting>,
+    /// The lines of the managed pg_hba block, markers included.
+    pub hba_block: Vec<String>,
+    /// Physical slots this node must hold.
+    pub slots: Vec<String>,
+    pub recovery: Option<RecoveryDesired>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryDesired {
+    /// No password: it is in `passfile`.
+    pub primary_conninfo: String,
+    /// Empty when slots are off.
+    pub primary_slot_name: String,
+    pub passfile: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleKind {
+    Replication,
+    Rewind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleDesired {
+    pub name: String,
+    pub kind: RoleKind,
+}
+
+/// The passfile pgrepl writes on every node: beside the data directory (not
+/// inside it, so base backups and pg_rewind never copy it), 0600.
+pub fn passfile_path(cfg: &Config, node: &Node) -> String {
+    let dd = node.postgres.data_dir.trim_end_matches('/');
+    let parent = dd.rsplit_once('/').map_or("", |(p, _)| p);
+    let parent = if parent.is_empty() { "/" } else { parent };
+    format!("{}/.pgrepl-{}.pgpass", parent.trim_end_matches('/'), cfg.cluster.name)
+}
+
+/// Quotes a libpq conninfo value when it needs it.
+pub fn conninfo_value(v: &str) -> String {
+    if !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\' || c == '=') {
+        return v.to_string();
+    }
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+pub fn primary_conninfo(cfg: &Config, node: &Node, upstream: &Node) -> String {
+    let parts = [
+        ("host", upstream.host.clone()),
+        ("port", upstream.postgres.port.to_string()),
+        ("user", cfg.replication.user.clone()),
+        ("passfile", passfile_path(cfg, node)),
+        ("application_name", node.name.clone()),
+        ("sslmode", cfg.replication.sslmode.clone()),
+    ];
+    parts
+        .iter()
+        .map(|(k, v)| format!("{k}={}", conninfo_value(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `FIRST 1 ("db2", "db3")` without the primary, or empty.
+pub fn synchronous_standby_names(cfg: &Config) -> String {
+    let Some(sync) = &cfg.replication.synchronous else {
+        return String::new();
+    };
+    let names: Vec<String> = sync
+        .standbys
+        .iter()
+        .filter(|n| **n != cfg.cluster.primary)
+        .map(|n| format!("\"{n}\""))
+        .collect();
+    if names.is_empty() {
+        return String::new();
+    }
+    let mode = match sync.mode {
+        SyncMode::First => "FIRST",
+        SyncMode::Any => "ANY",
+    };
+    let count = (sync.count as usize).min(names.len());
+    format!("{mode} {count} ({})", names.join(", "))
+}
+
+fn hba_line(kind: &str, database: &str, user: &str, address: Option<&str>, method: &str, options: Option<&str>) -> String {
+    let mut l = format!("{kind:<8} {database:<12} {user:<16}");
+    if let Some(a) = address {
+        l.push_str(&format!(" {a:<20}"));
+    }
+    l.push(' ');
+    l.push_str(method);
+    if let Some(o) = options {
+        l.push(' ');
+        l.push_str(o);
+    }
+    l.trim_end().to_string()
+}
+
+fn quote_hba_word(w: &str) -> String {
+    // Role names are free text in the file; pg_hba needs quotes around
+    // anything that is not a plain word or could read as a keyword.
+    let plain = !w.is_empty()
+        && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !["all", "sameuser", "samerole", "samegroup", "replication"].contains(&w);
+    if plain { w.to_string() } else { format!("\"{}\"", w.replace('"', "\"\"")) }
+}
+
+/// The managed block for `node`: replication and rewind rules for every
+/// other node, then `[[hba]]`.
+pub fn hba_block(cfg: &Config, node: &Node) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{HBA_BEGIN} (cluster \"{}\"): edits inside this block are overwritten",
+        cfg.cluster.name
+    )];
+    let repl_user = quote_hba_word(&cfg.replication.user);
+    for other in cfg.nodes.values().filter(|o| o.name != node.name) {
+        let addr = host_cidr(&other.host);
+        lines.push(hba_line("host", "replication", &repl_user, Some(&addr), "scram-sha-256", None));
+    }
+    if let Some(rw) = &cfg.rewind {
+        let user = quote_hba_word(&rw.user);
+        for other in cfg.nodes.values().filter(|o| o.name != node.name) {
+            let addr = host_cidr(&other.host);
+            lines.push(hba_line("host", "postgres", &user, Some(&addr), "scram-sha-256", None));
+        }
+    }
+    for HbaRule {
+        kind,
+        database,
+        user,
+        address,
+        method,
+        options,
+    } in &cfg.hba
+    {
+        lines.push(hba_line(kind, database, user, address.as_deref(), method, options.as_deref()));
+    }
+    lines.push(HBA_END.to_string());
+    lines
+}
+
+pub fn desired_state(cfg: &Config) -> DesiredState {
+    let sync_names = synchronous_standby_names(cfg);
+    let mut nodes = IndexMap::new();
+    for node in cfg.nodes.values() {
+        let is_primary = node.name == cfg.cluster.primary;
+        let mut settings = node.settings.clone();
+        if let Some(def) = guc::lookup("synchronous_standby_names") {
+            let value = if is_primary { sync_names.clone() } else { String::new() };
+            let raw = toml::Value::String(value);
+            let normalized = guc::normalize_desired(def, &raw).ok();
+            settings.insert(
+                "synchronous_standby_names".into(),
+                Setting {
+                    name: "synchronous_standby_names".into(),
+                    value: raw,
+                    normalized,
+                },
+            );
+        }
+        let mut slots: Vec<String> = if cfg.replication.slots {
+            cfg.downstreams(&node.name).map(|d| d.name.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        if is_primary {
+            slots.extend(cfg.extra_slots.iter().cloned());
+        }
+        let recovery = node.upstream.as_ref().and_then(|up| cfg.nodes.get(up)).map(|up| RecoveryDesired {
+            primary_conninfo: primary_conninfo(cfg, node, up),
+            primary_slot_name: if cfg.replication.slots { node.name.clone() } else { String::new() },
+            passfile: passfile_path(cfg, node),
+        });
+        nodes.insert(
+            node.name.clone(),
+            NodeDesired {
+                name: node.name.clone(),
+                is_primary,
+                upstream: node.upstream.clone(),
+                settings,
+                hba_block: hba_block(cfg, node),
+                slots,
+                recovery,
+            },
+        );
+    }
+    let mut roles = vec![RoleDesired {
+        name: cfg.replication.user.clone(),
+        kind: RoleKind::Replication,
+    }];
+    if let Some(rw) = &cfg.rewind {
+        roles.push(RoleDesired {
+            name: rw.user.clone(),
+            kind: RoleKind::Rewind,
+        });
+    }
+    DesiredState {
+        cluster: cfg.cluster.name.clone(),
+        primary: cfg.cluster.primary.clone(),
+        nodes,
+        roles,
+    }
+}
+
+/// The passfile's content: one line per role, fields escaped as libpq reads them.
+pub fn passfile_content(cfg: &Config) -> String {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+    let mut out = format!(
+        "*:*:*:{}:{}\n",
+        esc(&cfg.replication.user),
+        esc(cfg.replication.password.expose())
+    );
+    if let Some(rw) = &cfg.rewind {
+        out.push_str(&format!("*:*:*:{}:{}\n", esc(&rw.user), esc(rw.password.expose())));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conninfo_values_are_quoted_when_needed() {
+        assert_eq!(conninfo_value("10.0.0.1"), "10.0.0.1");
+        assert_eq!(conninfo_value("a b"), "'a b'");
+        assert_eq!(conninfo_value("it's"), "'it\\'s'");
+        assert_eq!(conninfo_value("back\\slash"), "'back\\\\slash'");
+        assert_eq!(conninfo_value(""), "''");
+    }
+
+    #[test]
+    fn hba_words_are_quoted_when_needed() {
+        assert_eq!(quote_hba_word("replicator"), "replicator");
+        assert_eq!(quote_hba_word("all"), "\"all\"");
+        assert_eq!(quote_hba_word("we\"ird user"), "\"we\"\"ird user\"");
+    }
+}

@@ -1,0 +1,773 @@
+//! (DesiredState, ObservedState) -> Plan. Pure: no IO, not async.
+//!
+//! Apply order (SPEC section 3): the primary's hba, roles and settings
+//! first, then its slots; then the running standbys; then restarts, one
+//! node at a time, standbys first (the primary first when a
+//! hot-standby-sensitive setting is lowered); then new standbys, upstreams
+//! before their downstreams.
+
+use indexmap::IndexMap;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::desired::{self, DesiredState, HBA_BEGIN, HBA_END, NodeDesired, RoleKind as DRoleKind};
+use crate::gather::{DataDir, NodeState, Observed, ServerFacts, digest};
+use crate::guc::{self, Normalized};
+use crate::plan::{Action, NodeLabel, Op, Plan, RoleKind, Step, Warning};
+use crate::scram;
+
+/// The plan that makes `obs` equal to the file.
+pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
+    let want = desired::desired_state(cfg);
+    let mut d = Differ {
+        cfg,
+        want: &want,
+        obs,
+        steps: Vec::new(),
+        warnings: Vec::new(),
+        blocked: Vec::new(),
+        restarts: Vec::new(),
+        lowering_hot_standby: false,
+    };
+    d.run();
+    let Differ {
+        mut steps,
+        warnings,
+        blocked,
+        restarts,
+        lowering_hot_standby,
+        ..
+    } = d;
+    // Insert restarts before the first new-standby step, one node at a time.
+    let insert_at = steps
+        .iter()
+        .position(|s| matches!(s.op, Op::BaseBackup { .. }))
+        .unwrap_or(steps.len());
+    let mut ordered: Vec<(String, Vec<String>)> = restarts;
+    let primary = &cfg.cluster.primary;
+    ordered.sort_by_key(|(node, _)| {
+        let is_primary = node == primary;
+        // Standbys first unless a hot-standby-sensitive setting goes down.
+        (is_primary != lowering_hot_standby, depth(cfg, node) * if lowering_hot_standby { 1 } else { 0 })
+    });
+    let restart_steps: Vec<Step> = ordered
+        .into_iter()
+        .map(|(node, why)| Step {
+            address: format!("{node}.service"),
+            node: node.clone(),
+            action: Action::Update,
+            before: None,
+            after: Some(format!("restart for {}", why.join(", "))),
+            restart: true,
+            reason: "one node at a time; settings that need it take effect".into(),
+            sensitive: false,
+            diff: None,
+            op: Op::Restart,
+        })
+        .collect();
+    steps.splice(insert_at..insert_at, restart_steps);
+    let labels = cfg
+        .nodes
+        .values()
+        .map(|n| NodeLabel {
+            name: n.name.clone(),
+            host: n.host.clone(),
+            role: match &n.upstream {
+                None => "primary".into(),
+                Some(u) => format!("standby of {u}"),
+            },
+        })
+        .collect();
+    Plan::new(cfg.cluster.name.clone(), labels, steps, warnings, blocked, facts(cfg, obs))
+}
+
+/// How far down the upstream chain a node is (primary = 0).
+fn depth(cfg: &Config, node: &str) -> usize {
+    let mut d = 0;
+    let mut cur = node;
+    while let Some(up) = cfg.nodes.get(cur).and_then(|n| n.upstream.as_deref()) {
+        d += 1;
+        cur = up;
+        if d > cfg.nodes.len() {
+            break;
+        }
+    }
+    d
+}
+
+struct Differ<'a> {
+    cfg: &'a Config,
+    want: &'a DesiredState,
+    obs: &'a Observed,
+    steps: Vec<Step>,
+    warnings: Vec<Warning>,
+    blocked: Vec<Warning>,
+    /// (node, settings that need it), in discovery order.
+    restarts: Vec<(String, Vec<String>)>,
+    lowering_hot_standby: bool,
+}
+
+fn step(node: &str, address: String, action: Action, op: Op) -> Step {
+    Step {
+        address,
+        node: node.to_string(),
+        action,
+        before: None,
+        after: None,
+        restart: false,
+        reason: String::new(),
+        sensitive: false,
+        diff: None,
+        op,
+    }
+}
+
+impl Differ<'_> {
+    fn warn(&mut self, node: Option<&str>, message: String) {
+        self.warnings.push(Warning {
+            node: node.map(String::from),
+            message,
+        });
+    }
+
+    fn block(&mut self, node: &str, message: String) {
+        self.blocked.push(Warning {
+            node: Some(node.to_string()),
+            message,
+        });
+    }
+
+    fn run(&mut self) {
+        let primary = self.want.primary.clone();
+        // Nodes in dependency order: primary, then by depth, file order within a depth.
+        let mut order: Vec<&NodeDesired> = self.want.nodes.values().collect();
+        order.sort_by_key(|n| depth(self.cfg, &n.name));
+        let mut new_standbys = Vec::new();
+        for want in order {
+            let Some(seen) = self.obs.nodes.get(&want.name) else {
+                self.block(&want.name, "not gathered".into());
+                continue;
+            };
+            if let Some(u) = &seen.unreachable {
+                self.block(&want.name, format!("unreachable: {}", u.message));
+                continue;
+            }
+            let Some(files) = &seen.files else {
+                let why = seen.errors.first().cloned().unwrap_or_else(|| "no facts".into());
+                self.block(&want.name, format!("could not be read: {why}"));
+                continue;
+            };
+            match files.data_dir {
+                DataDir::Missing | DataDir::Empty if want.is_primary => {
+                    self.block(
+                        &want.name,
+                        "is the primary but has no data directory; pgrepl does not run initdb: initialise it (or name another node primary)".into(),
+                    );
+                }
+                DataDir::Missing | DataDir::Empty => new_standbys.push(want),
+                DataDir::Foreign => self.block(
+                    &want.name,
+                    format!(
+                        "{} is neither empty nor a PostgreSQL data directory; move it aside, pgrepl never deletes it",
+                        self.cfg.nodes[&want.name].postgres.data_dir
+                    ),
+                ),
+                DataDir::Initialised => match &seen.server {
+                    Some(server) => self.running_node(want, seen, server, want.name == primary),
+                    None if files.running => {
+                        let why = seen.errors.first().cloned().unwrap_or_default();
+                        self.block(&want.name, format!("PostgreSQL runs but SQL failed: {why}"));
+                    }
+                    None => self.stopped_node(want, seen),
+                },
+            }
+        }
+        for want in new_standbys {
+            self.new_standby(want);
+        }
+    }
+
+    fn stopped_node(&mut self, want: &NodeDesired, seen: &NodeState) {
+        let state = seen
+            .files
+            .as_ref()
+            .and_then(|f| f.control.as_ref())
+            .map_or("unknown", |c| c.state.as_str());
+        let mut s = step(&want.name, format!("{}.service", want.name), Action::Update, Op::Start);
+        s.before = Some(format!("stopped ({state})"));
+        s.after = Some("running".into());
+        s.reason = "PostgreSQL is not running; settings, hba and recovery are checked once it runs (known after apply)".into();
+        self.steps.push(s);
+    }
+
+    fn running_node(&mut self, want: &NodeDesired, seen: &NodeState, server: &ServerFacts, is_primary: bool) {
+        let name = want.name.as_str();
+        if is_primary && server.in_recovery {
+            self.block(
+                name,
+                "is named primary in the file but runs as a standby: switchover is not supported yet; change `cluster.primary` back".into(),
+            );
+            return;
+        }
+        if !is_primary && !server.in_recovery {
+            self.block(
+                name,
+                format!(
+                    "runs as a primary but the file names `{}`: two primaries, or a switchover this version cannot do yet",
+                    self.want.primary
+                ),
+            );
+            return;
+        }
+        self.hba(want, seen, server);
+        if is_primary {
+            self.roles(name, server);
+        }
+        self.settings(want, seen, server);
+        if !is_primary {
+            self.recovery(want, seen, server);
+        }
+        if self.steps.iter().any(|s| s.node == name && needs_reload(&s.op)) {
+            let mut s = step(name, format!("{name}.service"), Action::Update, Op::Reload);
+            s.after = Some("reload".into());
+            s.reason = "pg_reload_conf() makes hba, sighup settings and recovery settings live".into();
+            self.steps.push(s);
+        }
+        self.slots(want, server);
+        self.unmanaged_slot_warnings(want, server);
+        for p in server.settings.values().filter(|p| p.pending_restart) {
+            let why = format!("{} (pending_restart)", p.name);
+            if !self.restarts.iter().any(|(n, w)| n == name && w.iter().any(|x| x.starts_with(&p.name))) {
+                self.warn(Some(name), format!("{} is set but waits for a restart", p.name));
+                self.add_restart(name, why);
+            }
+        }
+        for e in &server.file_setting_errors {
+            self.warn(Some(name), format!("configuration file error: {e}"));
+        }
+        for (line, e) in &server.hba_errors {
+            self.warn(Some(name), format!("pg_hba.conf line {line}: {e}"));
+        }
+    }
+
+    fn add_restart(&mut self, node: &str, why: String) {
+        match self.restarts.iter_mut().find(|(n, _)| n == node) {
+            Some((_, w)) => w.push(why),
+            None => self.restarts.push((node.to_string(), vec![why])),
+        }
+    }
+
+    fn hba(&mut self, want: &NodeDesired, seen: &NodeState, server: &ServerFacts) {
+        let current = seen.files.as_ref().and_then(|f| f.hba_conf.clone()).unwrap_or_default();
+        let next = render_hba(&current, &want.hba_block);
+        if next == current {
+            return;
+        }
+        let had_block = current.lines().any(|l| l.starts_with(HBA_BEGIN));
+        let rules = want.hba_block.len().saturating_sub(2);
+        let mut s = step(
+            &want.name,
+            format!("{}.hba", want.name),
+            if had_block { Action::Update } else { Action::Create },
+            Op::WriteHba {
+                path: server.hba_file.clone(),
+                content: next.clone(),
+            },
+        );
+        s.after = Some(format!("managed block of {rules} rules"));
+        s.reason = if had_block {
+            "the managed block differs from the file".into()
+        } else {
+            "pg_hba.conf has no pgrepl block yet".into()
+        };
+        s.diff = Some(unified_diff(&current, &next, "pg_hba.conf"));
+        self.steps.push(s);
+    }
+
+    fn roles(&mut self, primary: &str, server: &ServerFacts) {
+        for role in &self.want.roles {
+            let kind = match role.kind {
+                DRoleKind::Replication => RoleKind::Replication,
+                DRoleKind::Rewind => RoleKind::Rewind,
+            };
+            let (attrs_text, password) = match role.kind {
+                DRoleKind::Replication => ("LOGIN REPLICATION", self.cfg.replication.password.expose()),
+                DRoleKind::Rewind => (
+                    "LOGIN, EXECUTE on pg_rewind's four functions",
+                    self.cfg.rewind.as_ref().map_or("", |r| r.password.expose()),
+                ),
+            };
+            let address = format!("role.{}", role.name);
+            match server.roles.get(&role.name) {
+                None => {
+                    let mut s = step(
+                        primary,
+                        address,
+                        Action::Create,
+                        Op::CreateRole {
+                            name: role.name.clone(),
+                            kind,
+                        },
+                    );
+                    s.after = Some(format!("{attrs_text}, password (sensitive)"));
+                    s.reason = "the role does not exist".into();
+                    self.steps.push(s);
+                }
+                Some(r) => {
+                    let attributes = !r.login || (kind == RoleKind::Replication && !r.replication);
+                    let grants = kind == RoleKind::Rewind && !r.superuser && !r.rewind_grants;
+                    let pw = !r.verifier.as_deref().is_some_and(|v| scram::verifies(v, password));
+                    if !(attributes || grants || pw) {
+                        continue;
+                    }
+                    let mut what = Vec::new();
+                    if attributes {
+                        what.push(attrs_text.split(',').next().unwrap_or("").to_string());
+                    }
+                    if grants {
+                        what.push("pg_rewind grants".to_string());
+                    }
+                    if pw {
+                        what.push(match r.verifier.as_deref() {
+                            Some(v) if v.starts_with("md5") => "password (stored as MD5, scram-sha-256 refuses it)".to_string(),
+                            Some(_) => "password differs".to_string(),
+                            None => "password missing".to_string(),
+                        });
+                    }
+                    let mut s = step(
+                        primary,
+                        address,
+                        Action::Update,
+                        Op::UpdateRole {
+                            name: role.name.clone(),
+                            kind,
+                            password: pw,
+                            attributes,
+                            grants,
+                        },
+                    );
+                    s.sensitive = pw;
+                    s.reason = what.join("; ");
+                    self.steps.push(s);
+                }
+            }
+        }
+    }
+
+    fn settings(&mut self, want: &NodeDesired, _seen: &NodeState, server: &ServerFacts) {
+        let name = want.name.as_str();
+        for setting in want.settings.values() {
+            let Some(live) = server.settings.get(&setting.name) else {
+                self.warn(
+                    Some(name),
+                    format!(
+                        "{} does not exist in PostgreSQL {} on this node; it is not set",
+                        setting.name,
+                        server.version_num / 10000
+                    ),
+                );
+                continue;
+            };
+            let def = guc::lookup(&setting.name);
+            let (equal, before, after, sql_value) = match (def, &setting.normalized) {
+                (Some(def), Some(want_v)) => {
+                    let live_v = guc::normalize_observed(def, &live.setting, live.unit.as_deref());
+                    let equal = live_v.as_ref().is_ok_and(|v| v == want_v);
+                    let before = match &live_v {
+                        Ok(v) => v.display_with_unit(def),
+                        Err(_) => live.setting.clone(),
+                    };
+                    (equal, before, want_v.display_with_unit(def), want_v.to_alter_system_value(def))
+                }
+                _ => {
+                    let after = toml_text(&setting.value);
+                    (live.setting == after, live.setting.clone(), after.clone(), sql_literal(&after))
+                }
+            };
+            if equal {
+                continue;
+            }
+            let restart = live.context == "postmaster";
+            if let Some(def) = def
+                && def.hot_standby_sensitive
+                && let (Some(Normalized::Integer(w)), Ok(l)) = (&setting.normalized, live.setting.parse::<i64>())
+                && *w < l
+            {
+                self.lowering_hot_standby = true;
+            }
+            let mut s = step(
+                name,
+                format!("{name}.setting.{}", setting.name),
+                Action::Update,
+                Op::SetSetting {
+                    name: setting.name.clone(),
+                    sql_value,
+                },
+            );
+            s.before = Some(display_value(&before));
+            s.after = Some(display_value(&after));
+            s.restart = restart;
+            s.reason = if restart {
+                "ALTER SYSTEM; takes effect at the restart".into()
+            } else {
+                "ALTER SYSTEM; takes effect at the reload".into()
+            };
+            self.steps.push(s);
+            if restart {
+                self.add_restart(name, setting.name.clone());
+            }
+        }
+    }
+
+    fn recovery(&mut self, want: &NodeDesired, seen: &NodeState, server: &ServerFacts) {
+        let Some(rec) = &want.recovery else { return };
+        let name = want.name.as_str();
+        let live = |n: &str| server.settings.get(n).map(|p| p.setting.clone()).unwrap_or_default();
+        let files = seen.files.as_ref();
+        let passfile_ok = files.and_then(|f| f.passfile_sha256.as_deref()) == Some(passfile_digest(self.cfg).as_str())
+            && files.and_then(|f| f.passfile_mode.as_deref()) == Some("600");
+        let conninfo_ok = live("primary_conninfo") == rec.primary_conninfo;
+        let slot_ok = live("primary_slot_name") == rec.primary_slot_name;
+        let signal_ok = files.is_some_and(|f| f.standby_signal);
+        let password_in_auto_conf = files.is_some_and(|f| f.auto_conf_has_password);
+        if conninfo_ok && slot_ok && signal_ok && passfile_ok && !password_in_auto_conf {
+            return;
+        }
+        let mut what = Vec::new();
+        if !conninfo_ok {
+            what.push("primary_conninfo");
+        }
+        if !slot_ok {
+            what.push("primary_slot_name");
+        }
+        if !signal_ok {
+            what.push("standby.signal");
+        }
+        if !passfile_ok {
+            what.push("passfile");
+        }
+        if password_in_auto_conf {
+            what.push("a password in clear in postgresql.auto.conf");
+        }
+        let restart = server.settings.get("primary_conninfo").is_some_and(|p| p.context == "postmaster");
+        let mut s = step(
+            name,
+            format!("{name}.recovery"),
+            Action::Update,
+            Op::WriteRecovery {
+                primary_conninfo: rec.primary_conninfo.clone(),
+                primary_slot_name: rec.primary_slot_name.clone(),
+                passfile: rec.passfile.clone(),
+            },
+        );
+        s.before = Some(format!(
+            "primary_conninfo = '{}', primary_slot_name = '{}'",
+            live("primary_conninfo"),
+            live("primary_slot_name")
+        ));
+        s.after = Some(format!(
+            "primary_conninfo = '{}', primary_slot_name = '{}'",
+            rec.primary_conninfo, rec.primary_slot_name
+        ));
+        s.restart = restart;
+        s.reason = format!("differs: {}", what.join(", "));
+        self.steps.push(s);
+        if restart {
+            self.add_restart(name, "primary_conninfo".into());
+        }
+    }
+
+    fn slots(&mut self, want: &NodeDesired, server: &ServerFacts) {
+        for slot in &want.slots {
+            if server.slots.iter().any(|s| &s.name == slot) {
+                continue;
+            }
+            let mut s = step(
+                &want.name,
+                format!("{}.slot.{slot}", want.name),
+                Action::Create,
+                Op::CreateSlot { name: slot.clone() },
+            );
+            s.after = Some("physical slot".into());
+            s.reason = if self.want.nodes.contains_key(slot) {
+                format!("standby {slot} streams through it")
+            } else {
+                "listed in [[slots]]".into()
+            };
+            self.steps.push(s);
+        }
+    }
+
+    fn unmanaged_slot_warnings(&mut self, want: &NodeDesired, server: &ServerFacts) {
+        for slot in &server.slots {
+            if let Some(ws) = slot.wal_status.as_deref()
+                && (ws == "unreserved" || ws == "lost")
+            {
+                self.warn(
+                    Some(&want.name),
+                    format!("slot {} has wal_status {ws}: its standby will need a fresh base backup", slot.name),
+                );
+            }
+            if want.slots.contains(&slot.name) || slot.active {
+                continue;
+            }
+            let retained = slot.retained_bytes.unwrap_or(0);
+            self.warn(
+                Some(&want.name),
+                format!(
+                    "slot {} is not in the file and inactive, retaining {} of WAL; pgrepl leaves it alone (drop it with pg_drop_replication_slot if unused)",
+                    slot.name,
+                    human_bytes(retained.max(0) as u64)
+                ),
+            );
+        }
+    }
+
+    fn new_standby(&mut self, want: &NodeDesired) {
+        let name = want.name.as_str();
+        let Some(upstream) = want.upstream.clone() else { return };
+        let Some(rec) = want.recovery.clone() else { return };
+        // The upstream must hold the slot first; when the upstream is itself
+        // new, its slot step is planned here too.
+        let slot = (!rec.primary_slot_name.is_empty()).then(|| rec.primary_slot_name.clone());
+        if let Some(slot_name) = &slot {
+            let up_has_slot = self
+                .obs
+                .nodes
+                .get(&upstream)
+                .and_then(|n| n.server.as_ref())
+                .is_some_and(|s| s.slots.iter().any(|x| &x.name == slot_name));
+            let planned = self
+                .steps
+                .iter()
+                .any(|s| s.node == upstream && matches!(&s.op, Op::CreateSlot { name } if name == slot_name));
+            if !up_has_slot && !planned {
+                let mut s = step(
+                    &upstream,
+                    format!("{upstream}.slot.{slot_name}"),
+                    Action::Create,
+                    Op::CreateSlot { name: slot_name.clone() },
+                );
+                s.after = Some("physical slot".into());
+                s.reason = format!("standby {name} streams through it");
+                self.steps.push(s);
+            }
+        }
+        let mut s = step(
+            name,
+            format!("{name}.standby"),
+            Action::Create,
+            Op::BaseBackup {
+                upstream: upstream.clone(),
+                slot: slot.clone(),
+            },
+        );
+        s.after = Some(match &slot {
+            Some(sl) => format!("base backup of {upstream} through slot {sl}"),
+            None => format!("base backup of {upstream}"),
+        });
+        s.reason = "the data directory is empty".into();
+        self.steps.push(s);
+        let mut s = step(
+            name,
+            format!("{name}.recovery"),
+            Action::Create,
+            Op::WriteRecovery {
+                primary_conninfo: rec.primary_conninfo.clone(),
+                primary_slot_name: rec.primary_slot_name.clone(),
+                passfile: rec.passfile.clone(),
+            },
+        );
+        s.after = Some(format!(
+            "primary_conninfo = '{}', primary_slot_name = '{}', standby.signal",
+            rec.primary_conninfo, rec.primary_slot_name
+        ));
+        s.reason = "a new standby".into();
+        self.steps.push(s);
+        let mut s = step(name, format!("{name}.service"), Action::Create, Op::Start);
+        s.after = Some("running, streaming".into());
+        s.reason = "start the new standby and wait until it streams".into();
+        self.steps.push(s);
+        // Settings that differ from what the base backup copies from the
+        // upstream are set once it runs (known after apply).
+        if let Some(up) = self.want.nodes.get(&upstream) {
+            let differing: Vec<String> = want
+                .settings
+                .values()
+                .filter(|st| up.settings.get(&st.name).is_none_or(|u| u.value != st.value))
+                .filter(|st| st.name != "synchronous_standby_names")
+                .map(|st| format!("{} = {}", st.name, toml_text(&st.value)))
+                .collect();
+            if !differing.is_empty() {
+                self.warn(
+                    Some(name),
+                    format!("settings of its own ({}) are set after it starts", differing.join(", ")),
+                );
+            }
+        }
+    }
+}
+
+fn needs_reload(op: &Op) -> bool {
+    matches!(op, Op::WriteHba { .. } | Op::WriteRecovery { .. } | Op::SetSetting { .. })
+}
+
+/// The passfile's SHA-256, as `sha256sum` prints it on the node.
+pub fn passfile_digest(cfg: &Config) -> String {
+    let d = Sha256::digest(desired::passfile_content(cfg).as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn toml_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Boolean(b) => if *b { "on" } else { "off" }.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn display_value(v: &str) -> String {
+    if v.is_empty() { "''".into() } else { v.to_string() }
+}
+
+/// A single-quoted SQL literal (`'` doubled, `E''` when a backslash is present).
+pub fn sql_literal(s: &str) -> String {
+    let body = s.replace('\'', "''");
+    if s.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[i]) }
+}
+
+/// pg_hba.conf with the managed block in place: the old block removed, the
+/// new one before the first rule (after the leading comments), every line
+/// outside the block kept as it is.
+pub fn render_hba(current: &str, block: &[String]) -> String {
+    let mut outside: Vec<&str> = Vec::new();
+    let mut inside = false;
+    for line in current.lines() {
+        if line.starts_with(HBA_BEGIN) {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if line.starts_with(HBA_END) {
+                inside = false;
+            }
+            continue;
+        }
+        outside.push(line);
+    }
+    let first_rule = outside
+        .iter()
+        .position(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#')
+        })
+        .unwrap_or(outside.len());
+    let mut lines: Vec<&str> = outside[..first_rule].to_vec();
+    // Keep one blank line before and after the block for readability.
+    while lines.last().is_some_and(|l| l.trim().is_empty()) {
+        lines.pop();
+    }
+    let mut out = String::new();
+    for l in &lines {
+        out.push_str(l);
+        out.push('\n');
+    }
+    if !lines.is_empty() {
+        out.push('\n');
+    }
+    for l in block {
+        out.push_str(l);
+        out.push('\n');
+    }
+    let rest: Vec<&str> = outside[first_rule..].to_vec();
+    let rest_start = rest.iter().position(|l| !l.trim().is_empty()).unwrap_or(rest.len());
+    if rest_start < rest.len() {
+        out.push('\n');
+        for l in &rest[rest_start..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+pub fn unified_diff(old: &str, new: &str, name: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(2)
+        .header(name, &format!("{name} (planned)"))
+        .to_string()
+}
+
+/// Every observed fact the plan depends on, for stale-plan detection.
+/// Secrets appear only as digests.
+pub fn facts(cfg: &Config, obs: &Observed) -> IndexMap<String, String> {
+    let mut f = IndexMap::new();
+    let want = desired::desired_state(cfg);
+    for (name, n) in &obs.nodes {
+        if let Some(u) = &n.unreachable {
+            f.insert(format!("{name}.reachable"), format!("no ({:?})", u.kind));
+            continue;
+        }
+        f.insert(format!("{name}.reachable"), "yes".into());
+        let Some(files) = &n.files else { continue };
+        f.insert(format!("{name}.data_dir"), format!("{:?}", files.data_dir));
+        f.insert(format!("{name}.running"), files.running.to_string());
+        f.insert(format!("{name}.standby_signal"), files.standby_signal.to_string());
+        f.insert(format!("{name}.hba"), digest(files.hba_conf.as_deref().unwrap_or("")));
+        // Whether it matches, never a hash of it: the passfile holds passwords.
+        let passfile = match (&files.passfile_sha256, files.passfile_mode.as_deref()) {
+            (None, _) => "missing",
+            (Some(d), Some("600")) if *d == passfile_digest(cfg) => "matches",
+            _ => "differs",
+        };
+        f.insert(format!("{name}.passfile"), passfile.into());
+        let Some(s) = &n.server else { continue };
+        f.insert(format!("{name}.in_recovery"), s.in_recovery.to_string());
+        f.insert(format!("{name}.timeline"), s.timeline.to_string());
+        f.insert(format!("{name}.system_identifier"), s.system_identifier.clone());
+        if let Some(w) = want.nodes.get(name) {
+            for setting in w.settings.keys() {
+                if let Some(p) = s.settings.get(setting) {
+                    f.insert(format!("{name}.setting.{setting}"), format!("{}{}", p.setting, if p.pending_restart { " (pending restart)" } else { "" }));
+                }
+            }
+        }
+        for key in ["primary_conninfo", "primary_slot_name"] {
+            if let Some(p) = s.settings.get(key) {
+                f.insert(format!("{name}.{key}"), p.setting.clone());
+            }
+        }
+        let slots: Vec<&str> = s.slots.iter().map(|x| x.name.as_str()).collect();
+        f.insert(format!("{name}.slots"), slots.join(","));
+        for r in s.roles.values() {
+            f.insert(
+                format!("{name}.role.{}", r.name),
+                format!(
+                    "login={} replication={} superuser={} grants={} verifier={}",
+                    r.login,
+                    r.replication,
+                    r.superuser,
+                    r.rewind_grants,
+                    r.verifier_digest.as_deref().unwrap_or("none")
+                ),
+            );
+        }
+    }
+    f
+}

@@ -1,0 +1,207 @@
+//! Changes -> ordered steps, and their rendering as text and JSON. Pure.
+//!
+//! A `Step` is one line of the plan and one action of apply: its address
+//! and old -> new value for people, its `Op` for the executor.
+
+pub mod render;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+pub const FORMAT_VERSION: &str = "1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    Replace,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Delete => "-",
+            Action::Replace => "-/+",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleKind {
+    Replication,
+    Rewind,
+}
+
+/// What apply executes for a step. Never holds a secret: passwords are read
+/// from their source when the step runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// `ALTER SYSTEM SET name = sql_value` (`sql_value` already quoted).
+    SetSetting { name: String, sql_value: String },
+    Reload,
+    Restart,
+    Start,
+    /// Replace the managed block of pg_hba.conf (file at `path`).
+    WriteHba { path: String, content: String },
+    CreateRole { name: String, kind: RoleKind },
+    /// Fix what differs: attributes, password, rewind grants.
+    UpdateRole { name: String, kind: RoleKind, password: bool, attributes: bool, grants: bool },
+    CreateSlot { name: String },
+    /// pg_basebackup from `upstream` into the (empty) data directory.
+    BaseBackup { upstream: String, slot: Option<String> },
+    /// primary_conninfo, primary_slot_name, standby.signal, the passfile.
+    WriteRecovery { primary_conninfo: String, primary_slot_name: String, passfile: String },
+}
+
+impl Op {
+    /// Reloads are implied by other steps; they do not count as changes.
+    pub fn counts(&self) -> bool {
+        !matches!(self, Op::Reload)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub address: String,
+    pub node: String,
+    pub action: Action,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub restart: bool,
+    pub reason: String,
+    /// before/after render as `(sensitive)`.
+    pub sensitive: bool,
+    /// A unified diff, for file changes.
+    pub diff: Option<String>,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    pub node: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+    pub replace: usize,
+}
+
+/// A node as the plan's headers show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLabel {
+    pub name: String,
+    pub host: String,
+    /// What the file wants it to be: "primary", or "standby of X".
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: String,
+    pub cluster: String,
+    pub nodes: Vec<NodeLabel>,
+    pub changes: Vec<Step>,
+    pub warnings: Vec<Warning>,
+    /// Nodes that could not be planned (unreachable, unreadable): the plan is incomplete.
+    pub blocked: Vec<Warning>,
+    pub summary: Summary,
+    /// Every observed fact the plan relied on, by name; secrets only as digests.
+    pub facts: IndexMap<String, String>,
+}
+
+impl Plan {
+    pub fn new(
+        cluster: String,
+        nodes: Vec<NodeLabel>,
+        changes: Vec<Step>,
+        warnings: Vec<Warning>,
+        blocked: Vec<Warning>,
+        facts: IndexMap<String, String>,
+    ) -> Plan {
+        let mut summary = Summary::default();
+        for s in changes.iter().filter(|s| s.op.counts()) {
+            match s.action {
+                Action::Create => summary.add += 1,
+                Action::Update => summary.change += 1,
+                Action::Delete => summary.destroy += 1,
+                Action::Replace => summary.replace += 1,
+            }
+        }
+        Plan {
+            format_version: FORMAT_VERSION.to_string(),
+            cluster,
+            nodes,
+            changes,
+            warnings,
+            blocked,
+            summary,
+            facts,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Keeps the steps whose address matches a target (exactly, or as a
+    /// prefix ending at a dot: `node2` matches `node2.setting.x`), plus the
+    /// steps they depend on: a base backup needs its upstream's slot, roles
+    /// and hba; a restart or reload of the same node follows its settings.
+    pub fn restrict_to(mut self, targets: &[String]) -> Plan {
+        if targets.is_empty() {
+            return self;
+        }
+        let matches = |addr: &str| {
+            targets
+                .iter()
+                .any(|t| addr == t || (addr.starts_with(t.as_str()) && addr[t.len()..].starts_with('.')))
+        };
+        let mut keep: Vec<bool> = self.changes.iter().map(|s| matches(&s.address)).collect();
+        // Dependencies, to a fixed point.
+        loop {
+            let mut changed = false;
+            for i in 0..self.changes.len() {
+                if !keep[i] {
+                    continue;
+                }
+                let step = self.changes[i].clone();
+                for (j, other) in self.changes.iter().enumerate() {
+                    if keep[j] {
+                        continue;
+                    }
+                    let needed = match (&step.op, &other.op) {
+                        (Op::BaseBackup { upstream, slot }, Op::CreateSlot { name }) => {
+                            &other.node == upstream && slot.as_deref() == Some(name.as_str())
+                        }
+                        (Op::BaseBackup { .. } | Op::WriteRecovery { .. }, Op::CreateRole { .. } | Op::UpdateRole { .. }) => true,
+                        (Op::BaseBackup { upstream, .. }, Op::WriteHba { .. }) => &other.node == upstream,
+                        (Op::BaseBackup { .. }, Op::WriteRecovery { .. } | Op::Start) => other.node == step.node,
+                        (Op::SetSetting { .. } | Op::WriteHba { .. } | Op::WriteRecovery { .. }, Op::Reload) => other.node == step.node,
+                        (Op::SetSetting { .. }, Op::Restart) => other.node == step.node && step.restart,
+                        _ => false,
+                    };
+                    if needed {
+                        keep[j] = true;
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let changes: Vec<Step> = self.changes.drain(..).zip(keep).filter(|(_, k)| *k).map(|(s, _)| s).collect();
+        Plan::new(self.cluster, self.nodes, changes, self.warnings, self.blocked, self.facts)
+    }
+}
