@@ -11,6 +11,7 @@
 //! - Only `transport` talks to SSH and PostgreSQL.
 //! - Secrets live in `config::Secret`, which renders as `(sensitive)`.
 
+pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod desired;

@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand; parse, call, print — never decide.
 
+mod apply;
 pub mod plan;
 mod status;
 mod validate;
@@ -27,6 +28,8 @@ pub enum Command {
     Validate(FileArg),
     /// Show what apply would change; touches nothing.
     Plan(PlanArgs),
+    /// Make the cluster equal to the file (plans first, or runs a saved plan).
+    Apply(ApplyArgs),
     /// Show every node's role, timeline, position, lag, slot and health.
     Status(StatusArgs),
 }
@@ -47,6 +50,31 @@ pub struct PlanArgs {
     /// Limit the plan to these resource addresses (and what they depend on).
     #[arg(long, value_name = "ADDRESS")]
     pub target: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// A plan saved with `pgrepl plan --out`; refused when stale.
+    #[arg(value_name = "PLANFILE")]
+    pub planfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub file: FileArg,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Limit apply to these resource addresses (and what they depend on).
+    #[arg(long, value_name = "ADDRESS")]
+    pub target: Vec<String>,
+    /// Act even though some nodes could not be planned.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl ApplyArgs {
+    /// Whether -c was given (a saved plan otherwise names its own file).
+    pub fn config_given(&self) -> bool {
+        self.file.config.as_os_str() != "pgrepl.toml"
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +104,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Apply(args) => apply::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -19,7 +19,19 @@ use crate::transport::NodeSession;
 /// Gathers every node concurrently; one node's failure never stops the others.
 /// Returns the open sessions too, for a caller that goes on to act.
 pub async fn gather(cfg: &Config) -> (Observed, IndexMap<String, NodeSession>) {
-    let tasks = cfg.nodes.values().map(|node| gather_node(cfg, node));
+    gather_with(cfg, IndexMap::new()).await
+}
+
+/// Like `gather`, reusing the sessions that are still open.
+pub async fn gather_with(cfg: &Config, mut open: IndexMap<String, NodeSession>) -> (Observed, IndexMap<String, NodeSession>) {
+    let tasks = cfg
+        .nodes
+        .values()
+        .map(|node| {
+            let existing = open.shift_remove(&node.name);
+            gather_node_with(cfg, node, existing)
+        })
+        .collect::<Vec<_>>();
     let results = futures_util::future::join_all(tasks).await;
     let mut nodes = IndexMap::new();
     let mut sessions = IndexMap::new();
@@ -40,6 +52,10 @@ pub async fn gather(cfg: &Config) -> (Observed, IndexMap<String, NodeSession>) {
 
 /// Everything pgrepl needs to know about one node.
 pub async fn gather_node(cfg: &Config, node: &Node) -> (NodeState, Option<NodeSession>) {
+    gather_node_with(cfg, node, None).await
+}
+
+async fn gather_node_with(cfg: &Config, node: &Node, existing: Option<NodeSession>) -> (NodeState, Option<NodeSession>) {
     let started = Instant::now();
     let mut state = NodeState {
         name: node.name.clone(),
@@ -50,7 +66,11 @@ pub async fn gather_node(cfg: &Config, node: &Node) -> (NodeState, Option<NodeSe
         errors: Vec::new(),
         gather_ms: 0,
     };
-    let mut session = match NodeSession::connect(node).await {
+    let connected = match existing {
+        Some(s) => Ok(s),
+        None => NodeSession::connect(node).await,
+    };
+    let mut session = match connected {
         Ok(s) => s,
         Err(e) => {
             state.unreachable = Some(UnreachableInfo {
@@ -113,7 +133,7 @@ const SQL_SERVER: &str = "SELECT current_setting('server_version_num')::int4,
 
 const SQL_SETTINGS: &str = "SELECT name, setting, unit, context, vartype, pending_restart, source FROM pg_settings";
 const SQL_FILE_SETTINGS: &str =
-    "SELECT coalesce(sourcefile, '') || ':' || coalesce(sourceline, 0) || ': ' || coalesce(name, '') || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL";
+    "SELECT coalesce(sourcefile, '') || ':' || coalesce(sourceline, 0) || ': ' || coalesce(name, '') || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL AND error <> 'setting could not be applied'";
 const SQL_ROLES: &str = "SELECT rolname::text, rolcanlogin, rolreplication, rolsuper, rolpassword,
   has_function_privilege(oid, 'pg_catalog.pg_ls_dir(text, boolean, boolean)', 'EXECUTE')
   AND has_function_privilege(oid, 'pg_catalog.pg_stat_file(text, boolean)', 'EXECUTE')

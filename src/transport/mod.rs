@@ -4,4 +4,4 @@ pub mod quote;
 pub mod ssh;
 
 pub use quote::{command_line, shell_quote};
-pub use ssh::{ConnectError, NodeSession, RemoteOutput, Unreachable};
+pub use ssh::{ConnectError, NodeLock, NodeSession, RemoteOutput, Unreachable};

@@ -5,12 +5,13 @@
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use openssh::{ControlPersist, ForwardType, KnownHosts as SshKnownHosts, Session, SessionBuilder, Socket};
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 use super::quote::command_line;
@@ -99,7 +100,7 @@ impl RemoteOutput {
 /// A live SSH connection to one node.
 pub struct NodeSession {
     pub node: String,
-    session: Session,
+    session: Arc<Session>,
     user: String,
     command_timeout: Duration,
     connect_timeout: Duration,
@@ -153,7 +154,7 @@ impl NodeSession {
         };
         Ok(NodeSession {
             node: node.name.clone(),
-            session,
+            session: Arc::new(session),
             user: ssh.user.clone(),
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             connect_timeout: ssh.connect_timeout,
@@ -196,6 +197,72 @@ impl NodeSession {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Runs `argv` and hands each line of its stderr (split at `\r` or
+    /// `\n`, as progress meters print) to `on_line` as it arrives.
+    pub async fn run_streaming<S: AsRef<str>>(
+        &self,
+        argv: &[S],
+        stdin: Option<&[u8]>,
+        limit: Duration,
+        mut on_line: impl FnMut(&str),
+    ) -> anyhow::Result<RemoteOutput> {
+        use tokio::io::AsyncReadExt;
+        let line = command_line(argv);
+        let program = argv.first().map_or("", |a| a.as_ref()).to_string();
+        let fut = async {
+            let mut cmd = self.session.raw_command(&line);
+            cmd.stdin(if stdin.is_some() { openssh::Stdio::piped() } else { openssh::Stdio::null() })
+                .stdout(openssh::Stdio::piped())
+                .stderr(openssh::Stdio::piped());
+            let mut child = cmd.spawn().await?;
+            if let (Some(input), Some(mut pipe)) = (stdin, child.stdin().take()) {
+                pipe.write_all(input).await.map_err(openssh::Error::ChildIo)?;
+                pipe.shutdown().await.map_err(openssh::Error::ChildIo)?;
+            }
+            let mut stdout = child.stdout().take();
+            let mut stderr = child.stderr().take();
+            let mut out_buf = Vec::new();
+            let mut err_all = Vec::new();
+            let read_out = async {
+                if let Some(o) = stdout.as_mut() {
+                    let _ = o.read_to_end(&mut out_buf).await;
+                }
+            };
+            let read_err = async {
+                if let Some(e) = stderr.as_mut() {
+                    let mut chunk = [0u8; 4096];
+                    let mut pending = Vec::new();
+                    while let Ok(n) = e.read(&mut chunk).await {
+                        if n == 0 {
+                            break;
+                        }
+                        err_all.extend_from_slice(&chunk[..n]);
+                        pending.extend_from_slice(&chunk[..n]);
+                        while let Some(pos) = pending.iter().position(|b| *b == b'\n' || *b == b'\r') {
+                            let l: Vec<u8> = pending.drain(..=pos).collect();
+                            let text = String::from_utf8_lossy(&l[..l.len() - 1]).into_owned();
+                            if !text.trim().is_empty() {
+                                on_line(&text);
+                            }
+                        }
+                    }
+                }
+            };
+            tokio::join!(read_out, read_err);
+            let status = child.wait().await?;
+            Ok::<_, openssh::Error>((status, out_buf, err_all))
+        };
+        let (status, out, err) = timeout(limit, fut)
+            .await
+            .map_err(|_| anyhow!("{}: `{program}` did not finish within {}", self.node, humantime(limit)))?
+            .with_context(|| format!("{}: running `{program}` over SSH failed", self.node))?;
+        Ok(RemoteOutput {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
         })
     }
 
@@ -245,9 +312,71 @@ impl NodeSession {
         Ok(client)
     }
 
+    /// Takes a cluster-wide lock on this node: `flock` on `path`, held by a
+    /// remote process that lives as long as this SSH channel. A pgrepl that
+    /// dies releases it; nothing stale is left behind.
+    pub async fn lock(&self, path: &str, holder: &str) -> anyhow::Result<Result<NodeLock, String>> {
+        const SCRIPT: &str = r#"L=$1; H=$2
+exec 9>>"$L" || exit 71
+if ! flock -n 9; then cat "$L.holder" 2>/dev/null || echo "unknown holder"; exit 75; fi
+printf '%s
+' "$H" > "$L.holder"
+echo locked
+exec cat >/dev/null"#;
+        let line = command_line(&["sh", "-c", SCRIPT, "pgrepl-lock", path, holder]);
+        let mut cmd = Session::to_raw_command(self.session.clone(), line);
+        cmd.stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .await
+            .with_context(|| format!("{}: cannot start the lock holder", self.node))?;
+        let Some(stdout) = child.stdout().take() else {
+            anyhow::bail!("{}: lock holder has no stdout", self.node);
+        };
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let first = timeout(self.command_timeout, lines.next_line())
+            .await
+            .map_err(|_| anyhow!("{}: taking the lock did not answer within {}", self.node, humantime(self.command_timeout)))?
+            .with_context(|| format!("{}: reading the lock holder's answer", self.node))?;
+        match first.as_deref() {
+            Some("locked") => Ok(Ok(NodeLock { child: Some(child) })),
+            Some(holder) => {
+                let holder = holder.to_string();
+                let _ = child.wait().await;
+                Ok(Err(holder))
+            }
+            None => {
+                let out = child.wait_with_output().await?;
+                anyhow::bail!(
+                    "{}: cannot take the lock on {path}: {}",
+                    self.node,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            }
+        }
+    }
+
     /// Closes the master connection.
     pub async fn close(self) {
-        let _ = self.session.close().await;
+        if let Ok(session) = Arc::try_unwrap(self.session) {
+            let _ = session.close().await;
+        }
+    }
+}
+
+/// A held lock; released when dropped (the remote holder's stdin closes).
+pub struct NodeLock {
+    child: Option<openssh::Child<Arc<Session>>>,
+}
+
+impl NodeLock {
+    pub async fn release(mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin().take());
+            let _ = timeout(Duration::from_secs(5), child.wait()).await;
+        }
     }
 }
 

@@ -1,0 +1,468 @@
+//! One executor per `Op`. Each re-reads the fact its step depends on right
+//! before acting and does nothing when the work is already done, so every
+//! step is safe to run twice.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use tokio_postgres::Client;
+
+use crate::config::{Config, Node, Service};
+use crate::desired::{self, HBA_BEGIN};
+use crate::diff::sql_literal;
+use crate::plan::{Op, RoleKind, Step};
+use crate::scram;
+use crate::transport::NodeSession;
+
+/// How long a standby may take to stream after it starts.
+pub const STREAM_WAIT: Duration = Duration::from_secs(60);
+/// How long a base backup may take.
+pub const BASE_BACKUP_LIMIT: Duration = Duration::from_secs(6 * 3600);
+/// How long pg_ctl may wait for a start, stop or restart.
+pub const PG_CTL_WAIT_S: u64 = 120;
+
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub node: &'a Node,
+    pub session: &'a mut NodeSession,
+    /// Progress lines (base backup percentage) for the operator.
+    pub progress: &'a (dyn Fn(&str) + Sync),
+}
+
+impl Ctx<'_> {
+    async fn client(&mut self) -> anyhow::Result<Client> {
+        let pg = &self.node.postgres;
+        self.session.pg_client(pg.port, &pg.socket_dir).await
+    }
+
+    async fn run_ok(&self, argv: &[&str], what: &str) -> anyhow::Result<String> {
+        let out = self.session.run(argv).await?;
+        if !out.success() {
+            bail!("{what} failed (exit {:?}): {}", out.code, out.stderr.trim());
+        }
+        Ok(out.stdout)
+    }
+
+    async fn run_stdin_ok(&self, argv: &[&str], stdin: &[u8], what: &str) -> anyhow::Result<String> {
+        let out = self
+            .session
+            .run_with_stdin(argv, Some(stdin), crate::transport::ssh::DEFAULT_COMMAND_TIMEOUT)
+            .await?;
+        if !out.success() {
+            bail!("{what} failed (exit {:?}): {}", out.code, out.stderr.trim());
+        }
+        Ok(out.stdout)
+    }
+
+    fn log_file(&self) -> String {
+        let dd = self.node.postgres.data_dir.trim_end_matches('/');
+        let parent = dd.rsplit_once('/').map_or("/tmp", |(p, _)| if p.is_empty() { "/" } else { p });
+        format!("{parent}/pgrepl-postgresql.log")
+    }
+
+    fn bin(&self, name: &str) -> String {
+        format!("{}/{name}", self.node.postgres.bin_dir)
+    }
+}
+
+/// Executes one step on its node.
+pub async fn execute(ctx: &mut Ctx<'_>, step: &Step) -> anyhow::Result<String> {
+    match &step.op {
+        Op::SetSetting { name, sql_value } => set_setting(ctx, name, sql_value).await,
+        Op::Reload => reload(ctx).await,
+        Op::Restart => service(ctx, "restart").await,
+        Op::Start => start(ctx).await,
+        Op::WriteHba { path, content } => write_hba(ctx, path, content).await,
+        Op::CreateRole { name, kind } | Op::UpdateRole { name, kind, .. } => ensure_role(ctx, name, *kind).await,
+        Op::CreateSlot { name } => create_slot(ctx, name).await,
+        Op::BaseBackup { upstream, slot } => base_backup(ctx, upstream, slot.as_deref()).await,
+        Op::WriteRecovery {
+            primary_conninfo,
+            primary_slot_name,
+            passfile,
+        } => write_recovery(ctx, primary_conninfo, primary_slot_name, passfile).await,
+    }
+}
+
+/// GUC names come from the catalog or are `ext.name`: plain words only.
+fn guc_ident(name: &str) -> anyhow::Result<&str> {
+    let ok = !name.is_empty()
+        && name.split('.').all(|p| {
+            !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+    if ok { Ok(name) } else { bail!("refusing to set a setting named {name:?}") }
+}
+
+/// A role name as an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn set_setting(ctx: &mut Ctx<'_>, name: &str, sql_value: &str) -> anyhow::Result<String> {
+    let name = guc_ident(name)?;
+    let client = ctx.client().await?;
+    // ALTER SYSTEM cannot run in a transaction block and takes no parameters:
+    // sent alone, with the literal quoted by the plan.
+    client
+        .simple_query(&format!("ALTER SYSTEM SET {name} = {sql_value}"))
+        .await
+        .with_context(|| format!("ALTER SYSTEM SET {name}"))?;
+    Ok(format!("ALTER SYSTEM SET {name} = {sql_value}"))
+}
+
+async fn reload(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
+    let client = ctx.client().await?;
+    check_config_files(&client).await?;
+    client.simple_query("SELECT pg_reload_conf()").await?;
+    Ok("pg_reload_conf()".into())
+}
+
+/// pg_reload_conf() returns true even when the files are invalid: look first.
+async fn check_config_files(client: &Client) -> anyhow::Result<()> {
+    let rows = client
+        .query(
+            "SELECT coalesce(sourcefile, '') || ':' || coalesce(sourceline, 0) || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL AND error <> 'setting could not be applied'
+             UNION ALL
+             SELECT 'pg_hba.conf:' || coalesce(line_number, 0) || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL",
+            &[],
+        )
+        .await?;
+    if !rows.is_empty() {
+        let errs: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        bail!("configuration files are invalid, not reloading: {}", errs.join("; "));
+    }
+    Ok(())
+}
+
+async fn service(ctx: &mut Ctx<'_>, verb: &str) -> anyhow::Result<String> {
+    let pg = &ctx.node.postgres;
+    let wait = PG_CTL_WAIT_S.to_string();
+    let log = ctx.log_file();
+    let pg_ctl = ctx.bin("pg_ctl");
+    let argv: Vec<&str> = match &pg.service {
+        // -l: without it the server keeps the SSH channel open and the command never returns.
+        Service::PgCtl => vec![&pg_ctl, verb, "-D", &pg.data_dir, "-m", "fast", "-w", "-t", &wait, "-l", &log],
+        Service::Systemd(unit) => vec!["sudo", "-n", "systemctl", verb, unit],
+        Service::PgCtlCluster(c) => {
+            let (v, n) = c.split_once('/').unwrap_or((c, "main"));
+            vec!["pg_ctlcluster", v, n, verb, "--", "-w", "-t", &wait]
+        }
+    };
+    let out = ctx
+        .session
+        .run_with_stdin(&argv, None, Duration::from_secs(PG_CTL_WAIT_S + 30))
+        .await?;
+    if !out.success() {
+        let tail = ctx
+            .session
+            .run(&["tail", "-n", "15", &log])
+            .await
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        bail!(
+            "{verb} failed (exit {:?}): {}{}",
+            out.code,
+            out.stderr.trim(),
+            if tail.is_empty() { String::new() } else { format!("\nlast lines of {log}:\n{tail}") }
+        );
+    }
+    Ok(format!("{verb} ({})", argv.join(" ")))
+}
+
+async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
+    let status = ctx
+        .session
+        .run(&[&ctx.bin("pg_ctl"), "status", "-D", &ctx.node.postgres.data_dir])
+        .await?;
+    let msg = if status.code == Some(0) {
+        "already running".to_string()
+    } else {
+        service(ctx, "start").await?
+    };
+    // A standby is done when it streams; a diverged one never does.
+    let is_standby = ctx
+        .session
+        .run(&["test", "-e", &format!("{}/standby.signal", ctx.node.postgres.data_dir)])
+        .await?
+        .success();
+    if is_standby {
+        wait_streaming(ctx).await?;
+        return Ok(format!("{msg}; streaming"));
+    }
+    Ok(msg)
+}
+
+/// Polls pg_stat_wal_receiver every 50 ms until it streams, or fails with the server's log.
+pub async fn wait_streaming(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + STREAM_WAIT;
+    let mut last = String::from("no WAL receiver");
+    while Instant::now() < deadline {
+        if let Ok(client) = ctx.client().await
+            && let Ok(rows) = client.query("SELECT status FROM pg_stat_wal_receiver", &[]).await
+        {
+            match rows.first().map(|r| r.get::<_, String>(0)) {
+                Some(s) if s == "streaming" => return Ok(()),
+                Some(s) => last = format!("WAL receiver {s}"),
+                None => last = "no WAL receiver".into(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = ctx.log_file();
+    let tail = ctx
+        .session
+        .run(&["tail", "-n", "10", &log])
+        .await
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    bail!(
+        "the standby did not stream within {}s ({last}); last lines of {log}:\n{tail}",
+        STREAM_WAIT.as_secs()
+    )
+}
+
+const WRITE_FILE: &str = r#"F=$1
+T="$F.pgrepl-new"
+cat > "$T" || exit 1
+if [ -e "$F" ]; then chmod --reference="$F" "$T" && cp -p "$F" "$F.pgrepl-bak" || exit 1; fi
+mv -f "$T" "$F""#;
+
+async fn write_hba(ctx: &mut Ctx<'_>, path: &str, content: &str) -> anyhow::Result<String> {
+    if !content.lines().any(|l| l.starts_with(HBA_BEGIN)) {
+        bail!("refusing to write a pg_hba.conf without pgrepl's block");
+    }
+    let current = ctx.run_ok(&["cat", path], "reading pg_hba.conf").await?;
+    if current == content {
+        return Ok("already in place".into());
+    }
+    ctx.run_stdin_ok(&["sh", "-c", WRITE_FILE, "pgrepl-write", path], content.as_bytes(), "writing pg_hba.conf")
+        .await?;
+    // pg_hba_file_rules reads the file on disk: validate before any reload.
+    let client = ctx.client().await?;
+    let rows = client
+        .query(
+            "SELECT coalesce(line_number, 0), error FROM pg_hba_file_rules WHERE error IS NOT NULL",
+            &[],
+        )
+        .await?;
+    if !rows.is_empty() {
+        let errs: Vec<String> = rows
+            .iter()
+            .map(|r| format!("line {}: {}", r.get::<_, i32>(0), r.get::<_, String>(1)))
+            .collect();
+        let bak = format!("{path}.pgrepl-bak");
+        ctx.run_ok(&["mv", "-f", &bak, path], "restoring the previous pg_hba.conf").await?;
+        bail!(
+            "PostgreSQL rejects the new pg_hba.conf ({}); the previous file is back in place and nothing was reloaded",
+            errs.join("; ")
+        );
+    }
+    Ok(format!("wrote {path} (previous kept as {path}.pgrepl-bak)"))
+}
+
+async fn ensure_role(ctx: &mut Ctx<'_>, name: &str, kind: RoleKind) -> anyhow::Result<String> {
+    let password = match kind {
+        RoleKind::Replication => ctx.cfg.replication.password.expose().to_string(),
+        RoleKind::Rewind => ctx
+            .cfg
+            .rewind
+            .as_ref()
+            .map(|r| r.password.expose().to_string())
+            .ok_or_else(|| anyhow!("no [rewind] section in the cluster file"))?,
+    };
+    let client = ctx.client().await?;
+    let row = client
+        .query_opt(
+            "SELECT rolcanlogin, rolreplication, rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&name],
+        )
+        .await?;
+    let ident = quote_ident(name);
+    let attrs = match kind {
+        RoleKind::Replication => "LOGIN REPLICATION",
+        RoleKind::Rewind => "LOGIN",
+    };
+    let mut done = Vec::new();
+    match row {
+        None => {
+            // The verifier is computed here: the clear password never reaches the server.
+            let verifier = scram::new_verifier(&password);
+            client
+                .simple_query(&format!("CREATE ROLE {ident} {attrs} PASSWORD {}", sql_literal(&verifier)))
+                .await
+                .with_context(|| format!("CREATE ROLE {ident}"))?;
+            done.push("created");
+        }
+        Some(r) => {
+            let (login, repl): (bool, bool) = (r.get(0), r.get(1));
+            if !login || (kind == RoleKind::Replication && !repl) {
+                client.simple_query(&format!("ALTER ROLE {ident} {attrs}")).await?;
+                done.push("attributes set");
+            }
+            let stored: Option<String> = r.get(2);
+            if !stored.as_deref().is_some_and(|v| scram::verifies(v, &password)) {
+                let verifier = scram::new_verifier(&password);
+                client
+                    .simple_query(&format!("ALTER ROLE {ident} PASSWORD {}", sql_literal(&verifier)))
+                    .await
+                    .with_context(|| format!("ALTER ROLE {ident} PASSWORD"))?;
+                done.push("password set");
+            }
+        }
+    }
+    if kind == RoleKind::Rewind {
+        for f in [
+            "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+            "pg_catalog.pg_stat_file(text, boolean)",
+            "pg_catalog.pg_read_binary_file(text)",
+            "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+        ] {
+            client
+                .simple_query(&format!("GRANT EXECUTE ON FUNCTION {f} TO {ident}"))
+                .await
+                .with_context(|| format!("GRANT EXECUTE ON FUNCTION {f}"))?;
+        }
+        done.push("pg_rewind grants");
+    }
+    Ok(if done.is_empty() { "already as wanted".into() } else { done.join(", ") })
+}
+
+async fn create_slot(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<String> {
+    let client = ctx.client().await?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&name])
+        .await?
+        .is_some();
+    if exists {
+        return Ok("already exists".into());
+    }
+    // Reserve WAL at once: the base backup that follows streams through it.
+    client
+        .query("SELECT pg_create_physical_replication_slot($1, true)", &[&name])
+        .await
+        .with_context(|| format!("creating slot {name}"))?;
+    Ok(format!("created slot {name}"))
+}
+
+const WRITE_PASSFILE: &str = r#"F=$1
+umask 077
+T="$F.pgrepl-new"
+cat > "$T" && chmod 600 "$T" && mv -f "$T" "$F""#;
+
+async fn write_passfile(ctx: &Ctx<'_>, path: &str) -> anyhow::Result<()> {
+    let content = desired::passfile_content(ctx.cfg);
+    ctx.run_stdin_ok(&["sh", "-c", WRITE_PASSFILE, "pgrepl-passfile", path], content.as_bytes(), "writing the passfile")
+        .await?;
+    Ok(())
+}
+
+async fn base_backup(ctx: &mut Ctx<'_>, upstream: &str, slot: Option<&str>) -> anyhow::Result<String> {
+    let up = ctx
+        .cfg
+        .nodes
+        .get(upstream)
+        .ok_or_else(|| anyhow!("upstream {upstream} is not in the cluster file"))?;
+    let dd = ctx.node.postgres.data_dir.clone();
+    // Precondition: nothing to lose. A data directory with files is never touched.
+    let check = ctx
+        .session
+        .run(&["sh", "-c", r#"[ ! -e "$1" ] || [ -z "$(ls -A "$1")" ]"#, "pgrepl-check", &dd])
+        .await?;
+    if !check.success() {
+        bail!("{dd} is not empty; pgrepl never overwrites a data directory (move it aside first)");
+    }
+    let passfile = desired::passfile_path(ctx.cfg, ctx.node);
+    write_passfile(ctx, &passfile).await?;
+    let port = up.postgres.port.to_string();
+    let bb = ctx.bin("pg_basebackup");
+    let env_pass = format!("PGPASSFILE={passfile}");
+    let mut argv: Vec<&str> = vec![
+        "env",
+        &env_pass,
+        &bb,
+        "-h",
+        &up.host,
+        "-p",
+        &port,
+        "-U",
+        &ctx.cfg.replication.user,
+        "-D",
+        &dd,
+        "-X",
+        "stream",
+        "--checkpoint=fast",
+        "--no-password",
+        "--progress",
+    ];
+    if let Some(s) = slot {
+        argv.extend(["-S", s]);
+    }
+    let progress = ctx.progress;
+    let started = Instant::now();
+    let mut last_shown = Instant::now() - Duration::from_secs(10);
+    let out = ctx
+        .session
+        .run_streaming(&argv, None, BASE_BACKUP_LIMIT, |line| {
+            if last_shown.elapsed() >= Duration::from_millis(500) || line.contains("100%") {
+                last_shown = Instant::now();
+                progress(&format!("pg_basebackup: {}", line.trim()));
+            }
+        })
+        .await?;
+    if !out.success() {
+        bail!(
+            "pg_basebackup from {upstream} failed (exit {:?}): {}",
+            out.code,
+            out.stderr
+                .lines()
+                .filter(|l| !l.contains("kB ("))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+        );
+    }
+    Ok(format!("base backup of {upstream} in {:.2}s", started.elapsed().as_secs_f64()))
+}
+
+/// Writes primary_conninfo and primary_slot_name into postgresql.auto.conf
+/// of a stopped server (ALTER SYSTEM needs a running one), plus standby.signal.
+const WRITE_RECOVERY_OFFLINE: &str = r#"D=$1; CI=$2; SL=$3
+A="$D/postgresql.auto.conf"
+T="$A.pgrepl-new"
+q() { printf "%s" "$1" | sed "s/'/''/g"; }
+{ [ -f "$A" ] && grep -v -E '^[[:space:]]*(primary_conninfo|primary_slot_name)[[:space:]]*=' "$A"
+  printf "primary_conninfo = '%s'\n" "$(q "$CI")"
+  printf "primary_slot_name = '%s'\n" "$(q "$SL")"; } > "$T" || exit 1
+chmod 600 "$T" && mv -f "$T" "$A" && touch "$D/standby.signal""#;
+
+async fn write_recovery(ctx: &mut Ctx<'_>, conninfo: &str, slot: &str, passfile: &str) -> anyhow::Result<String> {
+    if conninfo.to_ascii_lowercase().contains("password") && !conninfo.contains("passfile=") {
+        bail!("refusing to write a password into primary_conninfo");
+    }
+    write_passfile(ctx, passfile).await?;
+    let dd = ctx.node.postgres.data_dir.clone();
+    let running = ctx
+        .session
+        .run(&[&ctx.bin("pg_ctl"), "status", "-D", &dd])
+        .await?
+        .code
+        == Some(0);
+    if running {
+        let client = ctx.client().await?;
+        client
+            .simple_query(&format!("ALTER SYSTEM SET primary_conninfo = {}", sql_literal(conninfo)))
+            .await?;
+        client
+            .simple_query(&format!("ALTER SYSTEM SET primary_slot_name = {}", sql_literal(slot)))
+            .await?;
+        ctx.run_ok(&["touch", &format!("{dd}/standby.signal")], "creating standby.signal").await?;
+        Ok("ALTER SYSTEM primary_conninfo, primary_slot_name; standby.signal; passfile".into())
+    } else {
+        ctx.run_ok(
+            &["sh", "-c", WRITE_RECOVERY_OFFLINE, "pgrepl-recovery", &dd, conninfo, slot],
+            "writing the recovery settings",
+        )
+        .await?;
+        Ok("postgresql.auto.conf (server stopped): primary_conninfo, primary_slot_name; standby.signal; passfile".into())
+    }
+}

@@ -1,0 +1,212 @@
+//! Executes a plan: lock, then each step in order (new standbys built in
+//! parallel), stop at the first failure; a rerun continues from live state.
+
+pub mod exec;
+
+pub use exec::quote_ident;
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail};
+use indexmap::IndexMap;
+
+use crate::config::Config;
+use crate::plan::{Op, Plan, Step};
+use crate::transport::{NodeLock, NodeSession};
+
+/// Where step progress goes (stderr for the CLI).
+pub fn progress_line(msg: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{msg}");
+}
+
+/// Takes the cluster lock on every reachable node, in file order: a second
+/// apply fails at the first node with who holds it since when.
+pub async fn lock_cluster(cfg: &Config, sessions: &IndexMap<String, NodeSession>) -> anyhow::Result<Vec<NodeLock>> {
+    let holder = format!(
+        "pgrepl apply by {}@{} (pid {}) since {}",
+        std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "?".into()),
+        hostname(),
+        std::process::id(),
+        utc_now()
+    );
+    let mut locks = Vec::new();
+    for (name, session) in sessions {
+        let node = &cfg.nodes[name];
+        let path = lock_path(cfg, node);
+        match session.lock(&path, &holder).await? {
+            Ok(lock) => locks.push(lock),
+            Err(other) => {
+                for l in locks {
+                    l.release().await;
+                }
+                bail!(
+                    "cluster \"{}\" is locked: {other} (lock {path} on {name}); nothing was changed. Wait for it to finish and plan again",
+                    cfg.cluster.name
+                );
+            }
+        }
+    }
+    Ok(locks)
+}
+
+pub fn lock_path(cfg: &Config, node: &crate::config::Node) -> String {
+    let pass = crate::desired::passfile_path(cfg, node);
+    let dir = pass.rsplit_once('/').map_or("/tmp", |(d, _)| d).to_string();
+    format!("{dir}/.pgrepl-{}.lock", cfg.cluster.name)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into())
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` without a date crate.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+/// What one run did, for the failure report and the summary.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub done: Vec<String>,
+}
+
+fn describe(step: &Step) -> String {
+    format!("{} {}", step.action.symbol(), step.address)
+}
+
+/// Runs the steps in order. New standbys (base backup, recovery, start of
+/// one node) form a build; builds whose upstream exists run in parallel.
+pub async fn run_steps(
+    cfg: &Config,
+    plan: &Plan,
+    sessions: &mut IndexMap<String, NodeSession>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let built: HashSet<String> = plan
+        .changes
+        .iter()
+        .filter(|s| matches!(s.op, Op::BaseBackup { .. }))
+        .map(|s| s.node.clone())
+        .collect();
+    let (builds, others): (Vec<&Step>, Vec<&Step>) = plan.changes.iter().partition(|s| {
+        built.contains(&s.node) && matches!(s.op, Op::BaseBackup { .. } | Op::WriteRecovery { .. } | Op::Start)
+    });
+    for step in others {
+        run_one(cfg, step, sessions, report).await?;
+    }
+    // Waves: a build starts once its upstream is not being built any more.
+    let mut pending: Vec<String> = builds.iter().map(|s| s.node.clone()).collect();
+    pending.dedup();
+    while !pending.is_empty() {
+        let wave: Vec<String> = pending
+            .iter()
+            .filter(|n| {
+                cfg.nodes[*n]
+                    .upstream
+                    .as_ref()
+                    .is_none_or(|u| !pending.contains(u))
+            })
+            .cloned()
+            .collect();
+        if wave.is_empty() {
+            bail!("cannot order the new standbys: {}", pending.join(", "));
+        }
+        let mut tasks = Vec::new();
+        for name in &wave {
+            let steps: Vec<Step> = builds.iter().filter(|s| &s.node == name).map(|s| (*s).clone()).collect();
+            let mut session = sessions
+                .shift_remove(name)
+                .ok_or_else(|| anyhow!("{name}: no SSH session (unreachable?)"))?;
+            tasks.push(async move {
+                let mut done = Vec::new();
+                let mut result = Ok(());
+                for step in &steps {
+                    match run_with_session(cfg, step, &mut session).await {
+                        Ok(line) => done.push(line),
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                (session, done, result)
+            });
+        }
+        let results = futures_util::future::join_all(tasks).await;
+        let mut first_err = None;
+        for (session, done, result) in results {
+            let name = session.node.clone();
+            report.done.extend(done);
+            sessions.insert(name, session);
+            if let Err(e) = result
+                && first_err.is_none()
+            {
+                first_err = Some(e);
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        pending.retain(|n| !wave.contains(n));
+    }
+    Ok(())
+}
+
+async fn run_one(
+    cfg: &Config,
+    step: &Step,
+    sessions: &mut IndexMap<String, NodeSession>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let session = sessions
+        .get_mut(&step.node)
+        .ok_or_else(|| anyhow!("{}: step {} failed: no SSH session (the node is unreachable)", step.node, step.address))?;
+    let line = run_with_session(cfg, step, session).await?;
+    report.done.push(line);
+    Ok(())
+}
+
+async fn run_with_session(cfg: &Config, step: &Step, session: &mut NodeSession) -> anyhow::Result<String> {
+    let node = cfg
+        .nodes
+        .get(&step.node)
+        .ok_or_else(|| anyhow!("step {} names node {} which is not in the cluster file", step.address, step.node))?;
+    let started = Instant::now();
+    let name = step.node.clone();
+    let progress = move |msg: &str| progress_line(&format!("  {name}: {msg}"));
+    let mut ctx = exec::Ctx {
+        cfg,
+        node,
+        session,
+        progress: &progress,
+    };
+    progress_line(&format!("{}: {}...", step.node, describe(step)));
+    match exec::execute(&mut ctx, step).await {
+        Ok(what) => {
+            let secs = started.elapsed().as_secs_f64();
+            progress_line(&format!("{}: {} done in {secs:.2}s ({what})", step.node, step.address));
+            Ok(format!("{} ({secs:.2}s)", describe(step)))
+        }
+        Err(e) => Err(e.context(format!("{}: step {} failed", step.node, step.address))),
+    }
+}

@@ -1,0 +1,184 @@
+//! `pgrepl apply`: plan (or load a saved plan), confirm, lock, execute,
+//! and confirm that a fresh plan is empty.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use indexmap::IndexMap;
+
+use super::ApplyArgs;
+use super::plan::{PlanFile, config_digest, stderr_style, style};
+use crate::apply::{self, Report};
+use crate::config::{self, Config};
+use crate::diff;
+use crate::gather;
+use crate::plan::{Plan, render};
+use crate::transport::NodeSession;
+
+pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let saved: Option<PlanFile> = match &args.planfile {
+        Some(p) => {
+            if !args.target.is_empty() {
+                bail!("--target cannot be combined with a saved plan: the plan already is what will be done");
+            }
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read the plan file {}", p.display()))?;
+            Some(serde_json::from_str(&text).with_context(|| format!("{} is not a pgrepl plan file", p.display()))?)
+        }
+        None => None,
+    };
+    let config_path: PathBuf = match (&saved, args.config_given()) {
+        (Some(pf), false) => pf.config_path.clone(),
+        _ => args.file.config.clone(),
+    };
+    let cfg = config::load(&config_path)?;
+    if let Some(pf) = &saved
+        && config_digest(&config_path)? != pf.config_digest
+    {
+        bail!(
+            "Saved plan is stale: the cluster file {} changed since the plan was made; nothing was changed. Run `pgrepl plan` again",
+            config_path.display()
+        );
+    }
+    let rt = super::runtime()?;
+    rt.block_on(apply(&cfg, args, saved))
+}
+
+async fn close_all(sessions: IndexMap<String, NodeSession>) {
+    for s in sessions.into_values() {
+        s.close().await;
+    }
+}
+
+async fn apply(cfg: &Config, args: &ApplyArgs, saved: Option<PlanFile>) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let (observed, mut sessions) = gather::gather(cfg).await;
+    let plan: Plan = match saved {
+        Some(pf) => {
+            let now = diff::facts(cfg, &observed);
+            let stale = stale_facts(&pf.plan.facts, &now);
+            if !stale.is_empty() {
+                close_all(sessions).await;
+                bail!(
+                    "Saved plan is stale: {}; nothing was changed. Run `pgrepl plan` again",
+                    stale.join("; ")
+                );
+            }
+            pf.plan
+        }
+        None => diff::plan(cfg, &observed).restrict_to(&args.target),
+    };
+    eprint!("{}", render::problems(&plan, stderr_style()));
+    if !plan.blocked.is_empty() && !args.force {
+        close_all(sessions).await;
+        bail!(
+            "{} node(s) could not be planned (see above); nothing was changed. Fix them, or use --target to act on the others",
+            plan.blocked.len()
+        );
+    }
+    if plan.is_empty() {
+        println!("No changes. Cluster \"{}\" matches the configuration.", cfg.cluster.name);
+        close_all(sessions).await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.planfile.is_none() {
+        print!("{}", render::text(&plan, style()));
+    }
+    if !args.auto_approve && !confirm()? {
+        close_all(sessions).await;
+        eprintln!("Apply cancelled; nothing was changed.");
+        return Ok(ExitCode::from(1));
+    }
+    let locks = match apply::lock_cluster(cfg, &sessions).await {
+        Ok(l) => l,
+        Err(e) => {
+            close_all(sessions).await;
+            return Err(e);
+        }
+    };
+    let mut report = Report::default();
+    let mut result = apply::run_steps(cfg, &plan, &mut sessions, &mut report).await;
+    // Steps that only become known once new standbys run (their own
+    // settings): one more round, then the final check.
+    let mut remaining = None;
+    if result.is_ok() {
+        for round in 0..2 {
+            let (observed, s) = gather::gather_with(cfg, std::mem::take(&mut sessions)).await;
+            sessions = s;
+            let next = diff::plan(cfg, &observed).restrict_to(&args.target);
+            if next.is_empty() || round == 1 {
+                remaining = Some(next);
+                break;
+            }
+            if let Err(e) = apply::run_steps(cfg, &next, &mut sessions, &mut report).await {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    for l in locks {
+        l.release().await;
+    }
+    close_all(sessions).await;
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        if report.done.is_empty() {
+            eprintln!("Nothing was done before the failure.");
+        } else {
+            eprintln!("Done before the failure:");
+            for d in &report.done {
+                eprintln!("  {d}");
+            }
+        }
+        eprintln!("Run `pgrepl apply` again to continue from the state that is now live.");
+        return Ok(ExitCode::from(1));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    match remaining {
+        Some(p) if p.is_empty() && p.blocked.is_empty() => {
+            println!(
+                "Apply complete: {} step{} in {secs:.2}s. A fresh plan shows no changes.",
+                report.done.len(),
+                if report.done.len() == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(p) => {
+            eprintln!("error: after apply, the cluster still differs from the file:");
+            eprint!("{}", render::problems(&p, stderr_style()));
+            for s in &p.changes {
+                eprintln!("  {} {}", s.action.symbol(), s.address);
+            }
+            Ok(ExitCode::from(1))
+        }
+        None => Ok(ExitCode::from(1)),
+    }
+}
+
+fn stale_facts(saved: &IndexMap<String, String>, now: &IndexMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in saved {
+        match now.get(k) {
+            Some(n) if n == v => {}
+            Some(n) => out.push(format!("{k} changed ({v} -> {n})")),
+            None => out.push(format!("{k} is gone")),
+        }
+    }
+    for k in now.keys().filter(|k| !saved.contains_key(*k)) {
+        out.push(format!("{k} is new"));
+    }
+    out
+}
+
+fn confirm() -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to confirm on and no --auto-approve: nothing was changed");
+    }
+    print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
