@@ -219,6 +219,16 @@ impl Differ<'_> {
             );
             return;
         }
+        if let Some(line) = seen.files.as_ref().and_then(|f| f.hba_conf.as_deref()).and_then(unclosed_hba_block) {
+            self.block(
+                name,
+                format!(
+                    "{} line {line} opens the pgrepl block but no `{HBA_END}` line closes it; pgrepl would not know which rules are its own: restore the END line (or remove the block) by hand",
+                    server.hba_file
+                ),
+            );
+            return;
+        }
         self.hba(want, seen, server);
         if is_primary {
             self.roles(name, server);
@@ -227,7 +237,7 @@ impl Differ<'_> {
         if !is_primary {
             self.recovery(want, seen, server);
         }
-        if self.steps.iter().any(|s| s.node == name && needs_reload(&s.op)) {
+        if self.steps.iter().any(|s| s.node == name && needs_reload(s)) {
             let mut s = step(name, format!("{name}.service"), Action::Update, Op::Reload);
             s.after = Some("reload".into());
             s.reason = "pg_reload_conf() makes hba, sighup settings and recovery settings live".into();
@@ -527,6 +537,14 @@ impl Differ<'_> {
         let name = want.name.as_str();
         let Some(upstream) = want.upstream.clone() else { return };
         let Some(rec) = want.recovery.clone() else { return };
+        // Nothing is planned on, or copied from, a node that could not be read.
+        if self.blocked.iter().any(|b| b.node.as_deref() == Some(upstream.as_str())) {
+            self.block(
+                name,
+                format!("has no data directory and its upstream {upstream} could not be planned (see above); it is built from {upstream} once that can be read"),
+            );
+            return;
+        }
         // The upstream must hold the slot first; when the upstream is itself
         // new, its slot step is planned here too.
         let slot = (!rec.primary_slot_name.is_empty()).then(|| rec.primary_slot_name.clone());
@@ -608,8 +626,13 @@ impl Differ<'_> {
     }
 }
 
-fn needs_reload(op: &Op) -> bool {
-    matches!(op, Op::WriteHba { .. } | Op::WriteRecovery { .. } | Op::SetSetting { .. })
+/// A change the node's restart makes live needs no reload of its own.
+pub fn needs_reload(step: &Step) -> bool {
+    match step.op {
+        Op::WriteHba { .. } => true,
+        Op::WriteRecovery { .. } | Op::SetSetting { .. } => !step.restart,
+        _ => false,
+    }
 }
 
 /// The passfile's SHA-256, as `sha256sum` prints it on the node.
@@ -652,8 +675,10 @@ fn human_bytes(b: u64) -> String {
 }
 
 /// pg_hba.conf with the managed block in place: the old block removed, the
-/// new one before the first rule (after the leading comments), every line
-/// outside the block kept as it is.
+/// new one before the first rule (after the leading comments, before the
+/// comment lines that belong to that rule), every line outside the block
+/// kept as it is. The caller checks first that every block is closed
+/// ([`unclosed_hba_block`]): an unclosed one would swallow the rules after it.
 pub fn render_hba(current: &str, block: &[String]) -> String {
     let mut outside: Vec<&str> = Vec::new();
     let mut inside = false;
@@ -677,6 +702,14 @@ pub fn render_hba(current: &str, block: &[String]) -> String {
             !t.is_empty() && !t.starts_with('#')
         })
         .unwrap_or(outside.len());
+    // The comment lines right above the first rule describe it: the block
+    // goes before them, not between a comment and its rule.
+    let mut first_rule = first_rule;
+    if first_rule < outside.len() {
+        while first_rule > 0 && outside[first_rule - 1].trim_start().starts_with('#') {
+            first_rule -= 1;
+        }
+    }
     let mut lines: Vec<&str> = outside[..first_rule].to_vec();
     // Keep one blank line before and after the block for readability.
     while lines.last().is_some_and(|l| l.trim().is_empty()) {
@@ -704,6 +737,20 @@ pub fn render_hba(current: &str, block: &[String]) -> String {
         }
     }
     out
+}
+
+/// The 1-based line of a `# BEGIN pgrepl managed` that no `# END pgrepl
+/// managed` closes, if any.
+pub fn unclosed_hba_block(current: &str) -> Option<usize> {
+    let mut open = None;
+    for (i, line) in current.lines().enumerate() {
+        if line.starts_with(HBA_BEGIN) {
+            open = Some(i + 1);
+        } else if line.starts_with(HBA_END) {
+            open = None;
+        }
+    }
+    open
 }
 
 pub fn unified_diff(old: &str, new: &str, name: &str) -> String {

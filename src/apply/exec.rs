@@ -363,14 +363,22 @@ async fn base_backup(ctx: &mut Ctx<'_>, upstream: &str, slot: Option<&str>) -> a
         .get(upstream)
         .ok_or_else(|| anyhow!("upstream {upstream} is not in the cluster file"))?;
     let dd = ctx.node.postgres.data_dir.clone();
-    // Precondition: nothing to lose. A data directory with files is never touched.
-    let check = ctx
+    // Precondition: nothing to lose. A data directory with files is never
+    // touched. A missing one is built beside it and renamed into place, so
+    // an interrupted backup never leaves a half-filled data directory; the
+    // leftover of an earlier interrupted attempt is moved aside, not deleted.
+    let prepare = ctx
         .session
-        .run(&["sh", "-c", r#"[ ! -e "$1" ] || [ -z "$(ls -A "$1")" ]"#, "pgrepl-check", &dd])
+        .run(&["sh", "-c", PREPARE_BASE_BACKUP, "pgrepl-prepare", &dd, &crate::apply::utc_now()])
         .await?;
-    if !check.success() {
-        bail!("{dd} is not empty; pgrepl never overwrites a data directory (move it aside first)");
-    }
+    let target = match prepare.stdout.trim() {
+        "direct" => dd.clone(),
+        "building" => format!("{dd}.pgrepl-building"),
+        _ => bail!(
+            "{dd} is not empty; pgrepl never overwrites a data directory (move it aside first){}",
+            if prepare.stderr.trim().is_empty() { String::new() } else { format!(": {}", prepare.stderr.trim()) }
+        ),
+    };
     let passfile = desired::passfile_path(ctx.cfg, ctx.node);
     write_passfile(ctx, &passfile).await?;
     let port = up.postgres.port.to_string();
@@ -387,7 +395,7 @@ async fn base_backup(ctx: &mut Ctx<'_>, upstream: &str, slot: Option<&str>) -> a
         "-U",
         &ctx.cfg.replication.user,
         "-D",
-        &dd,
+        &target,
         "-X",
         "stream",
         "--checkpoint=fast",
@@ -421,8 +429,19 @@ async fn base_backup(ctx: &mut Ctx<'_>, upstream: &str, slot: Option<&str>) -> a
                 .trim()
         );
     }
+    if target != dd {
+        ctx.run_ok(&["mv", "-T", &target, &dd], "moving the new data directory into place").await?;
+    }
     Ok(format!("base backup of {upstream} in {:.2}s", started.elapsed().as_secs_f64()))
 }
+
+/// Prints `direct` (an empty data directory exists: back up into it),
+/// `building` (none exists: back up beside it, then rename), or fails.
+const PREPARE_BASE_BACKUP: &str = r#"D=$1; TS=$2; B="$D.pgrepl-building"
+if [ -e "$B" ]; then mv -T "$B" "$D.pgrepl-interrupted-$TS" || exit 1; fi
+if [ ! -e "$D" ]; then mkdir -p "$(dirname "$D")" && echo building; exit 0; fi
+if [ -d "$D" ] && [ -z "$(ls -A "$D")" ]; then echo direct; exit 0; fi
+echo occupied"#;
 
 /// Writes primary_conninfo and primary_slot_name into postgresql.auto.conf
 /// of a stopped server (ALTER SYSTEM needs a running one), plus standby.signal.

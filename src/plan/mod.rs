@@ -156,8 +156,11 @@ impl Plan {
 
     /// Keeps the steps whose address matches a target (exactly, or as a
     /// prefix ending at a dot: `node2` matches `node2.setting.x`), plus the
-    /// steps they depend on: a base backup needs its upstream's slot, roles
-    /// and hba; a restart or reload of the same node follows its settings.
+    /// steps they depend on: a base backup needs its upstream's slot, roles,
+    /// hba and a running upstream; recovery settings need the slot they name
+    /// and the roles; every step of a new standby needs its whole build
+    /// (base backup, recovery, start); a setting needs the reload or restart
+    /// that makes it live.
     pub fn restrict_to(mut self, targets: &[String]) -> Plan {
         if targets.is_empty() {
             return self;
@@ -180,15 +183,29 @@ impl Plan {
                     if keep[j] {
                         continue;
                     }
+                    let same_node = other.node == step.node;
                     let needed = match (&step.op, &other.op) {
                         (Op::BaseBackup { upstream, slot }, Op::CreateSlot { name }) => {
                             &other.node == upstream && slot.as_deref() == Some(name.as_str())
                         }
+                        // Slots for standbys are named after the standby and a
+                        // `[[slots]]` name never equals a node's: the name alone
+                        // finds the slot on the upstream.
+                        (Op::WriteRecovery { primary_slot_name, .. }, Op::CreateSlot { name }) => {
+                            !primary_slot_name.is_empty() && name == primary_slot_name
+                        }
                         (Op::BaseBackup { .. } | Op::WriteRecovery { .. }, Op::CreateRole { .. } | Op::UpdateRole { .. }) => true,
-                        (Op::BaseBackup { upstream, .. }, Op::WriteHba { .. }) => &other.node == upstream,
-                        (Op::BaseBackup { .. }, Op::WriteRecovery { .. } | Op::Start) => other.node == step.node,
-                        (Op::SetSetting { .. } | Op::WriteHba { .. } | Op::WriteRecovery { .. }, Op::Reload) => other.node == step.node,
-                        (Op::SetSetting { .. }, Op::Restart) => other.node == step.node && step.restart,
+                        (Op::BaseBackup { upstream, .. }, Op::WriteHba { .. } | Op::BaseBackup { .. }) => {
+                            &other.node == upstream
+                        }
+                        (Op::BaseBackup { upstream, .. }, Op::Start) => same_node || &other.node == upstream,
+                        // A new standby is built whole, whichever of its steps is targeted.
+                        (Op::BaseBackup { .. }, Op::WriteRecovery { .. }) => same_node,
+                        (_, Op::BaseBackup { .. }) => same_node,
+                        (Op::SetSetting { .. } | Op::WriteHba { .. } | Op::WriteRecovery { .. }, Op::Reload) => {
+                            same_node && crate::diff::needs_reload(&step)
+                        }
+                        (Op::SetSetting { .. } | Op::WriteRecovery { .. }, Op::Restart) => same_node && step.restart,
                         _ => false,
                     };
                     if needed {

@@ -119,7 +119,7 @@ impl NodeSession {
         b.user(ssh.user.clone())
             .port(ssh.port)
             .connect_timeout(ssh.connect_timeout.max(Duration::from_secs(1)))
-            .server_alive_interval(Duration::from_secs(5))
+            .server_alive_interval(Duration::from_secs(2))
             .control_directory(std::env::temp_dir())
             // A master left behind by a killed pgrepl exits on its own.
             .control_persist(ControlPersist::IdleFor(NonZeroUsize::new(60).expect("nonzero")))
@@ -313,17 +313,49 @@ impl NodeSession {
     }
 
     /// Takes a cluster-wide lock on this node: `flock` on `path`, held by a
-    /// remote process that lives as long as this SSH channel. A pgrepl that
-    /// dies releases it; nothing stale is left behind.
+    /// remote shell that lives as long as this SSH channel and renews a
+    /// lease (the holder file's mtime) every 2 s. A holder whose lease ran
+    /// out, or whose pgrepl process on this machine is gone, is stale: it is
+    /// ended (by its recorded PID) and the lock taken over.
     pub async fn lock(&self, path: &str, holder: &str) -> anyhow::Result<Result<NodeLock, String>> {
-        const SCRIPT: &str = r#"L=$1; H=$2
+        match self.try_lock(path, holder, None).await? {
+            LockAttempt::Locked(l) => Ok(Ok(l)),
+            LockAttempt::Held { text, remote_pid, age_s, client } => {
+                let same_host_dead = client.as_deref().and_then(|c| c.split_once(':')).is_some_and(|(host, pid)| {
+                    host == local_hostname()
+                        && pid.parse::<u32>().is_ok_and(|p| p != std::process::id() && !std::path::Path::new(&format!("/proc/{p}")).exists())
+                });
+                if (same_host_dead || age_s > LOCK_LEASE_S)
+                    && let Some(pid) = remote_pid
+                {
+                    return match self.try_lock(path, holder, Some(pid)).await? {
+                        LockAttempt::Locked(l) => Ok(Ok(l)),
+                        LockAttempt::Held { text, .. } => Ok(Err(text)),
+                    };
+                }
+                Ok(Err(text))
+            }
+        }
+    }
+
+    async fn try_lock(&self, path: &str, holder: &str, take_over: Option<u32>) -> anyhow::Result<LockAttempt> {
+        const SCRIPT: &str = r#"L=$1; H=$2; C=$3; K=$4
 exec 9>>"$L" || exit 71
-if ! flock -n 9; then cat "$L.holder" 2>/dev/null || echo "unknown holder"; exit 75; fi
-printf '%s
-' "$H" > "$L.holder"
+if ! flock -n 9; then
+  if [ -n "$K" ]; then
+    kill "$K" 2>/dev/null
+    flock -w 5 9 || { echo "held"; cat "$L.holder" 2>/dev/null; exit 75; }
+  else
+    echo "held"; echo "age=$(( $(date +%s) - $(stat -c %Y "$L.holder" 2>/dev/null || date +%s) ))"
+    cat "$L.holder" 2>/dev/null; exit 75
+  fi
+fi
+printf 'pid=%s\nclient=%s\nholder=%s\n' "$$" "$C" "$H" > "$L.holder"
 echo locked
-exec cat >/dev/null"#;
-        let line = command_line(&["sh", "-c", SCRIPT, "pgrepl-lock", path, holder]);
+while IFS= read -r _; do touch "$L.holder"; done"#;
+        let client = format!("{}:{}", local_hostname(), std::process::id());
+        let take_over = take_over.map(|p| p.to_string()).unwrap_or_default();
+        let line = command_line(&["sh", "-c", SCRIPT, "pgrepl-lock", path, holder, &client, &take_over]);
         let mut cmd = Session::to_raw_command(self.session.clone(), line);
         cmd.stdin(openssh::Stdio::piped())
             .stdout(openssh::Stdio::piped())
@@ -341,13 +373,38 @@ exec cat >/dev/null"#;
             .map_err(|_| anyhow!("{}: taking the lock did not answer within {}", self.node, humantime(self.command_timeout)))?
             .with_context(|| format!("{}: reading the lock holder's answer", self.node))?;
         match first.as_deref() {
-            Some("locked") => Ok(Ok(NodeLock { child: Some(child) })),
-            Some(holder) => {
-                let holder = holder.to_string();
-                let _ = child.wait().await;
-                Ok(Err(holder))
+            Some("locked") => {
+                let stdin = child.stdin().take();
+                let heartbeat = tokio::spawn(async move {
+                    if let Some(mut stdin) = stdin {
+                        loop {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            if stdin.write_all(b"\n").await.is_err() || stdin.flush().await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+                Ok(LockAttempt::Locked(NodeLock {
+                    child: Some(child),
+                    heartbeat: Some(heartbeat),
+                }))
             }
-            None => {
+            Some("held") => {
+                let mut rest = Vec::new();
+                while let Ok(Ok(Some(l))) = timeout(Duration::from_secs(2), lines.next_line()).await {
+                    rest.push(l);
+                }
+                let _ = child.wait().await;
+                let field = |k: &str| rest.iter().find_map(|l| l.strip_prefix(k).map(str::to_string));
+                Ok(LockAttempt::Held {
+                    text: field("holder=").unwrap_or_else(|| "an unknown holder".into()),
+                    remote_pid: field("pid=").and_then(|p| p.parse().ok()),
+                    age_s: field("age=").and_then(|a| a.parse().ok()).unwrap_or(0),
+                    client: field("client="),
+                })
+            }
+            _ => {
                 let out = child.wait_with_output().await?;
                 anyhow::bail!(
                     "{}: cannot take the lock on {path}: {}",
@@ -366,15 +423,38 @@ exec cat >/dev/null"#;
     }
 }
 
+/// Seconds after which a lock whose holder stopped renewing it is stale.
+pub const LOCK_LEASE_S: u64 = 15;
+
+enum LockAttempt {
+    Locked(NodeLock),
+    Held {
+        text: String,
+        remote_pid: Option<u32>,
+        age_s: u64,
+        client: Option<String>,
+    },
+}
+
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into())
+}
+
 /// A held lock; released when dropped (the remote holder's stdin closes).
 pub struct NodeLock {
     child: Option<openssh::Child<Arc<Session>>>,
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl NodeLock {
     pub async fn release(mut self) {
-        if let Some(mut child) = self.child.take() {
-            drop(child.stdin().take());
+        if let Some(h) = self.heartbeat.take() {
+            h.abort();
+            let _ = h.await;
+        }
+        if let Some(child) = self.child.take() {
             let _ = timeout(Duration::from_secs(5), child.wait()).await;
         }
     }

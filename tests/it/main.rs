@@ -1,5 +1,8 @@
 //! The one integration-test binary: pure config tests and the real-node lab tests.
 
+mod apply;
 mod config;
 mod lab;
 mod status;
+mod plan;
+mod plan_lab;

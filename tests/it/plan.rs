@@ -1,0 +1,576 @@
+//! The plan pipeline on hand-built observed states: no node is contacted.
+//! Each case asserts the exact steps (address, action, operation, order)
+//! and snapshots what users read: the text plan (stdout), the problems
+//! (stderr) and the JSON, which must validate against
+//! `schemas/plan.schema.json`. A property test plans random observed states
+//! and checks the ordering and secrecy rules of SPEC section 3.
+
+mod builder;
+mod props;
+
+use std::path::PathBuf;
+
+use pgrepl::config::Config;
+use pgrepl::diff;
+use pgrepl::gather::{Observed, SlotFacts};
+use pgrepl::plan::render::{self, Style};
+use pgrepl::plan::{Action, Plan};
+
+use builder::{alter_system, converged, cut, fresh, load, node, server};
+
+/// The passwords the test cluster files read (crate::config::FakeSources).
+pub const SECRETS: [&str; 2] = ["s3cret-repl", "s3cret-rewind"];
+
+/// The cluster of SPEC section 1: a primary and two standbys; `settings`
+/// lines are added to `[settings]`.
+fn orders(settings: &str) -> Config {
+    load(&format!(
+        r#"
+[cluster]
+name = "orders"
+primary = "db1"
+
+[nodes.db1]
+host = "10.0.2.10"
+
+[nodes.db2]
+host = "10.0.2.11"
+
+[nodes.db3]
+host = "10.0.2.12"
+
+[replication]
+user = "replicator"
+password = {{ env = "PGREPL_REPLICATION_PASSWORD" }}
+
+[rewind]
+user = "pgrepl_rewind"
+password = {{ env = "PGREPL_REWIND_PASSWORD" }}
+
+[settings]
+wal_level = "replica"
+max_wal_senders = 10
+max_replication_slots = 10
+wal_keep_size = "1GB"
+hot_standby = true
+wal_log_hints = true
+{settings}
+"#
+    ))
+}
+
+/// `<symbol> <address> <operation>`, one per step, in execution order.
+pub fn steps(plan: &Plan) -> Vec<String> {
+    plan.changes
+        .iter()
+        .map(|s| {
+            let op = serde_json::to_value(&s.op).expect("op serialises");
+            format!(
+                "{} {} {}",
+                s.action.symbol(),
+                s.address,
+                op["op"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+/// What a user sees: the plan on stdout, then blocked nodes and warnings on stderr.
+pub fn shown(plan: &Plan) -> String {
+    let style = Style { color: false };
+    let mut out = render::text(plan, style);
+    let problems = render::problems(plan, style);
+    if !problems.is_empty() {
+        out.push_str("\n---- stderr ----\n");
+        out.push_str(&problems);
+    }
+    out
+}
+
+pub fn plan_schema() -> jsonschema::Validator {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/plan.schema.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let value: serde_json::Value = serde_json::from_str(&text).expect("the plan schema is JSON");
+    jsonschema::validator_for(&value).expect("the plan schema is a valid JSON Schema")
+}
+
+/// Errors of `doc` against the plan schema, one per line.
+pub fn schema_errors(validator: &jsonschema::Validator, doc: &serde_json::Value) -> Vec<String> {
+    validator
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// Neither password appears in anything the plan is rendered or saved as.
+pub fn assert_no_secrets(plan: &Plan) {
+    let style = Style { color: false };
+    let outputs = [
+        ("text", render::text(plan, style)),
+        ("problems", render::problems(plan, style)),
+        ("json", render::json(plan).to_string()),
+        ("plan file", serde_json::to_string(plan).expect("plan serialises")),
+        ("debug", format!("{plan:?}")),
+    ];
+    for (what, out) in outputs {
+        for secret in SECRETS {
+            assert!(!out.contains(secret), "the {what} output contains a password:\n{out}");
+        }
+    }
+}
+
+/// Plans, checks the universal properties, and snapshots text and JSON.
+fn plan_and_snapshot(name: &str, cfg: &Config, obs: &Observed) -> Plan {
+    let plan = diff::plan(cfg, obs);
+    check_rendering(name, &plan);
+    plan
+}
+
+fn check_rendering(name: &str, plan: &Plan) {
+    assert_no_secrets(plan);
+    let json = render::json(plan);
+    let errors = schema_errors(&plan_schema(), &json);
+    assert!(errors.is_empty(), "{name}: the JSON plan does not match the schema:\n{}\n{json:#}", errors.join("\n"));
+    // The summary counts what the text lists (reloads are implied, not changes).
+    let counted = plan.changes.iter().filter(|s| s.op.counts()).count();
+    let s = plan.summary;
+    assert_eq!(s.add + s.change + s.destroy + s.replace, counted, "{name}");
+    insta::assert_snapshot!(format!("{name}_text"), shown(plan));
+    insta::assert_snapshot!(
+        format!("{name}_json"),
+        serde_json::to_string_pretty(&json).expect("json")
+    );
+}
+
+// ---- a fresh cluster and a converged one
+
+#[test]
+fn fresh_primary_and_two_empty_nodes() {
+    let cfg = orders("");
+    let plan = plan_and_snapshot("fresh", &cfg, &fresh(&cfg));
+    assert_eq!(
+        steps(&plan),
+        [
+            "+ db1.hba write_hba",
+            "+ role.replicator create_role",
+            "+ role.pgrepl_rewind create_role",
+            "~ db1.setting.wal_keep_size set_setting",
+            "~ db1.setting.wal_log_hints set_setting",
+            "~ db1.service reload",
+            "+ db1.slot.db2 create_slot",
+            "+ db1.slot.db3 create_slot",
+            "~ db1.service restart",
+            "+ db2.standby base_backup",
+            "+ db2.recovery write_recovery",
+            "+ db2.service start",
+            "+ db3.standby base_backup",
+            "+ db3.recovery write_recovery",
+            "+ db3.service start",
+        ]
+    );
+    let by_address = |a: &str| plan.changes.iter().find(|s| s.address == a).expect(a);
+    let hints = by_address("db1.setting.wal_log_hints");
+    assert!(hints.restart);
+    assert_eq!((hints.before.as_deref(), hints.after.as_deref()), (Some("off"), Some("on")));
+    let keep = by_address("db1.setting.wal_keep_size");
+    assert!(!keep.restart);
+    assert_eq!((keep.before.as_deref(), keep.after.as_deref()), (Some("0"), Some("1GB")));
+    assert_eq!(plan.summary.add, 11);
+    assert_eq!(plan.summary.change, 3);
+    assert!(plan.blocked.is_empty() && plan.warnings.is_empty(), "{plan:#?}");
+    let text = render::text(&plan, Style { color: false });
+    assert!(text.contains("(restart)"), "{text}");
+    assert!(text.ends_with("Plan: 11 to add, 3 to change, 0 to destroy, 0 to replace.\n"), "{text}");
+}
+
+#[test]
+fn converged_cluster_has_no_changes() {
+    let cfg = orders("");
+    let plan = plan_and_snapshot("converged", &cfg, &converged(&cfg));
+    assert_eq!(steps(&plan), Vec::<String>::new());
+    assert!(plan.is_empty() && plan.warnings.is_empty() && plan.blocked.is_empty(), "{plan:#?}");
+    assert_eq!(
+        render::text(&plan, Style { color: false }),
+        "No changes. Cluster \"orders\" matches the configuration.\n"
+    );
+}
+
+// ---- each kind of drift alone
+
+#[test]
+fn drift_guc_changed_with_alter_system_on_one_standby() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    alter_system(&mut obs, "db2", "wal_keep_size", "512");
+    let plan = plan_and_snapshot("drift_guc", &cfg, &obs);
+    assert_eq!(
+        steps(&plan),
+        ["~ db2.setting.wal_keep_size set_setting", "~ db2.service reload"]
+    );
+    let s = &plan.changes[0];
+    assert_eq!((s.before.as_deref(), s.after.as_deref()), (Some("512MB"), Some("1GB")));
+    assert!(!s.restart);
+}
+
+#[test]
+fn drift_managed_hba_block_edited_by_hand() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    let files = builder::files(&mut obs, "db1");
+    let hba = files.hba_conf.clone().expect("hba");
+    let edited = hba.replacen(
+        "host     replication  replicator       10.0.2.12/32         scram-sha-256\n",
+        "host     replication  replicator       10.0.2.12/32         trust\nhost     all          all              0.0.0.0/0            trust\n",
+        1,
+    );
+    assert_ne!(hba, edited, "the test edits a line of the managed block");
+    files.hba_conf = Some(edited);
+    let plan = plan_and_snapshot("drift_hba", &cfg, &obs);
+    assert_eq!(steps(&plan), ["~ db1.hba write_hba", "~ db1.service reload"]);
+    let diff = plan.changes[0].diff.as_deref().expect("a unified diff");
+    assert!(diff.contains("-host     all          all              0.0.0.0/0            trust"), "{diff}");
+    assert!(diff.contains("+host     replication  replicator       10.0.2.12/32         scram-sha-256"), "{diff}");
+    // The plan writes back exactly the converged file.
+    match &plan.changes[0].op {
+        pgrepl::plan::Op::WriteHba { content, path } => {
+            assert_eq!(Some(content), converged(&cfg).nodes["db1"].files.as_ref().and_then(|f| f.hba_conf.as_ref()));
+            assert_eq!(path, "/var/lib/postgresql/15/main/pg_hba.conf");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn drift_slot_dropped() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    server(&mut obs, "db1").slots.retain(|s| s.name != "db3");
+    let plan = plan_and_snapshot("drift_slot", &cfg, &obs);
+    assert_eq!(steps(&plan), ["+ db1.slot.db3 create_slot"]);
+}
+
+#[test]
+fn drift_role_password_changed() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    builder::change_password(&mut obs, "replicator", "an-old-password");
+    let plan = plan_and_snapshot("drift_password", &cfg, &obs);
+    assert_eq!(steps(&plan), ["~ role.replicator update_role"]);
+    let s = &plan.changes[0];
+    assert!(s.sensitive);
+    assert_eq!(s.node, "db1", "roles are changed on the primary");
+    assert!(matches!(
+        s.op,
+        pgrepl::plan::Op::UpdateRole { password: true, attributes: false, grants: false, .. }
+    ));
+    let json = render::json(&plan);
+    assert_eq!(json["changes"][0]["before"], "(sensitive)");
+    assert_eq!(json["changes"][0]["after"], "(sensitive)");
+}
+
+#[test]
+fn drift_primary_conninfo_points_elsewhere() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    let want = server(&mut obs, "db3").settings["primary_conninfo"].setting.clone();
+    let elsewhere = want.replace("host=10.0.2.10", "host=10.0.2.99");
+    assert_ne!(want, elsewhere);
+    alter_system(&mut obs, "db3", "primary_conninfo", &elsewhere);
+    let plan = plan_and_snapshot("drift_conninfo", &cfg, &obs);
+    assert_eq!(steps(&plan), ["~ db3.recovery write_recovery", "~ db3.service reload"]);
+    let s = &plan.changes[0];
+    assert!(!s.restart, "primary_conninfo changes on reload since PostgreSQL 13");
+    assert!(s.before.as_deref().is_some_and(|b| b.contains("host=10.0.2.99")), "{s:?}");
+    assert!(s.after.as_deref().is_some_and(|a| a.contains("host=10.0.2.10")), "{s:?}");
+}
+
+// ---- restarts
+
+#[test]
+fn restart_needing_change_restarts_each_node_once_standbys_first() {
+    let cfg = orders("shared_buffers = \"1GB\"");
+    let obs = converged(&orders(""));
+    let plan = plan_and_snapshot("restart_shared_buffers", &cfg, &obs);
+    assert_eq!(
+        steps(&plan),
+        [
+            "~ db1.setting.shared_buffers set_setting",
+            "~ db2.setting.shared_buffers set_setting",
+            "~ db3.setting.shared_buffers set_setting",
+            "~ db2.service restart",
+            "~ db3.service restart",
+            "~ db1.service restart",
+        ]
+    );
+    for s in plan.changes.iter().filter(|s| s.address.contains(".setting.")) {
+        assert!(s.restart, "{s:?}");
+        assert_eq!((s.before.as_deref(), s.after.as_deref()), (Some("128MB"), Some("1GB")));
+    }
+    let text = render::text(&plan, Style { color: false });
+    assert_eq!(text.matches("(restart)").count(), 3, "{text}");
+}
+
+#[test]
+fn raising_max_connections_restarts_standbys_before_the_primary() {
+    let cfg = orders("max_connections = 200");
+    let obs = converged(&orders("max_connections = 100"));
+    let plan = plan_and_snapshot("raise_max_connections", &cfg, &obs);
+    assert_eq!(
+        steps(&plan),
+        [
+            "~ db1.setting.max_connections set_setting",
+            "~ db2.setting.max_connections set_setting",
+            "~ db3.setting.max_connections set_setting",
+            "~ db2.service restart",
+            "~ db3.service restart",
+            "~ db1.service restart",
+        ]
+    );
+}
+
+#[test]
+fn lowering_max_connections_restarts_the_primary_first() {
+    let cfg = orders("max_connections = 100");
+    let obs = converged(&orders("max_connections = 200"));
+    let plan = plan_and_snapshot("lower_max_connections", &cfg, &obs);
+    assert_eq!(
+        steps(&plan),
+        [
+            "~ db1.setting.max_connections set_setting",
+            "~ db2.setting.max_connections set_setting",
+            "~ db3.setting.max_connections set_setting",
+            "~ db1.service restart",
+            "~ db2.service restart",
+            "~ db3.service restart",
+        ]
+    );
+}
+
+#[test]
+fn several_restart_needing_changes_make_one_restart_per_node() {
+    let cfg = orders("max_connections = 200\nshared_buffers = \"1GB\"");
+    let mut obs = converged(&orders("max_connections = 100"));
+    // A change made earlier and already waiting for a restart on db2.
+    let p = server(&mut obs, "db2").settings.get_mut("wal_level").expect("wal_level");
+    p.pending_restart = true;
+    let plan = plan_and_snapshot("restart_once_per_node", &cfg, &obs);
+    let restarts: Vec<&str> = plan
+        .changes
+        .iter()
+        .filter(|s| matches!(s.op, pgrepl::plan::Op::Restart))
+        .map(|s| s.node.as_str())
+        .collect();
+    assert_eq!(restarts, ["db2", "db3", "db1"]);
+    let db2 = plan.changes.iter().find(|s| s.node == "db2" && matches!(s.op, pgrepl::plan::Op::Restart)).expect("db2 restart");
+    let why = db2.after.as_deref().unwrap_or("");
+    for name in ["max_connections", "shared_buffers", "wal_level"] {
+        assert!(why.contains(name), "db2's one restart names {name}: {why}");
+    }
+    assert!(
+        plan.warnings.iter().any(|w| w.node.as_deref() == Some("db2") && w.message.contains("wal_level")),
+        "{:?}",
+        plan.warnings
+    );
+}
+
+// ---- --target
+
+#[test]
+fn target_keeps_what_the_targeted_steps_depend_on() {
+    let cfg = orders("");
+    let full = diff::plan(&cfg, &fresh(&cfg));
+    let plan = full.clone().restrict_to(&["db2".to_string()]);
+    check_rendering("target_db2", &plan);
+    assert_eq!(
+        steps(&plan),
+        [
+            "+ db1.hba write_hba",
+            "+ role.replicator create_role",
+            "+ role.pgrepl_rewind create_role",
+            "~ db1.service reload",
+            "+ db1.slot.db2 create_slot",
+            "+ db2.standby base_backup",
+            "+ db2.recovery write_recovery",
+            "+ db2.service start",
+        ]
+    );
+    assert_eq!(plan.summary.add, 7);
+    assert_eq!(plan.summary.change, 0);
+
+    // A restart-needing setting keeps its node's restart, nothing else.
+    let plan = full.clone().restrict_to(&["db1.setting.wal_log_hints".to_string()]);
+    assert_eq!(
+        steps(&plan),
+        ["~ db1.setting.wal_log_hints set_setting", "~ db1.service restart"]
+    );
+    // A prefix matches at a dot only: `db` is no node, `db1.slot` is every slot of db1.
+    assert!(full.clone().restrict_to(&["db".to_string()]).is_empty());
+    assert_eq!(
+        steps(&full.clone().restrict_to(&["db1.slot".to_string()])),
+        ["+ db1.slot.db2 create_slot", "+ db1.slot.db3 create_slot"]
+    );
+    // No target: the whole plan.
+    assert_eq!(full.clone().restrict_to(&[]), full);
+}
+
+#[test]
+fn target_recovery_keeps_the_slot_it_streams_through() {
+    // db3 moves under db2: its slot on db2 must exist before db3 points at it.
+    let cfg = load(&orders_text_with_cascade());
+    let obs = converged(&orders(""));
+    let full = diff::plan(&cfg, &obs);
+    let plan = full.restrict_to(&["db3.recovery".to_string()]);
+    assert_eq!(
+        steps(&plan),
+        [
+            "+ db2.slot.db3 create_slot",
+            "~ db3.recovery write_recovery",
+            "~ db3.service reload",
+        ]
+    );
+}
+
+fn orders_text_with_cascade() -> String {
+    r#"
+[cluster]
+name = "orders"
+primary = "db1"
+
+[nodes.db1]
+host = "10.0.2.10"
+
+[nodes.db2]
+host = "10.0.2.11"
+
+[nodes.db3]
+host = "10.0.2.12"
+upstream = "db2"
+
+[replication]
+user = "replicator"
+password = { env = "PGREPL_REPLICATION_PASSWORD" }
+
+[rewind]
+user = "pgrepl_rewind"
+password = { env = "PGREPL_REWIND_PASSWORD" }
+
+[settings]
+wal_level = "replica"
+max_wal_senders = 10
+max_replication_slots = 10
+wal_keep_size = "1GB"
+hot_standby = true
+wal_log_hints = true
+"#
+    .to_string()
+}
+
+// ---- nodes that cannot be planned, and warnings
+
+#[test]
+fn unreachable_node_is_blocked_and_the_others_are_planned() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    cut(&mut obs, "db3");
+    alter_system(&mut obs, "db2", "wal_keep_size", "512");
+    let plan = plan_and_snapshot("unreachable_standby", &cfg, &obs);
+    assert_eq!(
+        steps(&plan),
+        ["~ db2.setting.wal_keep_size set_setting", "~ db2.service reload"]
+    );
+    assert_eq!(plan.blocked.len(), 1, "{:?}", plan.blocked);
+    assert_eq!(plan.blocked[0].node.as_deref(), Some("db3"));
+    assert!(plan.blocked[0].message.contains("unreachable"), "{:?}", plan.blocked);
+}
+
+#[test]
+fn unreachable_node_alone_says_the_plan_is_incomplete() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    cut(&mut obs, "db3");
+    let plan = plan_and_snapshot("unreachable_only", &cfg, &obs);
+    assert!(plan.is_empty());
+    let text = render::text(&plan, Style { color: false });
+    assert!(!text.contains("matches the configuration"), "an unread node is not known to match:\n{text}");
+}
+
+#[test]
+fn unreachable_primary_blocks_the_standbys_that_would_copy_it() {
+    let cfg = orders("");
+    let mut obs = fresh(&cfg);
+    cut(&mut obs, "db1");
+    let plan = plan_and_snapshot("unreachable_primary_fresh", &cfg, &obs);
+    assert_eq!(steps(&plan), Vec::<String>::new(), "nothing is planned on or from an unreachable node");
+    let blocked: Vec<&str> = plan.blocked.iter().filter_map(|b| b.node.as_deref()).collect();
+    assert_eq!(blocked, ["db1", "db2", "db3"]);
+}
+
+#[test]
+fn inactive_unmanaged_slot_is_a_warning_with_its_retained_size() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    server(&mut obs, "db1").slots.push(SlotFacts {
+        name: "old_barman".into(),
+        slot_type: "physical".into(),
+        active: false,
+        restart_lsn: Some(pgrepl::gather::Lsn(0x0100_0000)),
+        wal_status: Some("extended".into()),
+        retained_bytes: Some(3_758_096_384),
+    });
+    // An active unmanaged slot (a backup tool streaming now) is no warning.
+    server(&mut obs, "db1").slots.push(SlotFacts {
+        name: "pg_receivewal".into(),
+        slot_type: "physical".into(),
+        active: true,
+        restart_lsn: Some(pgrepl::gather::Lsn(0x0300_0000)),
+        wal_status: Some("reserved".into()),
+        retained_bytes: Some(328),
+    });
+    let plan = plan_and_snapshot("unmanaged_slot", &cfg, &obs);
+    assert!(plan.is_empty(), "pgrepl never drops a slot it does not manage: {:?}", steps(&plan));
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    let w = &plan.warnings[0];
+    assert_eq!(w.node.as_deref(), Some("db1"));
+    assert!(w.message.contains("old_barman") && w.message.contains("3.5 GB"), "{}", w.message);
+}
+
+#[test]
+fn stopped_standby_is_started_first() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    let n = node(&mut obs, "db2");
+    n.server = None;
+    let files = n.files.as_mut().expect("files");
+    files.running = false;
+    if let Some(c) = files.control.as_mut() {
+        c.state = "shut down in recovery".into();
+    }
+    let plan = plan_and_snapshot("stopped_standby", &cfg, &obs);
+    assert_eq!(steps(&plan), ["~ db2.service start"]);
+    assert_eq!(plan.summary.change, 1);
+}
+
+#[test]
+fn every_step_renders_with_its_symbol_and_address() {
+    // One line per step, in order, `+`/`~` then the address.
+    let cfg = orders("");
+    let plan = diff::plan(&cfg, &fresh(&cfg));
+    let text = render::text(&plan, Style { color: false });
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("    ") && !l.starts_with("        "))
+        .collect();
+    assert_eq!(lines.len(), plan.changes.len(), "{text}");
+    for (line, step) in lines.iter().zip(&plan.changes) {
+        let sym = match step.action {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Delete => "-",
+            Action::Replace => "-/+",
+        };
+        assert!(
+            line.trim_start().starts_with(&format!("{sym} {}", step.address)),
+            "{line}"
+        );
+    }
+}
