@@ -5,23 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
-command -v ip >/dev/null 2>&1 || need+=(iproute2)
-command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
-ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing packages: ${need[*]}; run this script as root (or install them) first" >&2
-    exit 1
-  fi
-  echo "installing: ${need[*]}"
-  if ! grep -qs '^create_main_cluster *= *false' /etc/postgresql-common/createcluster.conf; then
-    mkdir -p /etc/postgresql-common
-    echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# What the lab needs (PostgreSQL from Debian, openssh-server, iproute2),
+# installed by the lab itself when missing; lab tests need root anyway.
+if [ "$(id -u)" -eq 0 ]; then
+  bash lab/lab.sh install
+elif [ "${PGREPL_SKIP_LAB_TESTS:-}" != 1 ]; then
+  echo "the lab tests need root (network namespaces): run as root, or set PGREPL_SKIP_LAB_TESTS=1 to skip them (they are counted)" >&2
+  exit 1
 fi
 
 command -v cargo >/dev/null 2>&1 || { echo "cargo is missing: install Rust (rustup) first" >&2; exit 1; }

@@ -21,7 +21,9 @@ pub fn verifies(stored: &str, password: &str) -> bool {
     let Some((iter_salt, keys)) = rest.split_once('$') else {
         return false;
     };
-    let (Some((iter, salt)), Some((stored_key, server_key))) = (iter_salt.split_once(':'), keys.split_once(':')) else {
+    let (Some((iter, salt)), Some((stored_key, server_key))) =
+        (iter_salt.split_once(':'), keys.split_once(':'))
+    else {
         return false;
     };
     let (Ok(iter), Ok(salt), Ok(stored_key), Ok(server_key)) = (
@@ -78,18 +80,32 @@ mod tests {
 
     #[test]
     fn a_fresh_verifier_verifies_its_password_only() {
-        for pw in ["pw", "it's \"quoted\" $(x) \\ ü", " leading space", "a:b\\c"] {
+        for pw in [
+            "pw",
+            "it's \"quoted\" $(x) \\ ü",
+            " leading space",
+            "a:b\\c",
+        ] {
             let v = new_verifier(pw);
             assert!(v.starts_with("SCRAM-SHA-256$4096:"), "{v}");
             assert!(verifies(&v, pw), "{pw}");
             assert!(!verifies(&v, &format!("{pw}x")), "{pw}");
-            assert!(!v.contains(pw), "the verifier must not contain the password");
+            assert!(
+                !v.contains(pw),
+                "the verifier must not contain the password"
+            );
         }
     }
 
     #[test]
     fn garbage_and_md5_never_verify() {
-        for v in ["", "md5abcdef", "SCRAM-SHA-256$", "SCRAM-SHA-256$0:AA==$AA==:AA==", "SCRAM-SHA-256$x:y$z:w"] {
+        for v in [
+            "",
+            "md5abcdef",
+            "SCRAM-SHA-256$",
+            "SCRAM-SHA-256$0:AA==$AA==:AA==",
+            "SCRAM-SHA-256$x:y$z:w",
+        ] {
             assert!(!verifies(v, "pw"), "{v}");
         }
     }

@@ -67,7 +67,11 @@ pub struct NodeStatus {
 
 /// Derives every node's role and health.
 pub fn derive(cfg: &Config, obs: &Observed) -> ClusterStatus {
-    let nodes: Vec<NodeStatus> = obs.nodes.values().map(|n| derive_node(cfg, obs, n)).collect();
+    let nodes: Vec<NodeStatus> = obs
+        .nodes
+        .values()
+        .map(|n| derive_node(cfg, obs, n))
+        .collect();
     ClusterStatus {
         cluster: obs.cluster.clone(),
         healthy: nodes.iter().all(|n| n.healthy),
@@ -112,7 +116,8 @@ fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
     match files.data_dir {
         DataDir::Missing | DataDir::Empty => {
             st.role = Role::Empty;
-            st.problems.push("no data directory yet: `pgrepl apply` builds it from its upstream".into());
+            st.problems
+                .push("no data directory yet: `pgrepl apply` builds it from its upstream".into());
             return st;
         }
         DataDir::Foreign => {
@@ -129,7 +134,9 @@ fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
             st.timeline = c.and_then(|c| c.min_recovery_end_timeline.or(c.checkpoint_timeline));
             st.lsn = c.and_then(|c| c.min_recovery_end_lsn.or(c.checkpoint_lsn));
             let state = c.map_or("unknown", |c| c.state.as_str());
-            st.problems.push(format!("PostgreSQL is not running (cluster state: {state})"));
+            st.problems.push(format!(
+                "PostgreSQL is not running (cluster state: {state})"
+            ));
         }
         return st;
     };
@@ -175,27 +182,34 @@ fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
             if let (Some(a), Some(b)) = (up_lsn, st.lsn) {
                 st.lag_bytes = Some(a.0.saturating_sub(b.0));
             }
-            if let Some(r) = up_server
-                .replication
-                .iter()
-                .find(|r| r.application_name == n.name || r.client_addr.as_deref() == Some(n.host.as_str())) {
+            if let Some(r) = up_server.replication.iter().find(|r| {
+                r.application_name == n.name || r.client_addr.as_deref() == Some(n.host.as_str())
+            }) {
                 st.sync_state = r.sync_state.clone();
                 st.lag_seconds = r.replay_lag_s.or(Some(0.0));
             }
-            if let Some(slot) = st.slot.as_deref().and_then(|s| up_server.slots.iter().find(|x| x.name == s)) {
+            if let Some(slot) = st
+                .slot
+                .as_deref()
+                .and_then(|s| up_server.slots.iter().find(|x| x.name == s))
+            {
                 st.slot_wal_status = slot.wal_status.clone();
                 st.slot_retained_bytes = slot.retained_bytes;
                 if slot.wal_status.as_deref() == Some("lost") {
                     st.healthy = false;
-                    st.problems
-                        .push(format!("slot {} on {} lost WAL this standby needs: it must be re-based", slot.name, up.name));
+                    st.problems.push(format!(
+                        "slot {} on {} lost WAL this standby needs: it must be re-based",
+                        slot.name, up.name
+                    ));
                 }
             }
         }
         if cfg.cluster.primary == n.name {
             st.healthy = false;
-            st.problems
-                .push("the cluster file names this node the primary: `pgrepl apply` switches over".to_string());
+            st.problems.push(
+                "the cluster file names this node the primary: `pgrepl apply` switches over"
+                    .to_string(),
+            );
         }
     }
     // Every node must come from the same initdb.
@@ -204,7 +218,10 @@ fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
         .get(&cfg.cluster.primary)
         .and_then(|p| p.server.as_ref())
         .map(|s| s.system_identifier.as_str())
-        && st.system_identifier.as_deref().is_some_and(|s| s != primary_sysid)
+        && st
+            .system_identifier
+            .as_deref()
+            .is_some_and(|s| s != primary_sysid)
     {
         st.healthy = false;
         st.role = Role::Diverged;
@@ -223,13 +240,28 @@ fn bytes(b: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[i]) }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
 }
 
 /// The status table.
 pub fn render_table(s: &ClusterStatus) -> String {
     let dash = || "-".to_string();
-    let header = ["NODE", "HOST", "ROLE", "TL", "LSN", "LAG", "UPSTREAM", "SLOT (WAL, RETAINED)", "SYNC", "HEALTH"];
+    let header = [
+        "NODE",
+        "HOST",
+        "ROLE",
+        "TL",
+        "LSN",
+        "LAG",
+        "UPSTREAM",
+        "SLOT (WAL, RETAINED)",
+        "SYNC",
+        "HEALTH",
+    ];
     let rows: Vec<[String; 10]> = s
         .nodes
         .iter()
@@ -243,7 +275,8 @@ pub fn render_table(s: &ClusterStatus) -> String {
                 Some(name) => format!(
                     "{name} ({}, {})",
                     n.slot_wal_status.as_deref().unwrap_or("?"),
-                    n.slot_retained_bytes.map_or_else(|| "?".into(), |b| bytes(b.max(0) as u64))
+                    n.slot_retained_bytes
+                        .map_or_else(|| "?".into(), |b| bytes(b.max(0) as u64))
                 ),
                 None => dash(),
             };
@@ -257,7 +290,11 @@ pub fn render_table(s: &ClusterStatus) -> String {
                 n.upstream.clone().unwrap_or_else(dash),
                 slot,
                 n.sync_state.clone().unwrap_or_else(dash),
-                if n.healthy { "ok".into() } else { "UNHEALTHY".into() },
+                if n.healthy {
+                    "ok".into()
+                } else {
+                    "UNHEALTHY".into()
+                },
             ]
         })
         .collect();

@@ -43,10 +43,19 @@ impl Ctx<'_> {
         Ok(out.stdout)
     }
 
-    async fn run_stdin_ok(&self, argv: &[&str], stdin: &[u8], what: &str) -> anyhow::Result<String> {
+    async fn run_stdin_ok(
+        &self,
+        argv: &[&str],
+        stdin: &[u8],
+        what: &str,
+    ) -> anyhow::Result<String> {
         let out = self
             .session
-            .run_with_stdin(argv, Some(stdin), crate::transport::ssh::DEFAULT_COMMAND_TIMEOUT)
+            .run_with_stdin(
+                argv,
+                Some(stdin),
+                crate::transport::ssh::DEFAULT_COMMAND_TIMEOUT,
+            )
             .await?;
         if !out.success() {
             bail!("{what} failed (exit {:?}): {}", out.code, out.stderr.trim());
@@ -56,7 +65,9 @@ impl Ctx<'_> {
 
     fn log_file(&self) -> String {
         let dd = self.node.postgres.data_dir.trim_end_matches('/');
-        let parent = dd.rsplit_once('/').map_or("/tmp", |(p, _)| if p.is_empty() { "/" } else { p });
+        let parent = dd
+            .rsplit_once('/')
+            .map_or("/tmp", |(p, _)| if p.is_empty() { "/" } else { p });
         format!("{parent}/pgrepl-postgresql.log")
     }
 
@@ -73,7 +84,9 @@ pub async fn execute(ctx: &mut Ctx<'_>, step: &Step) -> anyhow::Result<String> {
         Op::Restart => service(ctx, "restart").await,
         Op::Start => start(ctx).await,
         Op::WriteHba { path, content } => write_hba(ctx, path, content).await,
-        Op::CreateRole { name, kind } | Op::UpdateRole { name, kind, .. } => ensure_role(ctx, name, *kind).await,
+        Op::CreateRole { name, kind } | Op::UpdateRole { name, kind, .. } => {
+            ensure_role(ctx, name, *kind).await
+        }
         Op::CreateSlot { name } => create_slot(ctx, name).await,
         Op::BaseBackup { upstream, slot } => base_backup(ctx, upstream, slot.as_deref()).await,
         Op::WriteRecovery {
@@ -88,9 +101,15 @@ pub async fn execute(ctx: &mut Ctx<'_>, step: &Step) -> anyhow::Result<String> {
 fn guc_ident(name: &str) -> anyhow::Result<&str> {
     let ok = !name.is_empty()
         && name.split('.').all(|p| {
-            !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         });
-    if ok { Ok(name) } else { bail!("refusing to set a setting named {name:?}") }
+    if ok {
+        Ok(name)
+    } else {
+        bail!("refusing to set a setting named {name:?}")
+    }
 }
 
 /// A role name as an SQL identifier.
@@ -129,7 +148,10 @@ async fn check_config_files(client: &Client) -> anyhow::Result<()> {
         .await?;
     if !rows.is_empty() {
         let errs: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        bail!("configuration files are invalid, not reloading: {}", errs.join("; "));
+        bail!(
+            "configuration files are invalid, not reloading: {}",
+            errs.join("; ")
+        );
     }
     Ok(())
 }
@@ -141,7 +163,19 @@ async fn service(ctx: &mut Ctx<'_>, verb: &str) -> anyhow::Result<String> {
     let pg_ctl = ctx.bin("pg_ctl");
     let argv: Vec<&str> = match &pg.service {
         // -l: without it the server keeps the SSH channel open and the command never returns.
-        Service::PgCtl => vec![&pg_ctl, verb, "-D", &pg.data_dir, "-m", "fast", "-w", "-t", &wait, "-l", &log],
+        Service::PgCtl => vec![
+            &pg_ctl,
+            verb,
+            "-D",
+            &pg.data_dir,
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            &wait,
+            "-l",
+            &log,
+        ],
         Service::Systemd(unit) => vec!["sudo", "-n", "systemctl", verb, unit],
         Service::PgCtlCluster(c) => {
             let (v, n) = c.split_once('/').unwrap_or((c, "main"));
@@ -163,7 +197,11 @@ async fn service(ctx: &mut Ctx<'_>, verb: &str) -> anyhow::Result<String> {
             "{verb} failed (exit {:?}): {}{}",
             out.code,
             out.stderr.trim(),
-            if tail.is_empty() { String::new() } else { format!("\nlast lines of {log}:\n{tail}") }
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!("\nlast lines of {log}:\n{tail}")
+            }
         );
     }
     Ok(format!("{verb} ({})", argv.join(" ")))
@@ -172,7 +210,12 @@ async fn service(ctx: &mut Ctx<'_>, verb: &str) -> anyhow::Result<String> {
 async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
     let status = ctx
         .session
-        .run(&[&ctx.bin("pg_ctl"), "status", "-D", &ctx.node.postgres.data_dir])
+        .run(&[
+            &ctx.bin("pg_ctl"),
+            "status",
+            "-D",
+            &ctx.node.postgres.data_dir,
+        ])
         .await?;
     let msg = if status.code == Some(0) {
         "already running".to_string()
@@ -182,7 +225,11 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
     // A standby is done when it streams; a diverged one never does.
     let is_standby = ctx
         .session
-        .run(&["test", "-e", &format!("{}/standby.signal", ctx.node.postgres.data_dir)])
+        .run(&[
+            "test",
+            "-e",
+            &format!("{}/standby.signal", ctx.node.postgres.data_dir),
+        ])
         .await?
         .success();
     if is_standby {
@@ -198,7 +245,9 @@ pub async fn wait_streaming(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let mut last = String::from("no WAL receiver");
     while Instant::now() < deadline {
         if let Ok(client) = ctx.client().await
-            && let Ok(rows) = client.query("SELECT status FROM pg_stat_wal_receiver", &[]).await
+            && let Ok(rows) = client
+                .query("SELECT status FROM pg_stat_wal_receiver", &[])
+                .await
         {
             match rows.first().map(|r| r.get::<_, String>(0)) {
                 Some(s) if s == "streaming" => return Ok(()),
@@ -235,8 +284,12 @@ async fn write_hba(ctx: &mut Ctx<'_>, path: &str, content: &str) -> anyhow::Resu
     if current == content {
         return Ok("already in place".into());
     }
-    ctx.run_stdin_ok(&["sh", "-c", WRITE_FILE, "pgrepl-write", path], content.as_bytes(), "writing pg_hba.conf")
-        .await?;
+    ctx.run_stdin_ok(
+        &["sh", "-c", WRITE_FILE, "pgrepl-write", path],
+        content.as_bytes(),
+        "writing pg_hba.conf",
+    )
+    .await?;
     // pg_hba_file_rules reads the file on disk: validate before any reload.
     let client = ctx.client().await?;
     let rows = client
@@ -251,7 +304,11 @@ async fn write_hba(ctx: &mut Ctx<'_>, path: &str, content: &str) -> anyhow::Resu
             .map(|r| format!("line {}: {}", r.get::<_, i32>(0), r.get::<_, String>(1)))
             .collect();
         let bak = format!("{path}.pgrepl-bak");
-        ctx.run_ok(&["mv", "-f", &bak, path], "restoring the previous pg_hba.conf").await?;
+        ctx.run_ok(
+            &["mv", "-f", &bak, path],
+            "restoring the previous pg_hba.conf",
+        )
+        .await?;
         bail!(
             "PostgreSQL rejects the new pg_hba.conf ({}); the previous file is back in place and nothing was reloaded",
             errs.join("; ")
@@ -288,7 +345,10 @@ async fn ensure_role(ctx: &mut Ctx<'_>, name: &str, kind: RoleKind) -> anyhow::R
             // The verifier is computed here: the clear password never reaches the server.
             let verifier = scram::new_verifier(&password);
             client
-                .simple_query(&format!("CREATE ROLE {ident} {attrs} PASSWORD {}", sql_literal(&verifier)))
+                .simple_query(&format!(
+                    "CREATE ROLE {ident} {attrs} PASSWORD {}",
+                    sql_literal(&verifier)
+                ))
                 .await
                 .with_context(|| format!("CREATE ROLE {ident}"))?;
             done.push("created");
@@ -296,14 +356,22 @@ async fn ensure_role(ctx: &mut Ctx<'_>, name: &str, kind: RoleKind) -> anyhow::R
         Some(r) => {
             let (login, repl): (bool, bool) = (r.get(0), r.get(1));
             if !login || (kind == RoleKind::Replication && !repl) {
-                client.simple_query(&format!("ALTER ROLE {ident} {attrs}")).await?;
+                client
+                    .simple_query(&format!("ALTER ROLE {ident} {attrs}"))
+                    .await?;
                 done.push("attributes set");
             }
             let stored: Option<String> = r.get(2);
-            if !stored.as_deref().is_some_and(|v| scram::verifies(v, &password)) {
+            if !stored
+                .as_deref()
+                .is_some_and(|v| scram::verifies(v, &password))
+            {
                 let verifier = scram::new_verifier(&password);
                 client
-                    .simple_query(&format!("ALTER ROLE {ident} PASSWORD {}", sql_literal(&verifier)))
+                    .simple_query(&format!(
+                        "ALTER ROLE {ident} PASSWORD {}",
+                        sql_literal(&verifier)
+                    ))
                     .await
                     .with_context(|| format!("ALTER ROLE {ident} PASSWORD"))?;
                 done.push("password set");
@@ -324,13 +392,20 @@ async fn ensure_role(ctx: &mut Ctx<'_>, name: &str, kind: RoleKind) -> anyhow::R
         }
         done.push("pg_rewind grants");
     }
-    Ok(if done.is_empty() { "already as wanted".into() } else { done.join(", ") })
+    Ok(if done.is_empty() {
+        "already as wanted".into()
+    } else {
+        done.join(", ")
+    })
 }
 
 async fn create_slot(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<String> {
     let client = ctx.client().await?;
     let exists = client
-        .query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&name])
+        .query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&name],
+        )
         .await?
         .is_some();
     if exists {
@@ -338,7 +413,10 @@ async fn create_slot(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<String> {
     }
     // Reserve WAL at once: the base backup that follows streams through it.
     client
-        .query("SELECT pg_create_physical_replication_slot($1, true)", &[&name])
+        .query(
+            "SELECT pg_create_physical_replication_slot($1, true)",
+            &[&name],
+        )
         .await
         .with_context(|| format!("creating slot {name}"))?;
     Ok(format!("created slot {name}"))
@@ -351,12 +429,20 @@ cat > "$T" && chmod 600 "$T" && mv -f "$T" "$F""#;
 
 async fn write_passfile(ctx: &Ctx<'_>, path: &str) -> anyhow::Result<()> {
     let content = desired::passfile_content(ctx.cfg);
-    ctx.run_stdin_ok(&["sh", "-c", WRITE_PASSFILE, "pgrepl-passfile", path], content.as_bytes(), "writing the passfile")
-        .await?;
+    ctx.run_stdin_ok(
+        &["sh", "-c", WRITE_PASSFILE, "pgrepl-passfile", path],
+        content.as_bytes(),
+        "writing the passfile",
+    )
+    .await?;
     Ok(())
 }
 
-async fn base_backup(ctx: &mut Ctx<'_>, upstream: &str, slot: Option<&str>) -> anyhow::Result<String> {
+async fn base_backup(
+    ctx: &mut Ctx<'_>,
+    upstream: &str,
+    slot: Option<&str>,
+) -> anyhow::Result<String> {
     let up = ctx
         .cfg
         .nodes
@@ -369,14 +455,25 @@ async fn base_backup(ctx: &mut Ctx<'_>, upstream: &str, slot: Option<&str>) -> a
     // leftover of an earlier interrupted attempt is moved aside, not deleted.
     let prepare = ctx
         .session
-        .run(&["sh", "-c", PREPARE_BASE_BACKUP, "pgrepl-prepare", &dd, &crate::apply::utc_now()])
+        .run(&[
+            "sh",
+            "-c",
+            PREPARE_BASE_BACKUP,
+            "pgrepl-prepare",
+            &dd,
+            &crate::apply::utc_now(),
+        ])
         .await?;
     let target = match prepare.stdout.trim() {
         "direct" => dd.clone(),
         "building" => format!("{dd}.pgrepl-building"),
         _ => bail!(
             "{dd} is not empty; pgrepl never overwrites a data directory (move it aside first){}",
-            if prepare.stderr.trim().is_empty() { String::new() } else { format!(": {}", prepare.stderr.trim()) }
+            if prepare.stderr.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", prepare.stderr.trim())
+            }
         ),
     };
     let passfile = desired::passfile_path(ctx.cfg, ctx.node);
@@ -430,9 +527,16 @@ async fn base_backup(ctx: &mut Ctx<'_>, upstream: &str, slot: Option<&str>) -> a
         );
     }
     if target != dd {
-        ctx.run_ok(&["mv", "-T", &target, &dd], "moving the new data directory into place").await?;
+        ctx.run_ok(
+            &["mv", "-T", &target, &dd],
+            "moving the new data directory into place",
+        )
+        .await?;
     }
-    Ok(format!("base backup of {upstream} in {:.2}s", started.elapsed().as_secs_f64()))
+    Ok(format!(
+        "base backup of {upstream} in {:.2}s",
+        started.elapsed().as_secs_f64()
+    ))
 }
 
 /// Prints `direct` (an empty data directory exists: back up into it),
@@ -454,7 +558,12 @@ q() { printf "%s" "$1" | sed "s/'/''/g"; }
   printf "primary_slot_name = '%s'\n" "$(q "$SL")"; } > "$T" || exit 1
 chmod 600 "$T" && mv -f "$T" "$A" && touch "$D/standby.signal""#;
 
-async fn write_recovery(ctx: &mut Ctx<'_>, conninfo: &str, slot: &str, passfile: &str) -> anyhow::Result<String> {
+async fn write_recovery(
+    ctx: &mut Ctx<'_>,
+    conninfo: &str,
+    slot: &str,
+    passfile: &str,
+) -> anyhow::Result<String> {
     if conninfo.to_ascii_lowercase().contains("password") && !conninfo.contains("passfile=") {
         bail!("refusing to write a password into primary_conninfo");
     }
@@ -469,16 +578,34 @@ async fn write_recovery(ctx: &mut Ctx<'_>, conninfo: &str, slot: &str, passfile:
     if running {
         let client = ctx.client().await?;
         client
-            .simple_query(&format!("ALTER SYSTEM SET primary_conninfo = {}", sql_literal(conninfo)))
+            .simple_query(&format!(
+                "ALTER SYSTEM SET primary_conninfo = {}",
+                sql_literal(conninfo)
+            ))
             .await?;
         client
-            .simple_query(&format!("ALTER SYSTEM SET primary_slot_name = {}", sql_literal(slot)))
+            .simple_query(&format!(
+                "ALTER SYSTEM SET primary_slot_name = {}",
+                sql_literal(slot)
+            ))
             .await?;
-        ctx.run_ok(&["touch", &format!("{dd}/standby.signal")], "creating standby.signal").await?;
+        ctx.run_ok(
+            &["touch", &format!("{dd}/standby.signal")],
+            "creating standby.signal",
+        )
+        .await?;
         Ok("ALTER SYSTEM primary_conninfo, primary_slot_name; standby.signal; passfile".into())
     } else {
         ctx.run_ok(
-            &["sh", "-c", WRITE_RECOVERY_OFFLINE, "pgrepl-recovery", &dd, conninfo, slot],
+            &[
+                "sh",
+                "-c",
+                WRITE_RECOVERY_OFFLINE,
+                "pgrepl-recovery",
+                &dd,
+                conninfo,
+                slot,
+            ],
             "writing the recovery settings",
         )
         .await?;

@@ -22,10 +22,16 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let saved: Option<PlanFile> = match &args.planfile {
         Some(p) => {
             if !args.target.is_empty() {
-                bail!("--target cannot be combined with a saved plan: the plan already is what will be done");
+                bail!(
+                    "--target cannot be combined with a saved plan: the plan already is what will be done"
+                );
             }
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read the plan file {}", p.display()))?;
-            Some(serde_json::from_str(&text).with_context(|| format!("{} is not a pgrepl plan file", p.display()))?)
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the plan file {}", p.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a pgrepl plan file", p.display()))?,
+            )
         }
         None => None,
     };
@@ -52,7 +58,11 @@ async fn close_all(sessions: IndexMap<String, NodeSession>) {
     }
 }
 
-async fn apply(cfg: &Config, args: &ApplyArgs, saved: Option<PlanFile>) -> anyhow::Result<ExitCode> {
+async fn apply(
+    cfg: &Config,
+    args: &ApplyArgs,
+    saved: Option<PlanFile>,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (observed, mut sessions) = gather::gather(cfg).await;
     let plan: Plan = match saved {
@@ -79,7 +89,10 @@ async fn apply(cfg: &Config, args: &ApplyArgs, saved: Option<PlanFile>) -> anyho
         );
     }
     if plan.is_empty() {
-        println!("No changes. Cluster \"{}\" matches the configuration.", cfg.cluster.name);
+        println!(
+            "No changes. Cluster \"{}\" matches the configuration.",
+            cfg.cluster.name
+        );
         close_all(sessions).await;
         return Ok(ExitCode::SUCCESS);
     }

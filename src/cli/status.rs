@@ -20,5 +20,9 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", status::render_table(&st));
     }
-    Ok(if st.healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if st.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

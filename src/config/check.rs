@@ -871,17 +871,33 @@ fn check_settings(
             );
             continue;
         };
+        if let Some(reason) = guc::not_settable_reason(def) {
+            c.error(
+                key.span(),
+                format!("`{name}` cannot be set with ALTER SYSTEM: {reason}"),
+                "remove it from the settings",
+            );
+            continue;
+        }
         if let Some(m) = major
             && !guc::available_in(def, m)
         {
-            let when = match def.until {
-                Some(u) if u < m => format!("it was removed after PostgreSQL {u}"),
-                _ => format!("it exists from PostgreSQL {} on", def.since),
+            let help = match (def.until, guc::successor(&name)) {
+                (Some(u), Some(next)) if u < m => {
+                    format!("it was removed after PostgreSQL {u}: use `{next}` instead")
+                }
+                (Some(u), None) if u < m => {
+                    format!("it was removed after PostgreSQL {u}: remove it")
+                }
+                _ => format!(
+                    "it exists from PostgreSQL {} on: remove it or raise `cluster.postgres_version`",
+                    def.since
+                ),
             };
             c.error(
                 key.span(),
                 format!("`{name}` does not exist in PostgreSQL {m}"),
-                format!("{when}; remove it or raise `cluster.postgres_version`"),
+                help,
             );
             continue;
         }

@@ -70,7 +70,10 @@ pub fn parse_gather_output(out: &str) -> Result<FileFacts, String> {
         other => return Err(format!("unexpected gather output (datadir {other:?})")),
     };
     let text = |k: &str| fields.get(k).and_then(|v| decode(v));
-    let (disk_total_bytes, disk_free_bytes) = match fields.get("df").map(|v| v.split_whitespace().collect::<Vec<_>>()) {
+    let (disk_total_bytes, disk_free_bytes) = match fields
+        .get("df")
+        .map(|v| v.split_whitespace().collect::<Vec<_>>())
+    {
         Some(v) if v.len() == 2 => (v[0].parse().ok(), v[1].parse().ok()),
         _ => (None, None),
     };
@@ -107,8 +110,16 @@ pub fn parse_controldata(text: &str) -> ControlData {
     let lsn = |k: &str| map.get(k).and_then(|v| v.parse::<Lsn>().ok());
     let num = |k: &str| map.get(k).and_then(|v| v.parse::<u32>().ok());
     ControlData {
-        state: map.get("Database cluster state").copied().unwrap_or("").to_string(),
-        system_identifier: map.get("Database system identifier").copied().unwrap_or("").to_string(),
+        state: map
+            .get("Database cluster state")
+            .copied()
+            .unwrap_or("")
+            .to_string(),
+        system_identifier: map
+            .get("Database system identifier")
+            .copied()
+            .unwrap_or("")
+            .to_string(),
         checkpoint_lsn: lsn("Latest checkpoint location"),
         checkpoint_redo_lsn: lsn("Latest checkpoint's REDO location"),
         checkpoint_timeline: num("Latest checkpoint's TimeLineID"),
@@ -270,8 +281,14 @@ Data page checksum version:           0
     #[test]
     fn redacts_passwords_in_conninfo() {
         let cases = [
-            ("host=a password=hunter2 user=r", "host=a password=(sensitive) user=r"),
-            ("host=a password='a\\'b c' user=r", "host=a password=(sensitive) user=r"),
+            (
+                "host=a password=hunter2 user=r",
+                "host=a password=(sensitive) user=r",
+            ),
+            (
+                "host=a password='a\\'b c' user=r",
+                "host=a password=(sensitive) user=r",
+            ),
             ("password = secret host=a", "password = (sensitive) host=a"),
             ("PASSWORD=x", "PASSWORD=(sensitive)"),
             ("host=a user=r passfile=/p", "host=a user=r passfile=/p"),
@@ -287,7 +304,17 @@ Data page checksum version:           0
 
     #[test]
     fn redaction_never_panics_and_never_leaks() {
-        for input in ["password", "password=", "password='", "=", "a=b=c", "password='x\\", " = = ", "pass word=x", "é=é password=ü"] {
+        for input in [
+            "password",
+            "password=",
+            "password='",
+            "=",
+            "a=b=c",
+            "password='x\\",
+            " = = ",
+            "pass word=x",
+            "é=é password=ü",
+        ] {
             let _ = redact_conninfo(input);
         }
         let got = redact_conninfo("host=x password='it\\'s a secret' port=5");
@@ -299,11 +326,15 @@ Data page checksum version:           0
         let text = "# Do not edit\nprimary_conninfo = 'user=replicator password=pw host=x'\n";
         assert!(auto_conf_has_password(text));
         assert!(!redact_auto_conf(text).contains("pw host"));
-        assert!(!auto_conf_has_password("primary_conninfo = 'user=r passfile=/x host=h'\n"));
+        assert!(!auto_conf_has_password(
+            "primary_conninfo = 'user=r passfile=/x host=h'\n"
+        ));
         assert!(!auto_conf_has_password(
             "primary_conninfo = 'host=h port=5432 user=r passfile=/p application_name=n sslmode=prefer'\n"
         ));
-        assert!(auto_conf_has_password("primary_conninfo = 'host=h password=''x'''\n"));
+        assert!(auto_conf_has_password(
+            "primary_conninfo = 'host=h password=''x'''\n"
+        ));
     }
 
     #[test]
@@ -322,11 +353,17 @@ Data page checksum version:           0
         assert_eq!(f.major, Some(15));
         assert!(!f.running);
         assert!(f.standby_signal && !f.recovery_signal);
-        assert_eq!(f.control.as_ref().map(|c| c.state.as_str()), Some("shut down"));
+        assert_eq!(
+            f.control.as_ref().map(|c| c.state.as_str()),
+            Some("shut down")
+        );
         assert_eq!(f.hba_conf.as_deref(), Some("local all all peer\n"));
         assert_eq!(f.histories.len(), 1);
         assert_eq!(f.histories[0].0, 2);
-        assert_eq!((f.disk_total_bytes, f.disk_free_bytes), (Some(1000), Some(400)));
+        assert_eq!(
+            (f.disk_total_bytes, f.disk_free_bytes),
+            (Some(1000), Some(400))
+        );
         assert_eq!(f.home.as_deref(), Some("/var/lib/postgresql"));
     }
 

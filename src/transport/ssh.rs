@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use openssh::{ControlPersist, ForwardType, KnownHosts as SshKnownHosts, Session, SessionBuilder, Socket};
+use openssh::{
+    ControlPersist, ForwardType, KnownHosts as SshKnownHosts, Session, SessionBuilder, Socket,
+};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::time::timeout;
@@ -40,10 +42,19 @@ pub struct ConnectError {
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (what, next) = match self.kind {
-            Unreachable::Dns => ("host name does not resolve", "check `host` in the cluster file and DNS"),
-            Unreachable::Refused => ("connection refused", "is sshd running and listening on the configured port?"),
+            Unreachable::Dns => (
+                "host name does not resolve",
+                "check `host` in the cluster file and DNS",
+            ),
+            Unreachable::Refused => (
+                "connection refused",
+                "is sshd running and listening on the configured port?",
+            ),
             Unreachable::NoRoute => ("no route to host", "check the network path to the node"),
-            Unreachable::Timeout => ("connection timed out", "the node or its network is down; check it, or raise `ssh.connect_timeout`"),
+            Unreachable::Timeout => (
+                "connection timed out",
+                "the node or its network is down; check it, or raise `ssh.connect_timeout`",
+            ),
             Unreachable::Auth => (
                 "SSH authentication failed",
                 "install the operator's public key for the node's `ssh.user` (key-only, BatchMode)",
@@ -52,7 +63,10 @@ impl fmt::Display for ConnectError {
                 "host key verification failed",
                 "add the node's host key to known_hosts (ssh-keyscan, then verify it), or use known_hosts = \"accept-new\" for a first contact",
             ),
-            Unreachable::Other => ("SSH connection failed", "run `ssh -v` to the node to see why"),
+            Unreachable::Other => (
+                "SSH connection failed",
+                "run `ssh -v` to the node to see why",
+            ),
         };
         write!(f, "{what} ({}); {next}", self.detail)
     }
@@ -122,7 +136,9 @@ impl NodeSession {
             .server_alive_interval(Duration::from_secs(2))
             .control_directory(std::env::temp_dir())
             // A master left behind by a killed pgrepl exits on its own.
-            .control_persist(ControlPersist::IdleFor(NonZeroUsize::new(60).expect("nonzero")))
+            .control_persist(ControlPersist::IdleFor(
+                NonZeroUsize::new(60).expect("nonzero"),
+            ))
             .known_hosts_check(match ssh.known_hosts {
                 KnownHosts::Strict => SshKnownHosts::Strict,
                 KnownHosts::AcceptNew => SshKnownHosts::Add,
@@ -178,12 +194,18 @@ impl NodeSession {
         let program = argv.first().map_or("", |a| a.as_ref()).to_string();
         let fut = async {
             let mut cmd = self.session.raw_command(&line);
-            cmd.stdin(if stdin.is_some() { openssh::Stdio::piped() } else { openssh::Stdio::null() })
-                .stdout(openssh::Stdio::piped())
-                .stderr(openssh::Stdio::piped());
+            cmd.stdin(if stdin.is_some() {
+                openssh::Stdio::piped()
+            } else {
+                openssh::Stdio::null()
+            })
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped());
             let mut child = cmd.spawn().await?;
             if let (Some(input), Some(mut pipe)) = (stdin, child.stdin().take()) {
-                pipe.write_all(input).await.map_err(openssh::Error::ChildIo)?;
+                pipe.write_all(input)
+                    .await
+                    .map_err(openssh::Error::ChildIo)?;
                 pipe.shutdown().await.map_err(openssh::Error::ChildIo)?;
                 drop(pipe);
             }
@@ -191,7 +213,13 @@ impl NodeSession {
         };
         let out = timeout(limit, fut)
             .await
-            .map_err(|_| anyhow!("{}: `{program}` did not finish within {}", self.node, humantime(limit)))?
+            .map_err(|_| {
+                anyhow!(
+                    "{}: `{program}` did not finish within {}",
+                    self.node,
+                    humantime(limit)
+                )
+            })?
             .with_context(|| format!("{}: running `{program}` over SSH failed", self.node))?;
         Ok(RemoteOutput {
             code: out.status.code(),
@@ -214,12 +242,18 @@ impl NodeSession {
         let program = argv.first().map_or("", |a| a.as_ref()).to_string();
         let fut = async {
             let mut cmd = self.session.raw_command(&line);
-            cmd.stdin(if stdin.is_some() { openssh::Stdio::piped() } else { openssh::Stdio::null() })
-                .stdout(openssh::Stdio::piped())
-                .stderr(openssh::Stdio::piped());
+            cmd.stdin(if stdin.is_some() {
+                openssh::Stdio::piped()
+            } else {
+                openssh::Stdio::null()
+            })
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped());
             let mut child = cmd.spawn().await?;
             if let (Some(input), Some(mut pipe)) = (stdin, child.stdin().take()) {
-                pipe.write_all(input).await.map_err(openssh::Error::ChildIo)?;
+                pipe.write_all(input)
+                    .await
+                    .map_err(openssh::Error::ChildIo)?;
                 pipe.shutdown().await.map_err(openssh::Error::ChildIo)?;
             }
             let mut stdout = child.stdout().take();
@@ -241,7 +275,9 @@ impl NodeSession {
                         }
                         err_all.extend_from_slice(&chunk[..n]);
                         pending.extend_from_slice(&chunk[..n]);
-                        while let Some(pos) = pending.iter().position(|b| *b == b'\n' || *b == b'\r') {
+                        while let Some(pos) =
+                            pending.iter().position(|b| *b == b'\n' || *b == b'\r')
+                        {
                             let l: Vec<u8> = pending.drain(..=pos).collect();
                             let text = String::from_utf8_lossy(&l[..l.len() - 1]).into_owned();
                             if !text.trim().is_empty() {
@@ -257,7 +293,13 @@ impl NodeSession {
         };
         let (status, out, err) = timeout(limit, fut)
             .await
-            .map_err(|_| anyhow!("{}: `{program}` did not finish within {}", self.node, humantime(limit)))?
+            .map_err(|_| {
+                anyhow!(
+                    "{}: `{program}` did not finish within {}",
+                    self.node,
+                    humantime(limit)
+                )
+            })?
             .with_context(|| format!("{}: running `{program}` over SSH failed", self.node))?;
         Ok(RemoteOutput {
             code: status.code(),
@@ -268,12 +310,18 @@ impl NodeSession {
 
     /// Opens a PostgreSQL connection through a forwarded Unix socket to the
     /// node's `socket_dir`; PostgreSQL sees a local peer connection by the SSH user.
-    pub async fn pg_client(&mut self, port: u16, socket_dir: &str) -> anyhow::Result<tokio_postgres::Client> {
+    pub async fn pg_client(
+        &mut self,
+        port: u16,
+        socket_dir: &str,
+    ) -> anyhow::Result<tokio_postgres::Client> {
         if self.pg_dir.is_none() {
             let dir = tempfile::Builder::new()
                 .prefix("pgrepl-")
                 .tempdir_in(short_tmp())
-                .with_context(|| format!("{}: cannot create a local socket directory", self.node))?;
+                .with_context(|| {
+                    format!("{}: cannot create a local socket directory", self.node)
+                })?;
             let local: PathBuf = dir.path().join(format!(".s.PGSQL.{port}"));
             let remote: PathBuf = PathBuf::from(format!("{socket_dir}/.s.PGSQL.{port}"));
             timeout(
@@ -281,15 +329,26 @@ impl NodeSession {
                 self.session.request_port_forward(
                     ForwardType::Local,
                     Socket::UnixSocket { path: local.into() },
-                    Socket::UnixSocket { path: remote.into() },
+                    Socket::UnixSocket {
+                        path: remote.into(),
+                    },
                 ),
             )
             .await
             .map_err(|_| anyhow!("{}: forwarding the PostgreSQL socket timed out", self.node))?
-            .with_context(|| format!("{}: cannot forward the PostgreSQL socket over SSH", self.node))?;
+            .with_context(|| {
+                format!(
+                    "{}: cannot forward the PostgreSQL socket over SSH",
+                    self.node
+                )
+            })?;
             self.pg_dir = Some(dir);
         }
-        let dir = self.pg_dir.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
+        let dir = self
+            .pg_dir
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_default();
         let mut cfg = tokio_postgres::Config::new();
         cfg.host_path(&dir)
             .port(port)
@@ -319,17 +378,28 @@ impl NodeSession {
     /// ended (by its recorded PID) and the lock taken over.
     pub async fn lock(&self, path: &str, holder: &str) -> anyhow::Result<Result<NodeLock, String>> {
         match self.try_lock(path, holder, None).await? {
-            LockAttempt::Locked(l) => Ok(Ok(l)),
-            LockAttempt::Held { text, remote_pid, age_s, client } => {
-                let same_host_dead = client.as_deref().and_then(|c| c.split_once(':')).is_some_and(|(host, pid)| {
-                    host == local_hostname()
-                        && pid.parse::<u32>().is_ok_and(|p| p != std::process::id() && !std::path::Path::new(&format!("/proc/{p}")).exists())
-                });
+            LockAttempt::Locked(l) => Ok(Ok(*l)),
+            LockAttempt::Held {
+                text,
+                remote_pid,
+                age_s,
+                client,
+            } => {
+                let same_host_dead = client
+                    .as_deref()
+                    .and_then(|c| c.split_once(':'))
+                    .is_some_and(|(host, pid)| {
+                        host == local_hostname()
+                            && pid.parse::<u32>().is_ok_and(|p| {
+                                p != std::process::id()
+                                    && !std::path::Path::new(&format!("/proc/{p}")).exists()
+                            })
+                    });
                 if (same_host_dead || age_s > LOCK_LEASE_S)
                     && let Some(pid) = remote_pid
                 {
                     return match self.try_lock(path, holder, Some(pid)).await? {
-                        LockAttempt::Locked(l) => Ok(Ok(l)),
+                        LockAttempt::Locked(l) => Ok(Ok(*l)),
                         LockAttempt::Held { text, .. } => Ok(Err(text)),
                     };
                 }
@@ -338,7 +408,12 @@ impl NodeSession {
         }
     }
 
-    async fn try_lock(&self, path: &str, holder: &str, take_over: Option<u32>) -> anyhow::Result<LockAttempt> {
+    async fn try_lock(
+        &self,
+        path: &str,
+        holder: &str,
+        take_over: Option<u32>,
+    ) -> anyhow::Result<LockAttempt> {
         const SCRIPT: &str = r#"L=$1; H=$2; C=$3; K=$4
 exec 9>>"$L" || exit 71
 if ! flock -n 9; then
@@ -355,7 +430,16 @@ echo locked
 while IFS= read -r _; do touch "$L.holder"; done"#;
         let client = format!("{}:{}", local_hostname(), std::process::id());
         let take_over = take_over.map(|p| p.to_string()).unwrap_or_default();
-        let line = command_line(&["sh", "-c", SCRIPT, "pgrepl-lock", path, holder, &client, &take_over]);
+        let line = command_line(&[
+            "sh",
+            "-c",
+            SCRIPT,
+            "pgrepl-lock",
+            path,
+            holder,
+            &client,
+            &take_over,
+        ]);
         let mut cmd = Session::to_raw_command(self.session.clone(), line);
         cmd.stdin(openssh::Stdio::piped())
             .stdout(openssh::Stdio::piped())
@@ -370,7 +454,13 @@ while IFS= read -r _; do touch "$L.holder"; done"#;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let first = timeout(self.command_timeout, lines.next_line())
             .await
-            .map_err(|_| anyhow!("{}: taking the lock did not answer within {}", self.node, humantime(self.command_timeout)))?
+            .map_err(|_| {
+                anyhow!(
+                    "{}: taking the lock did not answer within {}",
+                    self.node,
+                    humantime(self.command_timeout)
+                )
+            })?
             .with_context(|| format!("{}: reading the lock holder's answer", self.node))?;
         match first.as_deref() {
             Some("locked") => {
@@ -379,24 +469,29 @@ while IFS= read -r _; do touch "$L.holder"; done"#;
                     if let Some(mut stdin) = stdin {
                         loop {
                             tokio::time::sleep(Duration::from_secs(2)).await;
-                            if stdin.write_all(b"\n").await.is_err() || stdin.flush().await.is_err() {
+                            if stdin.write_all(b"\n").await.is_err() || stdin.flush().await.is_err()
+                            {
                                 break;
                             }
                         }
                     }
                 });
-                Ok(LockAttempt::Locked(NodeLock {
+                Ok(LockAttempt::Locked(Box::new(NodeLock {
                     child: Some(child),
                     heartbeat: Some(heartbeat),
-                }))
+                })))
             }
             Some("held") => {
                 let mut rest = Vec::new();
-                while let Ok(Ok(Some(l))) = timeout(Duration::from_secs(2), lines.next_line()).await {
+                while let Ok(Ok(Some(l))) = timeout(Duration::from_secs(2), lines.next_line()).await
+                {
                     rest.push(l);
                 }
                 let _ = child.wait().await;
-                let field = |k: &str| rest.iter().find_map(|l| l.strip_prefix(k).map(str::to_string));
+                let field = |k: &str| {
+                    rest.iter()
+                        .find_map(|l| l.strip_prefix(k).map(str::to_string))
+                };
                 Ok(LockAttempt::Held {
                     text: field("holder=").unwrap_or_else(|| "an unknown holder".into()),
                     remote_pid: field("pid=").and_then(|p| p.parse().ok()),
@@ -427,7 +522,7 @@ while IFS= read -r _; do touch "$L.holder"; done"#;
 pub const LOCK_LEASE_S: u64 = 15;
 
 enum LockAttempt {
-    Locked(NodeLock),
+    Locked(Box<NodeLock>),
     Held {
         text: String,
         remote_pid: Option<u32>,
@@ -463,7 +558,11 @@ impl NodeLock {
 /// Unix socket paths are limited to 108 bytes: keep the directory short.
 fn short_tmp() -> PathBuf {
     let t = std::env::temp_dir();
-    if t.as_os_str().len() > 40 { PathBuf::from("/tmp") } else { t }
+    if t.as_os_str().len() > 40 {
+        PathBuf::from("/tmp")
+    } else {
+        t
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -478,7 +577,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string()
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string()
 }
 
 pub fn humantime(d: Duration) -> String {
@@ -489,7 +592,6 @@ pub fn humantime(d: Duration) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,13 +599,34 @@ mod tests {
     #[test]
     fn classifies_ssh_failures() {
         let cases = [
-            ("ssh: Could not resolve hostname nope: Name or service not known", Unreachable::Dns),
-            ("ssh: connect to host 198.18.1.11 port 22: Connection refused", Unreachable::Refused),
-            ("ssh: connect to host 198.18.1.11 port 22: No route to host", Unreachable::NoRoute),
-            ("ssh: connect to host 198.18.1.11 port 22: Connection timed out", Unreachable::Timeout),
-            ("postgres@198.18.1.11: Permission denied (publickey).", Unreachable::Auth),
-            ("No ED25519 host key is known for 198.18.1.11 and you have requested strict checking.\r\nHost key verification failed.", Unreachable::HostKey),
-            ("kex_exchange_identification: read: Connection reset by peer", Unreachable::Other),
+            (
+                "ssh: Could not resolve hostname nope: Name or service not known",
+                Unreachable::Dns,
+            ),
+            (
+                "ssh: connect to host 198.18.1.11 port 22: Connection refused",
+                Unreachable::Refused,
+            ),
+            (
+                "ssh: connect to host 198.18.1.11 port 22: No route to host",
+                Unreachable::NoRoute,
+            ),
+            (
+                "ssh: connect to host 198.18.1.11 port 22: Connection timed out",
+                Unreachable::Timeout,
+            ),
+            (
+                "postgres@198.18.1.11: Permission denied (publickey).",
+                Unreachable::Auth,
+            ),
+            (
+                "No ED25519 host key is known for 198.18.1.11 and you have requested strict checking.\r\nHost key verification failed.",
+                Unreachable::HostKey,
+            ),
+            (
+                "kex_exchange_identification: read: Connection reset by peer",
+                Unreachable::Other,
+            ),
         ];
         for (text, kind) in cases {
             assert_eq!(classify_ssh_error(text), kind, "{text}");

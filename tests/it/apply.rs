@@ -53,10 +53,15 @@ fn plan_exit(lab: &Lab, env: &[(&str, &str)]) -> (Option<i32>, String) {
 
 fn planned_addresses(lab: &Lab, env: &[(&str, &str)]) -> Vec<String> {
     let out = pgrepl(lab, &["plan", "--json"], env);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     v["changes"]
         .as_array()
-        .map(|a| a.iter().filter_map(|c| c["address"].as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c["address"].as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -76,15 +81,24 @@ fn node_fingerprint(lab: &Lab, i: usize) -> String {
 
 #[test]
 fn apply_converges_a_fresh_lab_and_a_second_apply_does_nothing() {
-    let Some(lab) = Lab::for_test("apply_converges_a_fresh_lab_and_a_second_apply_does_nothing", 3) else {
+    let Some(lab) = Lab::for_test(
+        "apply_converges_a_fresh_lab_and_a_second_apply_does_nothing",
+        3,
+    ) else {
         return;
     };
     let (code, out) = plan_exit(&lab, &[]);
     assert_eq!(code, Some(2), "{out}");
     let out = apply_ok(&lab, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("pg_basebackup:"), "base backup progress is shown:\n{stderr}");
-    assert!(stderr.contains(" done in "), "steps show their time:\n{stderr}");
+    assert!(
+        stderr.contains("pg_basebackup:"),
+        "base backup progress is shown:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(" done in "),
+        "steps show their time:\n{stderr}"
+    );
 
     // Both standbys stream from node1 under their own names, each through its own active slot.
     let streaming = lab.sql(
@@ -93,7 +107,11 @@ fn apply_converges_a_fresh_lab_and_a_second_apply_does_nothing() {
     );
     assert_eq!(
         streaming,
-        format!("node2:streaming:{},node3:streaming:{}", lab.host(2), lab.host(3))
+        format!(
+            "node2:streaming:{},node3:streaming:{}",
+            lab.host(2),
+            lab.host(3)
+        )
     );
     let slots = lab.sql(
         1,
@@ -101,8 +119,14 @@ fn apply_converges_a_fresh_lab_and_a_second_apply_does_nothing() {
     );
     assert_eq!(slots, "node2:true,node3:true");
     for i in 2..=3 {
-        assert_eq!(lab.sql(i, "SELECT status FROM pg_stat_wal_receiver"), "streaming");
-        assert_eq!(lab.sql(i, "SELECT slot_name FROM pg_stat_wal_receiver"), lab.node_name(i));
+        assert_eq!(
+            lab.sql(i, "SELECT status FROM pg_stat_wal_receiver"),
+            "streaming"
+        );
+        assert_eq!(
+            lab.sql(i, "SELECT slot_name FROM pg_stat_wal_receiver"),
+            lab.node_name(i)
+        );
     }
 
     // Every GUC of the file is live on every node.
@@ -117,7 +141,11 @@ fn apply_converges_a_fresh_lab_and_a_second_apply_does_nothing() {
             "hot_standby=on,max_replication_slots=10,max_wal_senders=10,wal_keep_size=256MB,wal_level=replica,wal_log_hints=on",
             "node{i}"
         );
-        assert_eq!(lab.sql(i, "SELECT count(*) FROM pg_settings WHERE pending_restart"), "0", "node{i}");
+        assert_eq!(
+            lab.sql(i, "SELECT count(*) FROM pg_settings WHERE pending_restart"),
+            "0",
+            "node{i}"
+        );
     }
 
     // The replication password is in no postgresql.auto.conf, no command line;
@@ -129,17 +157,42 @@ fn apply_converges_a_fresh_lab_and_a_second_apply_does_nothing() {
         .map(|(_, v)| v)
         .expect("lab password");
     for i in 1..=3 {
-        let auto = lab.exec(i, &["cat", &format!("{}/postgresql.auto.conf", lab.data_dir())]);
-        assert!(!String::from_utf8_lossy(&auto.stdout).contains(&password), "node{i} auto.conf");
+        let auto = lab.exec(
+            i,
+            &["cat", &format!("{}/postgresql.auto.conf", lab.data_dir())],
+        );
+        assert!(
+            !String::from_utf8_lossy(&auto.stdout).contains(&password),
+            "node{i} auto.conf"
+        );
         let ps = lab.exec(i, &["ps", "-eo", "args"]);
-        assert!(!String::from_utf8_lossy(&ps.stdout).contains(&password), "node{i} ps");
+        assert!(
+            !String::from_utf8_lossy(&ps.stdout).contains(&password),
+            "node{i} ps"
+        );
         if i > 1 {
             let conninfo = lab.sql(i, "SHOW primary_conninfo");
-            assert!(conninfo.contains(&format!("application_name={}", lab.node_name(i))), "{conninfo}");
+            assert!(
+                conninfo.contains(&format!("application_name={}", lab.node_name(i))),
+                "{conninfo}"
+            );
             assert!(conninfo.contains("passfile="), "{conninfo}");
             assert!(!conninfo.contains("password"), "{conninfo}");
-            let pf = lab.exec(i, &["sh", "-c", "stat -c %a \"$1\"/../.pgrepl-*.pgpass", "sh", &lab.data_dir()]);
-            assert_eq!(String::from_utf8_lossy(&pf.stdout).trim(), "600", "node{i} passfile mode");
+            let pf = lab.exec(
+                i,
+                &[
+                    "sh",
+                    "-c",
+                    "stat -c %a \"$1\"/../.pgrepl-*.pgpass",
+                    "sh",
+                    &lab.data_dir(),
+                ],
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&pf.stdout).trim(),
+                "600",
+                "node{i} passfile mode"
+            );
         }
     }
 
@@ -164,7 +217,11 @@ fn apply_converges_a_fresh_lab_and_a_second_apply_does_nothing() {
     assert!(out.contains("No changes. Cluster \"lab"), "{out}");
     let before: Vec<String> = (1..=3).map(|i| node_fingerprint(&lab, i)).collect();
     let out = apply_ok(&lab, &[]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("No changes."), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("No changes."),
+        "{}",
+        text(&out)
+    );
     let after: Vec<String> = (1..=3).map(|i| node_fingerprint(&lab, i)).collect();
     assert_eq!(before, after, "a no-op apply changed a node");
 }
@@ -183,7 +240,13 @@ fn apply_repairs_drift_and_a_changed_password() {
     lab.sql(2, "SELECT pg_reload_conf()");
     let edit = lab.exec(
         3,
-        &["sh", "-c", "sed -i '/BEGIN pgrepl managed/a host all all 0.0.0.0/0 trust' \"$1/pg_hba.conf\"", "sh", &dd],
+        &[
+            "sh",
+            "-c",
+            "sed -i '/BEGIN pgrepl managed/a host all all 0.0.0.0/0 trust' \"$1/pg_hba.conf\"",
+            "sh",
+            &dd,
+        ],
     );
     assert!(edit.status.success());
     lab.stop(3);
@@ -208,7 +271,13 @@ fn apply_repairs_drift_and_a_changed_password() {
     assert_eq!(lab.sql(2, "SHOW wal_keep_size"), "256MB");
     let hba = lab.exec(3, &["cat", &format!("{dd}/pg_hba.conf")]);
     assert!(!String::from_utf8_lossy(&hba.stdout).contains("0.0.0.0/0 trust"));
-    assert_eq!(lab.sql(1, "SELECT active FROM pg_replication_slots WHERE slot_name = 'node3'"), "t");
+    assert_eq!(
+        lab.sql(
+            1,
+            "SELECT active FROM pg_replication_slots WHERE slot_name = 'node3'"
+        ),
+        "t"
+    );
 
     // A changed replication password: the role and both passfiles follow.
     let new_pw = [("PGREPL_REPLICATION_PASSWORD", "rotated-Pa55:word")];
@@ -217,7 +286,13 @@ fn apply_repairs_drift_and_a_changed_password() {
     planned.dedup();
     assert_eq!(
         planned,
-        ["node2.recovery", "node2.service", "node3.recovery", "node3.service", "role.replicator"]
+        [
+            "node2.recovery",
+            "node2.service",
+            "node3.recovery",
+            "node3.service",
+            "role.replicator"
+        ]
     );
     let out = pgrepl(&lab, &["plan"], &new_pw);
     let shown = text(&out);
@@ -227,13 +302,23 @@ fn apply_repairs_drift_and_a_changed_password() {
     let (code, out) = plan_exit(&lab, &new_pw);
     assert_eq!(code, Some(0), "{out}");
     // The standbys reconnect with the new password.
-    lab.sql(1, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication");
+    lab.sql(
+        1,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_replication",
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if lab.sql(1, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "2" {
+        if lab.sql(
+            1,
+            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+        ) == "2"
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "standbys did not reconnect with the rotated password");
+        assert!(
+            Instant::now() < deadline,
+            "standbys did not reconnect with the rotated password"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -262,8 +347,17 @@ fn a_rule_postgresql_rejects_leaves_the_old_pg_hba_conf() {
     assert!(err.contains("previous file is back"), "{err}");
     assert!(err.contains("Run `pgrepl apply` again"), "{err}");
     let hba_after = lab.exec(1, &["cat", &format!("{}/pg_hba.conf", lab.data_dir())]);
-    assert_eq!(hba_before.stdout, hba_after.stdout, "pg_hba.conf must be unchanged");
-    assert_eq!(lab.sql(1, "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL"), "0");
+    assert_eq!(
+        hba_before.stdout, hba_after.stdout,
+        "pg_hba.conf must be unchanged"
+    );
+    assert_eq!(
+        lab.sql(
+            1,
+            "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL"
+        ),
+        "0"
+    );
 }
 
 #[test]
@@ -296,21 +390,49 @@ fn a_second_apply_fails_fast_while_the_lock_is_held() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is locked"), "{err}");
-    assert!(err.contains("someone@elsewhere (pid 42) since 2026-11-22T00:00:00Z"), "{err}");
+    assert!(
+        err.contains("someone@elsewhere (pid 42) since 2026-11-22T00:00:00Z"),
+        "{err}"
+    );
     assert!(err.contains("nothing was changed"), "{err}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
-    assert_eq!(before, node_fingerprint(&lab, 1), "a locked-out apply changed node1");
+    assert_eq!(
+        before,
+        node_fingerprint(&lab, 1),
+        "a locked-out apply changed node1"
+    );
 
     // Two real applies at once: never both acting. One converges; the other
     // either fails at the lock or finds nothing left to do.
-    let a = pgrepl_cmd(&lab, &["apply", "--auto-approve"], &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("a");
-    let b = pgrepl_cmd(&lab, &["apply", "--auto-approve"], &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("b");
-    let (a, b) = (a.wait_with_output().expect("a"), b.wait_with_output().expect("b"));
+    let a = pgrepl_cmd(&lab, &["apply", "--auto-approve"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("a");
+    let b = pgrepl_cmd(&lab, &["apply", "--auto-approve"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("b");
+    let (a, b) = (
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    );
     let backups = [&a, &b]
         .iter()
-        .map(|o| String::from_utf8_lossy(&o.stderr).matches("node2.standby done").count())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .matches("node2.standby done")
+                .count()
+        })
         .sum::<usize>();
-    assert_eq!(backups, 1, "exactly one base backup of node2:\n{}\n{}", text(&a), text(&b));
+    assert_eq!(
+        backups,
+        1,
+        "exactly one base backup of node2:\n{}\n{}",
+        text(&a),
+        text(&b)
+    );
     let ok = [&a, &b].iter().filter(|o| o.status.success()).count();
     assert!(ok >= 1, "{}\n{}", text(&a), text(&b));
     for o in [&a, &b] {
@@ -325,7 +447,10 @@ fn a_second_apply_fails_fast_while_the_lock_is_held() {
 
 #[test]
 fn a_node_cut_off_mid_apply_gives_a_clear_error_and_a_rerun_finishes() {
-    let Some(lab) = Lab::for_test("a_node_cut_off_mid_apply_gives_a_clear_error_and_a_rerun_finishes", 3) else {
+    let Some(lab) = Lab::for_test(
+        "a_node_cut_off_mid_apply_gives_a_clear_error_and_a_rerun_finishes",
+        3,
+    ) else {
         return;
     };
     let mut child = pgrepl_cmd(&lab, &["apply", "--auto-approve"], &[])
@@ -349,15 +474,38 @@ fn a_node_cut_off_mid_apply_gives_a_clear_error_and_a_rerun_finishes() {
     let stderr = lines.join("\n");
     assert!(cut, "apply never reached node1's slots:\n{stderr}");
     assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("node3: step node3."), "the failing step is named:\n{stderr}");
+    assert!(
+        stderr.contains("node3: step node3."),
+        "the failing step is named:\n{stderr}"
+    );
     assert!(stderr.contains("Done before the failure:"), "{stderr}");
-    assert!(stderr.contains("+ node1.slot.node2"), "what was done is listed:\n{stderr}");
+    assert!(
+        stderr.contains("+ node1.slot.node2"),
+        "what was done is listed:\n{stderr}"
+    );
     lab.heal(3);
     apply_ok(&lab, &[]);
-    assert_eq!(lab.sql(3, "SELECT status FROM pg_stat_wal_receiver"), "streaming");
-    let leftovers = lab.exec(3, &["sh", "-c", "ls -d \"$1\".pgrepl-* 2>/dev/null | wc -l", "sh", &lab.data_dir()]);
+    assert_eq!(
+        lab.sql(3, "SELECT status FROM pg_stat_wal_receiver"),
+        "streaming"
+    );
+    let leftovers = lab.exec(
+        3,
+        &[
+            "sh",
+            "-c",
+            "ls -d \"$1\".pgrepl-* 2>/dev/null | wc -l",
+            "sh",
+            &lab.data_dir(),
+        ],
+    );
     // An interrupted backup would have been kept aside, never deleted; none started here.
-    assert!(String::from_utf8_lossy(&leftovers.stdout).trim().parse::<u32>().is_ok());
+    assert!(
+        String::from_utf8_lossy(&leftovers.stdout)
+            .trim()
+            .parse::<u32>()
+            .is_ok()
+    );
 }
 
 #[test]
@@ -368,9 +516,15 @@ fn a_hostile_password_works_end_to_end() {
     let hostile = "it's a \"pass:word\" with \\ back\\slash $(touch /tmp/pgrepl-pwned) `id` end";
     let env = [("PGREPL_REPLICATION_PASSWORD", hostile)];
     apply_ok(&lab, &env);
-    assert_eq!(lab.sql(2, "SELECT status FROM pg_stat_wal_receiver"), "streaming");
+    assert_eq!(
+        lab.sql(2, "SELECT status FROM pg_stat_wal_receiver"),
+        "streaming"
+    );
     // The stored verifier is one of this password (checked client-side).
-    let stored = lab.sql(1, "SELECT rolpassword FROM pg_authid WHERE rolname = 'replicator'");
+    let stored = lab.sql(
+        1,
+        "SELECT rolpassword FROM pg_authid WHERE rolname = 'replicator'",
+    );
     assert!(pgrepl::scram::verifies(&stored, hostile), "{stored}");
     assert!(!pgrepl::scram::verifies(&stored, "it's a"));
     let (code, out) = plan_exit(&lab, &env);

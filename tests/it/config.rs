@@ -438,7 +438,12 @@ rule!(
     bad_slot_name,
     with_cluster("[[slots]]\nname = \"Barman-1\"\n")
 );
-rule!(no_nodes, "[cluster]\nname = \"t\"\nprimary = \"db1\"\n[nodes]\n[replication]\nuser = \"r\"\npassword = { env = \"REPL_PW\" }\n".to_string());
+rule!(
+    no_nodes,
+    String::from(
+        "[cluster]\nname = \"t\"\nprimary = \"db1\"\n[nodes]\n[replication]\nuser = \"r\"\npassword = { env = \"REPL_PW\" }\n"
+    )
+);
 rule!(
     unsupported_postgres_version,
     with_cluster("").replace(
@@ -636,3 +641,8 @@ mod never_panics {
         }
     }
 }
+
+rule!(
+    not_settable_guc,
+    with_cluster("[settings]\nblock_size = 8192\n")
+);

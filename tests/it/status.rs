@@ -45,12 +45,35 @@ fn replicate_by_hand(lab: &Lab, i: usize) {
     let name = lab.node_name(i);
     if lab.sql(1, "SELECT count(*) FROM pg_roles WHERE rolname = 'rep'") == "0" {
         lab.sql(1, "CREATE ROLE rep LOGIN REPLICATION PASSWORD 'handmade'");
-        let hba = format!("host replication rep {}/24 scram-sha-256", lab.host(1).rsplit_once('.').map_or("", |(p, _)| p).to_string() + ".0");
-        let out = lab.exec(1, &["sh", "-c", &format!("echo '{hba}' >> \"$1\"/pg_hba.conf", ), "sh", &lab.data_dir()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let hba = format!(
+            "host replication rep {}/24 scram-sha-256",
+            lab.host(1)
+                .rsplit_once('.')
+                .map_or("", |(p, _)| p)
+                .to_string()
+                + ".0"
+        );
+        let out = lab.exec(
+            1,
+            &[
+                "sh",
+                "-c",
+                &format!("echo '{hba}' >> \"$1\"/pg_hba.conf",),
+                "sh",
+                &lab.data_dir(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         lab.sql(1, "SELECT pg_reload_conf()");
     }
-    lab.sql(1, &format!("SELECT pg_create_physical_replication_slot('{name}')"));
+    lab.sql(
+        1,
+        &format!("SELECT pg_create_physical_replication_slot('{name}')"),
+    );
     let script = format!(
         "printf '*:*:*:rep:handmade\\n' > ~/.pgpass && chmod 600 ~/.pgpass && \
          {bb} -h {h} -U rep -D {d} -R -S {name} -X stream --checkpoint=fast && \
@@ -61,12 +84,19 @@ fn replicate_by_hand(lab: &Lab, i: usize) {
         d = lab.data_dir()
     );
     let out = lab.exec(i, &["sh", "-c", &script]);
-    assert!(out.status.success(), "base backup of {name}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "base backup of {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn status_of_a_fresh_lab_is_one_primary_and_two_empty_nodes() {
-    let Some(lab) = Lab::for_test("status_of_a_fresh_lab_is_one_primary_and_two_empty_nodes", 3) else {
+    let Some(lab) = Lab::for_test(
+        "status_of_a_fresh_lab_is_one_primary_and_two_empty_nodes",
+        3,
+    ) else {
         return;
     };
     let (code, v) = status_json(&lab);
@@ -76,7 +106,10 @@ fn status_of_a_fresh_lab_is_one_primary_and_two_empty_nodes() {
     assert_eq!(n1["role"], "primary");
     assert_eq!(n1["healthy"], true);
     assert_eq!(n1["timeline"], 1);
-    assert!(n1["lsn"].as_str().is_some_and(|l| l.contains('/')), "{n1:#}");
+    assert!(
+        n1["lsn"].as_str().is_some_and(|l| l.contains('/')),
+        "{n1:#}"
+    );
     for name in ["node2", "node3"] {
         let n = node(&v, name);
         assert_eq!(n["role"], "empty", "{n:#}");
@@ -86,7 +119,10 @@ fn status_of_a_fresh_lab_is_one_primary_and_two_empty_nodes() {
     // The table says the same in words.
     let out = pgrepl(&lab, &["status"]);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.lines().next().is_some_and(|h| h.starts_with("NODE")), "{table}");
+    assert!(
+        table.lines().next().is_some_and(|h| h.starts_with("NODE")),
+        "{table}"
+    );
     assert!(table.contains("2 of 3 nodes unhealthy"), "{table}");
 }
 
@@ -97,7 +133,10 @@ fn status_follows_standbys_stopped_and_cut_nodes() {
     };
     replicate_by_hand(&lab, 2);
     replicate_by_hand(&lab, 3);
-    lab.sql(1, "INSERT INTO lab_data(note) SELECT 'more' FROM generate_series(1, 500)");
+    lab.sql(
+        1,
+        "INSERT INTO lab_data(note) SELECT 'more' FROM generate_series(1, 500)",
+    );
 
     // Streaming standbys, with their upstream, slot and lag in numbers.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -143,7 +182,10 @@ fn status_follows_standbys_stopped_and_cut_nodes() {
     let took = started.elapsed();
     lab.heal(2);
     assert_eq!(code, Some(1));
-    assert!(took < Duration::from_secs(6), "status took {took:?} with a cut node");
+    assert!(
+        took < Duration::from_secs(6),
+        "status took {took:?} with a cut node"
+    );
     let n2 = node(&v, "node2");
     assert_eq!(n2["role"], "unreachable", "{n2:#}");
     assert_eq!(n2["reachable"], false);
@@ -154,7 +196,10 @@ fn status_follows_standbys_stopped_and_cut_nodes() {
 
 #[test]
 fn hostile_arguments_reach_the_node_intact_and_execute_nothing() {
-    let Some(lab) = Lab::for_test("hostile_arguments_reach_the_node_intact_and_execute_nothing", 1) else {
+    let Some(lab) = Lab::for_test(
+        "hostile_arguments_reach_the_node_intact_and_execute_nothing",
+        1,
+    ) else {
         return;
     };
     let text = std::fs::read_to_string(lab.config_path()).expect("lab config");
@@ -164,13 +209,19 @@ fn hostile_arguments_reach_the_node_intact_and_execute_nothing() {
         &format!("data_dir = {}", toml::Value::String(hostile_dir.into())),
     );
     assert_ne!(text, hostile_text, "the lab file's data_dir line changed");
-    let cfg = pgrepl::config::load_str(&hostile_text, Path::new("lab.toml"), &FakeSources::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = pgrepl::config::load_str(
+        &hostile_text,
+        Path::new("lab.toml"),
+        &FakeSources::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let node = cfg.nodes["node1"].clone();
     let hostile_secret = "pa'ss\"word $(touch /tmp/pgrepl-pwned3)\n`id` \\ end";
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let session = pgrepl::transport::NodeSession::connect(&node).await.expect("ssh");
+        let session = pgrepl::transport::NodeSession::connect(&node)
+            .await
+            .expect("ssh");
         // argv: every argument arrives as one argument, byte for byte.
         let args = ["printf", "%s\\0", hostile_dir, hostile_secret, "a b", ""];
         let out = session.run(&args).await.expect("run");
@@ -179,7 +230,11 @@ fn hostile_arguments_reach_the_node_intact_and_execute_nothing() {
         assert_eq!(got, [hostile_dir, hostile_secret, "a b", "", ""]);
         // stdin: the way secrets travel.
         let out = session
-            .run_with_stdin(&["cat"], Some(hostile_secret.as_bytes()), Duration::from_secs(10))
+            .run_with_stdin(
+                &["cat"],
+                Some(hostile_secret.as_bytes()),
+                Duration::from_secs(10),
+            )
             .await
             .expect("run");
         assert_eq!(out.stdout, hostile_secret);
@@ -195,7 +250,11 @@ fn hostile_arguments_reach_the_node_intact_and_execute_nothing() {
             .run(&["sh", "-c", "ls /tmp/pgrepl-pwned* 2>/dev/null | wc -l"])
             .await
             .expect("run");
-        assert_eq!(out.stdout.trim(), "0", "a hostile argument was executed on the node");
+        assert_eq!(
+            out.stdout.trim(),
+            "0",
+            "a hostile argument was executed on the node"
+        );
         session.close().await;
     });
     assert!(!Path::new("/tmp/pgrepl-pwned").exists() && !Path::new("/tmp/pgrepl-pwned3").exists());
