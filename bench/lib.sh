@@ -28,6 +28,14 @@ bench_init() {
 	trap 'exit 143' TERM
 	# A lab whose owner is gone can be reclaimed by the test fixture.
 	export PGREPL_LAB_OWNER_PID=$$
+	# Experiment: BENCH_SSH_OPTS="-o KexAlgorithms=curve25519-sha256" puts an
+	# `ssh` wrapper adding these options first in PATH (pgrepl runs `ssh`).
+	if [ -n "${BENCH_SSH_OPTS:-}" ]; then
+		mkdir -p "$BENCH_TMP/bin"
+		printf '#!/bin/sh\nexec /usr/bin/ssh %s "$@"\n' "$BENCH_SSH_OPTS" >"$BENCH_TMP/bin/ssh"
+		chmod 755 "$BENCH_TMP/bin/ssh"
+		export PATH="$BENCH_TMP/bin:$PATH"
+	fi
 }
 
 bench_build() {
@@ -112,5 +120,5 @@ verdict() { awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN { ok = (op == "<") ? v < l
 bench_env_line() {
 	local major
 	major=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
-	echo "host: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), PostgreSQL ${major:-?}, $(ssh -V 2>&1 | cut -d, -f1), pgrepl $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo '+uncommitted src changes')"
+	echo "host: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), PostgreSQL ${major:-?}, $(ssh -V 2>&1 | cut -d, -f1), pgrepl $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo '+uncommitted src changes')${BENCH_SSH_OPTS:+, ssh $BENCH_SSH_OPTS}"
 }

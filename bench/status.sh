@@ -8,6 +8,8 @@
 # Usage: bench/status.sh [-n RUNS]          (as root; ~1 minute)
 #   -n RUNS   timed runs per measurement (default 20, env BENCH_RUNS)
 #   env BENCH_K3 / BENCH_K10: lab numbers (default 100 and 101)
+#   env BENCH_SSH_OPTS: extra ssh options for pgrepl (an experiment), e.g.
+#       BENCH_SSH_OPTS="-o KexAlgorithms=curve25519-sha256"
 #
 # Brings up labs K3 (3 nodes) and K10 (10 nodes), converges each with
 # `pgrepl apply --auto-approve`, then times each command RUNS times in a row
@@ -23,7 +25,7 @@ K10=${BENCH_K10:-101}
 while [ $# -gt 0 ]; do
 	case $1 in
 	-n) RUNS=${2:?-n needs a number}; shift 2 ;;
-	-h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,/^set -euo/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) bench_die "unknown argument $1 (see --help)" ;;
 	esac
 done
@@ -38,15 +40,22 @@ echo "== labs $K3 (3 nodes) and $K10 (10 nodes): up" >&2
 lab_up "$K3" 3
 lab_up "$K10" 10
 
+# converge K: `pgrepl apply --auto-approve` until it succeeds (at most 3
+# runs: a rerun continues from live state); a run that failed is reported.
+CONVERGE_NOTES=()
 converge() {
-	local k=$1 s e
+	local k=$1 s e try rc
 	s=$(now)
-	in_lab "$k" "$PGREPL" apply --auto-approve -c "$(lab_conf "$k")" >"$BENCH_TMP/converge-$k.out" 2>"$BENCH_TMP/converge-$k.err" || {
-		cat "$BENCH_TMP/converge-$k.out" "$BENCH_TMP/converge-$k.err" >&2
-		bench_die "lab $k: pgrepl apply failed"
-	}
+	for try in 1 2 3; do
+		rc=0
+		in_lab "$k" "$PGREPL" apply --auto-approve -c "$(lab_conf "$k")" >"$BENCH_TMP/converge-$k.out" 2>"$BENCH_TMP/converge-$k.err" || rc=$?
+		[ $rc = 0 ] && break
+		CONVERGE_NOTES+=("lab $k: apply run $try exited $rc: $(grep -m1 -A2 '^error:' "$BENCH_TMP/converge-$k.err" | grep -v '^waiting for checkpoint' | tr '\n' ' ' | cut -c1-300)")
+		echo "   ${CONVERGE_NOTES[-1]}" >&2
+		[ $try = 3 ] && { cat "$BENCH_TMP/converge-$k.out" "$BENCH_TMP/converge-$k.err" >&2; bench_die "lab $k: pgrepl apply failed 3 times"; }
+	done
 	e=$(now)
-	echo "== lab $k converged in $(elapsed "$s" "$e")s: $(tail -1 "$BENCH_TMP/converge-$k.out")" >&2
+	echo "== lab $k converged in $(elapsed "$s" "$e")s ($try apply run(s)): $(tail -1 "$BENCH_TMP/converge-$k.out")" >&2
 	# Streaming standbys, every node healthy, before anything is timed.
 	in_lab "$k" "$PGREPL" status -c "$(lab_conf "$k")" >"$BENCH_TMP/status-$k.txt" 2>&1 || {
 		cat "$BENCH_TMP/status-$k.txt" >&2
@@ -111,4 +120,5 @@ row noop3 "no-op apply, 3 nodes" "<=" 0.3 "<= 0.3 s"
 printf '%-34s %4s %7s %7s %7s %7s %5s  %-10s %s\n' "  (issue 6 target)" "" "" "" "" "" "" "< 1 s" "$(verdict "$(med_of noop3)" "<" 1)"
 row plan10 "plan --detailed-exitcode, 10 nodes" "" "" ""
 row noop10 "no-op apply, 10 nodes" "" "" ""
+for note in "${CONVERGE_NOTES[@]}"; do echo "note: $note"; done
 echo "verdicts compare the median; fails = runs whose exit code was not 0. Whole script: ${total}s."

@@ -64,12 +64,18 @@ pub fn passfile_path(cfg: &Config, node: &Node) -> String {
     let dd = node.postgres.data_dir.trim_end_matches('/');
     let parent = dd.rsplit_once('/').map_or("", |(p, _)| p);
     let parent = if parent.is_empty() { "/" } else { parent };
-    format!("{}/.pgrepl-{}.pgpass", parent.trim_end_matches('/'), cfg.cluster.name)
+    format!(
+        "{}/.pgrepl-{}.pgpass",
+        parent.trim_end_matches('/'),
+        cfg.cluster.name
+    )
 }
 
 /// Quotes a libpq conninfo value when it needs it.
 pub fn conninfo_value(v: &str) -> String {
-    if !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\' || c == '=') {
+    if !v.is_empty()
+        && !v.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\' || c == '=')
+    {
         return v.to_string();
     }
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -113,7 +119,14 @@ pub fn synchronous_standby_names(cfg: &Config) -> String {
     format!("{mode} {count} ({})", names.join(", "))
 }
 
-fn hba_line(kind: &str, database: &str, user: &str, address: Option<&str>, method: &str, options: Option<&str>) -> String {
+fn hba_line(
+    kind: &str,
+    database: &str,
+    user: &str,
+    address: Option<&str>,
+    method: &str,
+    options: Option<&str>,
+) -> String {
     let mut l = format!("{kind:<8} {database:<12} {user:<16}");
     if let Some(a) = address {
         l.push_str(&format!(" {a:<20}"));
@@ -133,7 +146,11 @@ fn quote_hba_word(w: &str) -> String {
     let plain = !w.is_empty()
         && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !["all", "sameuser", "samerole", "samegroup", "replication"].contains(&w);
-    if plain { w.to_string() } else { format!("\"{}\"", w.replace('"', "\"\"")) }
+    if plain {
+        w.to_string()
+    } else {
+        format!("\"{}\"", w.replace('"', "\"\""))
+    }
 }
 
 /// The managed block for `node`: replication and rewind rules for every
@@ -146,13 +163,27 @@ pub fn hba_block(cfg: &Config, node: &Node) -> Vec<String> {
     let repl_user = quote_hba_word(&cfg.replication.user);
     for other in cfg.nodes.values().filter(|o| o.name != node.name) {
         let addr = host_cidr(&other.host);
-        lines.push(hba_line("host", "replication", &repl_user, Some(&addr), "scram-sha-256", None));
+        lines.push(hba_line(
+            "host",
+            "replication",
+            &repl_user,
+            Some(&addr),
+            "scram-sha-256",
+            None,
+        ));
     }
     if let Some(rw) = &cfg.rewind {
         let user = quote_hba_word(&rw.user);
         for other in cfg.nodes.values().filter(|o| o.name != node.name) {
             let addr = host_cidr(&other.host);
-            lines.push(hba_line("host", "postgres", &user, Some(&addr), "scram-sha-256", None));
+            lines.push(hba_line(
+                "host",
+                "postgres",
+                &user,
+                Some(&addr),
+                "scram-sha-256",
+                None,
+            ));
         }
     }
     for HbaRule {
@@ -164,7 +195,14 @@ pub fn hba_block(cfg: &Config, node: &Node) -> Vec<String> {
         options,
     } in &cfg.hba
     {
-        lines.push(hba_line(kind, database, user, address.as_deref(), method, options.as_deref()));
+        lines.push(hba_line(
+            kind,
+            database,
+            user,
+            address.as_deref(),
+            method,
+            options.as_deref(),
+        ));
     }
     lines.push(HBA_END.to_string());
     lines
@@ -177,7 +215,11 @@ pub fn desired_state(cfg: &Config) -> DesiredState {
         let is_primary = node.name == cfg.cluster.primary;
         let mut settings = node.settings.clone();
         if let Some(def) = guc::lookup("synchronous_standby_names") {
-            let value = if is_primary { sync_names.clone() } else { String::new() };
+            let value = if is_primary {
+                sync_names.clone()
+            } else {
+                String::new()
+            };
             let raw = toml::Value::String(value);
             let normalized = guc::normalize_desired(def, &raw).ok();
             settings.insert(
@@ -190,18 +232,28 @@ pub fn desired_state(cfg: &Config) -> DesiredState {
             );
         }
         let mut slots: Vec<String> = if cfg.replication.slots {
-            cfg.downstreams(&node.name).map(|d| d.name.clone()).collect()
+            cfg.downstreams(&node.name)
+                .map(|d| d.name.clone())
+                .collect()
         } else {
             Vec::new()
         };
         if is_primary {
             slots.extend(cfg.extra_slots.iter().cloned());
         }
-        let recovery = node.upstream.as_ref().and_then(|up| cfg.nodes.get(up)).map(|up| RecoveryDesired {
-            primary_conninfo: primary_conninfo(cfg, node, up),
-            primary_slot_name: if cfg.replication.slots { node.name.clone() } else { String::new() },
-            passfile: passfile_path(cfg, node),
-        });
+        let recovery = node
+            .upstream
+            .as_ref()
+            .and_then(|up| cfg.nodes.get(up))
+            .map(|up| RecoveryDesired {
+                primary_conninfo: primary_conninfo(cfg, node, up),
+                primary_slot_name: if cfg.replication.slots {
+                    node.name.clone()
+                } else {
+                    String::new()
+                },
+                passfile: passfile_path(cfg, node),
+            });
         nodes.insert(
             node.name.clone(),
             NodeDesired {
@@ -242,7 +294,11 @@ pub fn passfile_content(cfg: &Config) -> String {
         esc(cfg.replication.password.expose())
     );
     if let Some(rw) = &cfg.rewind {
-        out.push_str(&format!("*:*:*:{}:{}\n", esc(&rw.user), esc(rw.password.expose())));
+        out.push_str(&format!(
+            "*:*:*:{}:{}\n",
+            esc(&rw.user),
+            esc(rw.password.expose())
+        ));
     }
     out
 }

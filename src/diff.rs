@@ -19,6 +19,9 @@ use crate::scram;
 /// The plan that makes `obs` equal to the file.
 pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
     let want = desired::desired_state(cfg);
+    // Role changes first: switchover, failover, re-bases. Their nodes'
+    // ordinary differences are planned in the round after (apply runs it).
+    let topo = crate::topology::plan_topology(cfg, obs, crate::topology::APPLY_TIME);
     let mut d = Differ {
         cfg,
         want: &want,
@@ -28,16 +31,27 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         blocked: Vec::new(),
         restarts: Vec::new(),
         lowering_hot_standby: false,
+        deferred: topo.deferred.clone(),
     };
     d.run();
     let Differ {
-        mut steps,
-        warnings,
-        blocked,
+        steps: ordinary,
+        mut warnings,
+        mut blocked,
         restarts,
         lowering_hot_standby,
         ..
     } = d;
+    let mut steps = topo.steps;
+    steps.extend(ordinary);
+    warnings.splice(0..0, topo.warnings);
+    blocked.splice(0..0, topo.blocked);
+    let data_loss = topo.needs_force.filter(|n| n == "data loss").map(|_| {
+        blocked
+            .iter()
+            .find(|b| b.message.contains("--allow-data-loss"))
+            .map_or_else(|| "the candidate lags".to_string(), |b| b.message.clone())
+    });
     // Insert restarts before the first new-standby step, one node at a time.
     let insert_at = steps
         .iter()
@@ -48,7 +62,10 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
     ordered.sort_by_key(|(node, _)| {
         let is_primary = node == primary;
         // Standbys first unless a hot-standby-sensitive setting goes down.
-        (is_primary != lowering_hot_standby, depth(cfg, node) * if lowering_hot_standby { 1 } else { 0 })
+        (
+            is_primary != lowering_hot_standby,
+            depth(cfg, node) * if lowering_hot_standby { 1 } else { 0 },
+        )
     });
     let restart_steps: Vec<Step> = ordered
         .into_iter()
@@ -72,13 +89,25 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         .map(|n| NodeLabel {
             name: n.name.clone(),
             host: n.host.clone(),
-            role: match &n.upstream {
-                None => "primary".into(),
-                Some(u) => format!("standby of {u}"),
-            },
+            role: if n.upstream.is_none() {
+                "primary"
+            } else {
+                "standby"
+            }
+            .into(),
+            upstream: n.upstream.clone(),
         })
         .collect();
-    Plan::new(cfg.cluster.name.clone(), labels, steps, warnings, blocked, facts(cfg, obs))
+    let mut plan = Plan::new(
+        cfg.cluster.name.clone(),
+        labels,
+        steps,
+        warnings,
+        blocked,
+        facts(cfg, obs),
+    );
+    plan.data_loss = data_loss;
+    plan
 }
 
 /// How far down the upstream chain a node is (primary = 0).
@@ -105,6 +134,8 @@ struct Differ<'a> {
     /// (node, settings that need it), in discovery order.
     restarts: Vec<(String, Vec<String>)>,
     lowering_hot_standby: bool,
+    /// Nodes whose role changes in this plan: planned in the next round.
+    deferred: std::collections::HashSet<String>,
 }
 
 fn step(node: &str, address: String, action: Action, op: Op) -> Step {
@@ -144,6 +175,9 @@ impl Differ<'_> {
         order.sort_by_key(|n| depth(self.cfg, &n.name));
         let mut new_standbys = Vec::new();
         for want in order {
+            if self.deferred.contains(&want.name) {
+                continue;
+            }
             let Some(seen) = self.obs.nodes.get(&want.name) else {
                 self.block(&want.name, "not gathered".into());
                 continue;
@@ -153,7 +187,11 @@ impl Differ<'_> {
                 continue;
             }
             let Some(files) = &seen.files else {
-                let why = seen.errors.first().cloned().unwrap_or_else(|| "no facts".into());
+                let why = seen
+                    .errors
+                    .first()
+                    .map_or("no facts", |e| without_node(e, &want.name))
+                    .to_string();
                 self.block(&want.name, format!("could not be read: {why}"));
                 continue;
             };
@@ -175,7 +213,7 @@ impl Differ<'_> {
                 DataDir::Initialised => match &seen.server {
                     Some(server) => self.running_node(want, seen, server, want.name == primary),
                     None if files.running => {
-                        let why = seen.errors.first().cloned().unwrap_or_default();
+                        let why = seen.errors.first().map_or("", |e| without_node(e, &want.name)).to_string();
                         self.block(&want.name, format!("PostgreSQL runs but SQL failed: {why}"));
                     }
                     None => self.stopped_node(want, seen),
@@ -193,19 +231,30 @@ impl Differ<'_> {
             .as_ref()
             .and_then(|f| f.control.as_ref())
             .map_or("unknown", |c| c.state.as_str());
-        let mut s = step(&want.name, format!("{}.service", want.name), Action::Update, Op::Start);
+        let mut s = step(
+            &want.name,
+            format!("{}.service", want.name),
+            Action::Update,
+            Op::Start,
+        );
         s.before = Some(format!("stopped ({state})"));
         s.after = Some("running".into());
         s.reason = "PostgreSQL is not running; settings, hba and recovery are checked once it runs (known after apply)".into();
         self.steps.push(s);
     }
 
-    fn running_node(&mut self, want: &NodeDesired, seen: &NodeState, server: &ServerFacts, is_primary: bool) {
+    fn running_node(
+        &mut self,
+        want: &NodeDesired,
+        seen: &NodeState,
+        server: &ServerFacts,
+        is_primary: bool,
+    ) {
         let name = want.name.as_str();
         if is_primary && server.in_recovery {
             self.block(
                 name,
-                "is named primary in the file but runs as a standby: switchover is not supported yet; change `cluster.primary` back".into(),
+                "is named primary in the file but runs as a standby, and no switchover or failover could be planned (see above)".into(),
             );
             return;
         }
@@ -213,13 +262,18 @@ impl Differ<'_> {
             self.block(
                 name,
                 format!(
-                    "runs as a primary but the file names `{}`: two primaries, or a switchover this version cannot do yet",
+                    "runs as a primary but the file names `{}`, which cannot take over now (see above): two primaries",
                     self.want.primary
                 ),
             );
             return;
         }
-        if let Some(line) = seen.files.as_ref().and_then(|f| f.hba_conf.as_deref()).and_then(unclosed_hba_block) {
+        if let Some(line) = seen
+            .files
+            .as_ref()
+            .and_then(|f| f.hba_conf.as_deref())
+            .and_then(unclosed_hba_block)
+        {
             self.block(
                 name,
                 format!(
@@ -237,18 +291,30 @@ impl Differ<'_> {
         if !is_primary {
             self.recovery(want, seen, server);
         }
-        if self.steps.iter().any(|s| s.node == name && needs_reload(s)) {
+        if self
+            .steps
+            .iter()
+            .any(|s| s.node == name && s.needs_reload())
+        {
             let mut s = step(name, format!("{name}.service"), Action::Update, Op::Reload);
             s.after = Some("reload".into());
-            s.reason = "pg_reload_conf() makes hba, sighup settings and recovery settings live".into();
+            s.reason =
+                "pg_reload_conf() makes hba, sighup settings and recovery settings live".into();
             self.steps.push(s);
         }
         self.slots(want, server);
         self.unmanaged_slot_warnings(want, server);
         for p in server.settings.values().filter(|p| p.pending_restart) {
             let why = format!("{} (pending_restart)", p.name);
-            if !self.restarts.iter().any(|(n, w)| n == name && w.iter().any(|x| x.starts_with(&p.name))) {
-                self.warn(Some(name), format!("{} is set but waits for a restart", p.name));
+            if !self
+                .restarts
+                .iter()
+                .any(|(n, w)| n == name && w.iter().any(|x| x.starts_with(&p.name)))
+            {
+                self.warn(
+                    Some(name),
+                    format!("{} is set but waits for a restart", p.name),
+                );
                 self.add_restart(name, why);
             }
         }
@@ -268,7 +334,11 @@ impl Differ<'_> {
     }
 
     fn hba(&mut self, want: &NodeDesired, seen: &NodeState, server: &ServerFacts) {
-        let current = seen.files.as_ref().and_then(|f| f.hba_conf.clone()).unwrap_or_default();
+        let current = seen
+            .files
+            .as_ref()
+            .and_then(|f| f.hba_conf.clone())
+            .unwrap_or_default();
         let next = render_hba(&current, &want.hba_block);
         if next == current {
             return;
@@ -278,7 +348,11 @@ impl Differ<'_> {
         let mut s = step(
             &want.name,
             format!("{}.hba", want.name),
-            if had_block { Action::Update } else { Action::Create },
+            if had_block {
+                Action::Update
+            } else {
+                Action::Create
+            },
             Op::WriteHba {
                 path: server.hba_file.clone(),
                 content: next.clone(),
@@ -301,7 +375,9 @@ impl Differ<'_> {
                 DRoleKind::Rewind => RoleKind::Rewind,
             };
             let (attrs_text, password) = match role.kind {
-                DRoleKind::Replication => ("LOGIN REPLICATION", self.cfg.replication.password.expose()),
+                DRoleKind::Replication => {
+                    ("LOGIN REPLICATION", self.cfg.replication.password.expose())
+                }
                 DRoleKind::Rewind => (
                     "LOGIN, EXECUTE on pg_rewind's four functions",
                     self.cfg.rewind.as_ref().map_or("", |r| r.password.expose()),
@@ -326,20 +402,42 @@ impl Differ<'_> {
                 Some(r) => {
                     let attributes = !r.login || (kind == RoleKind::Replication && !r.replication);
                     let grants = kind == RoleKind::Rewind && !r.superuser && !r.rewind_grants;
-                    let pw = !r.verifier.as_deref().is_some_and(|v| scram::verifies(v, password));
+                    let pw = !r
+                        .verifier
+                        .as_deref()
+                        .is_some_and(|v| scram::verifies(v, password));
                     if !(attributes || grants || pw) {
                         continue;
                     }
                     let mut what = Vec::new();
+                    let (mut before, mut after) = (Vec::new(), Vec::new());
                     if attributes {
-                        what.push(attrs_text.split(',').next().unwrap_or("").to_string());
+                        let flag = |on: bool, name: &str| {
+                            if on {
+                                name.to_string()
+                            } else {
+                                format!("NO{name}")
+                            }
+                        };
+                        let mut live = vec![flag(r.login, "LOGIN")];
+                        if kind == RoleKind::Replication {
+                            live.push(flag(r.replication, "REPLICATION"));
+                        }
+                        before.push(live.join(" "));
+                        let wanted = attrs_text.split(',').next().unwrap_or("").to_string();
+                        after.push(wanted.clone());
+                        what.push(wanted);
                     }
                     if grants {
+                        before.push("no EXECUTE on pg_rewind's functions".to_string());
+                        after.push("EXECUTE on pg_rewind's four functions".to_string());
                         what.push("pg_rewind grants".to_string());
                     }
                     if pw {
                         what.push(match r.verifier.as_deref() {
-                            Some(v) if v.starts_with("md5") => "password (stored as MD5, scram-sha-256 refuses it)".to_string(),
+                            Some(v) if v.starts_with("md5") => {
+                                "password (stored as MD5, scram-sha-256 refuses it)".to_string()
+                            }
                             Some(_) => "password differs".to_string(),
                             None => "password missing".to_string(),
                         });
@@ -357,6 +455,10 @@ impl Differ<'_> {
                         },
                     );
                     s.sensitive = pw;
+                    if !before.is_empty() {
+                        s.before = Some(before.join(", "));
+                        s.after = Some(after.join(", "));
+                    }
                     s.reason = what.join("; ");
                     self.steps.push(s);
                 }
@@ -387,11 +489,21 @@ impl Differ<'_> {
                         Ok(v) => v.display_with_unit(def),
                         Err(_) => live.setting.clone(),
                     };
-                    (equal, before, want_v.display_with_unit(def), want_v.to_alter_system_value(def))
+                    (
+                        equal,
+                        before,
+                        want_v.display_with_unit(def),
+                        want_v.to_alter_system_value(def),
+                    )
                 }
                 _ => {
                     let after = toml_text(&setting.value);
-                    (live.setting == after, live.setting.clone(), after.clone(), sql_literal(&after))
+                    (
+                        live.setting == after,
+                        live.setting.clone(),
+                        after.clone(),
+                        sql_literal(&after),
+                    )
                 }
             };
             if equal {
@@ -400,7 +512,8 @@ impl Differ<'_> {
             let restart = live.context == "postmaster";
             if let Some(def) = def
                 && def.hot_standby_sensitive
-                && let (Some(Normalized::Integer(w)), Ok(l)) = (&setting.normalized, live.setting.parse::<i64>())
+                && let (Some(Normalized::Integer(w)), Ok(l)) =
+                    (&setting.normalized, live.setting.parse::<i64>())
                 && *w < l
             {
                 self.lowering_hot_standby = true;
@@ -432,9 +545,16 @@ impl Differ<'_> {
     fn recovery(&mut self, want: &NodeDesired, seen: &NodeState, server: &ServerFacts) {
         let Some(rec) = &want.recovery else { return };
         let name = want.name.as_str();
-        let live = |n: &str| server.settings.get(n).map(|p| p.setting.clone()).unwrap_or_default();
+        let live = |n: &str| {
+            server
+                .settings
+                .get(n)
+                .map(|p| p.setting.clone())
+                .unwrap_or_default()
+        };
         let files = seen.files.as_ref();
-        let passfile_ok = files.and_then(|f| f.passfile_sha256.as_deref()) == Some(passfile_digest(self.cfg).as_str())
+        let passfile_ok = files.and_then(|f| f.passfile_sha256.as_deref())
+            == Some(passfile_digest(self.cfg).as_str())
             && files.and_then(|f| f.passfile_mode.as_deref()) == Some("600");
         let conninfo_ok = live("primary_conninfo") == rec.primary_conninfo;
         let slot_ok = live("primary_slot_name") == rec.primary_slot_name;
@@ -443,23 +563,61 @@ impl Differ<'_> {
         if conninfo_ok && slot_ok && signal_ok && passfile_ok && !password_in_auto_conf {
             return;
         }
-        let mut what = Vec::new();
+        // Only what differs, as (what, live, wanted): a line whose two sides
+        // read the same would hide the change.
+        let mut what: Vec<(&str, String, String)> = Vec::new();
         if !conninfo_ok {
-            what.push("primary_conninfo");
+            what.push((
+                "primary_conninfo",
+                format!("primary_conninfo = '{}'", live("primary_conninfo")),
+                format!("primary_conninfo = '{}'", rec.primary_conninfo),
+            ));
         }
         if !slot_ok {
-            what.push("primary_slot_name");
+            what.push((
+                "primary_slot_name",
+                format!("primary_slot_name = '{}'", live("primary_slot_name")),
+                format!("primary_slot_name = '{}'", rec.primary_slot_name),
+            ));
         }
         if !signal_ok {
-            what.push("standby.signal");
+            what.push((
+                "standby.signal",
+                "no standby.signal".into(),
+                "standby.signal".into(),
+            ));
         }
         if !passfile_ok {
-            what.push("passfile");
+            let live_passfile = match files.and_then(|f| f.passfile_sha256.as_deref()) {
+                None => format!("no passfile {}", rec.passfile),
+                Some(_) if files.and_then(|f| f.passfile_mode.as_deref()) != Some("600") => {
+                    format!(
+                        "passfile {} with mode {}",
+                        rec.passfile,
+                        files
+                            .and_then(|f| f.passfile_mode.as_deref())
+                            .unwrap_or("unknown")
+                    )
+                }
+                Some(_) => format!("passfile {} with other content", rec.passfile),
+            };
+            what.push((
+                "passfile",
+                live_passfile,
+                format!("passfile {} (0600)", rec.passfile),
+            ));
         }
         if password_in_auto_conf {
-            what.push("a password in clear in postgresql.auto.conf");
+            what.push((
+                "a password in clear in postgresql.auto.conf",
+                "a password in clear in postgresql.auto.conf".into(),
+                "no password in postgresql.auto.conf".into(),
+            ));
         }
-        let restart = server.settings.get("primary_conninfo").is_some_and(|p| p.context == "postmaster");
+        let restart = server
+            .settings
+            .get("primary_conninfo")
+            .is_some_and(|p| p.context == "postmaster");
         let mut s = step(
             name,
             format!("{name}.recovery"),
@@ -470,17 +628,26 @@ impl Differ<'_> {
                 passfile: rec.passfile.clone(),
             },
         );
-        s.before = Some(format!(
-            "primary_conninfo = '{}', primary_slot_name = '{}'",
-            live("primary_conninfo"),
-            live("primary_slot_name")
-        ));
-        s.after = Some(format!(
-            "primary_conninfo = '{}', primary_slot_name = '{}'",
-            rec.primary_conninfo, rec.primary_slot_name
-        ));
+        s.before = Some(
+            what.iter()
+                .map(|(_, b, _)| b.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        s.after = Some(
+            what.iter()
+                .map(|(_, _, a)| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
         s.restart = restart;
-        s.reason = format!("differs: {}", what.join(", "));
+        s.reason = format!(
+            "differs: {}",
+            what.iter()
+                .map(|(w, _, _)| *w)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         self.steps.push(s);
         if restart {
             self.add_restart(name, "primary_conninfo".into());
@@ -488,6 +655,23 @@ impl Differ<'_> {
     }
 
     fn slots(&mut self, want: &NodeDesired, server: &ServerFacts) {
+        // Slots pgrepl made (named after a node, or listed in [[slots]])
+        // that no standby of this node uses any more: left over after a
+        // switchover. Dropped, or they would hold WAL forever.
+        for slot in &server.slots {
+            let managed = self.cfg.nodes.contains_key(&slot.name) || self.cfg.extra_slots.contains(&slot.name);
+            if managed && !want.slots.contains(&slot.name) && !slot.active {
+                let mut s = step(
+                    &want.name,
+                    format!("{}.slot.{}", want.name, slot.name),
+                    Action::Delete,
+                    Op::DropSlot { name: slot.name.clone() },
+                );
+                s.before = Some("physical slot, inactive".into());
+                s.reason = format!("no standby streams from {} through it any more", want.name);
+                self.steps.push(s);
+            }
+        }
         for slot in &want.slots {
             if server.slots.iter().any(|s| &s.name == slot) {
                 continue;
@@ -515,19 +699,26 @@ impl Differ<'_> {
             {
                 self.warn(
                     Some(&want.name),
-                    format!("slot {} has wal_status {ws}: its standby will need a fresh base backup", slot.name),
+                    format!(
+                        "slot {} has wal_status {ws}: its standby will need a fresh base backup",
+                        slot.name
+                    ),
                 );
             }
-            if want.slots.contains(&slot.name) || slot.active {
+            let managed = self.cfg.nodes.contains_key(&slot.name) || self.cfg.extra_slots.contains(&slot.name);
+            if want.slots.contains(&slot.name) || slot.active || managed {
                 continue;
             }
-            let retained = slot.retained_bytes.unwrap_or(0);
+            // A slot that never reserved WAL (restart_lsn NULL) holds none yet.
+            let holds = match slot.retained_bytes {
+                Some(b) => format!("retaining {} of WAL", human_bytes(b.max(0) as u64)),
+                None => "holding no WAL yet (it will from its first use)".to_string(),
+            };
             self.warn(
                 Some(&want.name),
                 format!(
-                    "slot {} is not in the file and inactive, retaining {} of WAL; pgrepl leaves it alone (drop it with pg_drop_replication_slot if unused)",
-                    slot.name,
-                    human_bytes(retained.max(0) as u64)
+                    "slot {} is not in the file and inactive, {holds}; pgrepl leaves it alone (drop it with pg_drop_replication_slot if unused)",
+                    slot.name
                 ),
             );
         }
@@ -535,10 +726,18 @@ impl Differ<'_> {
 
     fn new_standby(&mut self, want: &NodeDesired) {
         let name = want.name.as_str();
-        let Some(upstream) = want.upstream.clone() else { return };
-        let Some(rec) = want.recovery.clone() else { return };
+        let Some(upstream) = want.upstream.clone() else {
+            return;
+        };
+        let Some(rec) = want.recovery.clone() else {
+            return;
+        };
         // Nothing is planned on, or copied from, a node that could not be read.
-        if self.blocked.iter().any(|b| b.node.as_deref() == Some(upstream.as_str())) {
+        if self
+            .blocked
+            .iter()
+            .any(|b| b.node.as_deref() == Some(upstream.as_str()))
+        {
             self.block(
                 name,
                 format!("has no data directory and its upstream {upstream} could not be planned (see above); it is built from {upstream} once that can be read"),
@@ -555,16 +754,17 @@ impl Differ<'_> {
                 .get(&upstream)
                 .and_then(|n| n.server.as_ref())
                 .is_some_and(|s| s.slots.iter().any(|x| &x.name == slot_name));
-            let planned = self
-                .steps
-                .iter()
-                .any(|s| s.node == upstream && matches!(&s.op, Op::CreateSlot { name } if name == slot_name));
+            let planned = self.steps.iter().any(|s| {
+                s.node == upstream && matches!(&s.op, Op::CreateSlot { name } if name == slot_name)
+            });
             if !up_has_slot && !planned {
                 let mut s = step(
                     &upstream,
                     format!("{upstream}.slot.{slot_name}"),
                     Action::Create,
-                    Op::CreateSlot { name: slot_name.clone() },
+                    Op::CreateSlot {
+                        name: slot_name.clone(),
+                    },
                 );
                 s.after = Some("physical slot".into());
                 s.reason = format!("standby {name} streams through it");
@@ -612,27 +812,33 @@ impl Differ<'_> {
             let differing: Vec<String> = want
                 .settings
                 .values()
-                .filter(|st| up.settings.get(&st.name).is_none_or(|u| u.value != st.value))
+                .filter(|st| {
+                    up.settings
+                        .get(&st.name)
+                        .is_none_or(|u| u.value != st.value)
+                })
                 .filter(|st| st.name != "synchronous_standby_names")
                 .map(|st| format!("{} = {}", st.name, toml_text(&st.value)))
                 .collect();
             if !differing.is_empty() {
                 self.warn(
                     Some(name),
-                    format!("settings of its own ({}) are set after it starts", differing.join(", ")),
+                    format!(
+                        "settings of its own ({}) are set after it starts",
+                        differing.join(", ")
+                    ),
                 );
             }
         }
     }
 }
 
-/// A change the node's restart makes live needs no reload of its own.
-pub fn needs_reload(step: &Step) -> bool {
-    match step.op {
-        Op::WriteHba { .. } => true,
-        Op::WriteRecovery { .. } | Op::SetSetting { .. } => !step.restart,
-        _ => false,
-    }
+/// A gather error without the `NODE: ` it starts with (the plan names the node).
+fn without_node<'a>(error: &'a str, node: &str) -> &'a str {
+    error
+        .strip_prefix(node)
+        .and_then(|e| e.strip_prefix(": "))
+        .unwrap_or(error)
 }
 
 /// The passfile's SHA-256, as `sha256sum` prints it on the node.
@@ -650,7 +856,11 @@ fn toml_text(v: &toml::Value) -> String {
 }
 
 fn display_value(v: &str) -> String {
-    if v.is_empty() { "''".into() } else { v.to_string() }
+    if v.is_empty() {
+        "''".into()
+    } else {
+        v.to_string()
+    }
 }
 
 /// A single-quoted SQL literal (`'` doubled, `E''` when a backslash is present).
@@ -671,7 +881,11 @@ fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[i]) }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
 }
 
 /// pg_hba.conf with the managed block in place: the old block removed, the
@@ -728,7 +942,10 @@ pub fn render_hba(current: &str, block: &[String]) -> String {
         out.push('\n');
     }
     let rest: Vec<&str> = outside[first_rule..].to_vec();
-    let rest_start = rest.iter().position(|l| !l.trim().is_empty()).unwrap_or(rest.len());
+    let rest_start = rest
+        .iter()
+        .position(|l| !l.trim().is_empty())
+        .unwrap_or(rest.len());
     if rest_start < rest.len() {
         out.push('\n');
         for l in &rest[rest_start..] {
@@ -775,8 +992,14 @@ pub fn facts(cfg: &Config, obs: &Observed) -> IndexMap<String, String> {
         let Some(files) = &n.files else { continue };
         f.insert(format!("{name}.data_dir"), format!("{:?}", files.data_dir));
         f.insert(format!("{name}.running"), files.running.to_string());
-        f.insert(format!("{name}.standby_signal"), files.standby_signal.to_string());
-        f.insert(format!("{name}.hba"), digest(files.hba_conf.as_deref().unwrap_or("")));
+        f.insert(
+            format!("{name}.standby_signal"),
+            files.standby_signal.to_string(),
+        );
+        f.insert(
+            format!("{name}.hba"),
+            digest(files.hba_conf.as_deref().unwrap_or("")),
+        );
         // Whether it matches, never a hash of it: the passfile holds passwords.
         let passfile = match (&files.passfile_sha256, files.passfile_mode.as_deref()) {
             (None, _) => "missing",
@@ -787,11 +1010,25 @@ pub fn facts(cfg: &Config, obs: &Observed) -> IndexMap<String, String> {
         let Some(s) = &n.server else { continue };
         f.insert(format!("{name}.in_recovery"), s.in_recovery.to_string());
         f.insert(format!("{name}.timeline"), s.timeline.to_string());
-        f.insert(format!("{name}.system_identifier"), s.system_identifier.clone());
+        f.insert(
+            format!("{name}.system_identifier"),
+            s.system_identifier.clone(),
+        );
         if let Some(w) = want.nodes.get(name) {
             for setting in w.settings.keys() {
                 if let Some(p) = s.settings.get(setting) {
-                    f.insert(format!("{name}.setting.{setting}"), format!("{}{}", p.setting, if p.pending_restart { " (pending restart)" } else { "" }));
+                    f.insert(
+                        format!("{name}.setting.{setting}"),
+                        format!(
+                            "{}{}",
+                            p.setting,
+                            if p.pending_restart {
+                                " (pending restart)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    );
                 }
             }
         }

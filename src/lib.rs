@@ -22,3 +22,5 @@ pub mod plan;
 pub mod transport;
 pub mod status;
 pub mod scram;
+pub mod timeline;
+pub mod topology;

@@ -25,6 +25,9 @@ pub struct Ctx<'a> {
     pub cfg: &'a Config,
     pub node: &'a Node,
     pub session: &'a mut NodeSession,
+    /// The other node of a two-node step (switchover: the old primary;
+    /// re-base: the source).
+    pub peer: Option<(&'a Node, &'a mut NodeSession)>,
     /// Progress lines (base backup percentage) for the operator.
     pub progress: &'a (dyn Fn(&str) + Sync),
 }
@@ -94,6 +97,10 @@ pub async fn execute(ctx: &mut Ctx<'_>, step: &Step) -> anyhow::Result<String> {
             primary_slot_name,
             passfile,
         } => write_recovery(ctx, primary_conninfo, primary_slot_name, passfile).await,
+        Op::DropSlot { name } => drop_slot(ctx, name).await,
+        Op::Switchover { from } => switchover(ctx, from).await,
+        Op::Promote { old } => promote(ctx, old).await,
+        Op::Rebase { source, rewind, keep_as } => rebase(ctx, source, *rewind, keep_as).await,
     }
 }
 
@@ -611,4 +618,257 @@ async fn write_recovery(
         .await?;
         Ok("postgresql.auto.conf (server stopped): primary_conninfo, primary_slot_name; standby.signal; passfile".into())
     }
+}
+
+async fn drop_slot(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<String> {
+    let client = ctx.client().await?;
+    let row = client
+        .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&name])
+        .await?;
+    match row.map(|r| r.get::<_, bool>(0)) {
+        None => Ok("already gone".into()),
+        Some(true) => bail!("slot {name} is in use; not dropping it"),
+        Some(false) => {
+            client.query("SELECT pg_drop_replication_slot($1)", &[&name]).await?;
+            Ok(format!("dropped slot {name}"))
+        }
+    }
+}
+
+/// Polls `sql` (one boolean) every 20 ms until true or the deadline.
+async fn wait_until(client: &Client, sql: &str, limit: Duration) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let row = client.query_one(sql, &[]).await?;
+        if row.get::<_, Option<bool>>(0).unwrap_or(false) {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn pg_ctl_on(session: &NodeSession, node: &Node, verb: &str, log: &str) -> anyhow::Result<()> {
+    let pg_ctl = format!("{}/pg_ctl", node.postgres.bin_dir);
+    let wait = PG_CTL_WAIT_S.to_string();
+    let mut argv = vec![pg_ctl.as_str(), verb, "-D", &node.postgres.data_dir, "-m", "fast", "-w", "-t", &wait];
+    if verb != "stop" {
+        argv.extend(["-l", log]);
+    }
+    let out = session
+        .run_with_stdin(&argv, None, Duration::from_secs(PG_CTL_WAIT_S + 30))
+        .await?;
+    if !out.success() {
+        bail!("{}: pg_ctl {verb} failed: {}", node.name, out.stderr.trim());
+    }
+    Ok(())
+}
+
+fn log_file_of(node: &Node) -> String {
+    let dd = node.postgres.data_dir.trim_end_matches('/');
+    let parent = dd.rsplit_once('/').map_or("/tmp", |(p, _)| if p.is_empty() { "/" } else { p });
+    format!("{parent}/pgrepl-postgresql.log")
+}
+
+/// `pg_controldata` of a stopped node: (cluster state, latest checkpoint).
+async fn controldata(session: &NodeSession, node: &Node) -> anyhow::Result<crate::gather::ControlData> {
+    let out = session
+        .run(&["env", "LC_ALL=C", &format!("{}/pg_controldata", node.postgres.bin_dir), &node.postgres.data_dir])
+        .await?;
+    if !out.success() {
+        bail!("{}: pg_controldata failed: {}", node.name, out.stderr.trim());
+    }
+    Ok(crate::gather::parse::parse_controldata(&out.stdout))
+}
+
+async fn switchover(ctx: &mut Ctx<'_>, from: &str) -> anyhow::Result<String> {
+    let cfg = ctx.cfg;
+    let Some((old, old_session)) = ctx.peer.take() else {
+        bail!("the switchover needs a connection to the old primary {from}");
+    };
+    let candidate_client = ctx.client().await?;
+    // Preconditions, re-read: the candidate streams, the old primary is primary.
+    let streaming = candidate_client
+        .query_opt("SELECT status FROM pg_stat_wal_receiver", &[])
+        .await?
+        .map(|r| r.get::<_, String>(0));
+    if !candidate_client.query_one("SELECT pg_is_in_recovery()", &[]).await?.get::<_, bool>(0) {
+        return Ok(format!("{} is already the primary", ctx.node.name));
+    }
+    if streaming.as_deref() != Some("streaming") {
+        bail!("{} is not streaming ({streaming:?}); not switching over", ctx.node.name);
+    }
+    let old_pg = &old.postgres;
+    let old_client = old_session.pg_client(old_pg.port, &old_pg.socket_dir).await?;
+    if old_client.query_one("SELECT pg_is_in_recovery()", &[]).await?.get::<_, bool>(0) {
+        bail!("{from} is not a primary any more; plan again");
+    }
+    let lag: i64 = old_client
+        .query_one(
+            "SELECT coalesce((SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)::int8 FROM pg_stat_replication WHERE application_name = $1), -1)",
+            &[&ctx.node.name],
+        )
+        .await?
+        .get(0);
+    if lag < 0 || lag as u64 > cfg.replication.max_lag_on_failover {
+        bail!(
+            "{} is {} behind {from} (max_lag_on_failover is {} bytes); not switching over",
+            ctx.node.name,
+            if lag < 0 { "not connected".to_string() } else { format!("{lag} bytes") },
+            cfg.replication.max_lag_on_failover
+        );
+    }
+    let t0 = Instant::now();
+    old_client.simple_query("CHECKPOINT").await?;
+    drop(old_client);
+    let old_log = log_file_of(old);
+    pg_ctl_on(old_session, old, "stop", &old_log).await?;
+    let cd = controldata(old_session, old).await?;
+    let (Some(shutdown_lsn), "shut down") = (cd.checkpoint_lsn, cd.state.as_str()) else {
+        pg_ctl_on(old_session, old, "start", &old_log).await?;
+        bail!("{from} did not shut down cleanly ({}); it was started again as the primary", cd.state);
+    };
+    // The shutdown checkpoint record starts at shutdown_lsn: past it means received.
+    let received = wait_until(
+        &candidate_client,
+        &format!("SELECT pg_last_wal_receive_lsn() > '{shutdown_lsn}'::pg_lsn"),
+        Duration::from_secs(15),
+    )
+    .await?;
+    if !received {
+        pg_ctl_on(old_session, old, "start", &old_log).await?;
+        bail!(
+            "{} did not receive {from}'s shutdown checkpoint ({shutdown_lsn}) within 15s; {from} was started again as the primary",
+            ctx.node.name
+        );
+    }
+    candidate_client.query_one("SELECT pg_promote(true, 60)", &[]).await?;
+    let promoted_in = t0.elapsed();
+    // The new primary's control file must show the new timeline (pg_rewind reads it).
+    candidate_client.simple_query("CHECKPOINT").await?;
+    // The old primary rejoins as a standby of the new one; it shut down
+    // cleanly and the candidate has all of its WAL, so no pg_rewind.
+    let conninfo = desired::primary_conninfo(cfg, old, ctx.node);
+    let slot = if cfg.replication.slots { old.name.clone() } else { String::new() };
+    let passfile = desired::passfile_path(cfg, old);
+    let content = desired::passfile_content(cfg);
+    let out = old_session
+        .run_with_stdin(
+            &["sh", "-c", WRITE_PASSFILE, "pgrepl-passfile", &passfile],
+            Some(content.as_bytes()),
+            crate::transport::ssh::DEFAULT_COMMAND_TIMEOUT,
+        )
+        .await?;
+    if !out.success() {
+        bail!("{from}: writing the passfile failed: {}", out.stderr.trim());
+    }
+    let out = old_session
+        .run(&["sh", "-c", WRITE_RECOVERY_OFFLINE, "pgrepl-recovery", &old_pg.data_dir, &conninfo, &slot])
+        .await?;
+    if !out.success() {
+        bail!("{from}: writing its recovery settings failed: {}", out.stderr.trim());
+    }
+    pg_ctl_on(old_session, old, "start", &old_log).await?;
+    let mut old_ctx = Ctx {
+        cfg,
+        node: old,
+        session: old_session,
+        peer: None,
+        progress: ctx.progress,
+    };
+    wait_streaming(&mut old_ctx).await?;
+    Ok(format!(
+        "{from} stopped at {shutdown_lsn}, {} promoted {:.2}s after the shutdown began; {from} streams from it",
+        ctx.node.name,
+        promoted_in.as_secs_f64()
+    ))
+}
+
+async fn promote(ctx: &mut Ctx<'_>, old: &str) -> anyhow::Result<String> {
+    let client = ctx.client().await?;
+    if !client.query_one("SELECT pg_is_in_recovery()", &[]).await?.get::<_, bool>(0) {
+        return Ok("already the primary".into());
+    }
+    client.query_one("SELECT pg_promote(true, 60)", &[]).await?;
+    client.simple_query("CHECKPOINT").await?;
+    Ok(format!("promoted without {old}; {old} is re-based when it is back"))
+}
+
+async fn rebase(ctx: &mut Ctx<'_>, source: &str, rewind: bool, keep_as: &str) -> anyhow::Result<String> {
+    let keep_as = &keep_as.replace(crate::topology::APPLY_TIME, &crate::apply::utc_now());
+    let cfg = ctx.cfg;
+    let dd = ctx.node.postgres.data_dir.clone();
+    let Some((src, src_session)) = ctx.peer.take() else {
+        bail!("re-basing needs a connection to the source {source}");
+    };
+    // Stop the diverged node (it must never run as if it were fine).
+    let running = ctx
+        .session
+        .run(&[&ctx.bin("pg_ctl"), "status", "-D", &dd])
+        .await?
+        .code
+        == Some(0);
+    if running {
+        pg_ctl_on(ctx.session, ctx.node, "stop", &ctx.log_file()).await?;
+    }
+    let src_client = src_session.pg_client(src.postgres.port, &src.postgres.socket_dir).await?;
+    // pg_rewind reads the source's control file: it must show the new timeline.
+    src_client.simple_query("CHECKPOINT").await?;
+    drop(src_client);
+    let passfile = desired::passfile_path(cfg, ctx.node);
+    write_passfile(ctx, &passfile).await?;
+    let mut how = String::new();
+    let mut rewound = false;
+    if rewind && let Some(rw) = &cfg.rewind {
+        let source_server = [
+            ("host", src.host.clone()),
+            ("port", src.postgres.port.to_string()),
+            ("user", rw.user.clone()),
+            ("dbname", "postgres".to_string()),
+            ("passfile", passfile.clone()),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={}", desired::conninfo_value(v)))
+        .collect::<Vec<_>>()
+        .join(" ");
+        let progress = ctx.progress;
+        let out = ctx
+            .session
+            .run_streaming(
+                &[&ctx.bin("pg_rewind"), "-D", &dd, &format!("--source-server={source_server}"), "--progress"],
+                None,
+                BASE_BACKUP_LIMIT,
+                |l| progress(&format!("pg_rewind: {}", l.trim())),
+            )
+            .await?;
+        if out.success() {
+            rewound = true;
+            how = "pg_rewind".into();
+        } else {
+            let why = out.stderr.lines().filter(|l| l.contains("error") || l.contains("fatal")).collect::<Vec<_>>().join("; ");
+            (ctx.progress)(&format!("pg_rewind failed ({why}); falling back to a fresh base backup"));
+            how = format!("base backup (pg_rewind failed: {why})");
+        }
+    }
+    if !rewound {
+        // Keep the diverged directory aside; never delete it.
+        ctx.run_ok(&["mv", "-T", &dd, keep_as], "moving the diverged data directory aside").await?;
+        if how.is_empty() {
+            how = "base backup".into();
+        }
+        base_backup(ctx, source, cfg.replication.slots.then_some(ctx.node.name.as_str())).await?;
+        how.push_str(&format!("; the diverged data directory is kept at {keep_as}"));
+    }
+    let conninfo = desired::primary_conninfo(cfg, ctx.node, src);
+    let slot = if cfg.replication.slots { ctx.node.name.clone() } else { String::new() };
+    ctx.run_ok(
+        &["sh", "-c", WRITE_RECOVERY_OFFLINE, "pgrepl-recovery", &dd, &conninfo, &slot],
+        "writing the recovery settings",
+    )
+    .await?;
+    service(ctx, "start").await?;
+    wait_streaming(ctx).await?;
+    Ok(format!("re-based from {source} by {how}; streaming"))
 }

@@ -141,7 +141,7 @@ pub async fn run_steps(
                 let mut done = Vec::new();
                 let mut result = Ok(());
                 for step in &steps {
-                    match run_with_session(cfg, step, &mut session).await {
+                    match run_with_session(cfg, step, &mut session, None).await {
                         Ok(line) => done.push(line),
                         Err(e) => {
                             result = Err(e);
@@ -178,15 +178,39 @@ async fn run_one(
     sessions: &mut IndexMap<String, NodeSession>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let session = sessions
-        .get_mut(&step.node)
-        .ok_or_else(|| anyhow!("{}: step {} failed: no SSH session (the node is unreachable)", step.node, step.address))?;
-    let line = run_with_session(cfg, step, session).await?;
-    report.done.push(line);
+    // Two-node steps borrow the other node's session for their duration.
+    let peer_name = match &step.op {
+        Op::Switchover { from } => Some(from.clone()),
+        Op::Rebase { source, .. } => Some(source.clone()),
+        _ => None,
+    };
+    let mut peer = match &peer_name {
+        Some(p) => Some(sessions.shift_remove(p).ok_or_else(|| {
+            anyhow!("{}: step {} failed: no SSH session to {p} (unreachable?)", step.node, step.address)
+        })?),
+        None => None,
+    };
+    let result = match sessions.get_mut(&step.node) {
+        Some(session) => run_with_session(cfg, step, session, peer.as_mut()).await,
+        None => Err(anyhow!(
+            "{}: step {} failed: no SSH session (the node is unreachable)",
+            step.node,
+            step.address
+        )),
+    };
+    if let (Some(name), Some(p)) = (peer_name, peer) {
+        sessions.insert(name, p);
+    }
+    report.done.push(result?);
     Ok(())
 }
 
-async fn run_with_session(cfg: &Config, step: &Step, session: &mut NodeSession) -> anyhow::Result<String> {
+async fn run_with_session(
+    cfg: &Config,
+    step: &Step,
+    session: &mut NodeSession,
+    peer: Option<&mut NodeSession>,
+) -> anyhow::Result<String> {
     let node = cfg
         .nodes
         .get(&step.node)
@@ -194,10 +218,20 @@ async fn run_with_session(cfg: &Config, step: &Step, session: &mut NodeSession) 
     let started = Instant::now();
     let name = step.node.clone();
     let progress = move |msg: &str| progress_line(&format!("  {name}: {msg}"));
+    let peer = match peer {
+        Some(p) => Some((
+            cfg.nodes
+                .get(&p.node)
+                .ok_or_else(|| anyhow!("{} is not in the cluster file", p.node))?,
+            p,
+        )),
+        None => None,
+    };
     let mut ctx = exec::Ctx {
         cfg,
         node,
         session,
+        peer,
         progress: &progress,
     };
     progress_line(&format!("{}: {}...", step.node, describe(step)));

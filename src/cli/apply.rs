@@ -81,10 +81,16 @@ async fn apply(
         None => diff::plan(cfg, &observed).restrict_to(&args.target),
     };
     eprint!("{}", render::problems(&plan, stderr_style()));
+    if let Some(why) = &plan.data_loss
+        && !args.allow_data_loss
+    {
+        close_all(sessions).await;
+        bail!("{why}; nothing was changed");
+    }
     if !plan.blocked.is_empty() && !args.force {
         close_all(sessions).await;
         bail!(
-            "{} node(s) could not be planned (see above); nothing was changed. Fix them, or use --target to act on the others",
+            "{} node(s) could not be planned (see above); nothing was changed. Fix them, use --target to act on the others, or --force to act without them (failover)",
             plan.blocked.len()
         );
     }
@@ -117,11 +123,11 @@ async fn apply(
     // settings): one more round, then the final check.
     let mut remaining = None;
     if result.is_ok() {
-        for round in 0..2 {
+        for round in 0..4 {
             let (observed, s) = gather::gather_with(cfg, std::mem::take(&mut sessions)).await;
             sessions = s;
             let next = diff::plan(cfg, &observed).restrict_to(&args.target);
-            if next.is_empty() || round == 1 {
+            if next.is_empty() || round == 3 {
                 remaining = Some(next);
                 break;
             }
@@ -155,6 +161,14 @@ async fn apply(
                 "Apply complete: {} step{} in {secs:.2}s. A fresh plan shows no changes.",
                 report.done.len(),
                 if report.done.len() == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(p) if p.is_empty() && args.force => {
+            eprint!("{}", render::problems(&p, stderr_style()));
+            println!(
+                "Apply complete: {} steps in {secs:.2}s; the nodes above could not be reached and are left for a later apply.",
+                report.done.len()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -65,9 +65,14 @@ pub struct ApplyArgs {
     /// Limit apply to these resource addresses (and what they depend on).
     #[arg(long, value_name = "ADDRESS")]
     pub target: Vec<String>,
-    /// Act even though some nodes could not be planned.
+    /// Act even though some nodes could not be planned (failover: the old
+    /// primary cannot be reached; it is re-based when it is back).
     #[arg(long)]
     pub force: bool,
+    /// With --force: promote a candidate further behind than
+    /// `max_lag_on_failover`, losing what it did not receive.
+    #[arg(long, requires = "force")]
+    pub allow_data_loss: bool,
 }
 
 impl ApplyArgs {

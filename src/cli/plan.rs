@@ -36,14 +36,18 @@ pub fn stderr_style() -> render::Style {
 }
 
 /// Gathers and plans; returns the open sessions for a caller that acts.
-pub async fn make_plan(cfg: &Config, targets: &[String]) -> (Plan, Observed, indexmap::IndexMap<String, NodeSession>) {
+pub async fn make_plan(
+    cfg: &Config,
+    targets: &[String],
+) -> (Plan, Observed, indexmap::IndexMap<String, NodeSession>) {
     let (observed, sessions) = gather::gather(cfg).await;
     let plan = diff::plan(cfg, &observed).restrict_to(targets);
     (plan, observed, sessions)
 }
 
 pub fn config_digest(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(gather::digest(&text))
 }
 
@@ -66,13 +70,19 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     if let Some(out) = &args.out {
         let file = PlanFile {
             pgrepl_version: env!("CARGO_PKG_VERSION").to_string(),
-            config_path: std::fs::canonicalize(&args.file.config).unwrap_or_else(|_| args.file.config.clone()),
+            config_path: std::fs::canonicalize(&args.file.config)
+                .unwrap_or_else(|_| args.file.config.clone()),
             config_digest: config_digest(&args.file.config)?,
             plan: plan.clone(),
         };
         let text = serde_json::to_string_pretty(&file)?;
-        std::fs::write(out, text).with_context(|| format!("cannot write the plan file {}", out.display()))?;
-        eprintln!("Saved the plan to {}; run `pgrepl apply {}` to perform exactly these steps.", out.display(), out.display());
+        std::fs::write(out, text)
+            .with_context(|| format!("cannot write the plan file {}", out.display()))?;
+        eprintln!(
+            "Saved the plan to {}; run `pgrepl apply {}` to perform exactly these steps.",
+            out.display(),
+            out.display()
+        );
     }
     if !plan.blocked.is_empty() {
         eprintln!(

@@ -43,20 +43,67 @@ pub enum RoleKind {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// `ALTER SYSTEM SET name = sql_value` (`sql_value` already quoted).
-    SetSetting { name: String, sql_value: String },
+    SetSetting {
+        name: String,
+        sql_value: String,
+    },
     Reload,
     Restart,
     Start,
     /// Replace the managed block of pg_hba.conf (file at `path`).
-    WriteHba { path: String, content: String },
-    CreateRole { name: String, kind: RoleKind },
+    WriteHba {
+        path: String,
+        content: String,
+    },
+    CreateRole {
+        name: String,
+        kind: RoleKind,
+    },
     /// Fix what differs: attributes, password, rewind grants.
-    UpdateRole { name: String, kind: RoleKind, password: bool, attributes: bool, grants: bool },
-    CreateSlot { name: String },
+    UpdateRole {
+        name: String,
+        kind: RoleKind,
+        password: bool,
+        attributes: bool,
+        grants: bool,
+    },
+    CreateSlot {
+        name: String,
+    },
     /// pg_basebackup from `upstream` into the (empty) data directory.
-    BaseBackup { upstream: String, slot: Option<String> },
+    BaseBackup {
+        upstream: String,
+        slot: Option<String>,
+    },
     /// primary_conninfo, primary_slot_name, standby.signal, the passfile.
-    WriteRecovery { primary_conninfo: String, primary_slot_name: String, passfile: String },
+    WriteRecovery {
+        primary_conninfo: String,
+        primary_slot_name: String,
+        passfile: String,
+    },
+    /// Drop a slot pgrepl made that no standby uses any more.
+    DropSlot {
+        name: String,
+    },
+    /// Clean switchover, run on the candidate (the step's node): CHECKPOINT
+    /// and fast shutdown of `from`, wait until the candidate received the
+    /// shutdown checkpoint, promote it, CHECKPOINT; `from` rejoins as its
+    /// standby without pg_rewind.
+    Switchover {
+        from: String,
+    },
+    /// Failover: promote the candidate without the (unreachable) old primary.
+    Promote {
+        old: String,
+    },
+    /// Re-base a diverged node from `source`: pg_rewind (after a CHECKPOINT
+    /// on the source) or, when that is impossible or fails, a fresh base
+    /// backup with the old data directory renamed to `keep_as`.
+    Rebase {
+        source: String,
+        rewind: bool,
+        keep_as: String,
+    },
 }
 
 impl Op {
@@ -83,6 +130,18 @@ pub struct Step {
     pub op: Op,
 }
 
+impl Step {
+    /// Whether the step takes effect at a reload of its node. A change the
+    /// node's restart makes live needs no reload of its own.
+    pub fn needs_reload(&self) -> bool {
+        match self.op {
+            Op::WriteHba { .. } => true,
+            Op::WriteRecovery { .. } | Op::SetSetting { .. } => !self.restart,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
     pub node: Option<String>,
@@ -102,8 +161,10 @@ pub struct Summary {
 pub struct NodeLabel {
     pub name: String,
     pub host: String,
-    /// What the file wants it to be: "primary", or "standby of X".
+    /// What the file wants it to be: "primary" or "standby".
     pub role: String,
+    /// The node a standby streams from.
+    pub upstream: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +177,10 @@ pub struct Plan {
     /// Nodes that could not be planned (unreachable, unreadable): the plan is incomplete.
     pub blocked: Vec<Warning>,
     pub summary: Summary,
+    /// A failover to a candidate behind `max_lag_on_failover`: apply needs
+    /// --force and --allow-data-loss.
+    #[serde(default)]
+    pub data_loss: Option<String>,
     /// Every observed fact the plan relied on, by name; secrets only as digests.
     pub facts: IndexMap<String, String>,
 }
@@ -145,6 +210,7 @@ impl Plan {
             changes,
             warnings,
             blocked,
+            data_loss: None,
             summary,
             facts,
         }
@@ -166,9 +232,9 @@ impl Plan {
             return self;
         }
         let matches = |addr: &str| {
-            targets
-                .iter()
-                .any(|t| addr == t || (addr.starts_with(t.as_str()) && addr[t.len()..].starts_with('.')))
+            targets.iter().any(|t| {
+                addr == t || (addr.starts_with(t.as_str()) && addr[t.len()..].starts_with('.'))
+            })
         };
         let mut keep: Vec<bool> = self.changes.iter().map(|s| matches(&s.address)).collect();
         // Dependencies, to a fixed point.
@@ -191,21 +257,33 @@ impl Plan {
                         // Slots for standbys are named after the standby and a
                         // `[[slots]]` name never equals a node's: the name alone
                         // finds the slot on the upstream.
-                        (Op::WriteRecovery { primary_slot_name, .. }, Op::CreateSlot { name }) => {
-                            !primary_slot_name.is_empty() && name == primary_slot_name
+                        (
+                            Op::WriteRecovery {
+                                primary_slot_name, ..
+                            },
+                            Op::CreateSlot { name },
+                        ) => !primary_slot_name.is_empty() && name == primary_slot_name,
+                        (
+                            Op::BaseBackup { .. } | Op::WriteRecovery { .. },
+                            Op::CreateRole { .. } | Op::UpdateRole { .. },
+                        ) => true,
+                        (
+                            Op::BaseBackup { upstream, .. },
+                            Op::WriteHba { .. } | Op::BaseBackup { .. },
+                        ) => &other.node == upstream,
+                        (Op::BaseBackup { upstream, .. }, Op::Start) => {
+                            same_node || &other.node == upstream
                         }
-                        (Op::BaseBackup { .. } | Op::WriteRecovery { .. }, Op::CreateRole { .. } | Op::UpdateRole { .. }) => true,
-                        (Op::BaseBackup { upstream, .. }, Op::WriteHba { .. } | Op::BaseBackup { .. }) => {
-                            &other.node == upstream
-                        }
-                        (Op::BaseBackup { upstream, .. }, Op::Start) => same_node || &other.node == upstream,
                         // A new standby is built whole, whichever of its steps is targeted.
                         (Op::BaseBackup { .. }, Op::WriteRecovery { .. }) => same_node,
                         (_, Op::BaseBackup { .. }) => same_node,
-                        (Op::SetSetting { .. } | Op::WriteHba { .. } | Op::WriteRecovery { .. }, Op::Reload) => {
-                            same_node && crate::diff::needs_reload(&step)
+                        (
+                            Op::SetSetting { .. } | Op::WriteHba { .. } | Op::WriteRecovery { .. },
+                            Op::Reload,
+                        ) => same_node && step.needs_reload(),
+                        (Op::SetSetting { .. } | Op::WriteRecovery { .. }, Op::Restart) => {
+                            same_node && step.restart
                         }
-                        (Op::SetSetting { .. } | Op::WriteRecovery { .. }, Op::Restart) => same_node && step.restart,
                         _ => false,
                     };
                     if needed {
@@ -218,7 +296,22 @@ impl Plan {
                 break;
             }
         }
-        let changes: Vec<Step> = self.changes.drain(..).zip(keep).filter(|(_, k)| *k).map(|(s, _)| s).collect();
-        Plan::new(self.cluster, self.nodes, changes, self.warnings, self.blocked, self.facts)
+        let changes: Vec<Step> = self
+            .changes
+            .drain(..)
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(s, _)| s)
+            .collect();
+        let mut plan = Plan::new(
+            self.cluster,
+            self.nodes,
+            changes,
+            self.warnings,
+            self.blocked,
+            self.facts,
+        );
+        plan.data_loss = self.data_loss;
+        plan
     }
 }

@@ -13,7 +13,11 @@ pub struct Style {
 
 impl Style {
     fn paint(&self, code: &str, s: &str) -> String {
-        if self.color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
     }
     fn action(&self, a: Action) -> String {
         let code = match a {
@@ -46,7 +50,12 @@ fn describe(step: &Step) -> String {
     if step.restart && !matches!(step.op, super::Op::Restart) {
         s.push_str(" (restart)");
     }
-    if !step.reason.is_empty() && (s.is_empty() || step.sensitive) {
+    // Role changes always say what they will do and why.
+    let explains = matches!(
+        step.op,
+        super::Op::Switchover { .. } | super::Op::Promote { .. } | super::Op::Rebase { .. } | super::Op::DropSlot { .. }
+    );
+    if !step.reason.is_empty() && (s.is_empty() || step.sensitive || explains) {
         if !s.is_empty() {
             s.push_str("  # ");
         }
@@ -60,7 +69,11 @@ pub fn text(plan: &Plan, style: Style) -> String {
     let mut out = String::new();
     if plan.is_empty() {
         if plan.blocked.is_empty() {
-            let _ = writeln!(out, "No changes. Cluster \"{}\" matches the configuration.", plan.cluster);
+            let _ = writeln!(
+                out,
+                "No changes. Cluster \"{}\" matches the configuration.",
+                plan.cluster
+            );
         } else {
             let _ = writeln!(out, "No changes planned for the nodes that could be read.");
         }
@@ -71,12 +84,20 @@ pub fn text(plan: &Plan, style: Style) -> String {
         "pgrepl will perform these steps on cluster \"{}\", in this order:",
         plan.cluster
     );
-    let width = plan.changes.iter().map(|s| s.address.len()).max().unwrap_or(0);
+    let width = plan
+        .changes
+        .iter()
+        .map(|s| s.address.len())
+        .max()
+        .unwrap_or(0);
     let mut current: Option<&str> = None;
     for step in &plan.changes {
         if current != Some(step.node.as_str()) {
             let header = match plan.nodes.iter().find(|n| n.name == step.node) {
-                Some(n) => format!("{} ({}, {})", n.name, n.role, n.host),
+                Some(n) => match &n.upstream {
+                    Some(up) => format!("{} ({} of {up}, {})", n.name, n.role, n.host),
+                    None => format!("{} ({}, {})", n.name, n.role, n.host),
+                },
                 None => step.node.clone(),
             };
             let _ = writeln!(out, "\n{}", style.paint("1", &header));

@@ -3,6 +3,7 @@
 mod apply;
 mod config;
 mod lab;
-mod status;
 mod plan;
 mod plan_lab;
+mod status;
+mod switchover;

@@ -109,12 +109,18 @@ pub fn assert_no_secrets(plan: &Plan) {
         ("text", render::text(plan, style)),
         ("problems", render::problems(plan, style)),
         ("json", render::json(plan).to_string()),
-        ("plan file", serde_json::to_string(plan).expect("plan serialises")),
+        (
+            "plan file",
+            serde_json::to_string(plan).expect("plan serialises"),
+        ),
         ("debug", format!("{plan:?}")),
     ];
     for (what, out) in outputs {
         for secret in SECRETS {
-            assert!(!out.contains(secret), "the {what} output contains a password:\n{out}");
+            assert!(
+                !out.contains(secret),
+                "the {what} output contains a password:\n{out}"
+            );
         }
     }
 }
@@ -130,7 +136,11 @@ fn check_rendering(name: &str, plan: &Plan) {
     assert_no_secrets(plan);
     let json = render::json(plan);
     let errors = schema_errors(&plan_schema(), &json);
-    assert!(errors.is_empty(), "{name}: the JSON plan does not match the schema:\n{}\n{json:#}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "{name}: the JSON plan does not match the schema:\n{}\n{json:#}",
+        errors.join("\n")
+    );
     // The summary counts what the text lists (reloads are implied, not changes).
     let counted = plan.changes.iter().filter(|s| s.op.counts()).count();
     let s = plan.summary;
@@ -171,16 +181,28 @@ fn fresh_primary_and_two_empty_nodes() {
     let by_address = |a: &str| plan.changes.iter().find(|s| s.address == a).expect(a);
     let hints = by_address("db1.setting.wal_log_hints");
     assert!(hints.restart);
-    assert_eq!((hints.before.as_deref(), hints.after.as_deref()), (Some("off"), Some("on")));
+    assert_eq!(
+        (hints.before.as_deref(), hints.after.as_deref()),
+        (Some("off"), Some("on"))
+    );
     let keep = by_address("db1.setting.wal_keep_size");
     assert!(!keep.restart);
-    assert_eq!((keep.before.as_deref(), keep.after.as_deref()), (Some("0"), Some("1GB")));
+    assert_eq!(
+        (keep.before.as_deref(), keep.after.as_deref()),
+        (Some("0"), Some("1GB"))
+    );
     assert_eq!(plan.summary.add, 11);
     assert_eq!(plan.summary.change, 3);
-    assert!(plan.blocked.is_empty() && plan.warnings.is_empty(), "{plan:#?}");
+    assert!(
+        plan.blocked.is_empty() && plan.warnings.is_empty(),
+        "{plan:#?}"
+    );
     let text = render::text(&plan, Style { color: false });
     assert!(text.contains("(restart)"), "{text}");
-    assert!(text.ends_with("Plan: 11 to add, 3 to change, 0 to destroy, 0 to replace.\n"), "{text}");
+    assert!(
+        text.ends_with("Plan: 11 to add, 3 to change, 0 to destroy, 0 to replace.\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -188,7 +210,10 @@ fn converged_cluster_has_no_changes() {
     let cfg = orders("");
     let plan = plan_and_snapshot("converged", &cfg, &converged(&cfg));
     assert_eq!(steps(&plan), Vec::<String>::new());
-    assert!(plan.is_empty() && plan.warnings.is_empty() && plan.blocked.is_empty(), "{plan:#?}");
+    assert!(
+        plan.is_empty() && plan.warnings.is_empty() && plan.blocked.is_empty(),
+        "{plan:#?}"
+    );
     assert_eq!(
         render::text(&plan, Style { color: false }),
         "No changes. Cluster \"orders\" matches the configuration.\n"
@@ -205,10 +230,16 @@ fn drift_guc_changed_with_alter_system_on_one_standby() {
     let plan = plan_and_snapshot("drift_guc", &cfg, &obs);
     assert_eq!(
         steps(&plan),
-        ["~ db2.setting.wal_keep_size set_setting", "~ db2.service reload"]
+        [
+            "~ db2.setting.wal_keep_size set_setting",
+            "~ db2.service reload"
+        ]
     );
     let s = &plan.changes[0];
-    assert_eq!((s.before.as_deref(), s.after.as_deref()), (Some("512MB"), Some("1GB")));
+    assert_eq!(
+        (s.before.as_deref(), s.after.as_deref()),
+        (Some("512MB"), Some("1GB"))
+    );
     assert!(!s.restart);
 }
 
@@ -226,14 +257,29 @@ fn drift_managed_hba_block_edited_by_hand() {
     assert_ne!(hba, edited, "the test edits a line of the managed block");
     files.hba_conf = Some(edited);
     let plan = plan_and_snapshot("drift_hba", &cfg, &obs);
-    assert_eq!(steps(&plan), ["~ db1.hba write_hba", "~ db1.service reload"]);
+    assert_eq!(
+        steps(&plan),
+        ["~ db1.hba write_hba", "~ db1.service reload"]
+    );
     let diff = plan.changes[0].diff.as_deref().expect("a unified diff");
-    assert!(diff.contains("-host     all          all              0.0.0.0/0            trust"), "{diff}");
-    assert!(diff.contains("+host     replication  replicator       10.0.2.12/32         scram-sha-256"), "{diff}");
+    assert!(
+        diff.contains("-host     all          all              0.0.0.0/0            trust"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("+host     replication  replicator       10.0.2.12/32         scram-sha-256"),
+        "{diff}"
+    );
     // The plan writes back exactly the converged file.
     match &plan.changes[0].op {
         pgrepl::plan::Op::WriteHba { content, path } => {
-            assert_eq!(Some(content), converged(&cfg).nodes["db1"].files.as_ref().and_then(|f| f.hba_conf.as_ref()));
+            assert_eq!(
+                Some(content),
+                converged(&cfg).nodes["db1"]
+                    .files
+                    .as_ref()
+                    .and_then(|f| f.hba_conf.as_ref())
+            );
             assert_eq!(path, "/var/lib/postgresql/15/main/pg_hba.conf");
         }
         other => panic!("{other:?}"),
@@ -261,7 +307,12 @@ fn drift_role_password_changed() {
     assert_eq!(s.node, "db1", "roles are changed on the primary");
     assert!(matches!(
         s.op,
-        pgrepl::plan::Op::UpdateRole { password: true, attributes: false, grants: false, .. }
+        pgrepl::plan::Op::UpdateRole {
+            password: true,
+            attributes: false,
+            grants: false,
+            ..
+        }
     ));
     let json = render::json(&plan);
     assert_eq!(json["changes"][0]["before"], "(sensitive)");
@@ -272,16 +323,105 @@ fn drift_role_password_changed() {
 fn drift_primary_conninfo_points_elsewhere() {
     let cfg = orders("");
     let mut obs = converged(&cfg);
-    let want = server(&mut obs, "db3").settings["primary_conninfo"].setting.clone();
+    let want = server(&mut obs, "db3").settings["primary_conninfo"]
+        .setting
+        .clone();
     let elsewhere = want.replace("host=10.0.2.10", "host=10.0.2.99");
     assert_ne!(want, elsewhere);
     alter_system(&mut obs, "db3", "primary_conninfo", &elsewhere);
     let plan = plan_and_snapshot("drift_conninfo", &cfg, &obs);
-    assert_eq!(steps(&plan), ["~ db3.recovery write_recovery", "~ db3.service reload"]);
+    assert_eq!(
+        steps(&plan),
+        ["~ db3.recovery write_recovery", "~ db3.service reload"]
+    );
     let s = &plan.changes[0];
-    assert!(!s.restart, "primary_conninfo changes on reload since PostgreSQL 13");
-    assert!(s.before.as_deref().is_some_and(|b| b.contains("host=10.0.2.99")), "{s:?}");
-    assert!(s.after.as_deref().is_some_and(|a| a.contains("host=10.0.2.10")), "{s:?}");
+    assert!(
+        !s.restart,
+        "primary_conninfo changes on reload since PostgreSQL 13"
+    );
+    assert!(
+        s.before
+            .as_deref()
+            .is_some_and(|b| b.contains("host=10.0.2.99")),
+        "{s:?}"
+    );
+    assert!(
+        s.after
+            .as_deref()
+            .is_some_and(|a| a.contains("host=10.0.2.10")),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn drift_role_attributes_and_rewind_grants() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    let roles = &mut server(&mut obs, "db1").roles;
+    let r = roles.get_mut("replicator").expect("replicator");
+    r.login = false;
+    r.replication = false;
+    roles
+        .get_mut("pgrepl_rewind")
+        .expect("pgrepl_rewind")
+        .rewind_grants = false;
+    let plan = plan_and_snapshot("drift_role_attributes", &cfg, &obs);
+    assert_eq!(
+        steps(&plan),
+        [
+            "~ role.replicator update_role",
+            "~ role.pgrepl_rewind update_role"
+        ]
+    );
+    let s = &plan.changes[0];
+    assert!(!s.sensitive, "attributes are no secret");
+    assert_eq!(
+        (s.before.as_deref(), s.after.as_deref()),
+        (Some("NOLOGIN NOREPLICATION"), Some("LOGIN REPLICATION"))
+    );
+    assert!(matches!(
+        plan.changes[1].op,
+        pgrepl::plan::Op::UpdateRole {
+            grants: true,
+            password: false,
+            attributes: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn drift_recovery_files_show_what_differs() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    builder::files(&mut obs, "db2").passfile_mode = Some("644".into());
+    builder::files(&mut obs, "db3").standby_signal = false;
+    builder::files(&mut obs, "db3").auto_conf_has_password = true;
+    let plan = plan_and_snapshot("drift_recovery_files", &cfg, &obs);
+    assert_eq!(
+        steps(&plan),
+        [
+            "~ db2.recovery write_recovery",
+            "~ db2.service reload",
+            "~ db3.recovery write_recovery",
+            "~ db3.service reload",
+        ]
+    );
+    // Unchanged parts (primary_conninfo here) are not repeated on both sides.
+    for s in plan
+        .changes
+        .iter()
+        .filter(|s| s.address.ends_with(".recovery"))
+    {
+        assert_ne!(s.before, s.after, "{s:?}");
+        assert!(
+            !s.before
+                .as_deref()
+                .unwrap_or("")
+                .contains("primary_conninfo"),
+            "{s:?}"
+        );
+    }
 }
 
 // ---- restarts
@@ -302,9 +442,16 @@ fn restart_needing_change_restarts_each_node_once_standbys_first() {
             "~ db1.service restart",
         ]
     );
-    for s in plan.changes.iter().filter(|s| s.address.contains(".setting.")) {
+    for s in plan
+        .changes
+        .iter()
+        .filter(|s| s.address.contains(".setting."))
+    {
         assert!(s.restart, "{s:?}");
-        assert_eq!((s.before.as_deref(), s.after.as_deref()), (Some("128MB"), Some("1GB")));
+        assert_eq!(
+            (s.before.as_deref(), s.after.as_deref()),
+            (Some("128MB"), Some("1GB"))
+        );
     }
     let text = render::text(&plan, Style { color: false });
     assert_eq!(text.matches("(restart)").count(), 3, "{text}");
@@ -351,7 +498,10 @@ fn several_restart_needing_changes_make_one_restart_per_node() {
     let cfg = orders("max_connections = 200\nshared_buffers = \"1GB\"");
     let mut obs = converged(&orders("max_connections = 100"));
     // A change made earlier and already waiting for a restart on db2.
-    let p = server(&mut obs, "db2").settings.get_mut("wal_level").expect("wal_level");
+    let p = server(&mut obs, "db2")
+        .settings
+        .get_mut("wal_level")
+        .expect("wal_level");
     p.pending_restart = true;
     let plan = plan_and_snapshot("restart_once_per_node", &cfg, &obs);
     let restarts: Vec<&str> = plan
@@ -361,13 +511,19 @@ fn several_restart_needing_changes_make_one_restart_per_node() {
         .map(|s| s.node.as_str())
         .collect();
     assert_eq!(restarts, ["db2", "db3", "db1"]);
-    let db2 = plan.changes.iter().find(|s| s.node == "db2" && matches!(s.op, pgrepl::plan::Op::Restart)).expect("db2 restart");
+    let db2 = plan
+        .changes
+        .iter()
+        .find(|s| s.node == "db2" && matches!(s.op, pgrepl::plan::Op::Restart))
+        .expect("db2 restart");
     let why = db2.after.as_deref().unwrap_or("");
     for name in ["max_connections", "shared_buffers", "wal_level"] {
         assert!(why.contains(name), "db2's one restart names {name}: {why}");
     }
     assert!(
-        plan.warnings.iter().any(|w| w.node.as_deref() == Some("db2") && w.message.contains("wal_level")),
+        plan.warnings
+            .iter()
+            .any(|w| w.node.as_deref() == Some("db2") && w.message.contains("wal_level")),
         "{:?}",
         plan.warnings
     );
@@ -398,10 +554,15 @@ fn target_keeps_what_the_targeted_steps_depend_on() {
     assert_eq!(plan.summary.change, 0);
 
     // A restart-needing setting keeps its node's restart, nothing else.
-    let plan = full.clone().restrict_to(&["db1.setting.wal_log_hints".to_string()]);
+    let plan = full
+        .clone()
+        .restrict_to(&["db1.setting.wal_log_hints".to_string()]);
     assert_eq!(
         steps(&plan),
-        ["~ db1.setting.wal_log_hints set_setting", "~ db1.service restart"]
+        [
+            "~ db1.setting.wal_log_hints set_setting",
+            "~ db1.service restart"
+        ]
     );
     // A prefix matches at a dot only: `db` is no node, `db1.slot` is every slot of db1.
     assert!(full.clone().restrict_to(&["db".to_string()]).is_empty());
@@ -476,11 +637,18 @@ fn unreachable_node_is_blocked_and_the_others_are_planned() {
     let plan = plan_and_snapshot("unreachable_standby", &cfg, &obs);
     assert_eq!(
         steps(&plan),
-        ["~ db2.setting.wal_keep_size set_setting", "~ db2.service reload"]
+        [
+            "~ db2.setting.wal_keep_size set_setting",
+            "~ db2.service reload"
+        ]
     );
     assert_eq!(plan.blocked.len(), 1, "{:?}", plan.blocked);
     assert_eq!(plan.blocked[0].node.as_deref(), Some("db3"));
-    assert!(plan.blocked[0].message.contains("unreachable"), "{:?}", plan.blocked);
+    assert!(
+        plan.blocked[0].message.contains("unreachable"),
+        "{:?}",
+        plan.blocked
+    );
 }
 
 #[test]
@@ -491,7 +659,10 @@ fn unreachable_node_alone_says_the_plan_is_incomplete() {
     let plan = plan_and_snapshot("unreachable_only", &cfg, &obs);
     assert!(plan.is_empty());
     let text = render::text(&plan, Style { color: false });
-    assert!(!text.contains("matches the configuration"), "an unread node is not known to match:\n{text}");
+    assert!(
+        !text.contains("matches the configuration"),
+        "an unread node is not known to match:\n{text}"
+    );
 }
 
 #[test]
@@ -500,9 +671,56 @@ fn unreachable_primary_blocks_the_standbys_that_would_copy_it() {
     let mut obs = fresh(&cfg);
     cut(&mut obs, "db1");
     let plan = plan_and_snapshot("unreachable_primary_fresh", &cfg, &obs);
-    assert_eq!(steps(&plan), Vec::<String>::new(), "nothing is planned on or from an unreachable node");
-    let blocked: Vec<&str> = plan.blocked.iter().filter_map(|b| b.node.as_deref()).collect();
+    assert_eq!(
+        steps(&plan),
+        Vec::<String>::new(),
+        "nothing is planned on or from an unreachable node"
+    );
+    let blocked: Vec<&str> = plan
+        .blocked
+        .iter()
+        .filter_map(|b| b.node.as_deref())
+        .collect();
     assert_eq!(blocked, ["db1", "db2", "db3"]);
+}
+
+#[test]
+fn nodes_in_unexpected_states_are_blocked_with_what_to_do() {
+    let cfg = load(&orders_text_with_cascade().replace(
+        "[nodes.db3]",
+        "[nodes.db4]\nhost = \"10.0.2.13\"\n\n[nodes.db5]\nhost = \"10.0.2.14\"\n\n[nodes.db3]",
+    ));
+    let mut obs = converged(&cfg);
+    // db2 was promoted by hand: two primaries.
+    server(&mut obs, "db2").in_recovery = false;
+    // db3 (under db2) has something else in its data directory.
+    *node(&mut obs, "db3") = builder::missing(&cfg, "db3");
+    builder::files(&mut obs, "db3").data_dir = pgrepl::gather::DataDir::Foreign;
+    // db4: PostgreSQL runs but does not answer SQL.
+    let n = node(&mut obs, "db4");
+    n.server = None;
+    n.errors = vec!["db4: reading the server's state over SQL failed: FATAL:  the database system is starting up".into()];
+    // db5: someone deleted the END line of the managed block.
+    let f = builder::files(&mut obs, "db5");
+    f.hba_conf = f
+        .hba_conf
+        .as_ref()
+        .map(|h| h.replace("# END pgrepl managed\n", ""));
+    let plan = plan_and_snapshot("blocked_states", &cfg, &obs);
+    assert!(plan.is_empty(), "{:?}", steps(&plan));
+    let blocked: Vec<&str> = plan
+        .blocked
+        .iter()
+        .filter_map(|b| b.node.as_deref())
+        .collect();
+    assert_eq!(blocked, ["db2", "db4", "db5", "db3"]);
+    assert!(
+        plan.blocked[2]
+            .message
+            .contains("line 1 opens the pgrepl block"),
+        "{:?}",
+        plan.blocked[2]
+    );
 }
 
 #[test]
@@ -527,11 +745,19 @@ fn inactive_unmanaged_slot_is_a_warning_with_its_retained_size() {
         retained_bytes: Some(328),
     });
     let plan = plan_and_snapshot("unmanaged_slot", &cfg, &obs);
-    assert!(plan.is_empty(), "pgrepl never drops a slot it does not manage: {:?}", steps(&plan));
+    assert!(
+        plan.is_empty(),
+        "pgrepl never drops a slot it does not manage: {:?}",
+        steps(&plan)
+    );
     assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
     let w = &plan.warnings[0];
     assert_eq!(w.node.as_deref(), Some("db1"));
-    assert!(w.message.contains("old_barman") && w.message.contains("3.5 GB"), "{}", w.message);
+    assert!(
+        w.message.contains("old_barman") && w.message.contains("3.5 GB"),
+        "{}",
+        w.message
+    );
 }
 
 #[test]
@@ -569,8 +795,72 @@ fn every_step_renders_with_its_symbol_and_address() {
             Action::Replace => "-/+",
         };
         assert!(
-            line.trim_start().starts_with(&format!("{sym} {}", step.address)),
+            line.trim_start()
+                .starts_with(&format!("{sym} {}", step.address)),
             "{line}"
+        );
+    }
+}
+
+#[test]
+fn quick_verifiers_verify_their_password_only() {
+    // The property test's one-iteration verifiers are real SCRAM verifiers.
+    let v = builder::quick_verifier("s3cret-repl");
+    assert!(pgrepl::scram::verifies(&v, "s3cret-repl"), "{v}");
+    assert!(!pgrepl::scram::verifies(&v, "s3cret-rewind"), "{v}");
+}
+
+#[test]
+fn plan_schema_rejects_what_the_format_forbids() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    builder::change_password(&mut obs, "replicator", "an-old-password");
+    alter_system(&mut obs, "db2", "wal_keep_size", "512");
+    let plan = diff::plan(&cfg, &obs);
+    // changes[0] is the (sensitive) password, changes[1] a setting.
+    assert_eq!(
+        steps(&plan)[..2],
+        [
+            "~ role.replicator update_role",
+            "~ db2.setting.wal_keep_size set_setting"
+        ]
+    );
+    let good = render::json(&plan);
+    let validator = plan_schema();
+    assert!(schema_errors(&validator, &good).is_empty());
+    type Breaks = fn(&mut serde_json::Value);
+    let broken: [(&str, Breaks); 7] = [
+        ("another format version", |v| {
+            v["format_version"] = "2".into()
+        }),
+        ("an unknown action", |v| {
+            v["changes"][0]["action"] = "modify".into()
+        }),
+        ("an unknown operation", |v| {
+            v["changes"][0]["op"] = "drop_database".into()
+        }),
+        ("a sensitive value shown", |v| {
+            v["changes"][0]["after"] = "hunter2".into()
+        }),
+        ("a field the format does not have", |v| {
+            v["changes"][0]["extra"] = true.into()
+        }),
+        ("a field of another operation", |v| {
+            v["changes"][1]["path"] = "/etc/passwd".into()
+        }),
+        ("a missing summary count", |v| {
+            v["summary"]
+                .as_object_mut()
+                .expect("summary")
+                .remove("replace");
+        }),
+    ];
+    for (what, breaks) in broken {
+        let mut doc = good.clone();
+        breaks(&mut doc);
+        assert!(
+            !validator.is_valid(&doc),
+            "the schema accepts {what}:\n{doc:#}"
         );
     }
 }

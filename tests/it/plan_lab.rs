@@ -90,21 +90,40 @@ fn assert_no_secret(lab: &Lab, what: &str, output: &str) {
 
 #[test]
 fn plan_on_a_fresh_lab_changes_nothing_and_shows_no_secret() {
-    let Some(lab) = Lab::for_test("plan_on_a_fresh_lab_changes_nothing_and_shows_no_secret", 3) else {
+    let Some(lab) = Lab::for_test("plan_on_a_fresh_lab_changes_nothing_and_shows_no_secret", 3)
+    else {
         return;
     };
     let before = fingerprints(&lab);
     // The fingerprint is sensitive: node1 runs, the others are empty.
-    assert!(before[0].contains("pg_postmaster_start_time"), "{}", before[0]);
-    assert!(!before[1].contains("pg_postmaster_start_time"), "{}", before[1]);
+    assert!(
+        before[0].contains("pg_postmaster_start_time"),
+        "{}",
+        before[0]
+    );
+    assert!(
+        !before[1].contains("pg_postmaster_start_time"),
+        "{}",
+        before[1]
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let planfile = dir.path().join("fresh.plan");
     let planfile_arg = planfile.to_str().expect("utf-8 path");
-    let out = pgrepl(&lab, &["plan", "--detailed-exitcode", "--out", planfile_arg]);
+    let out = pgrepl(
+        &lab,
+        &["plan", "--detailed-exitcode", "--out", planfile_arg],
+    );
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(2), "changes present: exit 2\n{stdout}\n{stderr}");
-    assert!(stdout.starts_with("pgrepl will perform these steps on cluster \"lab"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "changes present: exit 2\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.starts_with("pgrepl will perform these steps on cluster \"lab"),
+        "{stdout}"
+    );
     for want in [
         "+ node1.hba",
         "+ role.replicator",
@@ -117,7 +136,14 @@ fn plan_on_a_fresh_lab_changes_nothing_and_shows_no_secret() {
     ] {
         assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
     }
-    assert!(stdout.trim_end().lines().last().is_some_and(|l| l.starts_with("Plan: ")), "{stdout}");
+    assert!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("Plan: ")),
+        "{stdout}"
+    );
     assert!(stderr.contains("Saved the plan to"), "{stderr}");
     let saved = std::fs::read_to_string(&planfile).expect("the plan file was written");
     assert_no_secret(&lab, "stdout", &stdout);
@@ -130,12 +156,20 @@ fn plan_on_a_fresh_lab_changes_nothing_and_shows_no_secret() {
     let json_text = text(&out.stdout);
     assert_no_secret(&lab, "--json", &json_text);
     assert_no_secret(&lab, "--json's stderr", &text(&out.stderr));
-    let json: Value = serde_json::from_str(&json_text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{json_text}"));
+    let json: Value =
+        serde_json::from_str(&json_text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{json_text}"));
     let errors = schema_errors(&plan_schema(), &json);
-    assert!(errors.is_empty(), "--json does not match schemas/plan.schema.json:\n{}\n{json:#}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "--json does not match schemas/plan.schema.json:\n{}\n{json:#}",
+        errors.join("\n")
+    );
     assert_eq!(json["format_version"], "1");
     let saved: Value = serde_json::from_str(&saved).expect("the plan file is JSON");
-    assert_eq!(saved["plan"]["changes"], json["changes"], "the saved plan is the plan shown");
+    assert_eq!(
+        saved["plan"]["changes"], json["changes"],
+        "the saved plan is the plan shown"
+    );
 
     // Planning again gives the same plan: nothing moved.
     let again = pgrepl(&lab, &["plan", "--detailed-exitcode"]);
@@ -144,6 +178,12 @@ fn plan_on_a_fresh_lab_changes_nothing_and_shows_no_secret() {
 
     let after = fingerprints(&lab);
     for (b, a) in before.iter().zip(&after) {
-        assert_eq!(b, a, "plan changed a node");
+        if b != a {
+            let diff = similar::TextDiff::from_lines(b, a)
+                .unified_diff()
+                .header("before plan", "after plan")
+                .to_string();
+            panic!("pgrepl plan changed a node:\n{diff}");
+        }
     }
 }

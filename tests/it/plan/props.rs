@@ -216,7 +216,10 @@ struct Drift {
 fn drift() -> impl Strategy<Value = Drift> {
     (
         shape(),
-        prop::collection::vec((0..DRIFT_SETTINGS.len(), 0i64..400_000, any::<bool>()), 0..3),
+        prop::collection::vec(
+            (0..DRIFT_SETTINGS.len(), 0i64..400_000, any::<bool>()),
+            0..3,
+        ),
         any::<u8>(),
         prop::option::weighted(0.3, (any::<bool>(), 0i64..(64 << 30), 0u8..4)),
         prop_oneof![4 => Just(0u8), 1 => 1u8..5],
@@ -227,7 +230,18 @@ fn drift() -> impl Strategy<Value = Drift> {
         prop::bool::weighted(0.1),
     )
         .prop_map(
-            |(shape, settings, drop_slots, extra_slot, hba, role, conninfo, passfile, standby_signal, wal_status_lost)| {
+            |(
+                shape,
+                settings,
+                drop_slots,
+                extra_slot,
+                hba,
+                role,
+                conninfo,
+                passfile,
+                standby_signal,
+                wal_status_lost,
+            )| {
                 Drift {
                     shape,
                     settings,
@@ -257,7 +271,9 @@ fn apply_drift(cfg: &Config, obs: &mut Observed, name: &str, d: &Drift) {
             let n = builder::node(obs, name);
             n.files = None;
             n.server = None;
-            n.errors = vec![format!("{name}: reading the data directory failed: sh: 1: base64: not found")];
+            n.errors = vec![format!(
+                "{name}: reading the data directory failed: sh: 1: base64: not found"
+            )];
             return;
         }
         Shape::Missing | Shape::Empty | Shape::Foreign => {
@@ -283,7 +299,9 @@ fn apply_drift(cfg: &Config, obs: &mut Observed, name: &str, d: &Drift) {
                 }
             }
             if !stopped {
-                n.errors = vec![format!("{name}: reading the server's state over SQL failed: connection refused")];
+                n.errors = vec![format!(
+                    "{name}: reading the server's state over SQL failed: connection refused"
+                )];
             }
             return;
         }
@@ -293,11 +311,21 @@ fn apply_drift(cfg: &Config, obs: &mut Observed, name: &str, d: &Drift) {
             }
         }
     }
-    let Some(server) = builder::node(obs, name).server.as_mut() else { return };
+    let Some(server) = builder::node(obs, name).server.as_mut() else {
+        return;
+    };
     for &(i, raw, pending) in &d.settings {
         let (guc, lo, hi) = DRIFT_SETTINGS[i];
         let v = lo + raw % (hi - lo + 1);
-        let text = if hi == 1 { if v == 1 { "on".to_string() } else { "off".to_string() } } else { v.to_string() };
+        let text = if hi == 1 {
+            if v == 1 {
+                "on".to_string()
+            } else {
+                "off".to_string()
+            }
+        } else {
+            v.to_string()
+        };
         let p = server
             .settings
             .entry(guc.to_string())
@@ -323,7 +351,9 @@ fn apply_drift(cfg: &Config, obs: &mut Observed, name: &str, d: &Drift) {
             slot_type: "physical".into(),
             active,
             restart_lsn: Some(Lsn(0x0100_0000)),
-            wal_status: Some(["reserved", "extended", "unreserved", "lost"][status as usize % 4].into()),
+            wal_status: Some(
+                ["reserved", "extended", "unreserved", "lost"][status as usize % 4].into(),
+            ),
             retained_bytes: Some(retained),
         });
     }
@@ -334,7 +364,7 @@ fn apply_drift(cfg: &Config, obs: &mut Observed, name: &str, d: &Drift) {
         }
         2 => {
             if let Some(r) = server.roles.get_mut(&role) {
-                r.verifier = Some(builder::verifier("not-the-password"));
+                r.verifier = Some(builder::quick_verifier("not-the-password"));
             }
         }
         3 => {
@@ -356,9 +386,17 @@ fn apply_drift(cfg: &Config, obs: &mut Observed, name: &str, d: &Drift) {
         _ => {}
     }
     match d.conninfo {
-        1 => set(server, "primary_conninfo", "host=203.0.113.9 port=5432 user=replicator application_name=x"),
+        1 => set(
+            server,
+            "primary_conninfo",
+            "host=203.0.113.9 port=5432 user=replicator application_name=x",
+        ),
         2 => set(server, "primary_conninfo", ""),
-        3 => set(server, "primary_conninfo", "host=10.0.0.1 user=replicator password=(sensitive)"),
+        3 => set(
+            server,
+            "primary_conninfo",
+            "host=10.0.0.1 user=replicator password=(sensitive)",
+        ),
         4 => set(server, "primary_slot_name", "some_other_slot"),
         _ => {}
     }
@@ -374,7 +412,9 @@ fn apply_drift(cfg: &Config, obs: &mut Observed, name: &str, d: &Drift) {
         3 => files.hba_conf = Some(builder::DEBIAN_HBA.to_string()),
         4 => {
             files.hba_conf = files.hba_conf.as_ref().map(|h| {
-                let (block, rest): (Vec<&str>, Vec<&str>) = h.lines().partition(|l| l.contains("pgrepl") || l.starts_with("host     "));
+                let (block, rest): (Vec<&str>, Vec<&str>) = h
+                    .lines()
+                    .partition(|l| l.contains("pgrepl") || l.starts_with("host     "));
                 format!("{}\n{}\n", rest.join("\n"), block.join("\n"))
             });
         }
@@ -409,16 +449,32 @@ const HOT_STANDBY_SENSITIVE: [&str; 5] = [
 
 /// The rules every plan keeps, whatever it observed.
 fn check_plan(cfg: &Config, obs: &Observed, plan: &Plan) -> Result<(), TestCaseError> {
-    let blocked: HashSet<&str> = plan.blocked.iter().filter_map(|b| b.node.as_deref()).collect();
+    let blocked: HashSet<&str> = plan
+        .blocked
+        .iter()
+        .filter_map(|b| b.node.as_deref())
+        .collect();
     let index_of = |pred: &dyn Fn(&pgrepl::plan::Step) -> bool| plan.changes.iter().position(pred);
 
     for (i, step) in plan.changes.iter().enumerate() {
         // Every step is on a node of the file, one that could be read.
-        prop_assert!(cfg.nodes.contains_key(&step.node), "step {} on unknown node {}", step.address, step.node);
-        prop_assert!(!blocked.contains(step.node.as_str()), "step {} on blocked node {}", step.address, step.node);
+        prop_assert!(
+            cfg.nodes.contains_key(&step.node),
+            "step {} on unknown node {}",
+            step.address,
+            step.node
+        );
+        prop_assert!(
+            !blocked.contains(step.node.as_str()),
+            "step {} on blocked node {}",
+            step.address,
+            step.node
+        );
         let node_prefix = format!("{}.", step.node);
         prop_assert!(
-            step.address.starts_with(&node_prefix) || step.address.starts_with("role."),
+            step.address.starts_with(&node_prefix)
+                || step.address.starts_with("role.")
+                || step.address == "cluster.primary",
             "address {} does not name node {}",
             step.address,
             step.node
@@ -427,30 +483,61 @@ fn check_plan(cfg: &Config, obs: &Observed, plan: &Plan) -> Result<(), TestCaseE
             Op::BaseBackup { upstream, slot } => {
                 // The slot exists on the upstream, or is created before.
                 if let Some(slot) = slot {
-                    let exists = obs.nodes.get(upstream).and_then(|n| n.server.as_ref()).is_some_and(|s| s.slots.iter().any(|x| &x.name == slot));
-                    let created = plan.changes[..i]
-                        .iter()
-                        .any(|s| &s.node == upstream && matches!(&s.op, Op::CreateSlot { name } if name == slot));
-                    prop_assert!(exists || created, "base backup of {} through slot {slot} that nothing creates", step.node);
+                    let exists = obs
+                        .nodes
+                        .get(upstream)
+                        .and_then(|n| n.server.as_ref())
+                        .is_some_and(|s| s.slots.iter().any(|x| &x.name == slot));
+                    let created = plan.changes[..i].iter().any(|s| {
+                        &s.node == upstream
+                            && matches!(&s.op, Op::CreateSlot { name } if name == slot)
+                    });
+                    prop_assert!(
+                        exists || created,
+                        "base backup of {} through slot {slot} that nothing creates",
+                        step.node
+                    );
                 }
                 // Roles and hba come before any base backup.
                 let late = plan.changes[i..].iter().find(|s| {
-                    matches!(s.op, Op::CreateRole { .. } | Op::UpdateRole { .. } | Op::WriteHba { .. })
+                    matches!(
+                        s.op,
+                        Op::CreateRole { .. } | Op::UpdateRole { .. } | Op::WriteHba { .. }
+                    )
                 });
-                prop_assert!(late.is_none(), "{:?} after the base backup of {}", late.map(|s| &s.address), step.node);
+                prop_assert!(
+                    late.is_none(),
+                    "{:?} after the base backup of {}",
+                    late.map(|s| &s.address),
+                    step.node
+                );
             }
-            Op::WriteRecovery { primary_slot_name, .. } => {
+            Op::WriteRecovery {
+                primary_slot_name, ..
+            } => {
                 let upstream = cfg.nodes[&step.node].upstream.clone().unwrap_or_default();
                 if !primary_slot_name.is_empty()
-                    && let Some(create) = index_of(&|s| s.node == upstream && matches!(&s.op, Op::CreateSlot { name } if name == primary_slot_name))
+                    && let Some(create) = index_of(&|s| {
+                        s.node == upstream
+                            && matches!(&s.op, Op::CreateSlot { name } if name == primary_slot_name)
+                    })
                 {
-                    prop_assert!(create < i, "slot {primary_slot_name} created after {} uses it", step.address);
+                    prop_assert!(
+                        create < i,
+                        "slot {primary_slot_name} created after {} uses it",
+                        step.address
+                    );
                 }
                 let late = plan.changes[i..].iter().find(|s| {
                     matches!(s.op, Op::CreateRole { .. } | Op::UpdateRole { .. })
                         || (matches!(s.op, Op::WriteHba { .. }) && s.node == upstream)
                 });
-                prop_assert!(late.is_none(), "{:?} after {}", late.map(|s| &s.address), step.address);
+                prop_assert!(
+                    late.is_none(),
+                    "{:?} after {}",
+                    late.map(|s| &s.address),
+                    step.address
+                );
             }
             _ => {}
         }
@@ -465,7 +552,12 @@ fn check_plan(cfg: &Config, obs: &Observed, plan: &Plan) -> Result<(), TestCaseE
         .map(|s| s.node.as_str())
         .collect();
     let unique: HashSet<&&str> = restarts.iter().collect();
-    prop_assert_eq!(unique.len(), restarts.len(), "a node restarts twice: {:?}", restarts);
+    prop_assert_eq!(
+        unique.len(),
+        restarts.len(),
+        "a node restarts twice: {:?}",
+        restarts
+    );
     let primary = cfg.cluster.primary.as_str();
     if restarts.len() > 1 && restarts.contains(&primary) {
         let lowered = plan.changes.iter().any(|s| {
@@ -474,15 +566,37 @@ fn check_plan(cfg: &Config, obs: &Observed, plan: &Plan) -> Result<(), TestCaseE
         });
         let pos = restarts.iter().position(|n| *n == primary).unwrap_or(0);
         if lowered {
-            prop_assert_eq!(pos, 0, "lowered: the primary restarts first: {:?}", restarts);
+            prop_assert_eq!(
+                pos,
+                0,
+                "lowered: the primary restarts first: {:?}",
+                restarts
+            );
         } else {
-            prop_assert_eq!(pos, restarts.len() - 1, "standbys restart before the primary: {:?}", restarts);
+            prop_assert_eq!(
+                pos,
+                restarts.len() - 1,
+                "standbys restart before the primary: {:?}",
+                restarts
+            );
         }
     }
     // Restarts of nodes whose setting steps are all before them.
-    for (i, step) in plan.changes.iter().enumerate().filter(|(_, s)| matches!(s.op, Op::Restart)) {
-        let late = plan.changes[i..].iter().find(|s| s.node == step.node && s.restart && !matches!(s.op, Op::Restart));
-        prop_assert!(late.is_none(), "{:?} comes after the restart of {}", late.map(|s| &s.address), step.node);
+    for (i, step) in plan
+        .changes
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.op, Op::Restart))
+    {
+        let late = plan.changes[i..]
+            .iter()
+            .find(|s| s.node == step.node && s.restart && !matches!(s.op, Op::Restart));
+        prop_assert!(
+            late.is_none(),
+            "{:?} comes after the restart of {}",
+            late.map(|s| &s.address),
+            step.node
+        );
     }
 
     // Nothing secret in any rendering, and the JSON matches its schema.
@@ -508,14 +622,46 @@ fn check_target(plan: &Plan, pick: usize) -> Result<(), TestCaseError> {
     // A subsequence of the full plan.
     let mut it = plan.changes.iter();
     for s in &narrow.changes {
-        prop_assert!(it.any(|f| f == s), "{} is not in the full plan's order", s.address);
+        prop_assert!(
+            it.any(|f| f == s),
+            "{} is not in the full plan's order",
+            s.address
+        );
     }
     for s in &narrow.changes {
-        if let Op::BaseBackup { upstream, slot: Some(slot) } = &s.op {
-            let needed = plan.changes.iter().find(|f| &f.node == upstream && matches!(&f.op, Op::CreateSlot { name } if name == slot));
+        let slot = match &s.op {
+            Op::BaseBackup {
+                slot: Some(slot), ..
+            } => Some(slot),
+            Op::WriteRecovery {
+                primary_slot_name, ..
+            } if !primary_slot_name.is_empty() => Some(primary_slot_name),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            let needed = plan
+                .changes
+                .iter()
+                .find(|f| matches!(&f.op, Op::CreateSlot { name } if name == slot));
             if let Some(needed) = needed {
-                prop_assert!(narrow.changes.contains(needed), "--target {target} dropped {}", needed.address);
+                prop_assert!(
+                    narrow.changes.contains(needed),
+                    "--target {target} dropped {}",
+                    needed.address
+                );
             }
+        }
+        // A new standby is built whole.
+        if let Some(backup) = plan
+            .changes
+            .iter()
+            .find(|f| f.node == s.node && matches!(f.op, Op::BaseBackup { .. }))
+        {
+            prop_assert!(
+                narrow.changes.contains(backup),
+                "--target {target} keeps {} without its base backup",
+                s.address
+            );
         }
     }
     Ok(())
@@ -533,6 +679,7 @@ proptest! {
     ) {
         let cfg = load(CONFIGS[which]);
         let mut obs = if fresh { builder::fresh(&cfg) } else { builder::converged(&cfg) };
+        builder::use_quick_verifiers(&cfg, &mut obs);
         let names: Vec<String> = cfg.nodes.keys().cloned().collect();
         for (name, d) in names.iter().zip(&drifts) {
             apply_drift(&cfg, &mut obs, name, d);
