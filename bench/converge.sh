@@ -3,7 +3,7 @@
 # 2 s; SPEC section 9: pg_basebackup + <= 0.3 s, standbys built in parallel).
 #
 # Usage: bench/converge.sh [-n ROUNDS]      (as root; ~1.5 minutes)
-#   -n ROUNDS  rounds (default 5, env BENCH_ROUNDS)
+#   -n ROUNDS  rounds (default 3, env BENCH_ROUNDS; ~25 s each)
 #   env BENCH_K / BENCH_K_RAW: lab numbers (default 102 and 103)
 #   env BENCH_SSH_OPTS: extra ssh options for pgrepl (an experiment; see status.sh)
 #
@@ -29,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-ROUNDS=${BENCH_ROUNDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 K=${BENCH_K:-102}
 KR=${BENCH_K_RAW:-103}
 while [ $# -gt 0 ]; do
@@ -182,7 +182,8 @@ section() { # name title
 	line "  same, against the SPEC target" "$(derived "\$2 - $MAXRAW")" "<= 0.3 s" "<=" 0.3
 	line "apply - raw pair run at once (same work, parallel)" "$(derived '$2 - $13')" "<= 0.3 s" "<=" 0.3
 	line "apply - sum of the raw base backups" "$(derived '$2 - $11 - $12')"
-	line "apply - pg_basebackup inside pgrepl" "$(derived '$2 - $3')"
+	line "apply - pg_basebackup inside pgrepl (same run)" "$(derived '$2 - $3')" "< 2 s" "<" 2
+	line "  same, against the SPEC target" "$(derived '$2 - $3')" "<= 0.3 s" "<=" 0.3
 	echo "  where the time goes (from pgrepl's time-stamped output):"
 	line "  gather + plan (SSH connect, read every node)" "$(col 4)"
 	line "  lock" "$(col 5)"
@@ -209,4 +210,6 @@ awk '{ printf "    %s  %s %s | %s %s %s\n", $1, $11, $12, $13, $14, $15 }' "$BEN
 section converge "1. converge a fresh lab: primary + 2 empty nodes -> 2 streaming standbys (issue 6)"
 section add "2. add 2 standbys to a primary pgrepl already configured (SPEC 9 'add one standby')"
 echo
-echo "verdicts compare the median. Whole script: ${total}s."
+echo "verdicts compare the median. Raw and pgrepl base backups run on different labs at different"
+echo "moments: on a busy host their difference is noisy (it can even be negative); the"
+echo "'apply - pg_basebackup inside pgrepl' line compares within one run. Whole script: ${total}s."

@@ -659,13 +659,16 @@ impl Differ<'_> {
         // that no standby of this node uses any more: left over after a
         // switchover. Dropped, or they would hold WAL forever.
         for slot in &server.slots {
-            let managed = self.cfg.nodes.contains_key(&slot.name) || self.cfg.extra_slots.contains(&slot.name);
+            let managed = self.cfg.nodes.contains_key(&slot.name)
+                || self.cfg.extra_slots.contains(&slot.name);
             if managed && !want.slots.contains(&slot.name) && !slot.active {
                 let mut s = step(
                     &want.name,
                     format!("{}.slot.{}", want.name, slot.name),
                     Action::Delete,
-                    Op::DropSlot { name: slot.name.clone() },
+                    Op::DropSlot {
+                        name: slot.name.clone(),
+                    },
                 );
                 s.before = Some("physical slot, inactive".into());
                 s.reason = format!("no standby streams from {} through it any more", want.name);
@@ -705,7 +708,8 @@ impl Differ<'_> {
                     ),
                 );
             }
-            let managed = self.cfg.nodes.contains_key(&slot.name) || self.cfg.extra_slots.contains(&slot.name);
+            let managed = self.cfg.nodes.contains_key(&slot.name)
+                || self.cfg.extra_slots.contains(&slot.name);
             if want.slots.contains(&slot.name) || slot.active || managed {
                 continue;
             }

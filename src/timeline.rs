@@ -19,7 +19,10 @@ pub fn parse_history(text: &str) -> Vec<HistoryEntry> {
             let mut f = l.split_whitespace();
             let timeline = f.next()?.parse().ok()?;
             let switchpoint = f.next()?.parse().ok()?;
-            Some(HistoryEntry { timeline, switchpoint })
+            Some(HistoryEntry {
+                timeline,
+                switchpoint,
+            })
         })
         .collect()
 }
@@ -45,7 +48,10 @@ pub fn wal_end(node: &NodeState) -> Option<WalEnd> {
             s.current_lsn?
         };
         let timeline = if s.in_recovery {
-            s.wal_receiver.as_ref().and_then(|w| w.received_tli).unwrap_or(s.timeline)
+            s.wal_receiver
+                .as_ref()
+                .and_then(|w| w.received_tli)
+                .unwrap_or(s.timeline)
         } else {
             s.timeline
         };
@@ -80,13 +86,22 @@ pub enum Divergence {
     /// On the primary's timeline, or on an ancestor and not past its switchpoint.
     No,
     /// WAL written on `timeline` after the primary's history left it at `fork`.
-    Diverged { timeline: u32, fork: Lsn, end: Lsn, discarded_bytes: u64 },
+    Diverged {
+        timeline: u32,
+        fork: Lsn,
+        end: Lsn,
+        discarded_bytes: u64,
+    },
     /// A timeline the primary's history does not contain at all.
     OtherBranch { timeline: u32, end: Lsn },
 }
 
 /// `primary_timeline` with its history (entries for every ancestor).
-pub fn divergence(primary_timeline: u32, primary_history: &[HistoryEntry], node: WalEnd) -> Divergence {
+pub fn divergence(
+    primary_timeline: u32,
+    primary_history: &[HistoryEntry],
+    node: WalEnd,
+) -> Divergence {
     if node.timeline == primary_timeline {
         return Divergence::No;
     }
@@ -136,8 +151,14 @@ mod tests {
         assert_eq!(
             h,
             [
-                HistoryEntry { timeline: 1, switchpoint: lsn("0/3000148") },
-                HistoryEntry { timeline: 2, switchpoint: lsn("0/5000000") }
+                HistoryEntry {
+                    timeline: 1,
+                    switchpoint: lsn("0/3000148")
+                },
+                HistoryEntry {
+                    timeline: 2,
+                    switchpoint: lsn("0/5000000")
+                }
             ]
         );
         assert!(parse_history("garbage\n# comment\n").is_empty());
@@ -146,7 +167,11 @@ mod tests {
     #[test]
     fn same_timeline_is_not_diverged() {
         let h = parse_history(HISTORY_3);
-        let end = WalEnd { timeline: 3, lsn: lsn("9/0"), at_least: false };
+        let end = WalEnd {
+            timeline: 3,
+            lsn: lsn("9/0"),
+            at_least: false,
+        };
         assert_eq!(divergence(3, &h, end), Divergence::No);
     }
 
@@ -154,7 +179,11 @@ mod tests {
     fn an_ancestor_up_to_its_switchpoint_can_follow() {
         let h = parse_history(HISTORY_3);
         for at in ["0/3000148", "0/2000000"] {
-            let end = WalEnd { timeline: 1, lsn: lsn(at), at_least: false };
+            let end = WalEnd {
+                timeline: 1,
+                lsn: lsn(at),
+                at_least: false,
+            };
             assert_eq!(divergence(3, &h, end), Divergence::No, "{at}");
         }
     }
@@ -162,22 +191,52 @@ mod tests {
     #[test]
     fn writes_past_the_switchpoint_diverge() {
         let h = parse_history(HISTORY_3);
-        let end = WalEnd { timeline: 1, lsn: lsn("0/3000200"), at_least: false };
+        let end = WalEnd {
+            timeline: 1,
+            lsn: lsn("0/3000200"),
+            at_least: false,
+        };
         assert_eq!(
             divergence(3, &h, end),
-            Divergence::Diverged { timeline: 1, fork: lsn("0/3000148"), end: lsn("0/3000200"), discarded_bytes: 0xB8 }
+            Divergence::Diverged {
+                timeline: 1,
+                fork: lsn("0/3000148"),
+                end: lsn("0/3000200"),
+                discarded_bytes: 0xB8
+            }
         );
-        let end = WalEnd { timeline: 2, lsn: lsn("0/6000000"), at_least: false };
-        assert!(matches!(divergence(3, &h, end), Divergence::Diverged { timeline: 2, .. }));
+        let end = WalEnd {
+            timeline: 2,
+            lsn: lsn("0/6000000"),
+            at_least: false,
+        };
+        assert!(matches!(
+            divergence(3, &h, end),
+            Divergence::Diverged { timeline: 2, .. }
+        ));
     }
 
     #[test]
     fn a_timeline_the_primary_never_had_is_another_branch() {
         let h = parse_history("1\t0/3000148\tx\n");
-        let end = WalEnd { timeline: 3, lsn: lsn("0/4000000"), at_least: false };
-        assert!(matches!(divergence(2, &h, end), Divergence::OtherBranch { timeline: 3, .. }));
+        let end = WalEnd {
+            timeline: 3,
+            lsn: lsn("0/4000000"),
+            at_least: false,
+        };
+        assert!(matches!(
+            divergence(2, &h, end),
+            Divergence::OtherBranch { timeline: 3, .. }
+        ));
         // A sibling: timeline 2 of the primary's history is 1 -> 2; the node is on 1's other child.
-        let end = WalEnd { timeline: 4, lsn: lsn("0/1"), at_least: false };
-        assert!(matches!(divergence(2, &h, end), Divergence::OtherBranch { .. }));
+        let end = WalEnd {
+            timeline: 4,
+            lsn: lsn("0/1"),
+            at_least: false,
+        };
+        assert!(matches!(
+            divergence(2, &h, end),
+            Divergence::OtherBranch { .. }
+        ));
     }
 }

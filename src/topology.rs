@@ -55,7 +55,9 @@ fn is_standby(n: &NodeState) -> bool {
 }
 
 fn received(n: &NodeState) -> Option<Lsn> {
-    n.server.as_ref().and_then(|s| s.receive_lsn.max(s.replay_lsn))
+    n.server
+        .as_ref()
+        .and_then(|s| s.receive_lsn.max(s.replay_lsn))
 }
 
 fn human(b: u64) -> String {
@@ -65,7 +67,11 @@ fn human(b: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", U[i]) }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
 }
 
 /// Stands for the time apply runs in a planned path; the executor fills it in.
@@ -79,7 +85,9 @@ pub fn keep_as(data_dir: &str, now: &str) -> String {
 pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
     let mut t = Topology::default();
     let want = &cfg.cluster.primary;
-    let Some(cand) = obs.nodes.get(want) else { return t };
+    let Some(cand) = obs.nodes.get(want) else {
+        return t;
+    };
     if cand.unreachable.is_some() {
         return t; // reported as blocked by the ordinary diff
     }
@@ -88,6 +96,8 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
 
     if is_standby(cand) {
         let old = running_primaries.iter().find(|n| n.name != *want);
+        // Added only once a role change is actually planned.
+        let mut pre_slots = Vec::new();
         // Slots for the candidate's future downstreams, created while it is a standby.
         if cfg.replication.slots {
             let have: HashSet<&str> = cand
@@ -97,16 +107,26 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                 .unwrap_or_default();
             for d in cfg.downstreams(want) {
                 if !have.contains(d.name.as_str()) {
-                    let mut s = step(want, format!("{want}.slot.{}", d.name), Action::Create, Op::CreateSlot { name: d.name.clone() });
+                    let mut s = step(
+                        want,
+                        format!("{want}.slot.{}", d.name),
+                        Action::Create,
+                        Op::CreateSlot {
+                            name: d.name.clone(),
+                        },
+                    );
                     s.after = Some("physical slot".into());
                     s.reason = format!("{} will stream from the new primary through it", d.name);
-                    t.steps.push(s);
+                    pre_slots.push(s);
                 }
             }
         }
         match old {
             Some(old) => {
-                let lag = match (old.server.as_ref().and_then(|s| s.current_lsn), received(cand)) {
+                let lag = match (
+                    old.server.as_ref().and_then(|s| s.current_lsn),
+                    received(cand),
+                ) {
                     (Some(a), Some(b)) => a.0.saturating_sub(b.0),
                     _ => u64::MAX,
                 };
@@ -115,22 +135,38 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                     .as_ref()
                     .and_then(|s| s.wal_receiver.as_ref())
                     .is_some_and(|w| w.status == "streaming");
-                let same_sysid = old.server.as_ref().map(|s| &s.system_identifier) == cand.server.as_ref().map(|s| &s.system_identifier);
+                let same_sysid = old.server.as_ref().map(|s| &s.system_identifier)
+                    == cand.server.as_ref().map(|s| &s.system_identifier);
                 if !streaming || !same_sysid || lag > cfg.replication.max_lag_on_failover {
                     let why = if !same_sysid {
                         "it comes from another initdb (system identifier differs)".to_string()
                     } else if !streaming {
                         "it is not streaming".to_string()
                     } else {
-                        format!("it is {} behind {} (max_lag_on_failover {})", human(lag), old.name, human(cfg.replication.max_lag_on_failover))
+                        format!(
+                            "it is {} behind {} (max_lag_on_failover {})",
+                            human(lag),
+                            old.name,
+                            human(cfg.replication.max_lag_on_failover)
+                        )
                     };
                     t.blocked.push(Warning {
                         node: Some(want.clone()),
-                        message: format!("cannot switch over to {want}: {why}; wait, or fix it, and plan again"),
+                        message: format!(
+                            "cannot switch over to {want}: {why}; wait, or fix it, and plan again"
+                        ),
                     });
                     return t;
                 }
-                let mut s = step(want, "cluster.primary".into(), Action::Update, Op::Switchover { from: old.name.clone() });
+                t.steps.append(&mut pre_slots);
+                let mut s = step(
+                    want,
+                    "cluster.primary".into(),
+                    Action::Update,
+                    Op::Switchover {
+                        from: old.name.clone(),
+                    },
+                );
                 s.before = Some(old.name.clone());
                 s.after = Some(want.clone());
                 s.reason = format!(
@@ -153,13 +189,34 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                     .max_by_key(|(_, l)| *l);
                 let mine = received(cand).unwrap_or_default();
                 let behind = best.as_ref().map_or(0, |(_, l)| l.0.saturating_sub(mine.0));
-                let unreachable: Vec<String> = obs
+                // The primary being replaced: whom the candidate streamed
+                // from, else a node that is down or cannot be reached.
+                let upstream = cand
+                    .server
+                    .as_ref()
+                    .and_then(|s| s.wal_receiver.as_ref())
+                    .and_then(|w| w.sender_host.as_deref())
+                    .and_then(|h| obs.nodes.values().find(|n| n.host == h))
+                    .map(|n| n.name.clone());
+                let down = obs
                     .nodes
                     .values()
-                    .filter(|n| n.unreachable.is_some())
-                    .map(|n| n.name.clone())
-                    .collect();
-                let old_name = unreachable.first().cloned().unwrap_or_else(|| "the old primary".into());
+                    .filter(|n| n.name != *want)
+                    .find(|n| {
+                        n.unreachable.is_some()
+                            || (n.server.is_none()
+                                && n.files.as_ref().is_some_and(|f| f.control.is_some()))
+                    })
+                    .map(|n| n.name.clone());
+                let Some(old_name) = upstream.or(down) else {
+                    t.blocked.push(Warning {
+                        node: Some(want.clone()),
+                        message: format!(
+                            "{want} runs as a standby and no primary is running, stopped or unreachable to fail over from; check the nodes and plan again"
+                        ),
+                    });
+                    return t;
+                };
                 if behind > cfg.replication.max_lag_on_failover {
                     t.blocked.push(Warning {
                         node: Some(want.clone()),
@@ -173,14 +230,23 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                     });
                     t.needs_force = Some("data loss".into());
                 }
-                let mut s = step(want, "cluster.primary".into(), Action::Update, Op::Promote { old: old_name.clone() });
+                t.steps.append(&mut pre_slots);
+                let mut s = step(
+                    want,
+                    "cluster.primary".into(),
+                    Action::Update,
+                    Op::Promote {
+                        old: old_name.clone(),
+                    },
+                );
                 s.before = Some(format!("{old_name} (unreachable)"));
                 s.after = Some(want.clone());
                 s.reason = format!(
                     "failover: the old primary cannot be reached; promote {want} (received up to {mine}); needs --force; {old_name} is re-based when it is back"
                 );
                 t.steps.push(s);
-                t.needs_force.get_or_insert_with(|| format!("failover: {old_name} cannot be reached"));
+                t.needs_force
+                    .get_or_insert_with(|| format!("failover: {old_name} cannot be reached"));
                 t.deferred.insert(want.clone());
                 new_primary_ready = true;
             }
@@ -192,9 +258,17 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
 
     // Re-base whatever cannot follow the primary.
     let (p_tli, p_hist, p_sysid) = match &cand.server {
-        Some(s) if !s.in_recovery => (s.timeline, timeline::history_of(cand, s.timeline), Some(s.system_identifier.clone())),
+        Some(s) if !s.in_recovery => (
+            s.timeline,
+            timeline::history_of(cand, s.timeline),
+            Some(s.system_identifier.clone()),
+        ),
         // Just planned a promotion: the candidate's timeline will be one more.
-        Some(s) => (s.timeline, timeline::history_of(cand, s.timeline), Some(s.system_identifier.clone())),
+        Some(s) => (
+            s.timeline,
+            timeline::history_of(cand, s.timeline),
+            Some(s.system_identifier.clone()),
+        ),
         None => return t,
     };
     let promoting = is_standby(cand);
@@ -223,14 +297,29 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
             .as_ref()
             .and_then(|s| s.wal_receiver.as_ref())
             .and_then(|w| w.slot_name.as_ref())
-            .and_then(|slot| cand.server.as_ref().and_then(|s| s.slots.iter().find(|x| &x.name == slot)))
+            .and_then(|slot| {
+                cand.server
+                    .as_ref()
+                    .and_then(|s| s.slots.iter().find(|x| &x.name == slot))
+            })
             .is_some_and(|x| x.wal_status.as_deref() == Some("lost"));
         let (why, rewind) = if sysid.is_some() && sysid != p_sysid {
-            (format!("its system identifier {} differs from {want}'s: another cluster", sysid.unwrap_or_default()), false)
+            (
+                format!(
+                    "its system identifier {} differs from {want}'s: another cluster",
+                    sysid.unwrap_or_default()
+                ),
+                false,
+            )
         } else if lost_slot {
-            (format!("its slot on {want} lost WAL it still needs (wal_status lost)"), false)
+            (
+                format!("its slot on {want} lost WAL it still needs (wal_status lost)"),
+                false,
+            )
         } else {
-            let Some(end) = timeline::wal_end(n) else { continue };
+            let Some(end) = timeline::wal_end(n) else {
+                continue;
+            };
             let div = if promoting {
                 // After the promotion the candidate's history forks at what it received.
                 if end.timeline == p_tli && end.lsn > received(cand).unwrap_or_default() {
@@ -248,11 +337,19 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
             };
             match div {
                 Divergence::No if is_primary(n) => (
-                    format!("runs as a second primary on timeline {} (no WAL past the fork); it becomes a standby of {want}", end.timeline),
+                    format!(
+                        "runs as a second primary on timeline {} (no WAL past the fork); it becomes a standby of {want}",
+                        end.timeline
+                    ),
                     rewind_possible,
                 ),
                 Divergence::No => continue,
-                Divergence::Diverged { timeline, fork, discarded_bytes, .. } => (
+                Divergence::Diverged {
+                    timeline,
+                    fork,
+                    discarded_bytes,
+                    ..
+                } => (
                     format!(
                         "diverged at {fork} on timeline {timeline}: {}{} of WAL written there after the fork are discarded",
                         if end.at_least { "at least " } else { "" },
@@ -261,17 +358,26 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                     rewind_possible,
                 ),
                 Divergence::OtherBranch { timeline, end } => (
-                    format!("is on timeline {timeline} (up to {end}), which is not in {want}'s history"),
+                    format!(
+                        "is on timeline {timeline} (up to {end}), which is not in {want}'s history"
+                    ),
                     rewind_possible,
                 ),
             }
         };
         let method = if rewind {
-            format!("pg_rewind from {want} (after a CHECKPOINT there); if it fails, a fresh base backup with the old data directory kept at {keep}")
-        } else if cfg.rewind.is_none() && !why.contains("another cluster") && !why.contains("lost") {
-            format!("a fresh base backup (no [rewind] role in the file); the old data directory is kept at {keep}")
+            format!(
+                "pg_rewind from {want} (after a CHECKPOINT there); if it fails, a fresh base backup with the old data directory kept at {keep}"
+            )
+        } else if cfg.rewind.is_none() && !why.contains("another cluster") && !why.contains("lost")
+        {
+            format!(
+                "a fresh base backup (no [rewind] role in the file); the old data directory is kept at {keep}"
+            )
         } else if !why.contains("another cluster") && !why.contains("lost") {
-            format!("a fresh base backup (pg_rewind needs wal_log_hints or data checksums); the old data directory is kept at {keep}")
+            format!(
+                "a fresh base backup (pg_rewind needs wal_log_hints or data checksums); the old data directory is kept at {keep}"
+            )
         } else {
             format!("a fresh base backup; the old data directory is kept at {keep}")
         };
@@ -284,7 +390,14 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
             .iter()
             .any(|s| matches!(&s.op, Op::CreateSlot { name } if *name == n.name));
         if cfg.replication.slots && !slot_there && !slot_planned {
-            let mut s = step(want, format!("{want}.slot.{}", n.name), Action::Create, Op::CreateSlot { name: n.name.clone() });
+            let mut s = step(
+                want,
+                format!("{want}.slot.{}", n.name),
+                Action::Create,
+                Op::CreateSlot {
+                    name: n.name.clone(),
+                },
+            );
             s.after = Some("physical slot".into());
             s.reason = format!("{} streams through it once re-based", n.name);
             t.steps.push(s);

@@ -100,7 +100,11 @@ pub async fn execute(ctx: &mut Ctx<'_>, step: &Step) -> anyhow::Result<String> {
         Op::DropSlot { name } => drop_slot(ctx, name).await,
         Op::Switchover { from } => switchover(ctx, from).await,
         Op::Promote { old } => promote(ctx, old).await,
-        Op::Rebase { source, rewind, keep_as } => rebase(ctx, source, *rewind, keep_as).await,
+        Op::Rebase {
+            source,
+            rewind,
+            keep_as,
+        } => rebase(ctx, source, *rewind, keep_as).await,
     }
 }
 
@@ -623,13 +627,18 @@ async fn write_recovery(
 async fn drop_slot(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<String> {
     let client = ctx.client().await?;
     let row = client
-        .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&name])
+        .query_opt(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+            &[&name],
+        )
         .await?;
     match row.map(|r| r.get::<_, bool>(0)) {
         None => Ok("already gone".into()),
         Some(true) => bail!("slot {name} is in use; not dropping it"),
         Some(false) => {
-            client.query("SELECT pg_drop_replication_slot($1)", &[&name]).await?;
+            client
+                .query("SELECT pg_drop_replication_slot($1)", &[&name])
+                .await?;
             Ok(format!("dropped slot {name}"))
         }
     }
@@ -650,10 +659,25 @@ async fn wait_until(client: &Client, sql: &str, limit: Duration) -> anyhow::Resu
     }
 }
 
-async fn pg_ctl_on(session: &NodeSession, node: &Node, verb: &str, log: &str) -> anyhow::Result<()> {
+async fn pg_ctl_on(
+    session: &NodeSession,
+    node: &Node,
+    verb: &str,
+    log: &str,
+) -> anyhow::Result<()> {
     let pg_ctl = format!("{}/pg_ctl", node.postgres.bin_dir);
     let wait = PG_CTL_WAIT_S.to_string();
-    let mut argv = vec![pg_ctl.as_str(), verb, "-D", &node.postgres.data_dir, "-m", "fast", "-w", "-t", &wait];
+    let mut argv = vec![
+        pg_ctl.as_str(),
+        verb,
+        "-D",
+        &node.postgres.data_dir,
+        "-m",
+        "fast",
+        "-w",
+        "-t",
+        &wait,
+    ];
     if verb != "stop" {
         argv.extend(["-l", log]);
     }
@@ -668,17 +692,31 @@ async fn pg_ctl_on(session: &NodeSession, node: &Node, verb: &str, log: &str) ->
 
 fn log_file_of(node: &Node) -> String {
     let dd = node.postgres.data_dir.trim_end_matches('/');
-    let parent = dd.rsplit_once('/').map_or("/tmp", |(p, _)| if p.is_empty() { "/" } else { p });
+    let parent = dd
+        .rsplit_once('/')
+        .map_or("/tmp", |(p, _)| if p.is_empty() { "/" } else { p });
     format!("{parent}/pgrepl-postgresql.log")
 }
 
 /// `pg_controldata` of a stopped node: (cluster state, latest checkpoint).
-async fn controldata(session: &NodeSession, node: &Node) -> anyhow::Result<crate::gather::ControlData> {
+async fn controldata(
+    session: &NodeSession,
+    node: &Node,
+) -> anyhow::Result<crate::gather::ControlData> {
     let out = session
-        .run(&["env", "LC_ALL=C", &format!("{}/pg_controldata", node.postgres.bin_dir), &node.postgres.data_dir])
+        .run(&[
+            "env",
+            "LC_ALL=C",
+            &format!("{}/pg_controldata", node.postgres.bin_dir),
+            &node.postgres.data_dir,
+        ])
         .await?;
     if !out.success() {
-        bail!("{}: pg_controldata failed: {}", node.name, out.stderr.trim());
+        bail!(
+            "{}: pg_controldata failed: {}",
+            node.name,
+            out.stderr.trim()
+        );
     }
     Ok(crate::gather::parse::parse_controldata(&out.stdout))
 }
@@ -694,15 +732,28 @@ async fn switchover(ctx: &mut Ctx<'_>, from: &str) -> anyhow::Result<String> {
         .query_opt("SELECT status FROM pg_stat_wal_receiver", &[])
         .await?
         .map(|r| r.get::<_, String>(0));
-    if !candidate_client.query_one("SELECT pg_is_in_recovery()", &[]).await?.get::<_, bool>(0) {
+    if !candidate_client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await?
+        .get::<_, bool>(0)
+    {
         return Ok(format!("{} is already the primary", ctx.node.name));
     }
     if streaming.as_deref() != Some("streaming") {
-        bail!("{} is not streaming ({streaming:?}); not switching over", ctx.node.name);
+        bail!(
+            "{} is not streaming ({streaming:?}); not switching over",
+            ctx.node.name
+        );
     }
     let old_pg = &old.postgres;
-    let old_client = old_session.pg_client(old_pg.port, &old_pg.socket_dir).await?;
-    if old_client.query_one("SELECT pg_is_in_recovery()", &[]).await?.get::<_, bool>(0) {
+    let old_client = old_session
+        .pg_client(old_pg.port, &old_pg.socket_dir)
+        .await?;
+    if old_client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await?
+        .get::<_, bool>(0)
+    {
         bail!("{from} is not a primary any more; plan again");
     }
     let lag: i64 = old_client
@@ -716,7 +767,11 @@ async fn switchover(ctx: &mut Ctx<'_>, from: &str) -> anyhow::Result<String> {
         bail!(
             "{} is {} behind {from} (max_lag_on_failover is {} bytes); not switching over",
             ctx.node.name,
-            if lag < 0 { "not connected".to_string() } else { format!("{lag} bytes") },
+            if lag < 0 {
+                "not connected".to_string()
+            } else {
+                format!("{lag} bytes")
+            },
             cfg.replication.max_lag_on_failover
         );
     }
@@ -728,7 +783,10 @@ async fn switchover(ctx: &mut Ctx<'_>, from: &str) -> anyhow::Result<String> {
     let cd = controldata(old_session, old).await?;
     let (Some(shutdown_lsn), "shut down") = (cd.checkpoint_lsn, cd.state.as_str()) else {
         pg_ctl_on(old_session, old, "start", &old_log).await?;
-        bail!("{from} did not shut down cleanly ({}); it was started again as the primary", cd.state);
+        bail!(
+            "{from} did not shut down cleanly ({}); it was started again as the primary",
+            cd.state
+        );
     };
     // The shutdown checkpoint record starts at shutdown_lsn: past it means received.
     let received = wait_until(
@@ -744,14 +802,20 @@ async fn switchover(ctx: &mut Ctx<'_>, from: &str) -> anyhow::Result<String> {
             ctx.node.name
         );
     }
-    candidate_client.query_one("SELECT pg_promote(true, 60)", &[]).await?;
+    candidate_client
+        .query_one("SELECT pg_promote(true, 60)", &[])
+        .await?;
     let promoted_in = t0.elapsed();
     // The new primary's control file must show the new timeline (pg_rewind reads it).
     candidate_client.simple_query("CHECKPOINT").await?;
     // The old primary rejoins as a standby of the new one; it shut down
     // cleanly and the candidate has all of its WAL, so no pg_rewind.
     let conninfo = desired::primary_conninfo(cfg, old, ctx.node);
-    let slot = if cfg.replication.slots { old.name.clone() } else { String::new() };
+    let slot = if cfg.replication.slots {
+        old.name.clone()
+    } else {
+        String::new()
+    };
     let passfile = desired::passfile_path(cfg, old);
     let content = desired::passfile_content(cfg);
     let out = old_session
@@ -765,10 +829,21 @@ async fn switchover(ctx: &mut Ctx<'_>, from: &str) -> anyhow::Result<String> {
         bail!("{from}: writing the passfile failed: {}", out.stderr.trim());
     }
     let out = old_session
-        .run(&["sh", "-c", WRITE_RECOVERY_OFFLINE, "pgrepl-recovery", &old_pg.data_dir, &conninfo, &slot])
+        .run(&[
+            "sh",
+            "-c",
+            WRITE_RECOVERY_OFFLINE,
+            "pgrepl-recovery",
+            &old_pg.data_dir,
+            &conninfo,
+            &slot,
+        ])
         .await?;
     if !out.success() {
-        bail!("{from}: writing its recovery settings failed: {}", out.stderr.trim());
+        bail!(
+            "{from}: writing its recovery settings failed: {}",
+            out.stderr.trim()
+        );
     }
     pg_ctl_on(old_session, old, "start", &old_log).await?;
     let mut old_ctx = Ctx {
@@ -788,15 +863,26 @@ async fn switchover(ctx: &mut Ctx<'_>, from: &str) -> anyhow::Result<String> {
 
 async fn promote(ctx: &mut Ctx<'_>, old: &str) -> anyhow::Result<String> {
     let client = ctx.client().await?;
-    if !client.query_one("SELECT pg_is_in_recovery()", &[]).await?.get::<_, bool>(0) {
+    if !client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await?
+        .get::<_, bool>(0)
+    {
         return Ok("already the primary".into());
     }
     client.query_one("SELECT pg_promote(true, 60)", &[]).await?;
     client.simple_query("CHECKPOINT").await?;
-    Ok(format!("promoted without {old}; {old} is re-based when it is back"))
+    Ok(format!(
+        "promoted without {old}; {old} is re-based when it is back"
+    ))
 }
 
-async fn rebase(ctx: &mut Ctx<'_>, source: &str, rewind: bool, keep_as: &str) -> anyhow::Result<String> {
+async fn rebase(
+    ctx: &mut Ctx<'_>,
+    source: &str,
+    rewind: bool,
+    keep_as: &str,
+) -> anyhow::Result<String> {
     let keep_as = &keep_as.replace(crate::topology::APPLY_TIME, &crate::apply::utc_now());
     let cfg = ctx.cfg;
     let dd = ctx.node.postgres.data_dir.clone();
@@ -813,7 +899,9 @@ async fn rebase(ctx: &mut Ctx<'_>, source: &str, rewind: bool, keep_as: &str) ->
     if running {
         pg_ctl_on(ctx.session, ctx.node, "stop", &ctx.log_file()).await?;
     }
-    let src_client = src_session.pg_client(src.postgres.port, &src.postgres.socket_dir).await?;
+    let src_client = src_session
+        .pg_client(src.postgres.port, &src.postgres.socket_dir)
+        .await?;
     // pg_rewind reads the source's control file: it must show the new timeline.
     src_client.simple_query("CHECKPOINT").await?;
     drop(src_client);
@@ -837,7 +925,13 @@ async fn rebase(ctx: &mut Ctx<'_>, source: &str, rewind: bool, keep_as: &str) ->
         let out = ctx
             .session
             .run_streaming(
-                &[&ctx.bin("pg_rewind"), "-D", &dd, &format!("--source-server={source_server}"), "--progress"],
+                &[
+                    &ctx.bin("pg_rewind"),
+                    "-D",
+                    &dd,
+                    &format!("--source-server={source_server}"),
+                    "--progress",
+                ],
                 None,
                 BASE_BACKUP_LIMIT,
                 |l| progress(&format!("pg_rewind: {}", l.trim())),
@@ -847,24 +941,54 @@ async fn rebase(ctx: &mut Ctx<'_>, source: &str, rewind: bool, keep_as: &str) ->
             rewound = true;
             how = "pg_rewind".into();
         } else {
-            let why = out.stderr.lines().filter(|l| l.contains("error") || l.contains("fatal")).collect::<Vec<_>>().join("; ");
-            (ctx.progress)(&format!("pg_rewind failed ({why}); falling back to a fresh base backup"));
+            let why = out
+                .stderr
+                .lines()
+                .filter(|l| l.contains("error") || l.contains("fatal"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            (ctx.progress)(&format!(
+                "pg_rewind failed ({why}); falling back to a fresh base backup"
+            ));
             how = format!("base backup (pg_rewind failed: {why})");
         }
     }
     if !rewound {
         // Keep the diverged directory aside; never delete it.
-        ctx.run_ok(&["mv", "-T", &dd, keep_as], "moving the diverged data directory aside").await?;
+        ctx.run_ok(
+            &["mv", "-T", &dd, keep_as],
+            "moving the diverged data directory aside",
+        )
+        .await?;
         if how.is_empty() {
             how = "base backup".into();
         }
-        base_backup(ctx, source, cfg.replication.slots.then_some(ctx.node.name.as_str())).await?;
-        how.push_str(&format!("; the diverged data directory is kept at {keep_as}"));
+        base_backup(
+            ctx,
+            source,
+            cfg.replication.slots.then_some(ctx.node.name.as_str()),
+        )
+        .await?;
+        how.push_str(&format!(
+            "; the diverged data directory is kept at {keep_as}"
+        ));
     }
     let conninfo = desired::primary_conninfo(cfg, ctx.node, src);
-    let slot = if cfg.replication.slots { ctx.node.name.clone() } else { String::new() };
+    let slot = if cfg.replication.slots {
+        ctx.node.name.clone()
+    } else {
+        String::new()
+    };
     ctx.run_ok(
-        &["sh", "-c", WRITE_RECOVERY_OFFLINE, "pgrepl-recovery", &dd, &conninfo, &slot],
+        &[
+            "sh",
+            "-c",
+            WRITE_RECOVERY_OFFLINE,
+            "pgrepl-recovery",
+            &dd,
+            &conninfo,
+            &slot,
+        ],
         "writing the recovery settings",
     )
     .await?;

@@ -24,10 +24,15 @@ pub fn progress_line(msg: &str) {
 
 /// Takes the cluster lock on every reachable node, in file order: a second
 /// apply fails at the first node with who holds it since when.
-pub async fn lock_cluster(cfg: &Config, sessions: &IndexMap<String, NodeSession>) -> anyhow::Result<Vec<NodeLock>> {
+pub async fn lock_cluster(
+    cfg: &Config,
+    sessions: &IndexMap<String, NodeSession>,
+) -> anyhow::Result<Vec<NodeLock>> {
     let holder = format!(
         "pgrepl apply by {}@{} (pid {}) since {}",
-        std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "?".into()),
+        std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "?".into()),
         hostname(),
         std::process::id(),
         utc_now()
@@ -109,7 +114,11 @@ pub async fn run_steps(
         .map(|s| s.node.clone())
         .collect();
     let (builds, others): (Vec<&Step>, Vec<&Step>) = plan.changes.iter().partition(|s| {
-        built.contains(&s.node) && matches!(s.op, Op::BaseBackup { .. } | Op::WriteRecovery { .. } | Op::Start)
+        built.contains(&s.node)
+            && matches!(
+                s.op,
+                Op::BaseBackup { .. } | Op::WriteRecovery { .. } | Op::Start
+            )
     });
     for step in others {
         run_one(cfg, step, sessions, report).await?;
@@ -133,7 +142,11 @@ pub async fn run_steps(
         }
         let mut tasks = Vec::new();
         for name in &wave {
-            let steps: Vec<Step> = builds.iter().filter(|s| &s.node == name).map(|s| (*s).clone()).collect();
+            let steps: Vec<Step> = builds
+                .iter()
+                .filter(|s| &s.node == name)
+                .map(|s| (*s).clone())
+                .collect();
             let mut session = sessions
                 .shift_remove(name)
                 .ok_or_else(|| anyhow!("{name}: no SSH session (unreachable?)"))?;
@@ -186,7 +199,11 @@ async fn run_one(
     };
     let mut peer = match &peer_name {
         Some(p) => Some(sessions.shift_remove(p).ok_or_else(|| {
-            anyhow!("{}: step {} failed: no SSH session to {p} (unreachable?)", step.node, step.address)
+            anyhow!(
+                "{}: step {} failed: no SSH session to {p} (unreachable?)",
+                step.node,
+                step.address
+            )
         })?),
         None => None,
     };
@@ -211,10 +228,13 @@ async fn run_with_session(
     session: &mut NodeSession,
     peer: Option<&mut NodeSession>,
 ) -> anyhow::Result<String> {
-    let node = cfg
-        .nodes
-        .get(&step.node)
-        .ok_or_else(|| anyhow!("step {} names node {} which is not in the cluster file", step.address, step.node))?;
+    let node = cfg.nodes.get(&step.node).ok_or_else(|| {
+        anyhow!(
+            "step {} names node {} which is not in the cluster file",
+            step.address,
+            step.node
+        )
+    })?;
     let started = Instant::now();
     let name = step.node.clone();
     let progress = move |msg: &str| progress_line(&format!("  {name}: {msg}"));
@@ -238,7 +258,10 @@ async fn run_with_session(
     match exec::execute(&mut ctx, step).await {
         Ok(what) => {
             let secs = started.elapsed().as_secs_f64();
-            progress_line(&format!("{}: {} done in {secs:.2}s ({what})", step.node, step.address));
+            progress_line(&format!(
+                "{}: {} done in {secs:.2}s ({what})",
+                step.node, step.address
+            ));
             Ok(format!("{} ({secs:.2}s)", describe(step)))
         }
         Err(e) => Err(e.context(format!("{}: step {} failed", step.node, step.address))),

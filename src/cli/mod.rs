@@ -122,7 +122,9 @@ pub fn run(cli: Cli) -> ExitCode {
 
 /// The async runtime for commands that talk to nodes.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Prints an error once, with its chain of causes.

@@ -471,7 +471,7 @@ fn check_synchronous(
             None => c.error(
                 st.span(),
                 format!("synchronous standby `{name}` is not a node"),
-                did_you_mean_or_list(name, upstreams.keys().map(String::as_str), "the nodes are"),
+                did_you_mean_or_list(name, sorted_names(upstreams).iter().map(String::as_str), "the nodes are"),
             ),
             Some(Some(up)) if up != primary => c.error(
                 st.span(),
@@ -526,6 +526,13 @@ fn check_synchronous(
         count,
         standbys,
     }
+}
+
+/// Node names in a stable order, so suggestions never depend on hashing.
+fn sorted_names(upstreams: &HashMap<String, Option<String>>) -> Vec<String> {
+    let mut names: Vec<String> = upstreams.keys().cloned().collect();
+    names.sort();
+    names
 }
 
 fn check_role_name(c: &mut Checker, user: &Spanned<String>) -> String {

@@ -23,7 +23,10 @@ pub async fn gather(cfg: &Config) -> (Observed, IndexMap<String, NodeSession>) {
 }
 
 /// Like `gather`, reusing the sessions that are still open.
-pub async fn gather_with(cfg: &Config, mut open: IndexMap<String, NodeSession>) -> (Observed, IndexMap<String, NodeSession>) {
+pub async fn gather_with(
+    cfg: &Config,
+    mut open: IndexMap<String, NodeSession>,
+) -> (Observed, IndexMap<String, NodeSession>) {
     let tasks = cfg
         .nodes
         .values()
@@ -55,7 +58,11 @@ pub async fn gather_node(cfg: &Config, node: &Node) -> (NodeState, Option<NodeSe
     gather_node_with(cfg, node, None).await
 }
 
-async fn gather_node_with(cfg: &Config, node: &Node, existing: Option<NodeSession>) -> (NodeState, Option<NodeSession>) {
+async fn gather_node_with(
+    cfg: &Config,
+    node: &Node,
+    existing: Option<NodeSession>,
+) -> (NodeState, Option<NodeSession>) {
     let started = Instant::now();
     let mut state = NodeState {
         name: node.name.clone(),
@@ -112,7 +119,11 @@ async fn read_files(cfg: &Config, session: &NodeSession, node: &Node) -> anyhow:
     ];
     let out = session.run(&argv).await?;
     if !out.success() {
-        anyhow::bail!("{}: reading the data directory failed: {}", node.name, out.stderr.trim());
+        anyhow::bail!(
+            "{}: reading the data directory failed: {}",
+            node.name,
+            out.stderr.trim()
+        );
     }
     parse::parse_gather_output(&out.stdout).map_err(|e| anyhow::anyhow!("{}: {e}", node.name))
 }
@@ -131,16 +142,17 @@ const SQL_SERVER: &str = "SELECT current_setting('server_version_num')::int4,
   current_setting('hba_file'),
   (SELECT sum(pg_database_size(oid)) FROM pg_database)::int8";
 
-const SQL_SETTINGS: &str = "SELECT name, setting, unit, context, vartype, pending_restart, source FROM pg_settings";
-const SQL_FILE_SETTINGS: &str =
-    "SELECT coalesce(sourcefile, '') || ':' || coalesce(sourceline, 0) || ': ' || coalesce(name, '') || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL AND error <> 'setting could not be applied'";
+const SQL_SETTINGS: &str =
+    "SELECT name, setting, unit, context, vartype, pending_restart, source FROM pg_settings";
+const SQL_FILE_SETTINGS: &str = "SELECT coalesce(sourcefile, '') || ':' || coalesce(sourceline, 0) || ': ' || coalesce(name, '') || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL AND error <> 'setting could not be applied'";
 const SQL_ROLES: &str = "SELECT rolname::text, rolcanlogin, rolreplication, rolsuper, rolpassword,
   has_function_privilege(oid, 'pg_catalog.pg_ls_dir(text, boolean, boolean)', 'EXECUTE')
   AND has_function_privilege(oid, 'pg_catalog.pg_stat_file(text, boolean)', 'EXECUTE')
   AND has_function_privilege(oid, 'pg_catalog.pg_read_binary_file(text)', 'EXECUTE')
   AND has_function_privilege(oid, 'pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)', 'EXECUTE')
   FROM pg_authid WHERE rolname = ANY($1)";
-const SQL_HBA_ERRORS: &str = "SELECT coalesce(line_number, 0), error FROM pg_hba_file_rules WHERE error IS NOT NULL";
+const SQL_HBA_ERRORS: &str =
+    "SELECT coalesce(line_number, 0), error FROM pg_hba_file_rules WHERE error IS NOT NULL";
 const SQL_SLOTS: &str = "SELECT slot_name::text, slot_type, active, restart_lsn::text, wal_status,
   CASE WHEN restart_lsn IS NULL THEN NULL
        ELSE pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_lsn() END, restart_lsn)::int8 END
@@ -148,11 +160,16 @@ const SQL_SLOTS: &str = "SELECT slot_name::text, slot_type, active, restart_lsn:
 const SQL_REPLICATION: &str = "SELECT coalesce(application_name, ''), host(client_addr), state, sent_lsn::text, flush_lsn::text, replay_lsn::text,
   sync_state, extract(epoch FROM replay_lag)::float8
   FROM pg_stat_replication ORDER BY application_name";
-const SQL_WAL_RECEIVER: &str =
-    "SELECT status, received_tli, flushed_lsn::text, slot_name, sender_host, sender_port FROM pg_stat_wal_receiver";
+const SQL_WAL_RECEIVER: &str = "SELECT status, received_tli, flushed_lsn::text, slot_name, sender_host, sender_port FROM pg_stat_wal_receiver";
 
-async fn read_server(cfg: &Config, session: &mut NodeSession, node: &Node) -> anyhow::Result<ServerFacts> {
-    let client = session.pg_client(node.postgres.port, &node.postgres.socket_dir).await?;
+async fn read_server(
+    cfg: &Config,
+    session: &mut NodeSession,
+    node: &Node,
+) -> anyhow::Result<ServerFacts> {
+    let client = session
+        .pg_client(node.postgres.port, &node.postgres.socket_dir)
+        .await?;
     read_server_sql(cfg, &client)
         .await
         .with_context(|| format!("{}: reading the server's state over SQL failed", node.name))
@@ -259,7 +276,9 @@ async fn read_server_sql(cfg: &Config, client: &Client) -> anyhow::Result<Server
             .collect(),
         wal_receiver: receiver.first().map(|r| WalReceiverFacts {
             status: r.get(0),
-            received_tli: r.get::<_, Option<i32>>(1).and_then(|t| u32::try_from(t).ok()),
+            received_tli: r
+                .get::<_, Option<i32>>(1)
+                .and_then(|t| u32::try_from(t).ok()),
             flushed_lsn: lsn(r.get(2)),
             slot_name: r.get(3),
             sender_host: r.get(4),

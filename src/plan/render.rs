@@ -53,7 +53,10 @@ fn describe(step: &Step) -> String {
     // Role changes always say what they will do and why.
     let explains = matches!(
         step.op,
-        super::Op::Switchover { .. } | super::Op::Promote { .. } | super::Op::Rebase { .. } | super::Op::DropSlot { .. }
+        super::Op::Switchover { .. }
+            | super::Op::Promote { .. }
+            | super::Op::Rebase { .. }
+            | super::Op::DropSlot { .. }
     );
     if !step.reason.is_empty() && (s.is_empty() || step.sensitive || explains) {
         if !s.is_empty() {

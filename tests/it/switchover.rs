@@ -69,7 +69,10 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 fn sender_of(lab: &Lab, i: usize) -> String {
-    lab.sql(i, "SELECT sender_host || ':' || status FROM pg_stat_wal_receiver")
+    lab.sql(
+        i,
+        "SELECT sender_host || ':' || status FROM pg_stat_wal_receiver",
+    )
 }
 
 /// Writes through whichever node accepts writes, recording every committed id.
@@ -77,8 +80,14 @@ fn writer(lab: &Lab, stop: Arc<AtomicBool>) -> Vec<i64> {
     let mut committed = Vec::new();
     let mut target = 1;
     while !stop.load(Ordering::SeqCst) {
-        let out = lab.try_sql(target, "INSERT INTO lab_data(note) VALUES ('load') RETURNING id");
-        let id = String::from_utf8_lossy(&out.stdout).trim().parse::<i64>().ok();
+        let out = lab.try_sql(
+            target,
+            "INSERT INTO lab_data(note) VALUES ('load') RETURNING id",
+        );
+        let id = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<i64>()
+            .ok();
         match (out.status.success(), id) {
             (true, Some(id)) => committed.push(id),
             _ => target = if target == 1 { 2 } else { 1 },
@@ -97,14 +106,25 @@ fn ids_on(lab: &Lab, i: usize) -> std::collections::HashSet<i64> {
 
 #[test]
 fn switchover_under_write_load_loses_nothing_and_back_again() {
-    let Some(lab) = Lab::for_test("switchover_under_write_load_loses_nothing_and_back_again", 3) else {
+    let Some(lab) = Lab::for_test(
+        "switchover_under_write_load_loses_nothing_and_back_again",
+        3,
+    ) else {
         return;
     };
     apply_ok(&lab, &[]);
     for (from, to) in [(1usize, 2usize), (2, 1)] {
         let stop = Arc::new(AtomicBool::new(false));
+        /// Stops the writer even when an assertion fails, so the scope ends.
+        struct StopOnDrop(Arc<AtomicBool>);
+        impl Drop for StopOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
         let committed = std::thread::scope(|s| {
             let w = s.spawn(|| writer(&lab, stop.clone()));
+            let _guard = StopOnDrop(stop.clone());
             std::thread::sleep(Duration::from_millis(300));
             set_primary(&lab, &lab.node_name(to));
             let plan = pgrepl(&lab, &["plan"]);
@@ -112,28 +132,53 @@ fn switchover_under_write_load_loses_nothing_and_back_again() {
             assert!(shown.contains("cluster.primary"), "{shown}");
             assert!(shown.contains("switchover"), "{shown}");
             let out = apply_ok(&lab, &[]);
-            assert!(!out.contains("pg_rewind:"), "a clean switchover needs no pg_rewind:\n{out}");
+            assert!(
+                !out.contains("pg_rewind:"),
+                "a clean switchover needs no pg_rewind:\n{out}"
+            );
             std::thread::sleep(Duration::from_millis(300));
             stop.store(true, Ordering::SeqCst);
             w.join().expect("writer")
         });
-        assert!(committed.len() > 10, "the load wrote only {} rows", committed.len());
+        assert!(
+            committed.len() > 10,
+            "the load wrote only {} rows",
+            committed.len()
+        );
         assert_eq!(lab.sql(to, "SELECT pg_is_in_recovery()"), "f");
         assert_eq!(lab.sql(from, "SELECT pg_is_in_recovery()"), "t");
         let to_host = lab.host(to);
-        wait_for("the old primary and node3 to stream from the new one", Duration::from_secs(20), || {
-            sender_of(&lab, from) == format!("{to_host}:streaming") && sender_of(&lab, 3) == format!("{to_host}:streaming")
-        });
+        wait_for(
+            "the old primary and node3 to stream from the new one",
+            Duration::from_secs(20),
+            || {
+                sender_of(&lab, from) == format!("{to_host}:streaming")
+                    && sender_of(&lab, 3) == format!("{to_host}:streaming")
+            },
+        );
         let on_new = ids_on(&lab, to);
         let lost: Vec<&i64> = committed.iter().filter(|id| !on_new.contains(id)).collect();
-        assert!(lost.is_empty(), "committed rows lost in the switchover {from} -> {to}: {lost:?}");
+        assert!(
+            lost.is_empty(),
+            "committed rows lost in the switchover {from} -> {to}: {lost:?}"
+        );
         plan_is_empty(&lab);
         // Slots: the new primary holds one per standby; the old one none of them.
         assert_eq!(
-            lab.sql(to, "SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots"),
-            [from, 3].iter().map(|i| lab.node_name(*i)).collect::<Vec<_>>().join(",")
+            lab.sql(
+                to,
+                "SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots"
+            ),
+            [from, 3]
+                .iter()
+                .map(|i| lab.node_name(*i))
+                .collect::<Vec<_>>()
+                .join(",")
         );
-        assert_eq!(lab.sql(from, "SELECT count(*) FROM pg_replication_slots"), "0");
+        assert_eq!(
+            lab.sql(from, "SELECT count(*) FROM pg_replication_slots"),
+            "0"
+        );
     }
 }
 
@@ -154,10 +199,18 @@ fn failover_then_the_diverged_old_primary_is_rewound() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "f");
     let h2 = lab.host(2);
-    wait_for("node3 to follow node2", Duration::from_secs(20), || sender_of(&lab, 3) == format!("{h2}:streaming"));
+    wait_for("node3 to follow node2", Duration::from_secs(20), || {
+        sender_of(&lab, 3) == format!("{h2}:streaming")
+    });
     // Split brain: the cut-off old primary keeps accepting writes.
-    lab.sql(1, "INSERT INTO lab_data(note) SELECT 'split brain' FROM generate_series(1, 2000)");
-    lab.sql(2, "INSERT INTO lab_data(note) VALUES ('on the new primary')");
+    lab.sql(
+        1,
+        "INSERT INTO lab_data(note) SELECT 'split brain' FROM generate_series(1, 2000)",
+    );
+    lab.sql(
+        2,
+        "INSERT INTO lab_data(note) VALUES ('on the new primary')",
+    );
     lab.heal(1);
     let plan = pgrepl(&lab, &["plan"]);
     let shown = text(&plan);
@@ -168,39 +221,82 @@ fn failover_then_the_diverged_old_primary_is_rewound() {
     assert!(shown.contains("pg_rewind"), "{shown}");
     let out = apply_ok(&lab, &[]);
     assert!(out.contains("by pg_rewind"), "{out}");
-    wait_for("node1 to stream from node2", Duration::from_secs(20), || sender_of(&lab, 1) == format!("{h2}:streaming"));
+    wait_for(
+        "node1 to stream from node2",
+        Duration::from_secs(20),
+        || sender_of(&lab, 1) == format!("{h2}:streaming"),
+    );
     let want = lab.sql(2, "SELECT count(*) || ':' || max(id) FROM lab_data");
-    wait_for("node1's rows to equal node2's", Duration::from_secs(10), || {
-        lab.sql(1, "SELECT count(*) || ':' || max(id) FROM lab_data") == want
-    });
-    assert_eq!(lab.sql(1, "SELECT count(*) FROM lab_data WHERE note = 'split brain'"), "0");
+    wait_for(
+        "node1's rows to equal node2's",
+        Duration::from_secs(10),
+        || lab.sql(1, "SELECT count(*) || ':' || max(id) FROM lab_data") == want,
+    );
+    assert_eq!(
+        lab.sql(
+            1,
+            "SELECT count(*) FROM lab_data WHERE note = 'split brain'"
+        ),
+        "0"
+    );
     plan_is_empty(&lab);
 }
 
 #[test]
 fn without_wal_log_hints_the_diverged_node_gets_a_base_backup_and_is_kept() {
-    let Some(lab) = Lab::for_test("without_wal_log_hints_the_diverged_node_gets_a_base_backup_and_is_kept", 2) else {
+    let Some(lab) = Lab::for_test(
+        "without_wal_log_hints_the_diverged_node_gets_a_base_backup_and_is_kept",
+        2,
+    ) else {
         return;
     };
     let path = lab.config_path();
-    let cfg = std::fs::read_to_string(&path).expect("config").replace("wal_log_hints = true", "wal_log_hints = false");
+    let cfg = std::fs::read_to_string(&path)
+        .expect("config")
+        .replace("wal_log_hints = true", "wal_log_hints = false");
     std::fs::write(&path, cfg).expect("config");
     apply_ok(&lab, &[]);
     lab.cut(1);
     set_primary(&lab, "node2");
     let out = apply(&lab, &["--force"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    lab.sql(1, "INSERT INTO lab_data(note) SELECT 'split brain' FROM generate_series(1, 500)");
+    lab.sql(
+        1,
+        "INSERT INTO lab_data(note) SELECT 'split brain' FROM generate_series(1, 500)",
+    );
     lab.heal(1);
     let shown = text(&pgrepl(&lab, &["plan"]));
     assert!(shown.contains("node1.timeline"), "{shown}");
     assert!(shown.contains("base backup"), "{shown}");
     assert!(shown.contains(".pgrepl-old-"), "{shown}");
     apply_ok(&lab, &[]);
-    let kept = lab.exec(1, &["sh", "-c", "ls -d \"$1\".pgrepl-old-*", "sh", &lab.data_dir()]);
-    assert!(kept.status.success(), "the diverged data directory is kept: {}", String::from_utf8_lossy(&kept.stderr));
+    let kept = lab.exec(
+        1,
+        &[
+            "sh",
+            "-c",
+            "ls -d \"$1\".pgrepl-old-*",
+            "sh",
+            &lab.data_dir(),
+        ],
+    );
+    assert!(
+        kept.status.success(),
+        "the diverged data directory is kept: {}",
+        String::from_utf8_lossy(&kept.stderr)
+    );
     let h2 = lab.host(2);
-    wait_for("node1 to stream from node2", Duration::from_secs(20), || sender_of(&lab, 1) == format!("{h2}:streaming"));
-    assert_eq!(lab.sql(1, "SELECT count(*) FROM lab_data WHERE note = 'split brain'"), "0");
+    wait_for(
+        "node1 to stream from node2",
+        Duration::from_secs(20),
+        || sender_of(&lab, 1) == format!("{h2}:streaming"),
+    );
+    assert_eq!(
+        lab.sql(
+            1,
+            "SELECT count(*) FROM lab_data WHERE note = 'split brain'"
+        ),
+        "0"
+    );
     plan_is_empty(&lab);
 }

@@ -308,6 +308,14 @@ fn apply_drift(cfg: &Config, obs: &mut Observed, name: &str, d: &Drift) {
         Shape::WrongRole => {
             if let Some(s) = builder::node(obs, name).server.as_mut() {
                 s.in_recovery = !s.in_recovery;
+                // What the server reports in its new role.
+                if s.in_recovery {
+                    s.receive_lsn = s.current_lsn.take();
+                    s.replay_lsn = s.receive_lsn;
+                } else {
+                    s.current_lsn = s.replay_lsn;
+                    s.wal_receiver = None;
+                }
             }
         }
     }
