@@ -67,11 +67,31 @@ pub struct NodeStatus {
 
 /// Derives every node's role and health.
 pub fn derive(cfg: &Config, obs: &Observed) -> ClusterStatus {
-    let nodes: Vec<NodeStatus> = obs
+    let mut nodes: Vec<NodeStatus> = obs
         .nodes
         .values()
         .map(|n| derive_node(cfg, obs, n))
         .collect();
+    // The same analysis the plan uses: a node that must be re-based has
+    // diverged (it may look alive: a diverged standby sits "waiting").
+    let topo = crate::topology::plan_topology(cfg, obs, crate::topology::APPLY_TIME);
+    for step in topo
+        .steps
+        .iter()
+        .filter(|s| matches!(s.op, crate::plan::Op::Rebase { .. }))
+    {
+        if let Some(n) = nodes.iter_mut().find(|n| n.name == step.node) {
+            n.role = Role::Diverged;
+            n.healthy = false;
+            let why = step
+                .reason
+                .split("; re-base by")
+                .next()
+                .unwrap_or(&step.reason);
+            n.problems
+                .push(format!("{why}; `pgrepl apply` re-bases it"));
+        }
+    }
     ClusterStatus {
         cluster: obs.cluster.clone(),
         healthy: nodes.iter().all(|n| n.healthy),

@@ -212,6 +212,18 @@ fn failover_then_the_diverged_old_primary_is_rewound() {
         "INSERT INTO lab_data(note) VALUES ('on the new primary')",
     );
     lab.heal(1);
+    // status calls it what it is, and unhealthy.
+    let st = pgrepl(&lab, &["status", "--json"]);
+    assert_eq!(st.status.code(), Some(1), "{}", text(&st));
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("json");
+    let n1 = v["nodes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["name"] == "node1"))
+        .cloned()
+        .expect("node1");
+    assert_eq!(n1["role"], "diverged", "{n1:#}");
+    assert_eq!(n1["healthy"], false);
+    assert!(n1["problems"].to_string().contains("diverged at"), "{n1:#}");
     let plan = pgrepl(&lab, &["plan"]);
     let shown = text(&plan);
     assert!(shown.contains("node1.timeline"), "{shown}");
