@@ -4,7 +4,7 @@
 BENCH_LAB=lab/lab.sh
 PGREPL=target/release/pgrepl
 BENCH_LABS_UP=()  # the labs this script brought up (and only those are torn down)
-BENCH_TMP=$(mktemp -d /tmp/pgrepl-bench.XXXXXX)
+BENCH_TMP=  # made by bench_init
 
 bench_die() {
 	echo "${0##*/}: $*" >&2
@@ -17,13 +17,14 @@ bench_cleanup() {
 	for k in "${BENCH_LABS_UP[@]}"; do
 		bash "$BENCH_LAB" --k "$k" down >/dev/null 2>&1 || echo "${0##*/}: lab $k: down failed; run: bash $BENCH_LAB --k $k down" >&2
 	done
-	rm -rf "$BENCH_TMP"
+	[ -n "$BENCH_TMP" ] && rm -rf "$BENCH_TMP"
 	exit "$rc"
 }
 
 bench_init() {
 	[ "$(id -u)" = 0 ] || bench_die "run as root (the lab needs network and mount namespaces)"
 	trap bench_cleanup EXIT
+	BENCH_TMP=$(mktemp -d /tmp/pgrepl-bench.XXXXXX)
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
 	# A lab whose owner is gone can be reclaimed by the test fixture.

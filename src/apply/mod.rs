@@ -127,7 +127,7 @@ pub async fn run_steps(
     let mut pending: Vec<String> = builds.iter().map(|s| s.node.clone()).collect();
     pending.dedup();
     while !pending.is_empty() {
-        let wave: Vec<String> = pending
+        let ready: Vec<String> = pending
             .iter()
             .filter(|n| {
                 cfg.nodes[*n]
@@ -137,6 +137,20 @@ pub async fn run_steps(
             })
             .cloned()
             .collect();
+        // Each running `pg_basebackup -X stream` takes two WAL senders and a
+        // built standby one: with D standbys in the end and c built at once
+        // the upstream needs D + c senders, so c is at most max_wal_senders - D.
+        let mut per_upstream: IndexMap<String, usize> = IndexMap::new();
+        let mut wave = Vec::new();
+        for name in ready {
+            let up = cfg.nodes[&name].upstream.clone().unwrap_or_default();
+            let cap = parallel_builds(cfg, &up);
+            let used = per_upstream.entry(up).or_insert(0);
+            if *used < cap {
+                *used += 1;
+                wave.push(name);
+            }
+        }
         if wave.is_empty() {
             bail!("cannot order the new standbys: {}", pending.join(", "));
         }
@@ -183,6 +197,21 @@ pub async fn run_steps(
         pending.retain(|n| !wave.contains(n));
     }
     Ok(())
+}
+
+/// How many standbys of `upstream` may be built at once.
+pub fn parallel_builds(cfg: &Config, upstream: &str) -> usize {
+    let senders = cfg
+        .nodes
+        .get(upstream)
+        .and_then(|n| n.settings.get("max_wal_senders"))
+        .and_then(|s| match &s.normalized {
+            Some(crate::guc::Normalized::Integer(v)) => usize::try_from(*v).ok(),
+            _ => None,
+        })
+        .unwrap_or(10);
+    let standbys = cfg.downstreams(upstream).count();
+    senders.saturating_sub(standbys).max(1)
 }
 
 async fn run_one(

@@ -196,6 +196,7 @@ pub fn check(
         );
     }
     check_hot_standby_settings(&mut c, &raw, &nodes, &cluster.primary);
+    check_wal_senders(&mut c, &raw, &nodes);
     let hba = check_hba(&mut c, &raw, &nodes);
     let extra_slots = check_slots(&mut c, &raw, &node_names);
 
@@ -949,6 +950,49 @@ fn value_help(def: &guc::GucDef) -> String {
         (guc::VarType::Integer, None) => format!("`{}` is an integer{range}", def.name),
         (guc::VarType::Real, None) => format!("`{}` is a number{range}", def.name),
         (guc::VarType::String, _) => format!("`{}` is a string: write it in quotes", def.name),
+    }
+}
+
+/// Any node may become the primary and stream to all the others, and a
+/// base backup takes two WAL senders while the others stream: each node
+/// needs at least one sender per other node plus one.
+fn check_wal_senders(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<String, Node>) {
+    let need = nodes.len() as i64;
+    for (name, node) in nodes {
+        let have = match node.settings.get("max_wal_senders").map(|s| &s.normalized) {
+            Some(Some(guc::Normalized::Integer(v))) => *v,
+            Some(_) => continue,
+            None => 10, // PostgreSQL's default
+        };
+        if have >= need {
+            continue;
+        }
+        let span = raw
+            .nodes
+            .get_ref()
+            .iter()
+            .find(|(k, _)| k.get_ref() == name)
+            .and_then(|(_, n)| {
+                n.get_ref()
+                    .settings
+                    .iter()
+                    .find(|(k, _)| k.get_ref().eq_ignore_ascii_case("max_wal_senders"))
+            })
+            .or_else(|| {
+                raw.settings
+                    .iter()
+                    .find(|(k, _)| k.get_ref().eq_ignore_ascii_case("max_wal_senders"))
+            })
+            .map_or_else(|| raw.nodes.span(), |(_, v)| v.span());
+        c.error(
+            span,
+            format!("max_wal_senders on `{name}` is {have}, too low for {need} nodes"),
+            format!(
+                "any node may become primary and stream to all {} other nodes, and a base backup needs two senders: set max_wal_senders to at least {need}",
+                need - 1
+            ),
+        );
+        return;
     }
 }
 

@@ -646,3 +646,7 @@ rule!(
     not_settable_guc,
     with_cluster("[settings]\nblock_size = 8192\n")
 );
+rule!(
+    too_few_wal_senders,
+    with_cluster("[settings]\nmax_wal_senders = 1\n")
+);
