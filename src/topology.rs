@@ -271,7 +271,9 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
         ),
         None => return t,
     };
-    let promoting = is_standby(cand);
+    // Only a failover forks the history at what the candidate received; in a
+    // switchover it receives all the old primary wrote, so no standby is ahead.
+    let promoting = t.steps.iter().any(|s| matches!(s.op, Op::Promote { .. }));
     for n in obs.nodes.values() {
         if n.name == *want || n.unreachable.is_some() || t.deferred.contains(&n.name) {
             continue;

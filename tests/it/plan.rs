@@ -864,3 +864,163 @@ fn plan_schema_rejects_what_the_format_forbids() {
         );
     }
 }
+
+/// Role changes: switchover, failover, re-base (pure, from hand-built states).
+mod topology {
+    use super::*;
+    use pgrepl::gather::Lsn;
+
+    /// The `orders` cluster with another node named primary.
+    fn with_primary(name: &str) -> Config {
+        load(&ORDERS_SWITCHED.replace("PRIMARY", name))
+    }
+
+    const ORDERS_SWITCHED: &str = r#"
+[cluster]
+name = "orders"
+primary = "PRIMARY"
+[nodes.db1]
+host = "10.0.2.10"
+[nodes.db2]
+host = "10.0.2.11"
+[nodes.db3]
+host = "10.0.2.12"
+[replication]
+user = "replicator"
+password = { env = "PGREPL_REPLICATION_PASSWORD" }
+[rewind]
+user = "pgrepl_rewind"
+password = { env = "PGREPL_REWIND_PASSWORD" }
+[settings]
+wal_level = "replica"
+max_wal_senders = 10
+max_replication_slots = 10
+wal_keep_size = "1GB"
+hot_standby = true
+wal_log_hints = true
+"#;
+
+    fn addresses(plan: &Plan) -> Vec<String> {
+        plan.changes
+            .iter()
+            .map(|s| format!("{} {}", s.action.symbol(), s.address))
+            .collect()
+    }
+
+    #[test]
+    fn a_new_primary_in_the_file_plans_a_switchover_and_no_rebase_for_a_standby_ahead() {
+        let obs = converged(&orders(""));
+        let cfg = with_primary("db2");
+        let mut obs = obs;
+        // Under write load node db3 may have received a little more than db2:
+        // in a switchover db2 receives everything, so db3 is not diverged.
+        let ahead = server(&mut obs, "db2").receive_lsn.map(|l| Lsn(l.0 + 184));
+        server(&mut obs, "db3").receive_lsn = ahead;
+        let plan = diff::plan(&cfg, &obs);
+        let got = addresses(&plan);
+        assert_eq!(
+            &got[..3],
+            ["+ db2.slot.db1", "+ db2.slot.db3", "~ cluster.primary"],
+            "{got:#?}"
+        );
+        assert!(got.contains(&"~ db3.recovery".to_string()), "{got:#?}");
+        assert!(
+            !got.iter().any(|a| a.contains(".timeline")),
+            "no re-base in a clean switchover: {got:#?}"
+        );
+        assert!(plan.blocked.is_empty(), "{:?}", plan.blocked);
+        let text = render::text(&plan, Style { color: false });
+        assert!(
+            text.contains("switchover: CHECKPOINT and fast shutdown of db1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_primary_plans_a_failover_that_needs_force() {
+        let mut obs = converged(&orders(""));
+        cut(&mut obs, "db1");
+        let plan = diff::plan(&with_primary("db2"), &obs);
+        let promote = plan
+            .changes
+            .iter()
+            .find(|s| s.address == "cluster.primary")
+            .expect("a failover step");
+        assert!(
+            matches!(&promote.op, pgrepl::plan::Op::Promote { old } if old == "db1"),
+            "{promote:?}"
+        );
+        assert!(
+            promote.reason.contains("needs --force"),
+            "{}",
+            promote.reason
+        );
+        assert!(
+            plan.blocked
+                .iter()
+                .any(|b| b.node.as_deref() == Some("db1")),
+            "{:?}",
+            plan.blocked
+        );
+        assert!(plan.data_loss.is_none());
+    }
+
+    #[test]
+    fn a_lagging_failover_candidate_is_refused_without_allow_data_loss() {
+        let mut obs = converged(&orders(""));
+        cut(&mut obs, "db1");
+        let far = server(&mut obs, "db2")
+            .receive_lsn
+            .map(|l| Lsn(l.0 + 64 * 1024 * 1024));
+        server(&mut obs, "db3").receive_lsn = far;
+        let plan = diff::plan(&with_primary("db2"), &obs);
+        assert!(plan.data_loss.is_some(), "{:?}", plan.blocked);
+        assert!(
+            plan.blocked
+                .iter()
+                .any(|b| b.message.contains("--allow-data-loss")),
+            "{:?}",
+            plan.blocked
+        );
+    }
+
+    #[test]
+    fn an_old_primary_that_kept_writing_is_rebased_with_pg_rewind() {
+        let mut obs = converged(&orders(""));
+        // db2 was promoted at 0/3000000 (timeline 2); db1 kept writing on timeline 1.
+        let s2 = server(&mut obs, "db2");
+        s2.in_recovery = false;
+        s2.timeline = 2;
+        s2.current_lsn = Some("0/3100000".parse().expect("lsn"));
+        s2.wal_receiver = None;
+        builder::files(&mut obs, "db2")
+            .histories
+            .push((2, "1\t0/3000000\tno recovery target specified\n".into()));
+        let s1 = server(&mut obs, "db1");
+        s1.timeline = 1;
+        s1.current_lsn = Some("0/3000400".parse().expect("lsn"));
+        let plan = diff::plan(&with_primary("db2"), &obs);
+        let rebase = plan
+            .changes
+            .iter()
+            .find(|s| s.address == "db1.timeline")
+            .unwrap_or_else(|| panic!("{:#?}", addresses(&plan)));
+        assert_eq!(rebase.action, Action::Replace);
+        assert!(
+            matches!(&rebase.op, pgrepl::plan::Op::Rebase { source, rewind: true, .. } if source == "db2")
+        );
+        assert!(
+            rebase
+                .reason
+                .contains("diverged at 0/3000000 on timeline 1"),
+            "{}",
+            rebase.reason
+        );
+        assert!(rebase.reason.contains("1.0 kB of WAL"), "{}", rebase.reason);
+        assert!(rebase.reason.contains(".pgrepl-old-"), "{}", rebase.reason);
+        let st = pgrepl::status::derive(&with_primary("db2"), &obs);
+        let n1 = st.nodes.iter().find(|n| n.name == "db1").expect("db1");
+        assert_eq!(n1.role, pgrepl::status::Role::Diverged);
+        assert!(!n1.healthy);
+    }
+}
