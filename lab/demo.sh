@@ -74,9 +74,10 @@ lab status
 
 HELP=$("$PGREPL" --help 2>&1 || true)
 has() { grep -qE "^[[:space:]]+$1([[:space:]]|$)" <<<"$HELP"; }
+failed=
 run() {
 	echo "\$ pgrepl $*"
-	"$PGREPL" "$@" || echo "(pgrepl $1 exited with $?)"
+	"$PGREPL" "$@" || { echo "(pgrepl $1 exited with $?)"; failed="$failed $1"; }
 }
 
 step "pgrepl on the lab's cluster file ($CONFIG)"
@@ -89,6 +90,9 @@ if has apply; then
 fi
 if has status; then run status -c "$CONFIG"; fi
 [ -n "$ran" ] || echo "(this build of pgrepl has neither validate nor plan yet)"
+if [ -n "$failed" ]; then
+	echo "demo.sh: pgrepl failed:$failed (see above); the lab is still up for a look" >&2
+fi
 
 cat <<EOF
 
@@ -96,7 +100,9 @@ cat <<EOF
   . $ENV_FILE                       # the passwords the cluster file refers to
   $PGREPL plan -c $CONFIG
   $PGREPL apply -c $CONFIG
-  \$EDITOR $CONFIG                  # e.g. primary = "node2", then plan/apply again
+  \$EDITOR $CONFIG                  # e.g. primary = "node2": plan shows a switchover, apply does it
+  bash $LAB_SH --k $K cut 1; \$EDITOR $CONFIG; $PGREPL apply -c $CONFIG --force   # failover
+  bash $LAB_SH --k $K heal 1; $PGREPL plan -c $CONFIG   # node1 diverged? apply re-bases it
   bash $LAB_SH --k $K status
   bash $LAB_SH --k $K sql 1 'SELECT count(*) FROM lab_data'
   bash $LAB_SH --k $K ssh node2     # as pgrepl does: postgres@198.18.$K.12, strict host keys
@@ -104,3 +110,4 @@ cat <<EOF
 Tear it down (removes namespaces, links, processes and $(lab dir)):
   bash $LAB_SH --k $K down
 EOF
+[ -z "$failed" ] || exit 1

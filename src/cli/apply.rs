@@ -48,8 +48,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             config_path.display()
         );
     }
-    let rt = super::runtime()?;
-    rt.block_on(apply(&cfg, args, saved))
+    super::block_on(apply(&cfg, args, saved))?
 }
 
 async fn close_all(sessions: IndexMap<String, NodeSession>) {

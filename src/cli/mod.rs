@@ -120,11 +120,17 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// The async runtime for commands that talk to nodes.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
+/// Runs the async part of a command. Everything a command needs is awaited
+/// inside `fut`; what is left (an SSH channel still opening to a node that
+/// stopped answering) must not hold the exit, so the runtime is shut down
+/// without waiting for it.
+pub fn block_on<F: std::future::Future>(fut: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?)
+        .build()?;
+    let out = rt.block_on(fut);
+    rt.shutdown_background();
+    Ok(out)
 }
 
 /// Prints an error once, with its chain of causes.

@@ -53,14 +53,13 @@ pub fn config_digest(path: &Path) -> anyhow::Result<String> {
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let cfg = config::load(&args.file.config)?;
-    let rt = super::runtime()?;
-    let plan = rt.block_on(async {
+    let plan = super::block_on(async {
         let (plan, _, sessions) = make_plan(&cfg, &args.target).await;
         for s in sessions.into_values() {
             s.close().await;
         }
         plan
-    });
+    })?;
     eprint!("{}", render::problems(&plan, stderr_style()));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&render::json(&plan))?);

@@ -7,14 +7,13 @@ use crate::{config, gather, status};
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let cfg = config::load(&args.file.config)?;
-    let rt = super::runtime()?;
-    let st = rt.block_on(async {
+    let st = super::block_on(async {
         let (observed, sessions) = gather::gather(&cfg).await;
         for s in sessions.into_values() {
             s.close().await;
         }
         status::derive(&cfg, &observed)
-    });
+    })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&st)?);
     } else {

@@ -120,24 +120,139 @@ pub struct NodeSession {
     connect_timeout: Duration,
     /// Holds the local end of the forwarded PostgreSQL socket.
     pg_dir: Option<tempfile::TempDir>,
+    /// The master outlives this run (detached, not closed).
+    persisted: bool,
+}
+
+/// Idle seconds after which a master left for the next run exits.
+pub const PERSIST_S: usize = 60;
+
+fn persist_enabled() -> bool {
+    std::env::var("PGREPL_SSH_PERSIST").map_or(true, |v| v != "0")
+}
+
+/// `$XDG_RUNTIME_DIR/pgrepl-ssh` or `/tmp/pgrepl-ssh-<uid>`: owned by this
+/// user, mode 0700, or no reuse at all.
+fn control_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(d) if d.is_dir() => d.join("pgrepl-ssh"),
+        _ => PathBuf::from(format!("/tmp/pgrepl-ssh-{uid}")),
+    };
+    if !dir.exists() {
+        std::fs::create_dir(&dir).ok()?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).ok()?;
+    }
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0).then_some(dir)
+}
+
+/// One master per (user, host, port, key, known_hosts): a different file
+/// never reuses a connection made under other settings.
+fn master_key(node: &Node) -> String {
+    let s = &node.ssh;
+    crate::gather::digest(&format!(
+        "{}@{}:{}|{:?}|{:?}|{:?}",
+        s.user, node.host, s.port, s.identity_file, s.known_hosts_file, s.known_hosts
+    ))
+}
+
+/// Directories of masters that have exited (no socket left), older than
+/// ten minutes so that a master being started now is never touched.
+fn remove_dead_masters(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let is_master_dir = e
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".ssh-connection");
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(600));
+        if is_master_dir && old && !path.join("master").exists() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// How long one remote command may take before the node is reported hung.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl NodeSession {
-    /// Opens the master connection, bounded by the node's `ssh.connect_timeout`.
+    /// Opens the node's master connection, bounded by `ssh.connect_timeout`.
+    ///
+    /// Masters outlive a run by `PERSIST_S` seconds of idleness (OpenSSH
+    /// ControlPersist, in a private directory), so the next run skips the
+    /// SSH handshake, which dominates a drift check. A reused master is
+    /// probed first; `PGREPL_SSH_PERSIST=0` turns reuse off.
     pub async fn connect(node: &Node) -> Result<NodeSession, ConnectError> {
         let ssh = &node.ssh;
+        let persist_dir = if persist_enabled() {
+            control_dir()
+        } else {
+            None
+        };
+        let link = persist_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.ctl", master_key(node))));
+        if let Some(link) = &link
+            && let Ok(ctl) = std::fs::read_link(link)
+        {
+            let session = Session::resume_mux(ctl.into_boxed_path(), None);
+            let alive = matches!(
+                timeout(Duration::from_secs(1), session.check()).await,
+                Ok(Ok(()))
+            );
+            let candidate = NodeSession::wrap(node, session, true);
+            if alive {
+                // Null stdio: a native-mux command hands its file descriptors to
+                // the master, which would keep the caller's pipes open.
+                let probe = async {
+                    candidate
+                        .session
+                        .raw_command("true")
+                        .stdin(openssh::Stdio::null())
+                        .stdout(openssh::Stdio::null())
+                        .stderr(openssh::Stdio::null())
+                        .status()
+                        .await
+                };
+                match timeout(ssh.connect_timeout, probe).await {
+                    Ok(Ok(status)) if status.success() => return Ok(candidate),
+                    // The established path no longer carries anything: the node is
+                    // unreachable now, whatever a fresh connect would wait to learn.
+                    // (Its master ends by itself: ServerAlive gives up within 6 s.)
+                    Err(_) => {
+                        drop(candidate);
+                        let _ = std::fs::remove_file(link);
+                        return Err(ConnectError {
+                            kind: Unreachable::Timeout,
+                            detail: format!("no answer within {}", humantime(ssh.connect_timeout)),
+                        });
+                    }
+                    Ok(_) => {}
+                }
+            }
+            candidate.stop_master().await;
+            let _ = std::fs::remove_file(link);
+        }
         let mut b = SessionBuilder::default();
         b.user(ssh.user.clone())
             .port(ssh.port)
             .connect_timeout(ssh.connect_timeout.max(Duration::from_secs(1)))
             .server_alive_interval(Duration::from_secs(2))
-            .control_directory(std::env::temp_dir())
-            // A master left behind by a killed pgrepl exits on its own.
+            .control_directory(persist_dir.clone().unwrap_or_else(std::env::temp_dir))
+            // A master outlives the run by PERSIST_S seconds of idleness, and
+            // one left behind by a killed pgrepl exits on its own.
             .control_persist(ControlPersist::IdleFor(
-                NonZeroUsize::new(60).expect("nonzero"),
+                NonZeroUsize::new(PERSIST_S).expect("nonzero"),
             ))
             .known_hosts_check(match ssh.known_hosts {
                 KnownHosts::Strict => SshKnownHosts::Strict,
@@ -148,6 +263,9 @@ impl NodeSession {
         }
         if let Some(kh) = &ssh.known_hosts_file {
             b.user_known_hosts_file(kh);
+        }
+        if let Some(dir) = &persist_dir {
+            remove_dead_masters(dir);
         }
         // ssh's ConnectTimeout covers the TCP connect; the overall bound covers
         // a peer that accepts and then stalls during the handshake.
@@ -168,14 +286,30 @@ impl NodeSession {
             }
             Ok(Ok(s)) => s,
         };
-        Ok(NodeSession {
+        if let Some(link) = &link {
+            let _ = std::fs::remove_file(link);
+            let _ = std::os::unix::fs::symlink(session.control_socket(), link);
+        }
+        Ok(NodeSession::wrap(node, session, link.is_some()))
+    }
+
+    fn wrap(node: &Node, session: Session, persisted: bool) -> NodeSession {
+        NodeSession {
             node: node.name.clone(),
             session: Arc::new(session),
-            user: ssh.user.clone(),
+            user: node.ssh.user.clone(),
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
-            connect_timeout: ssh.connect_timeout,
+            connect_timeout: node.ssh.connect_timeout,
             pg_dir: None,
-        })
+            persisted,
+        }
+    }
+
+    /// Asks a master to exit (it finishes what it carries first).
+    async fn stop_master(self) {
+        if let Ok(session) = Arc::try_unwrap(self.session) {
+            let _ = timeout(Duration::from_secs(2), session.close()).await;
+        }
     }
 
     /// Runs `argv` on the node (each argument quoted) and collects its output.
@@ -510,10 +644,16 @@ while IFS= read -r _; do touch "$L.holder"; done"#;
         }
     }
 
-    /// Closes the master connection.
+    /// Ends this run's use of the node: a persisted master is left running
+    /// for the next run (it exits after `PERSIST_S` idle seconds), any other
+    /// is closed.
     pub async fn close(self) {
         if let Ok(session) = Arc::try_unwrap(self.session) {
-            let _ = session.close().await;
+            if self.persisted {
+                let _ = session.detach();
+            } else {
+                let _ = session.close().await;
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The one integration-test binary: pure config tests and the real-node lab tests.
 
 mod apply;
+mod apply_more;
 mod config;
 mod lab;
 mod plan;
