@@ -544,10 +544,35 @@ async fn base_backup(
         )
         .await?;
     }
+    own_hba_offline(ctx).await?;
     Ok(format!(
         "base backup of {upstream} in {:.2}s",
         started.elapsed().as_secs_f64()
     ))
+}
+
+/// A base backup or pg_rewind copies the source's pg_hba.conf: put this
+/// node's own managed block in before it first starts (the rules are the
+/// ones every node already runs with).
+async fn own_hba_offline(ctx: &Ctx<'_>) -> anyhow::Result<()> {
+    let pg = &ctx.node.postgres;
+    if pg.config_dir.is_some() {
+        return Ok(()); // configuration outside the data directory is not copied
+    }
+    let path = format!("{}/pg_hba.conf", pg.data_dir);
+    let current = ctx
+        .run_ok(&["cat", &path], "reading the copied pg_hba.conf")
+        .await?;
+    let next = crate::diff::render_hba(&current, &desired::hba_block(ctx.cfg, ctx.node));
+    if next != current {
+        ctx.run_stdin_ok(
+            &["sh", "-c", WRITE_FILE, "pgrepl-write", &path],
+            next.as_bytes(),
+            "writing pg_hba.conf",
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Prints `direct` (an empty data directory exists: back up into it),
@@ -992,6 +1017,7 @@ async fn rebase(
         "writing the recovery settings",
     )
     .await?;
+    own_hba_offline(ctx).await?;
     service(ctx, "start").await?;
     wait_streaming(ctx).await?;
     Ok(format!("re-based from {source} by {how}; streaming"))

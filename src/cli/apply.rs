@@ -64,6 +64,11 @@ async fn apply(
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (observed, mut sessions) = gather::gather(cfg).await;
+    let unreachable: IndexMap<String, gather::UnreachableInfo> = observed
+        .nodes
+        .values()
+        .filter_map(|n| n.unreachable.clone().map(|u| (n.name.clone(), u)))
+        .collect();
     let plan: Plan = match saved {
         Some(pf) => {
             let now = diff::facts(cfg, &observed);
@@ -123,7 +128,8 @@ async fn apply(
     let mut remaining = None;
     if result.is_ok() {
         for round in 0..4 {
-            let (observed, s) = gather::gather_with(cfg, std::mem::take(&mut sessions)).await;
+            let (observed, s) =
+                gather::regather(cfg, std::mem::take(&mut sessions), &unreachable).await;
             sessions = s;
             let next = diff::plan(cfg, &observed).restrict_to(&args.target);
             if next.is_empty() || round == 3 {

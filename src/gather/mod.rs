@@ -22,27 +22,63 @@ pub async fn gather(cfg: &Config) -> (Observed, IndexMap<String, NodeSession>) {
     gather_with(cfg, IndexMap::new()).await
 }
 
+/// Like `gather_with`, but nodes already found unreachable in this run are
+/// not dialled again: waiting out a connect timeout twice learns nothing.
+pub async fn regather(
+    cfg: &Config,
+    open: IndexMap<String, NodeSession>,
+    known_unreachable: &IndexMap<String, UnreachableInfo>,
+) -> (Observed, IndexMap<String, NodeSession>) {
+    gather_some(cfg, open, known_unreachable).await
+}
+
 /// Like `gather`, reusing the sessions that are still open.
 pub async fn gather_with(
     cfg: &Config,
+    open: IndexMap<String, NodeSession>,
+) -> (Observed, IndexMap<String, NodeSession>) {
+    gather_some(cfg, open, &IndexMap::new()).await
+}
+
+async fn gather_some(
+    cfg: &Config,
     mut open: IndexMap<String, NodeSession>,
+    skip: &IndexMap<String, UnreachableInfo>,
 ) -> (Observed, IndexMap<String, NodeSession>) {
     let tasks = cfg
         .nodes
         .values()
+        .filter(|node| !skip.contains_key(&node.name))
         .map(|node| {
             let existing = open.shift_remove(&node.name);
             gather_node_with(cfg, node, existing)
         })
         .collect::<Vec<_>>();
     let results = futures_util::future::join_all(tasks).await;
-    let mut nodes = IndexMap::new();
+    let mut gathered = IndexMap::new();
     let mut sessions = IndexMap::new();
     for (state, session) in results {
         if let Some(s) = session {
             sessions.insert(state.name.clone(), s);
         }
-        nodes.insert(state.name.clone(), state);
+        gathered.insert(state.name.clone(), state);
+    }
+    // In the file's order; skipped nodes keep what made them unreachable.
+    let mut nodes = IndexMap::new();
+    for node in cfg.nodes.values() {
+        let state = match (gathered.shift_remove(&node.name), skip.get(&node.name)) {
+            (Some(state), _) => state,
+            (None, info) => NodeState {
+                name: node.name.clone(),
+                host: node.host.clone(),
+                unreachable: info.cloned(),
+                files: None,
+                server: None,
+                errors: Vec::new(),
+                gather_ms: 0,
+            },
+        };
+        nodes.insert(node.name.clone(), state);
     }
     (
         Observed {
