@@ -13,6 +13,10 @@
 #   env BENCH_RATE: writes per second of the client (default 50)
 #   env BENCH_PYTHON: a python3 that can `import psycopg` (see below)
 #   env BENCH_SSH_OPTS: extra ssh options for pgrepl (an experiment; see status.sh)
+#   env PGREPL_SSH_PERSIST=0: pgrepl opens cold SSH connections every run
+#       (by default it reuses its SSH masters for 60 s, so the timed commands
+#       here, which follow another pgrepl run on the same lab within seconds,
+#       find them warm; the report says which)
 #   env BENCH_LOGS=DIR: keep pgrepl's time-stamped output, the client's
 #       per-try log and the nodes' PostgreSQL logs in DIR (also on failure)
 #
@@ -459,7 +463,7 @@ line() { # label "n min med p90 max mean" [target verdict-op limit]
 header() { printf '%-58s %3s %7s %7s %7s  %-9s %s\n' "$1" n min median max target verdict; }
 
 echo
-echo "pgrepl switchover and re-base ($(bench_env_line))"
+echo "pgrepl switchover and re-base ($(bench_env_line); SSH masters $([ "${PGREPL_SSH_PERSIST:-}" = 0 ] && echo 'cold: PGREPL_SSH_PERSIST=0' || echo 'reused between runs (default)'))"
 echo "load average (1 min) at the timed commands: $(sort -g "$BENCH_TMP/load" | head -1)..$(sort -g "$BENCH_TMP/load" | tail -1); at start $LOAD_START; other labs on the host now: $(ls /var/tmp/pgrepl-lab 2>/dev/null | grep -c '^[0-9]' || true)"
 echo
 echo "1. switchover on a 3-node lab under a $RATE writes/s client ($ROUNDS x 1->2 and 2->1; no committed row lost)"

@@ -113,13 +113,10 @@ pub async fn run_steps(
         .filter(|s| matches!(s.op, Op::BaseBackup { .. }))
         .map(|s| s.node.clone())
         .collect();
-    let (builds, others): (Vec<&Step>, Vec<&Step>) = plan.changes.iter().partition(|s| {
-        built.contains(&s.node)
-            && matches!(
-                s.op,
-                Op::BaseBackup { .. } | Op::WriteRecovery { .. } | Op::Start
-            )
-    });
+    // Every step on a node being built belongs to its build, in plan order
+    // (a cascading standby's slot on it comes after it runs).
+    let (builds, others): (Vec<&Step>, Vec<&Step>) =
+        plan.changes.iter().partition(|s| built.contains(&s.node));
     for step in others {
         run_one(cfg, step, sessions, report).await?;
     }

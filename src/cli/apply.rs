@@ -127,12 +127,14 @@ async fn apply(
     // settings): one more round, then the final check.
     let mut remaining = None;
     if result.is_ok() {
-        for round in 0..4 {
+        // A saved plan runs exactly its approved steps: no further rounds.
+        let rounds = if args.planfile.is_some() { 1 } else { 4 };
+        for round in 0..rounds {
             let (observed, s) =
                 gather::regather(cfg, std::mem::take(&mut sessions), &unreachable).await;
             sessions = s;
             let next = diff::plan(cfg, &observed).restrict_to(&args.target);
-            if next.is_empty() || round == 3 {
+            if next.is_empty() || round + 1 == rounds {
                 remaining = Some(next);
                 break;
             }
