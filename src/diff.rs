@@ -251,6 +251,18 @@ impl Differ<'_> {
         is_primary: bool,
     ) {
         let name = want.name.as_str();
+        if let Some(major) = self.cfg.cluster.postgres_version
+            && server.version_num / 10000 != major
+        {
+            self.block(
+                name,
+                format!(
+                    "runs PostgreSQL {} but the file says postgres_version = {major}; upgrade the node or fix the file",
+                    server.version_num / 10000
+                ),
+            );
+            return;
+        }
         if is_primary && server.in_recovery {
             self.block(
                 name,

@@ -1024,3 +1024,35 @@ wal_log_hints = true
         assert!(!n1.healthy);
     }
 }
+
+#[test]
+fn a_node_on_another_major_than_the_file_names_is_blocked() {
+    let cfg = load(&ORDERS_V16);
+    let obs = converged(&cfg);
+    let plan = diff::plan(&cfg, &obs);
+    let blocked: Vec<String> = plan.blocked.iter().map(|b| b.message.clone()).collect();
+    assert_eq!(blocked.len(), 3, "{blocked:#?}");
+    assert!(
+        blocked[0].contains("runs PostgreSQL 15 but the file says postgres_version = 16"),
+        "{blocked:#?}"
+    );
+    assert!(plan.changes.is_empty());
+}
+
+const ORDERS_V16: &str = r#"
+[cluster]
+name = "orders"
+primary = "db1"
+postgres_version = 16
+[nodes.db1]
+host = "10.0.2.10"
+[nodes.db2]
+host = "10.0.2.11"
+[nodes.db3]
+host = "10.0.2.12"
+[replication]
+user = "replicator"
+password = { env = "PGREPL_REPLICATION_PASSWORD" }
+[settings]
+wal_level = "replica"
+"#;
