@@ -1027,7 +1027,7 @@ wal_log_hints = true
 
 #[test]
 fn a_node_on_another_major_than_the_file_names_is_blocked() {
-    let cfg = load(&ORDERS_V16);
+    let cfg = load(ORDERS_V16);
     let obs = converged(&cfg);
     let plan = diff::plan(&cfg, &obs);
     let blocked: Vec<String> = plan.blocked.iter().map(|b| b.message.clone()).collect();
