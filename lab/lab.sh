@@ -474,7 +474,9 @@ kill_node() {
 	for t in $(seq 1 300); do
 		local left=
 		for pid in $(ns_pids "$ns"); do
-			[ "$(stat -c %U "/proc/$pid" 2>/dev/null)" = "$PG_USER" ] && alive "$pid" && left=1 && break
+			# PostgreSQL's own processes only: sshd sessions of the postgres
+			# user (kept open by a client's ControlPersist) go in the next pass.
+			[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = postgres ] && alive "$pid" && left=1 && break
 		done
 		[ -z "$left" ] && break
 		sleep 0.01

@@ -501,13 +501,12 @@ impl Differ<'_> {
                         Ok(v) => v.display_with_unit(def),
                         Err(_) => live.setting.clone(),
                     };
-                    // synchronous_standby_names has its own syntax: one literal.
-                    let sql_value = if setting.name == "synchronous_standby_names" {
-                        sql_literal(&toml_text(&setting.value))
-                    } else {
-                        want_v.to_alter_system_value(def)
-                    };
-                    (equal, before, want_v.display_with_unit(def), sql_value)
+                    (
+                        equal,
+                        before,
+                        want_v.display_with_unit(def),
+                        want_v.to_alter_system_value(def),
+                    )
                 }
                 _ => {
                     let after = toml_text(&setting.value);

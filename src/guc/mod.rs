@@ -446,11 +446,12 @@ pub fn list_kind(def: &GucDef) -> ListKind {
         | "createrole_self_grant"
         | "log_destination"
         | "listen_addresses"
-        | "synchronous_standby_names"
         | "wal_consistency_checking"
         | "debug_io_direct"
         | "synchronized_standby_slots"
         | "restrict_nonsystem_relation_kind" => ListKind::List,
+        // synchronous_standby_names is `FIRST n (a, b)` / `ANY n (...)`: its
+        // own grammar, compared and written whole as one string.
         _ => ListKind::NotList,
     }
 }

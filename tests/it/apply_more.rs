@@ -464,6 +464,30 @@ fn synchronous_standby_names_follow_the_primary_across_a_switchover() {
     assert_eq!(status_node(&st, "node2")["sync_state"], "sync", "{st:#}");
     assert_eq!(status_node(&st, "node3")["sync_state"], "async", "{st:#}");
 
+    // Drift: the whole text quoted as one name (what an earlier pgrepl wrote)
+    // names a standby called `FIRST 1 ("node2")`, which matches no standby:
+    // every commit on node1 would wait forever. The plan must see it.
+    set_live(
+        &lab,
+        1,
+        "synchronous_standby_names",
+        "\"FIRST 1 (\"\"node2\"\")\"",
+    );
+    wait_for("node2 to be async", Duration::from_secs(10), || {
+        sync_states_on(&lab, 1) == "node2:streaming:async,node3:streaming:async"
+    });
+    assert_eq!(
+        planned_addresses(&lab),
+        ["node1.service", "node1.setting.synchronous_standby_names"],
+        "a synchronous_standby_names that names no standby is drift"
+    );
+    apply_ok(&lab, &[]);
+    assert_eq!(
+        lab.sql(1, "SHOW synchronous_standby_names"),
+        "FIRST 1 (\"node2\")"
+    );
+    commit_confirmed(&lab, 1, "synchronous again");
+
     // Switch over to node2: the list moves to it, without node2 itself.
     set_primary(&lab, "node2");
     apply_ok(&lab, &[]);
