@@ -138,7 +138,8 @@ struct Differ<'a> {
     deferred: std::collections::HashSet<String>,
 }
 
-fn step(node: &str, address: String, action: Action, op: Op) -> Step {
+/// A step with only its address, action and operation filled in.
+pub(crate) fn step(node: &str, address: String, action: Action, op: Op) -> Step {
     Step {
         address,
         node: node.to_string(),
@@ -889,7 +890,8 @@ pub fn sql_literal(s: &str) -> String {
     }
 }
 
-fn human_bytes(b: u64) -> String {
+/// Bytes as people read them: `512 B`, `1.5 MB` (1024-based, as PostgreSQL).
+pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = b as f64;
     let mut i = 0;

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::diff::human_bytes;
 use crate::gather::{DataDir, Lsn, NodeState, Observed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -252,21 +253,6 @@ fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
     st
 }
 
-fn bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
 /// The status table.
 pub fn render_table(s: &ClusterStatus) -> String {
     let dash = || "-".to_string();
@@ -287,8 +273,8 @@ pub fn render_table(s: &ClusterStatus) -> String {
         .iter()
         .map(|n| {
             let lag = match (n.lag_bytes, n.lag_seconds) {
-                (Some(b), Some(t)) => format!("{}, {t:.1}s", bytes(b)),
-                (Some(b), None) => bytes(b),
+                (Some(b), Some(t)) => format!("{}, {t:.1}s", human_bytes(b)),
+                (Some(b), None) => human_bytes(b),
                 _ => dash(),
             };
             let slot = match &n.slot {
@@ -296,7 +282,7 @@ pub fn render_table(s: &ClusterStatus) -> String {
                     "{name} ({}, {})",
                     n.slot_wal_status.as_deref().unwrap_or("?"),
                     n.slot_retained_bytes
-                        .map_or_else(|| "?".into(), |b| bytes(b.max(0) as u64))
+                        .map_or_else(|| "?".into(), |b| human_bytes(b.max(0) as u64))
                 ),
                 None => dash(),
             };

@@ -14,6 +14,7 @@
 use std::collections::HashSet;
 
 use crate::config::Config;
+use crate::diff::{human_bytes, step};
 use crate::gather::{Lsn, NodeState, Observed};
 use crate::plan::{Action, Op, Step, Warning};
 use crate::timeline::{self, Divergence};
@@ -31,21 +32,6 @@ pub struct Topology {
     pub needs_force: Option<String>,
 }
 
-fn step(node: &str, address: String, action: Action, op: Op) -> Step {
-    Step {
-        address,
-        node: node.to_string(),
-        action,
-        before: None,
-        after: None,
-        restart: false,
-        reason: String::new(),
-        sensitive: false,
-        diff: None,
-        op,
-    }
-}
-
 fn is_primary(n: &NodeState) -> bool {
     n.server.as_ref().is_some_and(|s| !s.in_recovery)
 }
@@ -58,20 +44,6 @@ fn received(n: &NodeState) -> Option<Lsn> {
     n.server
         .as_ref()
         .and_then(|s| s.receive_lsn.max(s.replay_lsn))
-}
-
-fn human(b: u64) -> String {
-    const U: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let (mut v, mut i) = (b as f64, 0);
-    while v >= 1024.0 && i + 1 < U.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
 }
 
 /// Stands for the time apply runs in a planned path; the executor fills it in.
@@ -145,9 +117,9 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                     } else {
                         format!(
                             "it is {} behind {} (max_lag_on_failover {})",
-                            human(lag),
+                            human_bytes(lag),
                             old.name,
-                            human(cfg.replication.max_lag_on_failover)
+                            human_bytes(cfg.replication.max_lag_on_failover)
                         )
                     };
                     t.blocked.push(Warning {
@@ -171,7 +143,7 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                 s.after = Some(want.clone());
                 s.reason = format!(
                     "switchover: CHECKPOINT and fast shutdown of {o}, wait until {want} received its shutdown checkpoint (lag now {}), promote {want}, CHECKPOINT; {o} restarts as its standby without pg_rewind",
-                    human(lag),
+                    human_bytes(lag),
                     o = old.name
                 );
                 t.steps.push(s);
@@ -222,9 +194,9 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                         node: Some(want.clone()),
                         message: format!(
                             "{want} is {} behind {} (max_lag_on_failover {}): promoting it would lose committed data; name {} as primary, or use --allow-data-loss",
-                            human(behind),
+                            human_bytes(behind),
                             best.as_ref().map_or("", |(n, _)| n.as_str()),
-                            human(cfg.replication.max_lag_on_failover),
+                            human_bytes(cfg.replication.max_lag_on_failover),
                             best.as_ref().map_or("", |(n, _)| n.as_str()),
                         ),
                     });
@@ -355,7 +327,7 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                     format!(
                         "diverged at {fork} on timeline {timeline}: {}{} of WAL written there after the fork are discarded",
                         if end.at_least { "at least " } else { "" },
-                        human(discarded_bytes)
+                        human_bytes(discarded_bytes)
                     ),
                     rewind_possible,
                 ),

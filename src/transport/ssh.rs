@@ -324,42 +324,7 @@ impl NodeSession {
         stdin: Option<&[u8]>,
         limit: Duration,
     ) -> anyhow::Result<RemoteOutput> {
-        let line = command_line(argv);
-        let program = argv.first().map_or("", |a| a.as_ref()).to_string();
-        let fut = async {
-            let mut cmd = self.session.raw_command(&line);
-            cmd.stdin(if stdin.is_some() {
-                openssh::Stdio::piped()
-            } else {
-                openssh::Stdio::null()
-            })
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped());
-            let mut child = cmd.spawn().await?;
-            if let (Some(input), Some(mut pipe)) = (stdin, child.stdin().take()) {
-                pipe.write_all(input)
-                    .await
-                    .map_err(openssh::Error::ChildIo)?;
-                pipe.shutdown().await.map_err(openssh::Error::ChildIo)?;
-                drop(pipe);
-            }
-            child.wait_with_output().await
-        };
-        let out = timeout(limit, fut)
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "{}: `{program}` did not finish within {}",
-                    self.node,
-                    humantime(limit)
-                )
-            })?
-            .with_context(|| format!("{}: running `{program}` over SSH failed", self.node))?;
-        Ok(RemoteOutput {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        self.run_streaming(argv, stdin, limit, |_| {}).await
     }
 
     /// Runs `argv` and hands each line of its stderr (split at `\r` or
