@@ -67,11 +67,7 @@ impl Ctx<'_> {
     }
 
     fn log_file(&self) -> String {
-        let dd = self.node.postgres.data_dir.trim_end_matches('/');
-        let parent = dd
-            .rsplit_once('/')
-            .map_or("/tmp", |(p, _)| if p.is_empty() { "/" } else { p });
-        format!("{parent}/pgrepl-postgresql.log")
+        log_file_of(self.node)
     }
 
     fn bin(&self, name: &str) -> String {
@@ -168,44 +164,68 @@ async fn check_config_files(client: &Client) -> anyhow::Result<()> {
 }
 
 async fn service(ctx: &mut Ctx<'_>, verb: &str) -> anyhow::Result<String> {
-    let pg = &ctx.node.postgres;
+    control(ctx.session, ctx.node, verb).await
+}
+
+/// Starts, stops or restarts PostgreSQL on `node` through its `service`;
+/// the one place that knows pg_ctl, systemd and pg_ctlcluster.
+async fn control(session: &NodeSession, node: &Node, verb: &str) -> anyhow::Result<String> {
+    let pg = &node.postgres;
     let wait = PG_CTL_WAIT_S.to_string();
-    let log = ctx.log_file();
-    let pg_ctl = ctx.bin("pg_ctl");
+    let log = log_file_of(node);
+    let pg_ctl = format!("{}/pg_ctl", pg.bin_dir);
     let argv: Vec<&str> = match &pg.service {
-        // -l: without it the server keeps the SSH channel open and the command never returns.
-        Service::PgCtl => vec![
-            &pg_ctl,
-            verb,
-            "-D",
-            &pg.data_dir,
-            "-m",
-            "fast",
-            "-w",
-            "-t",
-            &wait,
-            "-l",
-            &log,
-        ],
+        Service::PgCtl => {
+            let mut v = vec![
+                &pg_ctl,
+                verb,
+                "-D",
+                &pg.data_dir,
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                &wait,
+            ];
+            // -l: without it the server keeps the SSH channel open and the command never returns.
+            if verb != "stop" {
+                v.extend(["-l", log.as_str()]);
+            }
+            v
+        }
         Service::Systemd(unit) => vec!["sudo", "-n", "systemctl", verb, unit],
         Service::PgCtlCluster(c) => {
             let (v, n) = c.split_once('/').unwrap_or((c, "main"));
-            vec!["pg_ctlcluster", v, n, verb, "--", "-w", "-t", &wait]
+            if verb == "start" {
+                vec!["pg_ctlcluster", v, n, verb, "--", "-w", "-t", &wait]
+            } else {
+                vec![
+                    "pg_ctlcluster",
+                    v,
+                    n,
+                    verb,
+                    "-m",
+                    "fast",
+                    "--",
+                    "-w",
+                    "-t",
+                    &wait,
+                ]
+            }
         }
     };
-    let out = ctx
-        .session
+    let out = session
         .run_with_stdin(&argv, None, Duration::from_secs(PG_CTL_WAIT_S + 30))
         .await?;
     if !out.success() {
-        let tail = ctx
-            .session
+        let tail = session
             .run(&["tail", "-n", "15", &log])
             .await
             .map(|o| o.stdout)
             .unwrap_or_default();
         bail!(
-            "{verb} failed (exit {:?}): {}{}",
+            "{}: {verb} failed (exit {:?}): {}{}",
+            node.name,
             out.code,
             out.stderr.trim(),
             if tail.is_empty() {
@@ -684,37 +704,6 @@ async fn wait_until(client: &Client, sql: &str, limit: Duration) -> anyhow::Resu
     }
 }
 
-async fn pg_ctl_on(
-    session: &NodeSession,
-    node: &Node,
-    verb: &str,
-    log: &str,
-) -> anyhow::Result<()> {
-    let pg_ctl = format!("{}/pg_ctl", node.postgres.bin_dir);
-    let wait = PG_CTL_WAIT_S.to_string();
-    let mut argv = vec![
-        pg_ctl.as_str(),
-        verb,
-        "-D",
-        &node.postgres.data_dir,
-        "-m",
-        "fast",
-        "-w",
-        "-t",
-        &wait,
-    ];
-    if verb != "stop" {
-        argv.extend(["-l", log]);
-    }
-    let out = session
-        .run_with_stdin(&argv, None, Duration::from_secs(PG_CTL_WAIT_S + 30))
-        .await?;
-    if !out.success() {
-        bail!("{}: pg_ctl {verb} failed: {}", node.name, out.stderr.trim());
-    }
-    Ok(())
-}
-
 fn log_file_of(node: &Node) -> String {
     let dd = node.postgres.data_dir.trim_end_matches('/');
     let parent = dd
@@ -803,11 +792,10 @@ async fn switchover(ctx: &mut Ctx<'_>, from: &str) -> anyhow::Result<String> {
     let t0 = Instant::now();
     old_client.simple_query("CHECKPOINT").await?;
     drop(old_client);
-    let old_log = log_file_of(old);
-    pg_ctl_on(old_session, old, "stop", &old_log).await?;
+    control(old_session, old, "stop").await?;
     let cd = controldata(old_session, old).await?;
     let (Some(shutdown_lsn), "shut down") = (cd.checkpoint_lsn, cd.state.as_str()) else {
-        pg_ctl_on(old_session, old, "start", &old_log).await?;
+        control(old_session, old, "start").await?;
         bail!(
             "{from} did not shut down cleanly ({}); it was started again as the primary",
             cd.state
@@ -821,7 +809,7 @@ async fn switchover(ctx: &mut Ctx<'_>, from: &str) -> anyhow::Result<String> {
     )
     .await?;
     if !received {
-        pg_ctl_on(old_session, old, "start", &old_log).await?;
+        control(old_session, old, "start").await?;
         bail!(
             "{} did not receive {from}'s shutdown checkpoint ({shutdown_lsn}) within 15s; {from} was started again as the primary",
             ctx.node.name
@@ -870,7 +858,7 @@ async fn switchover(ctx: &mut Ctx<'_>, from: &str) -> anyhow::Result<String> {
             out.stderr.trim()
         );
     }
-    pg_ctl_on(old_session, old, "start", &old_log).await?;
+    control(old_session, old, "start").await?;
     let mut old_ctx = Ctx {
         cfg,
         node: old,
@@ -922,7 +910,7 @@ async fn rebase(
         .code
         == Some(0);
     if running {
-        pg_ctl_on(ctx.session, ctx.node, "stop", &ctx.log_file()).await?;
+        control(ctx.session, ctx.node, "stop").await?;
     }
     let src_client = src_session
         .pg_client(src.postgres.port, &src.postgres.socket_dir)
