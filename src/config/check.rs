@@ -953,6 +953,23 @@ fn value_help(def: &guc::GucDef) -> String {
     }
 }
 
+/// `[nodes.NAME.settings]` entry for `guc` (case-insensitive), as written.
+fn node_setting<'a>(
+    raw: &'a RawConfig,
+    node: &str,
+    guc: &str,
+) -> Option<(&'a Spanned<String>, &'a Spanned<toml::Value>)> {
+    let (_, n) = raw
+        .nodes
+        .get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref() == node)?;
+    n.get_ref()
+        .settings
+        .iter()
+        .find(|(k, _)| k.get_ref().eq_ignore_ascii_case(guc))
+}
+
 /// Any node may become the primary and stream to all the others, and a
 /// base backup takes two WAL senders while the others stream: each node
 /// needs at least one sender per other node plus one.
@@ -967,17 +984,7 @@ fn check_wal_senders(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<String, 
         if have >= need {
             continue;
         }
-        let span = raw
-            .nodes
-            .get_ref()
-            .iter()
-            .find(|(k, _)| k.get_ref() == name)
-            .and_then(|(_, n)| {
-                n.get_ref()
-                    .settings
-                    .iter()
-                    .find(|(k, _)| k.get_ref().eq_ignore_ascii_case("max_wal_senders"))
-            })
+        let span = node_setting(raw, name, "max_wal_senders")
             .or_else(|| {
                 raw.settings
                     .iter()
@@ -1027,18 +1034,7 @@ fn check_hot_standby_settings(
                 continue;
             };
             if mine < theirs {
-                let span = raw
-                    .nodes
-                    .get_ref()
-                    .iter()
-                    .find(|(k, _)| k.get_ref() == name)
-                    .and_then(|(_, n)| {
-                        n.get_ref()
-                            .settings
-                            .iter()
-                            .find(|(k, _)| k.get_ref().eq_ignore_ascii_case(guc_name))
-                    })
-                    .map_or(0..0, |(_, v)| v.span());
+                let span = node_setting(raw, name, guc_name).map_or(0..0, |(_, v)| v.span());
                 c.error(
                     span,
                     format!("`{guc_name}` on standby `{name}` ({mine}) is lower than on the primary `{primary}` ({theirs})"),
