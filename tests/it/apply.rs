@@ -101,10 +101,20 @@ fn apply_converges_a_fresh_lab_and_a_second_apply_does_nothing() {
     );
 
     // Both standbys stream from node1 under their own names, each through its own active slot.
-    let streaming = lab.sql(
-        1,
-        "SELECT string_agg(application_name || ':' || state || ':' || host(client_addr), ',' ORDER BY application_name) FROM pg_stat_replication",
+    // The standby's receiver streams when apply returns; the primary's
+    // walsender may still say `catchup` for a moment: give it time to settle.
+    let want_streaming = format!(
+        "node2:streaming:{},node3:streaming:{}",
+        lab.host(2),
+        lab.host(3)
     );
+    let query = "SELECT string_agg(application_name || ':' || state || ':' || host(client_addr), ',' ORDER BY application_name) FROM pg_stat_replication";
+    let settle = Instant::now() + Duration::from_secs(10);
+    let mut streaming = lab.sql(1, query);
+    while streaming != want_streaming && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(50));
+        streaming = lab.sql(1, query);
+    }
     assert_eq!(
         streaming,
         format!(
