@@ -66,16 +66,25 @@ converge() {
 converge "$K3"
 converge "$K10"
 
+# Busy CPU time of the whole machine so far, in clock ticks (the lab's
+# sshd and PostgreSQL processes run on the same cores as pgrepl).
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+TICK_MS=$(awk -v hz="$(getconf CLK_TCK)" 'BEGIN { print 1000 / hz }')
+CORES=$(nproc)
+
 # measure NAME K EXPECTED_EXIT ARGS...
 measure() {
-	local name=$1 k=$2 want=$3 i f
+	local name=$1 k=$2 want=$3 i f b0
 	shift 3
 	f="$BENCH_TMP/$name.times"
 	: >"$f"
 	echo "== $name: $RUNS x pgrepl $*" >&2
+	b0=$(busy_ticks)
 	for ((i = 0; i < RUNS; i++)); do
 		timed_pgrepl "$k" "$f" "$@"
 	done
+	# CPU milliseconds per run, all processes of the machine together.
+	awk -v a="$b0" -v b="$(busy_ticks)" -v t="$TICK_MS" -v n="$RUNS" 'BEGIN { printf "%.0f", (b - a) * t / n }' >"$BENCH_TMP/$name.cpu"
 	if [ "$(failures "$f" "$want")" != 0 ]; then
 		echo "   $(failures "$f" "$want") of $RUNS runs did not exit $want; last run:" >&2
 		sed 's/^/   | /' "$BENCH_TMP/last.out" "$BENCH_TMP/last.err" >&2
@@ -83,6 +92,12 @@ measure() {
 }
 measure status3 "$K3" 0 status
 measure status10 "$K10" 0 status
+# Concurrency, read off one run: the per-node gathering times overlap
+# N-fold when all nodes are read at once (1.0 would be one after another).
+s=$(now)
+in_lab "$K10" "$PGREPL" status --json -c "$(lab_conf "$K10")" >"$BENCH_TMP/status10.json" 2>/dev/null || true
+wall_ms=$(awk -v a="$s" -v b="$(now)" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
+overlap=$(grep -o '"gather_ms": *[0-9]*' "$BENCH_TMP/status10.json" | awk -F: -v w="$wall_ms" '{ s += $2 } END { if (NR && w > 0) printf "%.1f", s / w; else print "?" }')
 measure plan3 "$K3" 0 plan --detailed-exitcode
 measure noop3 "$K3" 0 apply --auto-approve
 grep -q '^No changes' "$BENCH_TMP/last.out" || {
@@ -116,6 +131,11 @@ row status10 "status, 10 nodes" "" "" ""
 ratio=$(awk -v a="$(med_of status10)" -v b="$(med_of status3)" 'BEGIN { printf "%.2f", a / b }')
 ratio_min=$(awk -v a="$(min_of status10)" -v b="$(min_of status3)" 'BEGIN { printf "%.2f", a / b }')
 printf '%-34s %4s %7s %7s %7s %7s %5s  %-10s %s\n' "status, 10/3 ratio (min; median)" "" "$ratio_min" "$ratio" "" "" "" "< 2x" "$(verdict "$ratio" "<" 2)"
+cpu3=$(cat "$BENCH_TMP/status3.cpu")
+cpu10=$(cat "$BENCH_TMP/status10.cpu")
+echo "  machine CPU per status run: 3 nodes ${cpu3} ms, 10 nodes ${cpu10} ms on ${CORES} cores,"
+echo "  so 10 nodes cannot take less than $(awk -v c="$cpu10" -v n="$CORES" 'BEGIN { printf "%.3f", c / n / 1000 }') s here (CPU floor);"
+echo "  per-node gathering overlaps ${overlap}x in one 10-node run (sum of per-node times / wall; 1.0 = serial)"
 row plan3 "plan --detailed-exitcode, 3 nodes" "<=" 0.25 "<= 0.25 s"
 row noop3 "no-op apply, 3 nodes" "<=" 0.3 "<= 0.3 s"
 printf '%-34s %4s %7s %7s %7s %7s %5s  %-10s %s\n' "  (issue 6 target)" "" "" "" "" "" "" "< 1 s" "$(verdict "$(med_of noop3)" "<" 1)"

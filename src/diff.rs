@@ -761,6 +761,27 @@ impl Differ<'_> {
             );
             return;
         }
+        // A copy that cannot fit fails half-way: refuse it up front.
+        let size = cluster_size(self.obs, &upstream);
+        let free = self
+            .obs
+            .nodes
+            .get(name)
+            .and_then(|n| n.files.as_ref())
+            .and_then(|f| f.disk_free_bytes);
+        if let (Some(size), Some(free)) = (size, free)
+            && free < size
+        {
+            self.block(
+                name,
+                format!(
+                    "needs room for a copy of {upstream}'s {} of databases, but the file system of its data directory has {} free; free some space (or put the data directory elsewhere) and plan again",
+                    human_bytes(size),
+                    human_bytes(free)
+                ),
+            );
+            return;
+        }
         // The upstream must hold the slot first; when the upstream is itself
         // new, its slot step is planned here too.
         let slot = (!rec.primary_slot_name.is_empty()).then(|| rec.primary_slot_name.clone());
@@ -797,9 +818,10 @@ impl Differ<'_> {
                 slot: slot.clone(),
             },
         );
+        let about = size.map_or(String::new(), |b| format!(" (about {})", human_bytes(b)));
         s.after = Some(match &slot {
-            Some(sl) => format!("base backup of {upstream} through slot {sl}"),
-            None => format!("base backup of {upstream}"),
+            Some(sl) => format!("base backup of {upstream} through slot {sl}{about}"),
+            None => format!("base backup of {upstream}{about}"),
         });
         s.reason = "the data directory is empty".into();
         self.steps.push(s);
@@ -891,6 +913,17 @@ pub fn sql_literal(s: &str) -> String {
 }
 
 /// Bytes as people read them: `512 B`, `1.5 MB` (1024-based, as PostgreSQL).
+/// The size of all databases a copy of `upstream` carries: measured on a
+/// primary only, and a standby is its primary's physical copy.
+pub(crate) fn cluster_size(obs: &Observed, upstream: &str) -> Option<u64> {
+    let measured = |n: &NodeState| n.server.as_ref()?.database_size_bytes;
+    obs.nodes
+        .get(upstream)
+        .and_then(measured)
+        .or_else(|| obs.nodes.values().find_map(measured))
+        .and_then(|b| u64::try_from(b).ok())
+}
+
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = b as f64;

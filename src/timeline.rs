@@ -34,31 +34,42 @@ pub struct WalEnd {
     pub lsn: Lsn,
     /// Crashed (`in production` while stopped): the end is at least `lsn`.
     pub at_least: bool,
+    /// False for a running standby whose WAL receiver is not running: its
+    /// timeline is then pg_control's last restartpoint's, which may be
+    /// behind the WAL it holds, so a fork cannot be told from a switch.
+    pub timeline_known: bool,
 }
 
 /// The node's end of WAL from SQL when it runs, else from pg_controldata.
 pub fn wal_end(node: &NodeState) -> Option<WalEnd> {
     if let Some(s) = &node.server {
-        let lsn = if s.in_recovery {
-            match (s.receive_lsn, s.replay_lsn) {
-                (Some(a), Some(b)) => a.max(b),
-                (a, b) => a.or(b)?,
-            }
-        } else {
-            s.current_lsn?
+        if !s.in_recovery {
+            return Some(WalEnd {
+                timeline: s.timeline,
+                lsn: s.current_lsn?,
+                at_least: false,
+                timeline_known: true,
+            });
+        }
+        // The receiver's timeline and flush position are read together, in
+        // one row; pg_last_wal_receive_lsn() alone may be a newer timeline's.
+        let receiver = s
+            .wal_receiver
+            .as_ref()
+            .and_then(|w| Some((w.received_tli?, w.flushed_lsn?)));
+        let (timeline, received, timeline_known) = match receiver {
+            Some((tli, flushed)) => (tli, Some(flushed), true),
+            None => (s.timeline, s.receive_lsn, false),
         };
-        let timeline = if s.in_recovery {
-            s.wal_receiver
-                .as_ref()
-                .and_then(|w| w.received_tli)
-                .unwrap_or(s.timeline)
-        } else {
-            s.timeline
+        let lsn = match (received, s.replay_lsn) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b)?,
         };
         return Some(WalEnd {
             timeline,
             lsn,
             at_least: false,
+            timeline_known,
         });
     }
     let c = node.files.as_ref()?.control.as_ref()?;
@@ -67,16 +78,19 @@ pub fn wal_end(node: &NodeState) -> Option<WalEnd> {
             timeline: c.checkpoint_timeline?,
             lsn: c.checkpoint_lsn?,
             at_least: false,
+            timeline_known: true,
         }),
         "shut down in recovery" | "in archive recovery" => Some(WalEnd {
             timeline: c.min_recovery_end_timeline.or(c.checkpoint_timeline)?,
             lsn: c.min_recovery_end_lsn.or(c.checkpoint_lsn)?,
             at_least: false,
+            timeline_known: true,
         }),
         _ => Some(WalEnd {
             timeline: c.checkpoint_timeline?,
             lsn: c.checkpoint_lsn?,
             at_least: true,
+            timeline_known: true,
         }),
     }
 }
@@ -171,6 +185,7 @@ mod tests {
             timeline: 3,
             lsn: lsn("9/0"),
             at_least: false,
+            timeline_known: true,
         };
         assert_eq!(divergence(3, &h, end), Divergence::No);
     }
@@ -183,6 +198,7 @@ mod tests {
                 timeline: 1,
                 lsn: lsn(at),
                 at_least: false,
+                timeline_known: true,
             };
             assert_eq!(divergence(3, &h, end), Divergence::No, "{at}");
         }
@@ -195,6 +211,7 @@ mod tests {
             timeline: 1,
             lsn: lsn("0/3000200"),
             at_least: false,
+            timeline_known: true,
         };
         assert_eq!(
             divergence(3, &h, end),
@@ -209,6 +226,7 @@ mod tests {
             timeline: 2,
             lsn: lsn("0/6000000"),
             at_least: false,
+            timeline_known: true,
         };
         assert!(matches!(
             divergence(3, &h, end),
@@ -223,6 +241,7 @@ mod tests {
             timeline: 3,
             lsn: lsn("0/4000000"),
             at_least: false,
+            timeline_known: true,
         };
         assert!(matches!(
             divergence(2, &h, end),
@@ -233,6 +252,7 @@ mod tests {
             timeline: 4,
             lsn: lsn("0/1"),
             at_least: false,
+            timeline_known: true,
         };
         assert!(matches!(
             divergence(2, &h, end),

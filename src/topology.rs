@@ -309,6 +309,18 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
             } else {
                 timeline::divergence(p_tli, &p_hist, end)
             };
+            if !end.timeline_known && div != Divergence::No {
+                // Most likely a standby switching upstreams, seen between its
+                // WAL receivers: never re-base on a guess.
+                t.warnings.push(Warning {
+                    node: Some(n.name.clone()),
+                    message: format!(
+                        "{} is a standby whose WAL receiver is not running, so the timeline of its WAL (up to {}) is not known and pgrepl cannot tell whether it diverged from {want}; plan again once it streams, or stop it so that pg_control can be read",
+                        n.name, end.lsn
+                    ),
+                });
+                continue;
+            }
             match div {
                 Divergence::No if is_primary(n) => (
                     format!(
@@ -355,6 +367,23 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
         } else {
             format!("a fresh base backup; the old data directory is kept at {keep}")
         };
+        // The old directory stays beside the new copy: both must fit.
+        if !rewind
+            && let (Some(size), Some(free)) =
+                (crate::diff::cluster_size(obs, want), files.disk_free_bytes)
+            && free < size
+        {
+            t.blocked.push(Warning {
+                node: Some(n.name.clone()),
+                message: format!(
+                    "{} {why}, and is re-based by {method}; that copy needs about {} but its file system has {} free; free some space and plan again",
+                    n.name,
+                    human_bytes(size),
+                    human_bytes(free)
+                ),
+            });
+            continue;
+        }
         let slot_there = cand
             .server
             .as_ref()

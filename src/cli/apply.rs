@@ -15,7 +15,7 @@ use crate::apply::{self, Report};
 use crate::config::{self, Config};
 use crate::diff;
 use crate::gather;
-use crate::plan::{Plan, render};
+use crate::plan::{Op, Plan, render};
 use crate::transport::NodeSession;
 
 pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
@@ -130,11 +130,20 @@ async fn apply(
         // A saved plan runs exactly its approved steps: no further rounds.
         let rounds = if args.planfile.is_some() { 1 } else { 4 };
         for round in 0..rounds {
+            apply::settle(cfg, &sessions).await;
             let (observed, s) =
                 gather::regather(cfg, std::mem::take(&mut sessions), &unreachable).await;
             sessions = s;
             let next = diff::plan(cfg, &observed).restrict_to(&args.target);
-            if next.is_empty() || round + 1 == rounds {
+            // A role change or a re-base the operator did not approve is
+            // never run as a follow-up: it is reported for a new plan.
+            let unapproved = next.changes.iter().any(|s| {
+                matches!(
+                    s.op,
+                    Op::Switchover { .. } | Op::Promote { .. } | Op::Rebase { .. }
+                )
+            });
+            if next.is_empty() || unapproved || round + 1 == rounds {
                 remaining = Some(next);
                 break;
             }
@@ -178,6 +187,22 @@ async fn apply(
                 report.done.len()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Some(p)
+            if p.changes.iter().any(|s| {
+                matches!(
+                    s.op,
+                    Op::Switchover { .. } | Op::Promote { .. } | Op::Rebase { .. }
+                )
+            }) =>
+        {
+            eprintln!(
+                "error: the {} approved step(s) are done, but a fresh plan now shows a role change or a re-base, which pgrepl never runs without review:",
+                report.done.len()
+            );
+            eprint!("{}", render::text(&p, stderr_style()));
+            eprintln!("Run `pgrepl plan` to review it.");
+            Ok(ExitCode::from(1))
         }
         Some(p) => {
             eprintln!("error: after apply, the cluster still differs from the file:");

@@ -113,7 +113,7 @@ async fn gather_node_with(
         Some(s) => Ok(s),
         None => NodeSession::connect(node).await,
     };
-    let mut session = match connected {
+    let session = match connected {
         Ok(s) => s,
         Err(e) => {
             state.unreachable = Some(UnreachableInfo {
@@ -124,16 +124,26 @@ async fn gather_node_with(
             return (state, None);
         }
     };
-    match read_files(cfg, &session, node).await {
-        Ok(files) => state.files = Some(files),
-        Err(e) => state.errors.push(format!("{e:#}")),
-    }
-    let running = state.files.as_ref().is_some_and(|f| f.running);
-    if running {
-        match read_server(cfg, &mut session, node).await {
-            Ok(server) => state.server = Some(server),
-            Err(e) => state.errors.push(format!("{e:#}")),
+    // The file check and the SQL batch go out together; a node without a
+    // live server simply refuses the SQL connection, which is not an error.
+    let (files, server) = tokio::join!(
+        read_files(cfg, &session, node),
+        read_server(cfg, &session, node)
+    );
+    match (files, server) {
+        (Ok(mut files), Ok((server, on_disk))) => {
+            files.running = true;
+            on_disk.fill(&mut files);
+            state.files = Some(files);
+            state.server = Some(server);
         }
+        (Ok(files), Err(e)) => {
+            if files.running {
+                state.errors.push(format!("{e:#}"));
+            }
+            state.files = Some(files);
+        }
+        (Err(e), _) => state.errors.push(format!("{e:#}")),
     }
     state.gather_ms = started.elapsed().as_millis() as u64;
     (state, Some(session))
@@ -176,7 +186,7 @@ const SQL_SERVER: &str = "SELECT current_setting('server_version_num')::int4,
   extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8,
   current_setting('data_directory'),
   current_setting('hba_file'),
-  (SELECT sum(pg_database_size(oid)) FROM pg_database)::int8";
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE (SELECT sum(pg_database_size(oid)) FROM pg_database)::int8 END";
 
 const SQL_SETTINGS: &str =
     "SELECT name, setting, unit, context, vartype, pending_restart, source FROM pg_settings";
@@ -193,32 +203,94 @@ const SQL_SLOTS: &str = "SELECT slot_name::text, slot_type, active, restart_lsn:
   CASE WHEN restart_lsn IS NULL THEN NULL
        ELSE pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_lsn() END, restart_lsn)::int8 END
   FROM pg_replication_slots ORDER BY slot_name";
-const SQL_REPLICATION: &str = "SELECT coalesce(application_name, ''), host(client_addr), state, sent_lsn::text, flush_lsn::text, replay_lsn::text,
-  sync_state, extract(epoch FROM replay_lag)::float8
-  FROM pg_stat_replication ORDER BY application_name";
+// pg_stat_replication's own sources: the view also joins every backend
+// and pg_authid, which costs a fresh backend more than the rest of the batch.
+const SQL_REPLICATION: &str = "SELECT coalesce(a.application_name, ''), host(a.client_addr), w.state, w.sent_lsn::text, w.flush_lsn::text, w.replay_lsn::text,
+  w.sync_state, extract(epoch FROM w.replay_lag)::float8
+  FROM pg_stat_get_wal_senders() w, LATERAL pg_stat_get_activity(w.pid) a ORDER BY 1";
 const SQL_WAL_RECEIVER: &str = "SELECT status, received_tli, flushed_lsn::text, slot_name, sender_host, sender_port FROM pg_stat_wal_receiver";
+
+// pg_control as the running server sees it; the state is what
+// pg_controldata would print for a server that is up.
+const SQL_CONTROL: &str =
+    "SELECT CASE WHEN pg_is_in_recovery() THEN 'in archive recovery' ELSE 'in production' END,
+  s.system_identifier::text, c.checkpoint_lsn::text, c.redo_lsn::text, c.timeline_id,
+  r.min_recovery_end_lsn::text, r.min_recovery_end_timeline,
+  current_setting('wal_log_hints')::bool, current_setting('data_checksums')::bool
+  FROM pg_control_system() s, pg_control_checkpoint() c, pg_control_recovery() r";
+// Whole files as bytes (text would reject invalid encoding); NULL if absent.
+const SQL_READ_FILES: &str =
+    "SELECT CASE WHEN (pg_stat_file(f, true)).isdir IS FALSE THEN pg_read_binary_file(f) END
+  FROM unnest($1::text[]) WITH ORDINALITY AS t(f, i) ORDER BY i";
+const SQL_HISTORIES: &str = "SELECT name, pg_read_binary_file('pg_wal/' || name)
+  FROM pg_ls_dir('pg_wal') AS name WHERE name ~ '^[0-9A-F]{8}[.]history$' ORDER BY name";
+
+/// A running server's own files, read over SQL rather than by the script.
+struct OnDisk {
+    control: ControlData,
+    hba_conf: Option<String>,
+    auto_conf: Option<String>,
+    histories: Vec<(u32, String)>,
+}
+
+impl OnDisk {
+    fn fill(self, files: &mut FileFacts) {
+        files.auto_conf_has_password = self
+            .auto_conf
+            .as_deref()
+            .is_some_and(parse::auto_conf_has_password);
+        files.auto_conf = self.auto_conf.map(|t| parse::redact_auto_conf(&t));
+        files.hba_conf = self.hba_conf;
+        files.histories = self.histories;
+        files.control = Some(self.control);
+    }
+}
 
 async fn read_server(
     cfg: &Config,
-    session: &mut NodeSession,
+    session: &NodeSession,
     node: &Node,
-) -> anyhow::Result<ServerFacts> {
+) -> anyhow::Result<(ServerFacts, OnDisk)> {
     let client = session
         .pg_client(node.postgres.port, &node.postgres.socket_dir)
         .await?;
-    read_server_sql(cfg, &client)
+    read_server_sql(cfg, node, &client)
         .await
         .with_context(|| format!("{}: reading the server's state over SQL failed", node.name))
 }
 
-async fn read_server_sql(cfg: &Config, client: &Client) -> anyhow::Result<ServerFacts> {
+async fn read_server_sql(
+    cfg: &Config,
+    node: &Node,
+    client: &Client,
+) -> anyhow::Result<(ServerFacts, OnDisk)> {
     let mut role_names = vec![cfg.replication.user.clone()];
     if let Some(r) = &cfg.rewind {
         role_names.push(r.user.clone());
     }
     let role_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&role_names];
+    let pg = &node.postgres;
+    let conf_dir = pg.config_dir.as_deref().unwrap_or(&pg.data_dir);
+    // The same paths the script reads on a stopped node, and apply writes.
+    let paths = vec![
+        format!("{conf_dir}/pg_hba.conf"),
+        format!("{}/postgresql.auto.conf", pg.data_dir),
+    ];
+    let path_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&paths];
     // Issued together: tokio-postgres pipelines them on one connection.
-    let (server, settings, file_errors, roles, hba, slots, replication, receiver) = tokio::try_join!(
+    let (
+        server,
+        settings,
+        file_errors,
+        roles,
+        hba,
+        slots,
+        replication,
+        receiver,
+        control,
+        read,
+        histories,
+    ) = tokio::try_join!(
         client.query_one(SQL_SERVER, &[]),
         client.query(SQL_SETTINGS, &[]),
         client.query(SQL_FILE_SETTINGS, &[]),
@@ -227,6 +299,9 @@ async fn read_server_sql(cfg: &Config, client: &Client) -> anyhow::Result<Server
         client.query(SQL_SLOTS, &[]),
         client.query(SQL_REPLICATION, &[]),
         client.query(SQL_WAL_RECEIVER, &[]),
+        client.query_one(SQL_CONTROL, &[]),
+        client.query(SQL_READ_FILES, &path_param),
+        client.query(SQL_HISTORIES, &[]),
     )?;
     let lsn = |v: Option<String>| v.and_then(|s| s.parse::<Lsn>().ok());
     let settings = settings
@@ -270,7 +345,33 @@ async fn read_server_sql(cfg: &Config, client: &Client) -> anyhow::Result<Server
             )
         })
         .collect();
-    Ok(ServerFacts {
+    let text = |b: Option<Vec<u8>>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let on_disk = OnDisk {
+        control: ControlData {
+            state: control.get(0),
+            system_identifier: control.get(1),
+            checkpoint_lsn: lsn(control.get(2)),
+            checkpoint_redo_lsn: lsn(control.get(3)),
+            checkpoint_timeline: u32::try_from(control.get::<_, i32>(4)).ok(),
+            min_recovery_end_lsn: lsn(control.get(5)).filter(|l| l.0 != 0),
+            min_recovery_end_timeline: u32::try_from(control.get::<_, i32>(6))
+                .ok()
+                .filter(|t| *t != 0),
+            wal_log_hints: control.get(7),
+            data_checksums: control.get(8),
+        },
+        hba_conf: read.first().and_then(|r| text(r.get(0))),
+        auto_conf: read.get(1).and_then(|r| text(r.get(0))),
+        histories: histories
+            .iter()
+            .filter_map(|r| {
+                let name: String = r.get(0);
+                let tli = u32::from_str_radix(name.strip_suffix(".history")?, 16).ok()?;
+                Some((tli, text(r.get(1))?))
+            })
+            .collect(),
+    };
+    let server = ServerFacts {
         version_num: u32::try_from(server.get::<_, i32>(0)).unwrap_or(0),
         in_recovery: server.get(1),
         system_identifier: server.get(2),
@@ -281,7 +382,7 @@ async fn read_server_sql(cfg: &Config, client: &Client) -> anyhow::Result<Server
         replay_delay_s: server.get(7),
         data_directory: server.get(8),
         hba_file: server.get(9),
-        database_size_bytes: server.get::<_, Option<i64>>(10).unwrap_or(0),
+        database_size_bytes: server.get(10),
         settings,
         file_setting_errors: file_errors.iter().map(|r| r.get(0)).collect(),
         roles,
@@ -320,7 +421,8 @@ async fn read_server_sql(cfg: &Config, client: &Client) -> anyhow::Result<Server
             sender_host: r.get(4),
             sender_port: r.get(5),
         }),
-    })
+    };
+    Ok((server, on_disk))
 }
 
 /// A short, one-way fingerprint (FNV-1a 64) of a verifier: enough to notice a

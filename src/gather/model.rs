@@ -84,6 +84,8 @@ pub struct FileFacts {
     pub data_dir: DataDir,
     /// `PG_VERSION` (the major).
     pub major: Option<u32>,
+    /// A postmaster is alive (postmaster.pid names a live process), or the
+    /// server answered SQL.
     pub running: bool,
     pub standby_signal: bool,
     pub recovery_signal: bool,
@@ -98,8 +100,6 @@ pub struct FileFacts {
     pub histories: Vec<(u32, String)>,
     pub disk_free_bytes: Option<u64>,
     pub disk_total_bytes: Option<u64>,
-    /// The SSH user's home directory.
-    pub home: Option<String>,
     /// SHA-256 of pgrepl's passfile (never its content), and its mode.
     pub passfile_sha256: Option<String>,
     pub passfile_mode: Option<String>,
@@ -134,7 +134,10 @@ pub struct ServerFacts {
     pub replay_delay_s: Option<f64>,
     pub data_directory: String,
     pub hba_file: String,
-    pub database_size_bytes: i64,
+    /// All databases together, measured on a primary only: a standby is its
+    /// physical copy, and summing every relation file costs a fresh backend
+    /// more than the rest of the SQL batch.
+    pub database_size_bytes: Option<i64>,
     pub settings: IndexMap<String, PgSetting>,
     /// `pg_file_settings` rows with an error.
     pub file_setting_errors: Vec<String>,

@@ -10,30 +10,43 @@ use super::model::{ControlData, DataDir, FileFacts, Lsn};
 /// The read-only script run on each node:
 /// `sh -c SCRIPT pgrepl DATA_DIR BIN_DIR CONF_DIR PASSFILE`.
 /// Paths arrive as positional arguments and are only ever used quoted, so
-/// nothing in them is interpreted. Each file's content is base64 on one line.
+/// nothing in them is interpreted.
+///
+/// Cheap on purpose, because it runs on every node for every plan: shell
+/// builtins, one `stat -f`, and for a passfile `sha256sum` and `stat`. A
+/// running server's files (hba, auto.conf, histories, pg_control) are read
+/// over SQL instead; only when no postmaster is alive does the script read
+/// them itself, each file's content base64 on one line.
 pub const GATHER_SCRIPT: &str = r#"D=$1; B=$2; C=$3; P=$4
 emit() { n=$1; shift; if out=$("$@" 2>/dev/null | base64 -w0); then printf '%s %s\n' "$n" "$out"; fi; }
-if [ -f "$D/PG_VERSION" ]; then dd=initialised
-elif [ ! -e "$D" ]; then dd=missing
-elif [ -z "$(ls -A "$D" 2>/dev/null)" ]; then dd=empty
-else dd=foreign; fi
-echo "datadir $dd"
-if [ "$dd" = initialised ]; then
-  emit pg_version cat "$D/PG_VERSION"
-  "$B/pg_ctl" status -D "$D" >/dev/null 2>&1; echo "pg_ctl_status $?"
+if [ -f "$D/PG_VERSION" ]; then
+  echo "datadir initialised"
+  v=; read -r v 2>/dev/null <"$D/PG_VERSION"; echo "major $v"
   [ -e "$D/standby.signal" ] && echo "standby_signal 1"
   [ -e "$D/recovery.signal" ] && echo "recovery_signal 1"
-  emit controldata env LC_ALL=C "$B/pg_controldata" "$D"
-  [ -f "$C/pg_hba.conf" ] && emit hba cat "$C/pg_hba.conf"
-  [ -f "$D/postgresql.auto.conf" ] && emit auto_conf cat "$D/postgresql.auto.conf"
-  for f in "$D"/pg_wal/*.history; do [ -f "$f" ] && emit "history:${f##*/}" cat "$f"; done
+  live=0; pid=
+  [ -f "$D/postmaster.pid" ] && read -r pid 2>/dev/null <"$D/postmaster.pid"
+  case $pid in ''|*[!0-9]*) ;; *) kill -0 "$pid" 2>/dev/null && live=1 ;; esac
+  echo "postmaster_live $live"
+  if [ $live = 0 ]; then
+    emit controldata env LC_ALL=C "$B/pg_controldata" "$D"
+    [ -f "$C/pg_hba.conf" ] && emit hba cat "$C/pg_hba.conf"
+    [ -f "$D/postgresql.auto.conf" ] && emit auto_conf cat "$D/postgresql.auto.conf"
+    for f in "$D"/pg_wal/*.history; do [ -f "$f" ] && emit "history:${f##*/}" cat "$f"; done
+  fi
+elif [ ! -e "$D" ]; then echo "datadir missing"
+else
+  dd=empty
+  for f in "$D"/* "$D"/.[!.]* "$D"/..?*; do
+    if [ -e "$f" ] || [ -L "$f" ]; then dd=foreign; break; fi
+  done
+  echo "datadir $dd"
 fi
-p=$D; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done
-df -P -B1 "$p" 2>/dev/null | awk 'NR==2 {print "df", $2, $4}'
-emit home printf %s "$HOME"
+p=$D; while [ ! -e "$p" ]; do case $p in */*) p=${p%/*}; [ -n "$p" ] || p=/ ;; *) p=/ ;; esac; done
+stat -f -c 'fs %S %b %a' "$p" 2>/dev/null
 if [ -f "$P" ]; then
-  echo "passfile_sha256 $(sha256sum < "$P" | cut -d' ' -f1)"
-  echo "passfile_mode $(stat -c %a "$P")"
+  h=$(sha256sum <"$P") && echo "passfile_sha256 ${h%% *}"
+  stat -c 'passfile_mode %a' "$P"
 fi
 exit 0
 "#;
@@ -70,11 +83,17 @@ pub fn parse_gather_output(out: &str) -> Result<FileFacts, String> {
         other => return Err(format!("unexpected gather output (datadir {other:?})")),
     };
     let text = |k: &str| fields.get(k).and_then(|v| decode(v));
-    let (disk_total_bytes, disk_free_bytes) = match fields
-        .get("df")
-        .map(|v| v.split_whitespace().collect::<Vec<_>>())
-    {
-        Some(v) if v.len() == 2 => (v[0].parse().ok(), v[1].parse().ok()),
+    // `fs BLOCK_SIZE TOTAL_BLOCKS AVAILABLE_BLOCKS` (statvfs, as df uses it).
+    let fs: Vec<u64> = fields
+        .get("fs")
+        .map(|v| {
+            v.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (disk_total_bytes, disk_free_bytes) = match fs[..] {
+        [size, total, avail] => (size.checked_mul(total), size.checked_mul(avail)),
         _ => (None, None),
     };
     let raw_auto = text("auto_conf");
@@ -82,8 +101,8 @@ pub fn parse_gather_output(out: &str) -> Result<FileFacts, String> {
     histories.sort_by_key(|(t, _)| *t);
     Ok(FileFacts {
         data_dir,
-        major: text("pg_version").and_then(|v| v.trim().parse().ok()),
-        running: fields.get("pg_ctl_status").copied() == Some("0"),
+        major: fields.get("major").and_then(|v| v.trim().parse().ok()),
+        running: fields.get("postmaster_live").copied() == Some("1"),
         standby_signal: fields.contains_key("standby_signal"),
         recovery_signal: fields.contains_key("recovery_signal"),
         control: text("controldata").map(|t| parse_controldata(&t)),
@@ -93,7 +112,6 @@ pub fn parse_gather_output(out: &str) -> Result<FileFacts, String> {
         histories,
         disk_free_bytes,
         disk_total_bytes,
-        home: text("home").filter(|h| !h.is_empty()),
         passfile_sha256: fields.get("passfile_sha256").map(|v| v.to_string()),
         passfile_mode: fields.get("passfile_mode").map(|v| v.to_string()),
     })
@@ -223,7 +241,7 @@ fn split_conninfo_value(s: &str) -> (&str, &str) {
     }
 }
 
-fn auto_conf_has_password(text: &str) -> bool {
+pub fn auto_conf_has_password(text: &str) -> bool {
     text.lines()
         .filter(|l| l.trim_start().starts_with("primary_conninfo"))
         .filter_map(conf_value)
@@ -341,12 +359,10 @@ Data page checksum version:           0
     fn parses_gather_output() {
         let b = |s: &str| STANDARD.encode(s);
         let out = format!(
-            "datadir initialised\npg_version {}\npg_ctl_status 3\nstandby_signal 1\ncontroldata {}\nhba {}\nhistory:00000002.history {}\ndf 1000 400\nhome {}\n",
-            b("15\n"),
+            "datadir initialised\nmajor 15\nstandby_signal 1\npostmaster_live 0\ncontroldata {}\nhba {}\nhistory:00000002.history {}\nfs 4096 1000 400\n",
             b(CONTROLDATA),
             b("local all all peer\n"),
             b("1\t0/3000148\tno recovery target specified\n"),
-            b("/var/lib/postgresql")
         );
         let f = parse_gather_output(&out).expect("parses");
         assert_eq!(f.data_dir, DataDir::Initialised);
@@ -362,22 +378,156 @@ Data page checksum version:           0
         assert_eq!(f.histories[0].0, 2);
         assert_eq!(
             (f.disk_total_bytes, f.disk_free_bytes),
-            (Some(1000), Some(400))
+            (Some(4096 * 1000), Some(4096 * 400))
         );
-        assert_eq!(f.home.as_deref(), Some("/var/lib/postgresql"));
+    }
+
+    #[test]
+    fn a_live_postmaster_is_running() {
+        let f = parse_gather_output("datadir initialised\nmajor 16\npostmaster_live 1\n")
+            .expect("parses");
+        assert!(f.running && f.control.is_none() && f.hba_conf.is_none());
+        assert_eq!(f.major, Some(16));
     }
 
     #[test]
     fn empty_node_output() {
-        let f = parse_gather_output("datadir missing\ndf 10 5\n").expect("parses");
+        let f = parse_gather_output("datadir missing\nfs 4096 10 5\n").expect("parses");
         assert_eq!(f.data_dir, DataDir::Missing);
         assert!(!f.running && f.control.is_none() && f.major.is_none());
+        assert_eq!(f.disk_free_bytes, Some(4096 * 5));
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(parse_gather_output("").is_err());
         assert!(parse_gather_output("datadir whatever\n").is_err());
-        assert!(parse_gather_output("datadir empty\ndf x y\nhistory:zz.history !!\n").is_ok());
+        for odd in [
+            "datadir empty\nfs x y z\nhistory:zz.history !!\n",
+            "datadir empty\nfs 4096 10\n",
+            "datadir empty\nfs 18446744073709551615 2 1\n",
+            "datadir initialised\nmajor \npostmaster_live\n",
+        ] {
+            let f = parse_gather_output(odd).expect(odd);
+            assert_eq!((f.disk_total_bytes, f.major), (None, None), "{odd}");
+        }
+    }
+
+    /// Runs the gather script itself with `sh`, on local directories.
+    mod script {
+        use super::*;
+        use std::os::unix::fs::PermissionsExt;
+        use std::path::Path;
+        use std::process::Command;
+
+        fn run(data_dir: &Path, bin_dir: &Path, passfile: &Path) -> String {
+            let out = Command::new("sh")
+                .args(["-c", GATHER_SCRIPT, "pgrepl-gather"])
+                .arg(data_dir)
+                .arg(bin_dir)
+                .arg(data_dir)
+                .arg(passfile)
+                .output()
+                .expect("sh runs");
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).expect("utf-8")
+        }
+
+        fn write(path: &Path, text: &str) {
+            std::fs::write(path, text).expect("write");
+        }
+
+        /// A data directory named to break any unquoted use, inside `root`.
+        fn hostile(root: &Path) -> std::path::PathBuf {
+            root.join("it's a \"dir\" $(touch pwned) `touch pwned2`\nline2")
+        }
+
+        #[test]
+        fn missing_empty_and_foreign() {
+            let root = tempfile::tempdir().expect("tempdir");
+            let d = hostile(root.path());
+            let nothing = root.path().join("no-passfile");
+            let f = parse_gather_output(&run(&d, root.path(), &nothing)).expect("parses");
+            assert_eq!(f.data_dir, DataDir::Missing);
+            assert!(
+                f.disk_total_bytes.is_some_and(|t| t > 0),
+                "statvfs of the parent"
+            );
+            std::fs::create_dir(&d).expect("mkdir");
+            let f = parse_gather_output(&run(&d, root.path(), &nothing)).expect("parses");
+            assert_eq!(f.data_dir, DataDir::Empty);
+            write(&d.join(".hidden"), "x");
+            let f = parse_gather_output(&run(&d, root.path(), &nothing)).expect("parses");
+            assert_eq!(f.data_dir, DataDir::Foreign);
+            assert!(f.passfile_sha256.is_none());
+            let names: Vec<_> = std::fs::read_dir(root.path())
+                .expect("ls")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            assert_eq!(names.len(), 1, "nothing executed: {names:?}");
+        }
+
+        #[test]
+        fn a_stopped_data_directory_is_read_from_disk() {
+            let root = tempfile::tempdir().expect("tempdir");
+            let d = hostile(root.path());
+            let bin = root.path().join("bin");
+            std::fs::create_dir_all(d.join("pg_wal")).expect("mkdir");
+            std::fs::create_dir(&bin).expect("mkdir");
+            write(&d.join("PG_VERSION"), "15\n");
+            write(&d.join("standby.signal"), "");
+            write(&d.join("pg_hba.conf"), "local all all peer\n");
+            write(
+                &d.join("postgresql.auto.conf"),
+                "primary_conninfo = 'host=a password=pw'\n",
+            );
+            write(&d.join("pg_wal/00000002.history"), "1\t0/3000148\treason\n");
+            // A postmaster.pid left by a crash: no such process.
+            write(&d.join("postmaster.pid"), "2147483647\n");
+            let tool = bin.join("pg_controldata");
+            write(
+                &tool,
+                &format!("#!/bin/sh\ncat <<'EOF'\n{CONTROLDATA}EOF\n"),
+            );
+            std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            let passfile = root.path().join("pass file");
+            write(&passfile, "h:5432:*:r:secret\n");
+            std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod");
+
+            let f = parse_gather_output(&run(&d, &bin, &passfile)).expect("parses");
+            assert_eq!(f.data_dir, DataDir::Initialised);
+            assert_eq!(f.major, Some(15));
+            assert!(!f.running && f.standby_signal && !f.recovery_signal);
+            assert_eq!(f.control, Some(parse_controldata(CONTROLDATA)));
+            assert_eq!(f.hba_conf.as_deref(), Some("local all all peer\n"));
+            assert!(f.auto_conf_has_password);
+            assert!(!f.auto_conf.as_deref().unwrap_or("").contains("pw"));
+            assert_eq!(f.histories, vec![(2, "1\t0/3000148\treason\n".to_string())]);
+            use sha2::Digest;
+            let want = format!("{:x}", sha2::Sha256::digest(b"h:5432:*:r:secret\n"));
+            assert_eq!(f.passfile_sha256.as_deref(), Some(want.as_str()));
+            assert_eq!(f.passfile_mode.as_deref(), Some("600"));
+            assert!(!root.path().join("pwned").exists() && !root.path().join("pwned2").exists());
+        }
+
+        #[test]
+        fn a_live_postmaster_leaves_the_files_to_sql() {
+            let root = tempfile::tempdir().expect("tempdir");
+            let d = root.path().join("data");
+            std::fs::create_dir(&d).expect("mkdir");
+            write(&d.join("PG_VERSION"), "17");
+            write(&d.join("pg_hba.conf"), "local all all peer\n");
+            // This test's own process stands in for the postmaster.
+            write(
+                &d.join("postmaster.pid"),
+                &format!("{}\n{}\n", std::process::id(), d.display()),
+            );
+            let f = parse_gather_output(&run(&d, root.path(), &root.path().join("none")))
+                .expect("parses");
+            assert_eq!(f.major, Some(17), "PG_VERSION without a newline");
+            assert!(f.running);
+            assert!(f.control.is_none() && f.hba_conf.is_none());
+        }
     }
 }

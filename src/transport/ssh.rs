@@ -119,7 +119,7 @@ pub struct NodeSession {
     command_timeout: Duration,
     connect_timeout: Duration,
     /// Holds the local end of the forwarded PostgreSQL socket.
-    pg_dir: Option<tempfile::TempDir>,
+    pg_dir: tokio::sync::OnceCell<tempfile::TempDir>,
     /// The master outlives this run (detached, not closed).
     persisted: bool,
 }
@@ -300,7 +300,7 @@ impl NodeSession {
             user: node.ssh.user.clone(),
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             connect_timeout: node.ssh.connect_timeout,
-            pg_dir: None,
+            pg_dir: tokio::sync::OnceCell::new(),
             persisted,
         }
     }
@@ -407,47 +407,53 @@ impl NodeSession {
         })
     }
 
+    /// Forwards a fresh local socket directory to the node's `socket_dir`
+    /// (once per session: every connection after the first reuses it).
+    async fn forward_pg_socket(
+        &self,
+        port: u16,
+        socket_dir: &str,
+    ) -> anyhow::Result<tempfile::TempDir> {
+        let dir = tempfile::Builder::new()
+            .prefix("pgrepl-")
+            .tempdir_in(short_tmp())
+            .with_context(|| format!("{}: cannot create a local socket directory", self.node))?;
+        let local: PathBuf = dir.path().join(format!(".s.PGSQL.{port}"));
+        let remote: PathBuf = PathBuf::from(format!("{socket_dir}/.s.PGSQL.{port}"));
+        timeout(
+            self.connect_timeout + Duration::from_secs(2),
+            self.session.request_port_forward(
+                ForwardType::Local,
+                Socket::UnixSocket { path: local.into() },
+                Socket::UnixSocket {
+                    path: remote.into(),
+                },
+            ),
+        )
+        .await
+        .map_err(|_| anyhow!("{}: forwarding the PostgreSQL socket timed out", self.node))?
+        .with_context(|| {
+            format!(
+                "{}: cannot forward the PostgreSQL socket over SSH",
+                self.node
+            )
+        })?;
+        Ok(dir)
+    }
+
     /// Opens a PostgreSQL connection through a forwarded Unix socket to the
     /// node's `socket_dir`; PostgreSQL sees a local peer connection by the SSH user.
     pub async fn pg_client(
-        &mut self,
+        &self,
         port: u16,
         socket_dir: &str,
     ) -> anyhow::Result<tokio_postgres::Client> {
-        if self.pg_dir.is_none() {
-            let dir = tempfile::Builder::new()
-                .prefix("pgrepl-")
-                .tempdir_in(short_tmp())
-                .with_context(|| {
-                    format!("{}: cannot create a local socket directory", self.node)
-                })?;
-            let local: PathBuf = dir.path().join(format!(".s.PGSQL.{port}"));
-            let remote: PathBuf = PathBuf::from(format!("{socket_dir}/.s.PGSQL.{port}"));
-            timeout(
-                self.connect_timeout + Duration::from_secs(2),
-                self.session.request_port_forward(
-                    ForwardType::Local,
-                    Socket::UnixSocket { path: local.into() },
-                    Socket::UnixSocket {
-                        path: remote.into(),
-                    },
-                ),
-            )
-            .await
-            .map_err(|_| anyhow!("{}: forwarding the PostgreSQL socket timed out", self.node))?
-            .with_context(|| {
-                format!(
-                    "{}: cannot forward the PostgreSQL socket over SSH",
-                    self.node
-                )
-            })?;
-            self.pg_dir = Some(dir);
-        }
         let dir = self
             .pg_dir
-            .as_ref()
-            .map(|d| d.path().to_path_buf())
-            .unwrap_or_default();
+            .get_or_try_init(|| self.forward_pg_socket(port, socket_dir))
+            .await?
+            .path()
+            .to_path_buf();
         let mut cfg = tokio_postgres::Config::new();
         cfg.host_path(&dir)
             .port(port)

@@ -529,6 +529,36 @@ fn several_restart_needing_changes_make_one_restart_per_node() {
     );
 }
 
+#[test]
+fn a_new_standby_whose_copy_cannot_fit_is_blocked() {
+    let cfg = orders("");
+    let mut obs = fresh(&cfg);
+    builder::files(&mut obs, "db2").disk_free_bytes = Some(1 << 20);
+    let plan = diff::plan(&cfg, &obs);
+    let why = plan
+        .blocked
+        .iter()
+        .find(|b| b.node.as_deref() == Some("db2"))
+        .unwrap_or_else(|| panic!("{:?}", plan.blocked));
+    assert!(
+        why.message.contains("copy of db1's 7.2 MB of databases")
+            && why.message.contains("has 1.0 MB free"),
+        "{}",
+        why.message
+    );
+    let got = steps(&plan);
+    assert!(!got.iter().any(|s| s.contains(" db2.")), "{got:#?}");
+    let db3 = plan
+        .changes
+        .iter()
+        .find(|s| s.address == "db3.standby")
+        .expect("db3 is still built");
+    assert_eq!(
+        db3.after.as_deref(),
+        Some("base backup of db1 through slot db3 (about 7.2 MB)")
+    );
+}
+
 // ---- --target
 
 #[test]
@@ -984,10 +1014,9 @@ wal_log_hints = true
         );
     }
 
-    #[test]
-    fn an_old_primary_that_kept_writing_is_rebased_with_pg_rewind() {
+    /// db2 was promoted at 0/3000000 (timeline 2); db1 kept writing 1 kB on timeline 1.
+    fn db1_diverged() -> Observed {
         let mut obs = converged(&orders(""));
-        // db2 was promoted at 0/3000000 (timeline 2); db1 kept writing on timeline 1.
         let s2 = server(&mut obs, "db2");
         s2.in_recovery = false;
         s2.timeline = 2;
@@ -999,6 +1028,12 @@ wal_log_hints = true
         let s1 = server(&mut obs, "db1");
         s1.timeline = 1;
         s1.current_lsn = Some("0/3000400".parse().expect("lsn"));
+        obs
+    }
+
+    #[test]
+    fn an_old_primary_that_kept_writing_is_rebased_with_pg_rewind() {
+        let obs = db1_diverged();
         let plan = diff::plan(&with_primary("db2"), &obs);
         let rebase = plan
             .changes
@@ -1022,6 +1057,97 @@ wal_log_hints = true
         let n1 = st.nodes.iter().find(|n| n.name == "db1").expect("db1");
         assert_eq!(n1.role, pgrepl::status::Role::Diverged);
         assert!(!n1.healthy);
+    }
+
+    /// db1 is the old primary stopped at 0/3000000 (db2 took over on timeline
+    /// 2 there); db3 holds WAL up to 0/3000400, read `with_receiver` or not.
+    fn db3_after_a_switchover(with_receiver: bool) -> Observed {
+        let mut obs = db1_diverged();
+        server(&mut obs, "db1").current_lsn = Some("0/3000000".parse().expect("lsn"));
+        let s3 = server(&mut obs, "db3");
+        s3.receive_lsn = Some("0/3000400".parse().expect("lsn"));
+        // pg_control's last restartpoint was still on timeline 1.
+        s3.timeline = 1;
+        let w = s3.wal_receiver.as_mut().expect("db3 streams");
+        w.received_tli = Some(1);
+        w.flushed_lsn = s3.receive_lsn;
+        if !with_receiver {
+            s3.wal_receiver = None;
+        }
+        obs
+    }
+
+    #[test]
+    fn a_standby_between_wal_receivers_is_never_rebased_on_a_guess() {
+        let plan = diff::plan(&with_primary("db2"), &db3_after_a_switchover(false));
+        assert!(
+            !plan.changes.iter().any(|s| s.address == "db3.timeline"),
+            "{:#?}",
+            addresses(&plan)
+        );
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.node.as_deref() == Some("db3")
+                    && w.message.contains("WAL receiver is not running")),
+            "{:?}",
+            plan.warnings
+        );
+        // Its receiver's own row says timeline 1 past the fork: diverged.
+        let plan = diff::plan(&with_primary("db2"), &db3_after_a_switchover(true));
+        let rebase = plan
+            .changes
+            .iter()
+            .find(|s| s.address == "db3.timeline")
+            .unwrap_or_else(|| panic!("{:#?}", addresses(&plan)));
+        assert!(
+            rebase
+                .reason
+                .contains("diverged at 0/3000000 on timeline 1"),
+            "{}",
+            rebase.reason
+        );
+    }
+
+    #[test]
+    fn a_base_backup_rebase_that_cannot_fit_beside_the_kept_directory_is_blocked() {
+        let mut obs = db1_diverged();
+        let control = builder::files(&mut obs, "db1")
+            .control
+            .as_mut()
+            .expect("pg_control");
+        control.wal_log_hints = Some(false);
+        control.data_checksums = Some(false);
+        builder::files(&mut obs, "db1").disk_free_bytes = Some(3 << 20);
+        let plan = diff::plan(&with_primary("db2"), &obs);
+        assert!(
+            !plan.changes.iter().any(|s| s.node == "db1"),
+            "{:#?}",
+            addresses(&plan)
+        );
+        let why = plan
+            .blocked
+            .iter()
+            .find(|b| b.node.as_deref() == Some("db1"))
+            .unwrap_or_else(|| panic!("{:?}", plan.blocked));
+        assert!(
+            why.message.contains("needs about 7.2 MB")
+                && why.message.contains("has 3.0 MB free")
+                && why.message.contains("a fresh base backup"),
+            "{}",
+            why.message
+        );
+        // With room, the same node is re-based by a base backup.
+        builder::files(&mut obs, "db1").disk_free_bytes = Some(1 << 30);
+        let plan = diff::plan(&with_primary("db2"), &obs);
+        assert!(
+            plan.changes.iter().any(|s| matches!(
+                &s.op,
+                pgrepl::plan::Op::Rebase { rewind: false, .. }
+            ) && s.node == "db1"),
+            "{:#?}",
+            addresses(&plan)
+        );
     }
 }
 

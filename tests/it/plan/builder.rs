@@ -284,7 +284,6 @@ fn missing_node(cfg: &Config, name: &str) -> NodeState {
         histories: Vec::new(),
         disk_free_bytes: Some(40 << 30),
         disk_total_bytes: Some(100 << 30),
-        home: Some("/var/lib/postgresql".into()),
         passfile_sha256: None,
         passfile_mode: None,
     });
@@ -401,7 +400,7 @@ fn running_node(cfg: &Config, name: &str, converged: bool) -> NodeState {
         replay_delay_s: standby.then_some(0.2),
         data_directory: node.postgres.data_dir.clone(),
         hba_file: format!("{conf_dir}/pg_hba.conf"),
-        database_size_bytes: 7_500_000,
+        database_size_bytes: Some(7_500_000),
         settings,
         file_setting_errors: Vec::new(),
         roles,
