@@ -64,6 +64,13 @@ pub struct NodeStatus {
     pub slot_retained_bytes: Option<i64>,
     pub sync_state: Option<String>,
     pub system_identifier: Option<String>,
+    /// Free and total bytes of the data directory's file system.
+    pub disk_free_bytes: Option<u64>,
+    pub disk_total_bytes: Option<u64>,
+    /// All databases together (measured on a primary only).
+    pub database_size_bytes: Option<i64>,
+    /// How long reading this node took, in milliseconds.
+    pub gather_ms: u64,
 }
 
 /// Derives every node's role and health.
@@ -123,6 +130,10 @@ fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
         slot_retained_bytes: None,
         sync_state: None,
         system_identifier: None,
+        disk_free_bytes: n.files.as_ref().and_then(|f| f.disk_free_bytes),
+        disk_total_bytes: n.files.as_ref().and_then(|f| f.disk_total_bytes),
+        database_size_bytes: n.server.as_ref().and_then(|s| s.database_size_bytes),
+        gather_ms: n.gather_ms,
     };
     if let Some(u) = &n.unreachable {
         st.role = Role::Unreachable;

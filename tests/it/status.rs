@@ -110,11 +110,31 @@ fn status_of_a_fresh_lab_is_one_primary_and_two_empty_nodes() {
         n1["lsn"].as_str().is_some_and(|l| l.contains('/')),
         "{n1:#}"
     );
+    assert!(
+        n1["database_size_bytes"]
+            .as_i64()
+            .is_some_and(|b| b > 1 << 20),
+        "{n1:#}"
+    );
     for name in ["node2", "node3"] {
         let n = node(&v, name);
         assert_eq!(n["role"], "empty", "{n:#}");
         assert_eq!(n["reachable"], true);
         assert_eq!(n["healthy"], false);
+        assert!(n["database_size_bytes"].is_null(), "{n:#}");
+    }
+    // Free space is read on every node, with or without a data directory.
+    for name in ["node1", "node2", "node3"] {
+        let n = node(&v, name);
+        let (free, total) = (
+            n["disk_free_bytes"].as_u64(),
+            n["disk_total_bytes"].as_u64(),
+        );
+        assert!(
+            matches!((free, total), (Some(f), Some(t)) if f > 0 && f <= t),
+            "{n:#}"
+        );
+        assert!(n["gather_ms"].as_u64().is_some(), "{n:#}");
     }
     // The table says the same in words.
     let out = pgrepl(&lab, &["status"]);
