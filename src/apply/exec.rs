@@ -167,32 +167,44 @@ async fn service(ctx: &mut Ctx<'_>, verb: &str) -> anyhow::Result<String> {
     control(ctx.session, ctx.node, verb).await
 }
 
+/// pg_ctl without its 100 ms polling: `sh -c PG_CTL pgrepl B D W VERB LOG`.
+/// A stop polls for postmaster.pid to go every 10 ms (for at most W
+/// seconds); a start returns at once and pgrepl polls for connections. A
+/// restart of a stopped server starts it, as `pg_ctl restart` does.
+const PG_CTL: &str = r#"B=$1; D=$2; W=$3; V=$4; L=$5
+if [ "$V" = stop ] || { [ "$V" = restart ] && "$B/pg_ctl" status -D "$D" >/dev/null 2>&1; }; then
+  "$B/pg_ctl" stop -D "$D" -m fast -W || exit
+  i=0; while [ -e "$D/postmaster.pid" ]; do
+    i=$((i + 1)); [ $i -gt $((W * 100)) ] && { echo "pg_ctl: server does not shut down" >&2; exit 1; }
+    sleep 0.01
+  done
+  [ "$V" = stop ] && exit 0
+fi
+exec "$B/pg_ctl" start -D "$D" -W -l "$L""#;
+
 /// Starts, stops or restarts PostgreSQL on `node` through its `service`;
 /// the one place that knows pg_ctl, systemd and pg_ctlcluster.
+///
+/// With pg_ctl, a start does not use `-w` (which looks ten times a second):
+/// pgrepl tries a connection every 20 ms instead, and returns once the
+/// server accepts it (a hot standby: once it is consistent).
 async fn control(session: &NodeSession, node: &Node, verb: &str) -> anyhow::Result<String> {
     let pg = &node.postgres;
     let wait = PG_CTL_WAIT_S.to_string();
     let log = log_file_of(node);
-    let pg_ctl = format!("{}/pg_ctl", pg.bin_dir);
     let argv: Vec<&str> = match &pg.service {
-        Service::PgCtl => {
-            let mut v = vec![
-                &pg_ctl,
-                verb,
-                "-D",
-                &pg.data_dir,
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                &wait,
-            ];
-            // -l: without it the server keeps the SSH channel open and the command never returns.
-            if verb != "stop" {
-                v.extend(["-l", log.as_str()]);
-            }
-            v
-        }
+        // -l: without it the server keeps the SSH channel open and the command never returns.
+        Service::PgCtl => vec![
+            "sh",
+            "-c",
+            PG_CTL,
+            "pgrepl-pg_ctl",
+            &pg.bin_dir,
+            &pg.data_dir,
+            &wait,
+            verb,
+            &log,
+        ],
         Service::Systemd(unit) => vec!["sudo", "-n", "systemctl", verb, unit],
         Service::PgCtlCluster(c) => {
             let (v, n) = c.split_once('/').unwrap_or((c, "main"));
@@ -217,17 +229,28 @@ async fn control(session: &NodeSession, node: &Node, verb: &str) -> anyhow::Resu
     let out = session
         .run_with_stdin(&argv, None, Duration::from_secs(PG_CTL_WAIT_S + 30))
         .await?;
-    if !out.success() {
+    let mut failure = (!out.success()).then(|| {
+        format!(
+            "{}: {verb} failed (exit {:?}): {}",
+            node.name,
+            out.code,
+            out.stderr.trim()
+        )
+    });
+    if failure.is_none() && matches!(pg.service, Service::PgCtl) && verb != "stop" {
+        failure = wait_accepting(session, node)
+            .await
+            .err()
+            .map(|e| format!("{e:#}"));
+    }
+    if let Some(failure) = failure {
         let tail = session
             .run(&["tail", "-n", "15", &log])
             .await
             .map(|o| o.stdout)
             .unwrap_or_default();
         bail!(
-            "{}: {verb} failed (exit {:?}): {}{}",
-            node.name,
-            out.code,
-            out.stderr.trim(),
+            "{failure}{}",
             if tail.is_empty() {
                 String::new()
             } else {
@@ -235,34 +258,82 @@ async fn control(session: &NodeSession, node: &Node, verb: &str) -> anyhow::Resu
             }
         );
     }
-    Ok(format!("{verb} ({})", argv.join(" ")))
+    let how = match &pg.service {
+        Service::PgCtl => format!("{}/pg_ctl {verb} -D {}", pg.bin_dir, pg.data_dir),
+        _ => argv.join(" "),
+    };
+    Ok(format!("{verb} ({how})"))
 }
 
+/// Polls every 20 ms until the server accepts a connection, for at most
+/// `PG_CTL_WAIT_S`; every half second, checks that the postmaster still
+/// lives, so a server that fails to start is reported at once.
+async fn wait_accepting(session: &NodeSession, node: &Node) -> anyhow::Result<()> {
+    let pg = &node.postgres;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(PG_CTL_WAIT_S);
+    let mut last_check = started;
+    let mut last_error = String::new();
+    while Instant::now() < deadline {
+        match session.pg_client(pg.port, &pg.socket_dir).await {
+            Ok(client) if client.simple_query("SELECT 1").await.is_ok() => return Ok(()),
+            Ok(_) => {}
+            Err(e) => last_error = format!("{:#}", e.root_cause()),
+        }
+        if last_check.elapsed() >= Duration::from_millis(500) {
+            last_check = Instant::now();
+            let status = session
+                .run(&[
+                    &format!("{}/pg_ctl", pg.bin_dir),
+                    "status",
+                    "-D",
+                    &pg.data_dir,
+                ])
+                .await?;
+            if status.code == Some(3) {
+                bail!(
+                    "{}: PostgreSQL exited while starting ({last_error})",
+                    node.name
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!(
+        "{}: PostgreSQL did not accept connections within {PG_CTL_WAIT_S}s ({last_error})",
+        node.name
+    )
+}
+
+/// `pg_ctl status`'s exit code, then `standby` when standby.signal exists.
+const START_CHECK: &str = r#"B=$1; D=$2
+"$B/pg_ctl" status -D "$D" >/dev/null 2>&1; r=$?
+if [ -e "$D/standby.signal" ]; then echo "$r standby"; else echo "$r"; fi"#;
+
 async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
-    let status = ctx
-        .session
-        .run(&[
-            &ctx.bin("pg_ctl"),
-            "status",
-            "-D",
-            &ctx.node.postgres.data_dir,
-        ])
+    let pg = &ctx.node.postgres;
+    let check = ctx
+        .run_ok(
+            &[
+                "sh",
+                "-c",
+                START_CHECK,
+                "pgrepl-start",
+                &pg.bin_dir,
+                &pg.data_dir,
+            ],
+            "checking whether PostgreSQL runs",
+        )
         .await?;
-    let msg = if status.code == Some(0) {
+    let mut words = check.split_whitespace();
+    let running = words.next() == Some("0");
+    let is_standby = words.next() == Some("standby");
+    let msg = if running {
         "already running".to_string()
     } else {
         service(ctx, "start").await?
     };
     // A standby is done when it streams; a diverged one never does.
-    let is_standby = ctx
-        .session
-        .run(&[
-            "test",
-            "-e",
-            &format!("{}/standby.signal", ctx.node.postgres.data_dir),
-        ])
-        .await?
-        .success();
     if is_standby {
         wait_streaming(ctx).await?;
         return Ok(format!("{msg}; streaming"));
@@ -270,23 +341,30 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
     Ok(msg)
 }
 
-/// Polls pg_stat_wal_receiver every 50 ms until it streams, or fails with the server's log.
+/// Polls pg_stat_wal_receiver every 20 ms until it streams, or fails with the server's log.
 pub async fn wait_streaming(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let deadline = Instant::now() + STREAM_WAIT;
     let mut last = String::from("no WAL receiver");
+    // One connection for the whole wait, opened again only if it breaks.
+    let mut client = None;
     while Instant::now() < deadline {
-        if let Ok(client) = ctx.client().await
-            && let Ok(rows) = client
+        if client.is_none() {
+            client = ctx.client().await.ok();
+        }
+        if let Some(c) = &client {
+            match c
                 .query("SELECT status FROM pg_stat_wal_receiver", &[])
                 .await
-        {
-            match rows.first().map(|r| r.get::<_, String>(0)) {
-                Some(s) if s == "streaming" => return Ok(()),
-                Some(s) => last = format!("WAL receiver {s}"),
-                None => last = "no WAL receiver".into(),
+            {
+                Ok(rows) => match rows.first().map(|r| r.get::<_, String>(0)) {
+                    Some(s) if s == "streaming" => return Ok(()),
+                    Some(s) => last = format!("WAL receiver {s}"),
+                    None => last = "no WAL receiver".into(),
+                },
+                Err(_) => client = None,
             }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let log = ctx.log_file();
     let tail = ctx

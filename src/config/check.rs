@@ -196,6 +196,7 @@ pub fn check(
         );
     }
     check_hot_standby_settings(&mut c, &raw, &nodes, &cluster.primary);
+    check_hot_standby_on(&mut c, &raw, &nodes);
     check_wal_senders(&mut c, &raw, &nodes);
     let hba = check_hba(&mut c, &raw, &nodes);
     let extra_slots = check_slots(&mut c, &raw, &node_names);
@@ -998,6 +999,31 @@ fn check_wal_senders(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<String, 
                 "any node may become primary and stream to all {} other nodes, and a base backup needs two senders: set max_wal_senders to at least {need}",
                 need - 1
             ),
+        );
+        return;
+    }
+}
+
+/// pgrepl reads and waits for standbys over SQL: a standby that accepts no
+/// connections (hot_standby off) could be built but never checked.
+fn check_hot_standby_on(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<String, Node>) {
+    for (name, node) in nodes {
+        let Some(Some(guc::Normalized::Bool(false))) =
+            node.settings.get("hot_standby").map(|s| &s.normalized)
+        else {
+            continue;
+        };
+        let span = node_setting(raw, name, "hot_standby")
+            .or_else(|| {
+                raw.settings
+                    .iter()
+                    .find(|(k, _)| k.get_ref().eq_ignore_ascii_case("hot_standby"))
+            })
+            .map_or_else(|| raw.nodes.span(), |(_, v)| v.span());
+        c.error(
+            span,
+            format!("hot_standby is off on `{name}`"),
+            "pgrepl reads every standby's state over SQL and waits for it to stream, which a standby without hot_standby refuses; remove the setting (PostgreSQL's default is on)",
         );
         return;
     }

@@ -650,3 +650,7 @@ rule!(
     too_few_wal_senders,
     with_cluster("[settings]\nmax_wal_senders = 1\n")
 );
+rule!(
+    hot_standby_off,
+    with_cluster("[settings]\nhot_standby = false\n")
+);
