@@ -149,6 +149,30 @@ pub fn history_of(node: &NodeState, timeline: u32) -> Vec<HistoryEntry> {
         .unwrap_or_default()
 }
 
+/// The name of the WAL segment file holding `lsn` on `timeline`
+/// (PostgreSQL's XLogFileName).
+pub fn wal_file_name(timeline: u32, lsn: Lsn, segment_size: u64) -> String {
+    let segment_size = segment_size.max(1 << 20);
+    let segno = lsn.0 / segment_size;
+    let per_id = 0x1_0000_0000 / segment_size;
+    format!("{timeline:08X}{:08X}{:08X}", segno / per_id, segno % per_id)
+}
+
+/// The first WAL segment of `timeline` that holds WAL the primary does not
+/// have: the one where the primary's history left `timeline`, or the
+/// timeline's very first if the primary's history never had it.
+pub fn first_diverged_segment(
+    timeline: u32,
+    primary_history: &[HistoryEntry],
+    segment_size: u64,
+) -> String {
+    let fork = primary_history
+        .iter()
+        .find(|e| e.timeline == timeline)
+        .map_or(Lsn(0), |e| e.switchpoint);
+    wal_file_name(timeline, fork, segment_size)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +182,48 @@ mod tests {
     }
 
     const HISTORY_3: &str = "1\t0/3000148\tno recovery target specified\n\n2\t0/5000000\tno recovery target specified\n";
+
+    #[test]
+    fn wal_file_names_match_postgresql() {
+        // Names as pg_walfile_name() prints them, 16 MB segments.
+        let mb16 = 16 << 20;
+        assert_eq!(
+            wal_file_name(1, lsn("0/3000148"), mb16),
+            "000000010000000000000003"
+        );
+        assert_eq!(
+            wal_file_name(2, lsn("16/B374D848"), mb16),
+            "0000000200000016000000B3"
+        );
+        assert_eq!(
+            wal_file_name(0xA, lsn("0/FFFFFFFF"), mb16),
+            "0000000A00000000000000FF"
+        );
+        // 64 MB segments: four per 4 GB, so the last part counts to 3F.
+        assert_eq!(
+            wal_file_name(1, lsn("1/FC000000"), 64 << 20),
+            "00000001000000010000003F"
+        );
+    }
+
+    #[test]
+    fn the_diverged_segments_start_at_the_fork() {
+        let h = parse_history(HISTORY_3);
+        let mb16 = 16 << 20;
+        assert_eq!(
+            first_diverged_segment(2, &h, mb16),
+            "000000020000000000000005"
+        );
+        assert_eq!(
+            first_diverged_segment(1, &h, mb16),
+            "000000010000000000000003"
+        );
+        // A timeline the primary never had: all of it.
+        assert_eq!(
+            first_diverged_segment(7, &h, mb16),
+            "000000070000000000000000"
+        );
+    }
 
     #[test]
     fn parses_history_files() {

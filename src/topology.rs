@@ -353,7 +353,8 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
         };
         let method = if rewind {
             format!(
-                "pg_rewind from {want} (after a CHECKPOINT there); if it fails, a fresh base backup with the old data directory kept at {keep}"
+                "pg_rewind from {want} (after a CHECKPOINT there, with the WAL it discards copied to {}); if it fails, a fresh base backup with the old data directory kept at {keep}",
+                keep.replace(".pgrepl-old-", ".pgrepl-diverged-wal-")
             )
         } else if cfg.rewind.is_none() && !why.contains("another cluster") && !why.contains("lost")
         {

@@ -968,6 +968,83 @@ async fn promote(ctx: &mut Ctx<'_>, old: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// Copies the WAL segments of timeline `$2` from segment `$3` on, and every
+/// timeline history file, out of `$1/pg_wal` into the new directory `$4`;
+/// prints how many segments. pg_rewind discards them.
+const KEEP_DIVERGED_WAL: &str = r#"D=$1; T=$2; FIRST=$3; OUT=$4
+cd "$D/pg_wal" || exit 1
+mkdir -m 700 "$OUT" || exit 1
+from=$((0x${FIRST#"$T"})); n=0
+for f in *; do
+  case $f in
+    *.history) cp -p -- "$f" "$OUT/" || exit 1 ;;
+    "$T"????????????????)
+      r=${f#"$T"}
+      case $r in *[!0-9A-F]*) continue ;; esac
+      [ $((0x$r)) -ge "$from" ] || continue
+      cp -p -- "$f" "$OUT/" || exit 1
+      n=$((n + 1))
+      ;;
+  esac
+done
+echo "$n""#;
+
+/// Keeps the WAL a rewind discards, for the operator to inspect or replay
+/// (pg_waldump): the node's own timeline from where the source's history
+/// forked off it. The node is stopped.
+async fn keep_diverged_wal(
+    ctx: &Ctx<'_>,
+    src_client: &Client,
+    keep_as: &str,
+) -> anyhow::Result<String> {
+    let control = controldata(ctx.session, ctx.node).await?;
+    let timeline = match control.state.as_str() {
+        "shut down in recovery" | "in archive recovery" => control
+            .min_recovery_end_timeline
+            .or(control.checkpoint_timeline),
+        _ => control.checkpoint_timeline,
+    }
+    .ok_or_else(|| anyhow!("pg_controldata shows no timeline"))?;
+    let row = src_client
+        .query_one(
+            "SELECT (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'),
+               (SELECT CASE WHEN (pg_stat_file(f, true)).isdir IS FALSE THEN pg_read_binary_file(f) END
+                  FROM (SELECT 'pg_wal/' || upper(lpad(to_hex(timeline_id), 8, '0')) || '.history' AS f
+                          FROM pg_control_checkpoint()) h)",
+            &[],
+        )
+        .await?;
+    let segment_size =
+        u64::try_from(row.get::<_, Option<i64>>(0).unwrap_or(16 << 20)).unwrap_or(16 << 20);
+    let history = row
+        .get::<_, Option<Vec<u8>>>(1)
+        .map(|b| crate::timeline::parse_history(&String::from_utf8_lossy(&b)))
+        .unwrap_or_default();
+    let first = crate::timeline::first_diverged_segment(timeline, &history, segment_size);
+    let out = ctx
+        .run_ok(
+            &[
+                "sh",
+                "-c",
+                KEEP_DIVERGED_WAL,
+                "pgrepl-keep-wal",
+                &ctx.node.postgres.data_dir,
+                &format!("{timeline:08X}"),
+                &first,
+                keep_as,
+            ],
+            "keeping the diverged WAL aside",
+        )
+        .await?;
+    let n: u64 = out.trim().parse().unwrap_or(0);
+    let bytes = n * segment_size;
+    Ok(format!(
+        "the diverged WAL ({n} segment{} of timeline {timeline} from {first}, {}) is kept at {keep_as}",
+        if n == 1 { "" } else { "s" },
+        crate::diff::human_bytes(bytes)
+    ))
+}
+
 async fn rebase(
     ctx: &mut Ctx<'_>,
     source: &str,
@@ -995,6 +1072,22 @@ async fn rebase(
         .await?;
     // pg_rewind reads the source's control file: it must show the new timeline.
     src_client.simple_query("CHECKPOINT").await?;
+    // Nothing is lost: what pg_rewind discards is copied aside first.
+    let kept_wal = if rewind && cfg.rewind.is_some() {
+        let wal_dir = keep_as.replace(".pgrepl-old-", ".pgrepl-diverged-wal-");
+        Some(
+            keep_diverged_wal(ctx, &src_client, &wal_dir)
+                .await
+                .with_context(|| {
+                    format!(
+                        "{}: nothing was rewound; free space for the copy and run apply again",
+                        ctx.node.name
+                    )
+                })?,
+        )
+    } else {
+        None
+    };
     drop(src_client);
     let passfile = desired::passfile_path(cfg, ctx.node);
     write_passfile(ctx, &passfile).await?;
@@ -1031,6 +1124,9 @@ async fn rebase(
         if out.success() {
             rewound = true;
             how = "pg_rewind".into();
+            if let Some(kept) = &kept_wal {
+                how.push_str(&format!("; {kept}"));
+            }
         } else {
             let why = out
                 .stderr
@@ -1087,4 +1183,65 @@ async fn rebase(
     service(ctx, "start").await?;
     wait_streaming(ctx).await?;
     Ok(format!("re-based from {source} by {how}; streaming"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// KEEP_DIVERGED_WAL run by `sh` on a local pg_wal.
+    #[test]
+    fn keeps_the_diverged_segments_and_the_histories() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let wal = root.path().join("data dir $(x)/pg_wal");
+        std::fs::create_dir_all(&wal).expect("mkdir");
+        for f in [
+            "000000010000000000000002",
+            "000000010000000000000003",
+            "00000001000000000000000A",
+            "000000010000000100000000",
+            "000000020000000000000003",
+            "00000002.history",
+            "000000010000000000000003.partial",
+            "00000001000000000000000G",
+        ] {
+            std::fs::write(wal.join(f), f).expect("write");
+        }
+        let out = root.path().join("kept");
+        let run = Command::new("sh")
+            .args(["-c", KEEP_DIVERGED_WAL, "pgrepl-keep-wal"])
+            .arg(wal.parent().expect("data dir"))
+            .args(["00000001", "000000010000000000000003"])
+            .arg(&out)
+            .output()
+            .expect("sh runs");
+        assert!(run.status.success(), "{run:?}");
+        assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "3");
+        let mut kept: Vec<String> = std::fs::read_dir(&out)
+            .expect("kept dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                "000000010000000000000003",
+                "00000001000000000000000A",
+                "000000010000000100000000",
+                "00000002.history"
+            ]
+        );
+        // The originals stay where they were (pg_rewind decides their fate).
+        assert!(wal.join("000000010000000000000003").exists());
+        // An existing target is never written into.
+        let again = Command::new("sh")
+            .args(["-c", KEEP_DIVERGED_WAL, "pgrepl-keep-wal"])
+            .arg(wal.parent().expect("data dir"))
+            .args(["00000001", "000000010000000000000003"])
+            .arg(&out)
+            .output()
+            .expect("sh runs");
+        assert!(!again.status.success());
+    }
 }

@@ -233,6 +233,34 @@ fn failover_then_the_diverged_old_primary_is_rewound() {
     assert!(shown.contains("pg_rewind"), "{shown}");
     let out = apply_ok(&lab, &[]);
     assert!(out.contains("by pg_rewind"), "{out}");
+    // What pg_rewind discarded is kept beside the data directory: the
+    // split-brain rows are in timeline 1's WAL there.
+    assert!(out.contains("the diverged WAL ("), "{out}");
+    let kept = lab.exec(
+        1,
+        &[
+            "sh",
+            "-c",
+            "cd \"$1\".pgrepl-diverged-wal-* && ls && pg_waldump -p . -t 1 -r Heap $(ls | grep -m1 '^00000001') 2>/dev/null | grep -c 'INSERT'",
+            "sh",
+            &lab.data_dir(),
+        ],
+    );
+    let listing = String::from_utf8_lossy(&kept.stdout);
+    assert!(
+        listing.lines().any(|l| l.starts_with("00000001")),
+        "{listing}\n{}",
+        String::from_utf8_lossy(&kept.stderr)
+    );
+    let inserts: u32 = listing
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        inserts >= 2000,
+        "the kept WAL holds the split-brain inserts: {listing}"
+    );
     wait_for(
         "node1 to stream from node2",
         Duration::from_secs(20),
