@@ -89,46 +89,6 @@ pub fn utc_now() -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
-/// How long `settle` waits for standbys to stream from their upstreams.
-pub const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Waits (at most `SETTLE_WAIT`, all nodes at once) until every running
-/// standby the file names streams from its upstream, so that the state read
-/// next is not one between two WAL receivers. Never fails: what did not
-/// settle is read as it is, and the plan made from it says so.
-pub async fn settle(cfg: &Config, sessions: &IndexMap<String, NodeSession>) {
-    let deadline = Instant::now() + SETTLE_WAIT;
-    let waits = sessions.iter().filter_map(|(name, session)| {
-        let node = cfg.nodes.get(name)?;
-        let upstream = cfg.nodes.get(node.upstream.as_deref()?)?;
-        Some(async move {
-            let Ok(client) = session
-                .pg_client(node.postgres.port, &node.postgres.socket_dir)
-                .await
-            else {
-                return; // not running: nothing to wait for
-            };
-            while Instant::now() < deadline {
-                let row = client
-                    .query_opt(
-                        "SELECT pg_is_in_recovery(),
-                           (SELECT status = 'streaming' AND sender_host = $1 FROM pg_stat_wal_receiver)",
-                        &[&upstream.host],
-                    )
-                    .await;
-                match row {
-                    Ok(Some(r)) if !r.get::<_, bool>(0) => return,
-                    Ok(Some(r)) if r.get::<_, Option<bool>>(1) == Some(true) => return,
-                    Ok(_) => {}
-                    Err(_) => return,
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        })
-    });
-    futures_util::future::join_all(waits).await;
-}
-
 /// What one run did, for the failure report and the summary.
 #[derive(Debug, Default)]
 pub struct Report {

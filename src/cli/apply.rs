@@ -130,7 +130,6 @@ async fn apply(
         // A saved plan runs exactly its approved steps: no further rounds.
         let rounds = if args.planfile.is_some() { 1 } else { 4 };
         for round in 0..rounds {
-            apply::settle(cfg, &sessions).await;
             let (observed, s) =
                 gather::regather(cfg, std::mem::take(&mut sessions), &unreachable).await;
             sessions = s;
