@@ -761,6 +761,21 @@ impl Differ<'_> {
             );
             return;
         }
+        // A base backup copies the data directory only: a separate
+        // configuration directory must exist already.
+        let pg = &self.cfg.nodes[name].postgres;
+        let seen_files = self.obs.nodes.get(name).and_then(|n| n.files.as_ref());
+        if let Some(dir) = &pg.config_dir
+            && seen_files.and_then(|f| f.config_dir_has_conf) == Some(false)
+        {
+            self.block(
+                name,
+                format!(
+                    "has no postgresql.conf in its config_dir {dir}, and a base backup copies only the data directory; create the cluster's configuration there first (on Debian: pg_createcluster; pgrepl then replaces the new, empty cluster by a base backup and keeps its data directory aside), or drop config_dir for this node"
+                ),
+            );
+            return;
+        }
         // A copy that cannot fit fails half-way: refuse it up front.
         let size = cluster_size(self.obs, &upstream);
         let free = self

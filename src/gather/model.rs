@@ -100,6 +100,9 @@ pub struct FileFacts {
     pub histories: Vec<(u32, String)>,
     pub disk_free_bytes: Option<u64>,
     pub disk_total_bytes: Option<u64>,
+    /// With a separate `config_dir`: whether it holds postgresql.conf
+    /// (a base backup copies the data directory only).
+    pub config_dir_has_conf: Option<bool>,
     /// SHA-256 of pgrepl's passfile (never its content), and its mode.
     pub passfile_sha256: Option<String>,
     pub passfile_mode: Option<String>,

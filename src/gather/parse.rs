@@ -42,6 +42,9 @@ else
   done
   echo "datadir $dd"
 fi
+if [ "$C" != "$D" ]; then
+  if [ -f "$C/postgresql.conf" ]; then echo "config_dir_has_conf 1"; else echo "config_dir_has_conf 0"; fi
+fi
 p=$D; while [ ! -e "$p" ]; do case $p in */*) p=${p%/*}; [ -n "$p" ] || p=/ ;; *) p=/ ;; esac; done
 stat -f -c 'fs %S %b %a' "$p" 2>/dev/null
 if [ -f "$P" ]; then
@@ -112,6 +115,7 @@ pub fn parse_gather_output(out: &str) -> Result<FileFacts, String> {
         histories,
         disk_free_bytes,
         disk_total_bytes,
+        config_dir_has_conf: fields.get("config_dir_has_conf").map(|v| *v == "1"),
         passfile_sha256: fields.get("passfile_sha256").map(|v| v.to_string()),
         passfile_mode: fields.get("passfile_mode").map(|v| v.to_string()),
     })
@@ -509,6 +513,28 @@ Data page checksum version:           0
             assert_eq!(f.passfile_sha256.as_deref(), Some(want.as_str()));
             assert_eq!(f.passfile_mode.as_deref(), Some("600"));
             assert!(!root.path().join("pwned").exists() && !root.path().join("pwned2").exists());
+        }
+
+        #[test]
+        fn a_separate_config_dir_is_checked_for_postgresql_conf() {
+            let root = tempfile::tempdir().expect("tempdir");
+            let (d, c) = (root.path().join("data"), root.path().join("etc main"));
+            let run_split = || {
+                let out = Command::new("sh")
+                    .args(["-c", GATHER_SCRIPT, "pgrepl-gather"])
+                    .args([&d, root.path(), &c, &root.path().join("none")])
+                    .output()
+                    .expect("sh runs");
+                parse_gather_output(&String::from_utf8_lossy(&out.stdout)).expect("parses")
+            };
+            assert_eq!(run_split().config_dir_has_conf, Some(false));
+            std::fs::create_dir(&c).expect("mkdir");
+            write(&c.join("postgresql.conf"), "");
+            assert_eq!(run_split().config_dir_has_conf, Some(true));
+            // Configuration inside the data directory: nothing to check.
+            let f = parse_gather_output(&run(&d, root.path(), &root.path().join("none")))
+                .expect("parses");
+            assert_eq!(f.config_dir_has_conf, None);
         }
 
         #[test]

@@ -24,7 +24,11 @@ pub const SECRETS: [&str; 2] = ["s3cret-repl", "s3cret-rewind"];
 /// The cluster of SPEC section 1: a primary and two standbys; `settings`
 /// lines are added to `[settings]`.
 fn orders(settings: &str) -> Config {
-    load(&format!(
+    load(&orders_text(settings))
+}
+
+fn orders_text(settings: &str) -> String {
+    format!(
         r#"
 [cluster]
 name = "orders"
@@ -56,7 +60,7 @@ hot_standby = true
 wal_log_hints = true
 {settings}
 "#
-    ))
+    )
 }
 
 /// `<symbol> <address> <operation>`, one per step, in execution order.
@@ -557,6 +561,55 @@ fn a_new_standby_whose_copy_cannot_fit_is_blocked() {
         db3.after.as_deref(),
         Some("base backup of db1 through slot db3 (about 7.2 MB)")
     );
+}
+
+/// The Debian layout: configuration in /etc, which a base backup never copies.
+#[test]
+fn a_new_standby_without_its_config_dir_is_blocked_until_pg_createcluster() {
+    let text = format!(
+        "{}\n[nodes.db3.postgres]\nconfig_dir = \"/etc/postgresql/15/main\"\n",
+        orders_text("")
+    );
+    let cfg_debian = load(&text);
+    let mut obs = fresh(&cfg_debian);
+    builder::files(&mut obs, "db3").config_dir_has_conf = Some(false);
+    let plan = diff::plan(&cfg_debian, &obs);
+    let why = plan
+        .blocked
+        .iter()
+        .find(|b| b.node.as_deref() == Some("db3"))
+        .unwrap_or_else(|| panic!("{:?}", plan.blocked));
+    assert!(
+        why.message
+            .contains("no postgresql.conf in its config_dir /etc/postgresql/15/main")
+            && why.message.contains("pg_createcluster"),
+        "{}",
+        why.message
+    );
+    assert!(!steps(&plan).iter().any(|s| s.contains(" db3.")));
+    // What the hint promises: after pg_createcluster (a stopped, initdb'd
+    // cluster of its own), db3 is re-based by a base backup, kept aside.
+    let mut obs = converged(&cfg_debian);
+    let f = builder::files(&mut obs, "db3");
+    f.config_dir_has_conf = Some(true);
+    f.running = false;
+    f.standby_signal = false;
+    let c = f.control.as_mut().expect("pg_control");
+    c.state = "shut down".into();
+    c.system_identifier = "7300000000000000999".into();
+    builder::node(&mut obs, "db3").server = None;
+    let plan = diff::plan(&cfg_debian, &obs);
+    let rebase = plan
+        .changes
+        .iter()
+        .find(|s| s.node == "db3" && matches!(s.op, pgrepl::plan::Op::Rebase { rewind: false, .. }))
+        .unwrap_or_else(|| panic!("{:#?}\n{:?}", steps(&plan), plan.blocked));
+    assert!(
+        rebase.reason.contains("another cluster"),
+        "{}",
+        rebase.reason
+    );
+    assert!(rebase.reason.contains(".pgrepl-old-"), "{}", rebase.reason);
 }
 
 // ---- --target
