@@ -283,6 +283,79 @@ fn failover_then_the_diverged_old_primary_is_rewound() {
 }
 
 #[test]
+fn a_lagging_failover_candidate_needs_allow_data_loss_and_the_standby_ahead_is_rewound() {
+    let Some(lab) = Lab::for_test(
+        "a_lagging_failover_candidate_needs_allow_data_loss_and_the_standby_ahead_is_rewound",
+        3,
+    ) else {
+        return;
+    };
+    apply_ok(&lab, &[]);
+    let path = lab.config_path();
+    let cfg = std::fs::read_to_string(&path).expect("config");
+    let cfg = cfg.replace(
+        "max_lag_on_failover = \"16MB\"",
+        "max_lag_on_failover = \"64kB\"",
+    );
+    assert!(
+        cfg.contains("\"64kB\""),
+        "the lab's file sets max_lag_on_failover"
+    );
+    std::fs::write(&path, cfg).expect("write config");
+    // node2 stops receiving (its WAL receiver points nowhere); node3 goes on.
+    lab.sql(
+        2,
+        "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port=1 connect_timeout=1'",
+    );
+    lab.sql(2, "SELECT pg_reload_conf()");
+    let h1 = lab.host(1);
+    wait_for("node2 to stop streaming", Duration::from_secs(20), || {
+        sender_of(&lab, 2) != format!("{h1}:streaming")
+    });
+    let before = lab.sql(1, "SELECT count(*) FROM lab_data");
+    lab.sql(
+        1,
+        "INSERT INTO lab_data(note) SELECT 'only node3 has these' FROM generate_series(1, 3000)",
+    );
+    let end = lab.sql(1, "SELECT pg_current_wal_lsn()");
+    wait_for(
+        "node3 to receive everything",
+        Duration::from_secs(20),
+        || lab.sql(3, &format!("SELECT pg_last_wal_receive_lsn() >= '{end}'")) == "t",
+    );
+    lab.cut(1);
+    set_primary(&lab, "node2");
+    // --force alone: refused, nothing changed.
+    let out = apply(&lab, &["--force"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("--allow-data-loss"), "{}", text(&out));
+    assert!(text(&out).contains("nothing was changed"), "{}", text(&out));
+    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "t");
+    // With the loss accepted: node2 is promoted, node3 (ahead) is rewound.
+    let out = apply_ok(&lab, &["--force", "--allow-data-loss"]);
+    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "f");
+    assert!(out.contains("node3.timeline"), "{out}");
+    assert!(out.contains("by pg_rewind"), "{out}");
+    let h2 = lab.host(2);
+    wait_for(
+        "node3 to stream from node2",
+        Duration::from_secs(20),
+        || sender_of(&lab, 3) == format!("{h2}:streaming"),
+    );
+    assert_eq!(lab.sql(2, "SELECT count(*) FROM lab_data"), before);
+    lab.sql(
+        2,
+        "INSERT INTO lab_data(note) VALUES ('after the failover')",
+    );
+    let want = lab.sql(2, "SELECT count(*) || ':' || max(id) FROM lab_data");
+    wait_for(
+        "node3's rows to equal node2's",
+        Duration::from_secs(10),
+        || lab.sql(3, "SELECT count(*) || ':' || max(id) FROM lab_data") == want,
+    );
+}
+
+#[test]
 fn without_wal_log_hints_the_diverged_node_gets_a_base_backup_and_is_kept() {
     let Some(lab) = Lab::for_test(
         "without_wal_log_hints_the_diverged_node_gets_a_base_backup_and_is_kept",
