@@ -2,37 +2,11 @@
 //! faults, locking, hostile passwords (issue: apply).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::lab::Lab;
-
-fn pgrepl_cmd(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgrepl"));
-    c.args(args)
-        .arg("-c")
-        .arg(lab.config_path())
-        .envs(lab.env())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c
-}
-
-fn pgrepl(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> Output {
-    pgrepl_cmd(lab, args, env).output().expect("run pgrepl")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::support::{node_fingerprint, pgrepl_cmd, pgrepl_env as pgrepl, text};
 
 fn apply_ok(lab: &Lab, env: &[(&str, &str)]) -> Output {
     let out = pgrepl(lab, &["apply", "--auto-approve"], env);
@@ -63,20 +37,6 @@ fn planned_addresses(lab: &Lab, env: &[(&str, &str)]) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Everything apply could touch on a node, to prove it touched nothing.
-fn node_fingerprint(lab: &Lab, i: usize) -> String {
-    let dd = lab.data_dir();
-    let files = lab.exec(i, &["sh", "-c", "cat \"$1/pg_hba.conf\" \"$1/postgresql.auto.conf\"; ls -la --time-style=full-iso \"$1\" | grep -v pg_stat_tmp", "sh", &dd]);
-    let sql = lab.sql(
-        i,
-        "SELECT pg_postmaster_start_time()::text, \
-         (SELECT string_agg(name || '=' || setting, ',' ORDER BY name) FROM pg_settings WHERE source <> 'default' AND source <> 'override' AND name NOT LIKE 'application_name'), \
-         (SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots), \
-         (SELECT string_agg(rolname || coalesce(rolpassword, ''), ',' ORDER BY rolname) FROM pg_authid)",
-    );
-    format!("{}\n{sql}", String::from_utf8_lossy(&files.stdout))
 }
 
 #[test]
@@ -414,12 +374,12 @@ fn a_second_apply_fails_fast_while_the_lock_is_held() {
 
     // Two real applies at once: never both acting. One converges; the other
     // either fails at the lock or finds nothing left to do.
-    let a = pgrepl_cmd(&lab, &["apply", "--auto-approve"], &[])
+    let a = pgrepl_cmd(&lab, &["apply", "--auto-approve"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("a");
-    let b = pgrepl_cmd(&lab, &["apply", "--auto-approve"], &[])
+    let b = pgrepl_cmd(&lab, &["apply", "--auto-approve"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -463,7 +423,7 @@ fn a_node_cut_off_mid_apply_gives_a_clear_error_and_a_rerun_finishes() {
     ) else {
         return;
     };
-    let mut child = pgrepl_cmd(&lab, &["apply", "--auto-approve"], &[])
+    let mut child = pgrepl_cmd(&lab, &["apply", "--auto-approve"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

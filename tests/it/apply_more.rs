@@ -4,41 +4,15 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::lab::Lab;
-
-/// pgrepl with the lab's passwords, no colour, no terminal; `-c` only when given.
-fn pgrepl_bare(lab: &Lab, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pgrepl"));
-    c.args(args)
-        .envs(lab.env())
-        .env("NO_COLOR", "1")
-        // No pgrepl.toml here: a saved plan must find its cluster file itself.
-        .current_dir("/")
-        .stdin(Stdio::null());
-    c
-}
-
-fn pgrepl(lab: &Lab, args: &[&str]) -> Output {
-    pgrepl_bare(lab, args)
-        .arg("-c")
-        .arg(lab.config_path())
-        .output()
-        .expect("run pgrepl")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::support::{
+    edit_config, node_fingerprint, pgrepl, pgrepl_bare, plan_is_empty, set_primary, text, wait_for,
+};
 
 fn apply_ok(lab: &Lab, extra: &[&str]) -> Output {
     let mut args = vec!["apply", "--auto-approve"];
@@ -56,11 +30,6 @@ fn apply_ok(lab: &Lab, extra: &[&str]) -> Output {
 fn plan_exit(lab: &Lab) -> (Option<i32>, String) {
     let out = pgrepl(lab, &["plan", "--detailed-exitcode"]);
     (out.status.code(), text(&out))
-}
-
-fn plan_is_empty(lab: &Lab) {
-    let (code, out) = plan_exit(lab);
-    assert_eq!(code, Some(0), "the next plan must be empty:\n{out}");
 }
 
 fn planned_addresses(lab: &Lab) -> Vec<String> {
@@ -95,42 +64,10 @@ fn done_addresses(out: &Output) -> Vec<String> {
     a
 }
 
-/// Everything apply could touch on a node, to prove it touched nothing
-/// (as in tests/it/apply.rs).
-fn node_fingerprint(lab: &Lab, i: usize) -> String {
-    let dd = lab.data_dir();
-    let files = lab.exec(
-        i,
-        &[
-            "sh",
-            "-c",
-            "cat \"$1/pg_hba.conf\" \"$1/postgresql.auto.conf\"; ls -la --time-style=full-iso \"$1\" | grep -v pg_stat_tmp",
-            "sh",
-            &dd,
-        ],
-    );
-    let sql = lab.sql(
-        i,
-        "SELECT pg_postmaster_start_time()::text, \
-         (SELECT string_agg(name || '=' || setting, ',' ORDER BY name) FROM pg_settings WHERE source <> 'default' AND source <> 'override' AND name NOT LIKE 'application_name'), \
-         (SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots), \
-         (SELECT string_agg(rolname || coalesce(rolpassword, ''), ',' ORDER BY rolname) FROM pg_authid)",
-    );
-    format!("{}\n{sql}", String::from_utf8_lossy(&files.stdout))
-}
-
 fn data_dir_exists(lab: &Lab, i: usize) -> bool {
     lab.exec(i, &["test", "-e", &lab.data_dir()])
         .status
         .success()
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// ALTER SYSTEM + reload, and wait until new sessions see the value.
@@ -142,18 +79,6 @@ fn set_live(lab: &Lab, i: usize, name: &str, value: &str) {
         Duration::from_secs(5),
         || lab.sql(i, &format!("SHOW {name}")) == value,
     );
-}
-
-/// Edits the lab's cluster file: `from` must occur exactly once.
-fn edit_config(lab: &Lab, from: &str, to: &str) {
-    let path = lab.config_path();
-    let cfg = std::fs::read_to_string(&path).expect("config");
-    assert_eq!(cfg.matches(from).count(), 1, "{from:?} in\n{cfg}");
-    std::fs::write(&path, cfg.replace(from, to)).expect("write config");
-}
-
-fn set_primary(lab: &Lab, name: &str) {
-    edit_config(lab, "primary = \"node1\"", &format!("primary = \"{name}\""));
 }
 
 fn sender_of(lab: &Lab, i: usize) -> String {

@@ -7,4 +7,5 @@ mod lab;
 mod plan;
 mod plan_lab;
 mod status;
+mod support;
 mod switchover;

@@ -955,33 +955,8 @@ mod topology {
 
     /// The `orders` cluster with another node named primary.
     fn with_primary(name: &str) -> Config {
-        load(&ORDERS_SWITCHED.replace("PRIMARY", name))
+        load(&orders_text("").replace("primary = \"db1\"", &format!("primary = \"{name}\"")))
     }
-
-    const ORDERS_SWITCHED: &str = r#"
-[cluster]
-name = "orders"
-primary = "PRIMARY"
-[nodes.db1]
-host = "10.0.2.10"
-[nodes.db2]
-host = "10.0.2.11"
-[nodes.db3]
-host = "10.0.2.12"
-[replication]
-user = "replicator"
-password = { env = "PGREPL_REPLICATION_PASSWORD" }
-[rewind]
-user = "pgrepl_rewind"
-password = { env = "PGREPL_REWIND_PASSWORD" }
-[settings]
-wal_level = "replica"
-max_wal_senders = 10
-max_replication_slots = 10
-wal_keep_size = "1GB"
-hot_standby = true
-wal_log_hints = true
-"#;
 
     fn addresses(plan: &Plan) -> Vec<String> {
         plan.changes

@@ -1,23 +1,11 @@
 //! `pgrepl plan` on real nodes: it reads and changes nothing, exits 2 with
 //! changes under --detailed-exitcode, and never prints or saves a secret.
 
-use std::process::{Command, Output};
-
 use serde_json::Value;
 
 use crate::lab::Lab;
 use crate::plan::{plan_schema, schema_errors};
-
-fn pgrepl(lab: &Lab, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgrepl"))
-        .args(args)
-        .arg("-c")
-        .arg(lab.config_path())
-        .envs(lab.env())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run pgrepl")
-}
+use crate::support::pgrepl;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -1,24 +1,13 @@
 //! Gathering and `pgrepl status` on real nodes (issue: gather + status).
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::config::FakeSources;
 use crate::lab::Lab;
-
-fn pgrepl(lab: &Lab, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgrepl"))
-        .args(args)
-        .arg("-c")
-        .arg(lab.config_path())
-        .envs(lab.env())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run pgrepl")
-}
+use crate::support::pgrepl;
 
 fn status_json(lab: &Lab) -> (Option<i32>, Value) {
     let out = pgrepl(lab, &["status", "--json"]);

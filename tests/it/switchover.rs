@@ -1,32 +1,12 @@
 //! Switchover, failover and re-basing diverged nodes on real nodes.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::lab::Lab;
-
-fn pgrepl(lab: &Lab, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgrepl"))
-        .args(args)
-        .arg("-c")
-        .arg(lab.config_path())
-        .envs(lab.env())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pgrepl")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::support::{pgrepl, plan_is_empty, sender_of, set_primary, text, wait_for};
 
 fn apply(lab: &Lab, extra: &[&str]) -> Output {
     let mut args = vec!["apply", "--auto-approve"];
@@ -38,41 +18,6 @@ fn apply_ok(lab: &Lab, extra: &[&str]) -> String {
     let out = apply(lab, extra);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     text(&out)
-}
-
-fn set_primary(lab: &Lab, name: &str) {
-    let path = lab.config_path();
-    let cfg = std::fs::read_to_string(&path).expect("config");
-    let mut out = String::new();
-    for line in cfg.lines() {
-        if line.starts_with("primary = ") {
-            out.push_str(&format!("primary = \"{name}\"\n"));
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    std::fs::write(&path, out).expect("write config");
-}
-
-fn plan_is_empty(lab: &Lab) {
-    let out = pgrepl(lab, &["plan", "--detailed-exitcode"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn sender_of(lab: &Lab, i: usize) -> String {
-    lab.sql(
-        i,
-        "SELECT sender_host || ':' || status FROM pg_stat_wal_receiver",
-    )
 }
 
 /// Writes through whichever node accepts writes, recording every committed id.

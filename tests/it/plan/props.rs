@@ -13,34 +13,18 @@ use pgrepl::plan::{Op, Plan};
 use proptest::prelude::*;
 
 use super::builder::{self, load};
-use super::{assert_no_secrets, plan_schema, schema_errors};
+use super::{assert_no_secrets, orders_text, plan_schema, schema_errors};
 
-const CONFIGS: [&str; 5] = [
-    // SPEC's three nodes.
-    r#"
-[cluster]
-name = "orders"
-primary = "db1"
-[nodes.db1]
-host = "10.0.2.10"
-[nodes.db2]
-host = "10.0.2.11"
-[nodes.db3]
-host = "10.0.2.12"
-[replication]
-user = "replicator"
-password = { env = "PGREPL_REPLICATION_PASSWORD" }
-[rewind]
-user = "pgrepl_rewind"
-password = { env = "PGREPL_REWIND_PASSWORD" }
-[settings]
-wal_level = "replica"
-max_wal_senders = 10
-max_replication_slots = 10
-wal_keep_size = "1GB"
-hot_standby = true
-wal_log_hints = true
-"#,
+/// Config `which`: 0 is SPEC's three nodes, then `MORE_CONFIGS`.
+fn config(which: usize) -> Config {
+    match which {
+        0 => load(&orders_text("")),
+        n => load(MORE_CONFIGS[n - 1]),
+    }
+}
+
+/// The other shapes; the first is SPEC's three nodes (`super::orders_text`).
+const MORE_CONFIGS: [&str; 4] = [
     // A cascade, per-node settings, the conf files outside the data directory.
     r#"
 [cluster]
@@ -680,12 +664,12 @@ proptest! {
 
     #[test]
     fn planning_random_observed_states_keeps_the_rules(
-        which in 0..CONFIGS.len(),
+        which in 0..=MORE_CONFIGS.len(),
         fresh in prop::bool::weighted(0.2),
         drifts in prop::collection::vec(drift(), 4),
         pick in any::<usize>(),
     ) {
-        let cfg = load(CONFIGS[which]);
+        let cfg = config(which);
         let mut obs = if fresh { builder::fresh(&cfg) } else { builder::converged(&cfg) };
         builder::use_quick_verifiers(&cfg, &mut obs);
         let names: Vec<String> = cfg.nodes.keys().cloned().collect();
@@ -700,7 +684,7 @@ proptest! {
     /// Writing the managed block twice gives the file of writing it once.
     #[test]
     fn the_managed_hba_block_is_written_idempotently(
-        which in 0..CONFIGS.len(),
+        which in 0..=MORE_CONFIGS.len(),
         lines in prop::collection::vec(
             prop_oneof![
                 Just(String::new()),
@@ -712,7 +696,7 @@ proptest! {
             0..12,
         ),
     ) {
-        let cfg = load(CONFIGS[which]);
+        let cfg = config(which);
         let want = pgrepl::desired::desired_state(&cfg);
         let block = &want.nodes[&cfg.cluster.primary].hba_block;
         let current = lines.iter().map(|l| format!("{l}\n")).collect::<String>();

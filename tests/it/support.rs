@@ -1,0 +1,126 @@
+//! What the lab tests share: running pgrepl against a lab, showing what it
+//! printed, editing the lab's cluster file, and waiting with a deadline.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::lab::Lab;
+
+/// pgrepl with the lab's passwords, no colour and no terminal, run from `/`
+/// (no pgrepl.toml there); `-c` only when the caller adds it.
+pub fn pgrepl_bare(lab: &Lab, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pgrepl"));
+    c.args(args)
+        .envs(lab.env())
+        .env("NO_COLOR", "1")
+        .current_dir("/")
+        .stdin(Stdio::null());
+    c
+}
+
+/// pgrepl ARGS -c <the lab's file>, to be run by the caller.
+pub fn pgrepl_cmd(lab: &Lab, args: &[&str]) -> Command {
+    let mut c = pgrepl_bare(lab, args);
+    c.arg("-c").arg(lab.config_path());
+    c
+}
+
+/// pgrepl ARGS -c <the lab's file>, with `env` added to its environment.
+pub fn pgrepl_env(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = pgrepl_cmd(lab, args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run pgrepl")
+}
+
+/// pgrepl ARGS -c <the lab's file>.
+pub fn pgrepl(lab: &Lab, args: &[&str]) -> Output {
+    pgrepl_env(lab, args, &[])
+}
+
+/// Exit code, stdout and stderr, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `plan --detailed-exitcode` exits 0: nothing left to do.
+pub fn plan_is_empty(lab: &Lab) {
+    let out = pgrepl(lab, &["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the next plan must be empty:\n{}",
+        text(&out)
+    );
+}
+
+/// Polls `f` every 50 ms; fails the test after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Edits the lab's cluster file: `from` must occur exactly once.
+pub fn edit_config(lab: &Lab, from: &str, to: &str) {
+    let path = lab.config_path();
+    let cfg = std::fs::read_to_string(&path).expect("config");
+    assert_eq!(cfg.matches(from).count(), 1, "{from:?} in\n{cfg}");
+    std::fs::write(&path, cfg.replace(from, to)).expect("write config");
+}
+
+/// Names `name` as the primary in the lab's cluster file.
+pub fn set_primary(lab: &Lab, name: &str) {
+    let path = lab.config_path();
+    let cfg = std::fs::read_to_string(&path).expect("config");
+    let out: String = cfg
+        .lines()
+        .map(|line| {
+            if line.starts_with("primary = ") {
+                format!("primary = \"{name}\"\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&path, out).expect("write config");
+}
+
+/// `host:status` of node `i`'s WAL receiver (empty when there is none).
+pub fn sender_of(lab: &Lab, i: usize) -> String {
+    lab.sql(
+        i,
+        "SELECT sender_host || ':' || status FROM pg_stat_wal_receiver",
+    )
+}
+
+/// Everything apply could touch on a node, to prove it touched nothing.
+pub fn node_fingerprint(lab: &Lab, i: usize) -> String {
+    let dd = lab.data_dir();
+    let files = lab.exec(
+        i,
+        &[
+            "sh",
+            "-c",
+            "cat \"$1/pg_hba.conf\" \"$1/postgresql.auto.conf\"; ls -la --time-style=full-iso \"$1\" | grep -v pg_stat_tmp",
+            "sh",
+            &dd,
+        ],
+    );
+    let sql = lab.sql(
+        i,
+        "SELECT pg_postmaster_start_time()::text, \
+         (SELECT string_agg(name || '=' || setting, ',' ORDER BY name) FROM pg_settings WHERE source <> 'default' AND source <> 'override' AND name NOT LIKE 'application_name'), \
+         (SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots), \
+         (SELECT string_agg(rolname || coalesce(rolpassword, ''), ',' ORDER BY rolname) FROM pg_authid)",
+    );
+    format!("{}\n{sql}", String::from_utf8_lossy(&files.stdout))
+}
