@@ -31,6 +31,8 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         blocked: Vec::new(),
         restarts: Vec::new(),
         lowering_hot_standby: false,
+        raised_hot_standby: Vec::new(),
+        lowered_hot_standby: Vec::new(),
         deferred: topo.deferred.clone(),
     };
     d.run();
@@ -40,12 +42,38 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         mut blocked,
         restarts,
         lowering_hot_standby,
+        raised_hot_standby,
+        lowered_hot_standby,
         ..
     } = d;
     let mut steps = topo.steps;
     steps.extend(ordinary);
     warnings.splice(0..0, topo.warnings);
     blocked.splice(0..0, topo.blocked);
+    // Raised, standbys restart first; lowered, the primary first. Both in one
+    // round, no order works (a standby refuses to start with a value below
+    // its primary's): the raise goes now, the lowering in the next round.
+    let mut restarts = restarts;
+    let mut lowering_hot_standby = lowering_hot_standby;
+    if !raised_hot_standby.is_empty() && !lowered_hot_standby.is_empty() {
+        steps.retain(
+            |s| !matches!(&s.op, Op::SetSetting { name, .. } if lowered_hot_standby.contains(name)),
+        );
+        for (_, why) in &mut restarts {
+            why.retain(|n| !lowered_hot_standby.contains(n));
+        }
+        restarts.retain(|(_, why)| !why.is_empty());
+        lowering_hot_standby = false;
+        warnings.push(Warning {
+            node: None,
+            message: format!(
+                "this change raises {} and lowers {}; a raise restarts the standbys first and a lowering the primary first, so apply lowers {} in a second round, after these restarts (a saved plan stops before it: plan and apply again)",
+                raised_hot_standby.join(", "),
+                lowered_hot_standby.join(", "),
+                lowered_hot_standby.join(", ")
+            ),
+        });
+    }
     let data_loss = topo.needs_force.filter(|n| n == "data loss").map(|_| {
         blocked
             .iter()
@@ -134,6 +162,9 @@ struct Differ<'a> {
     /// (node, settings that need it), in discovery order.
     restarts: Vec<(String, Vec<String>)>,
     lowering_hot_standby: bool,
+    /// Hot-standby-sensitive settings this plan raises, and lowers.
+    raised_hot_standby: Vec<String>,
+    lowered_hot_standby: Vec<String>,
     /// Nodes whose role changes in this plan: planned in the next round.
     deferred: std::collections::HashSet<String>,
 }
@@ -527,9 +558,17 @@ impl Differ<'_> {
                 && def.hot_standby_sensitive
                 && let (Some(Normalized::Integer(w)), Ok(l)) =
                     (&setting.normalized, live.setting.parse::<i64>())
-                && *w < l
+                && *w != l
             {
-                self.lowering_hot_standby = true;
+                let list = if *w < l {
+                    self.lowering_hot_standby = true;
+                    &mut self.lowered_hot_standby
+                } else {
+                    &mut self.raised_hot_standby
+                };
+                if !list.contains(&setting.name) {
+                    list.push(setting.name.clone());
+                }
             }
             let mut s = step(
                 name,

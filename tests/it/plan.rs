@@ -498,6 +498,47 @@ fn lowering_max_connections_restarts_the_primary_first() {
 }
 
 #[test]
+fn raising_one_hot_standby_setting_and_lowering_another_takes_two_rounds() {
+    let cfg = orders("max_connections = 200\nmax_worker_processes = 8");
+    let obs = converged(&orders("max_connections = 100\nmax_worker_processes = 16"));
+    let plan = diff::plan(&cfg, &obs);
+    assert_eq!(
+        steps(&plan),
+        [
+            "~ db1.setting.max_connections set_setting",
+            "~ db2.setting.max_connections set_setting",
+            "~ db3.setting.max_connections set_setting",
+            "~ db2.service restart",
+            "~ db3.service restart",
+            "~ db1.service restart",
+        ]
+    );
+    assert!(plan.blocked.is_empty(), "{:?}", plan.blocked);
+    assert!(
+        plan.warnings.iter().any(|w| w
+            .message
+            .contains("raises max_connections and lowers max_worker_processes")),
+        "{:?}",
+        plan.warnings
+    );
+    // The next round, once the raise is live: the lowering, primary first.
+    let obs = converged(&orders("max_connections = 200\nmax_worker_processes = 16"));
+    let plan = diff::plan(&cfg, &obs);
+    assert_eq!(
+        steps(&plan),
+        [
+            "~ db1.setting.max_worker_processes set_setting",
+            "~ db2.setting.max_worker_processes set_setting",
+            "~ db3.setting.max_worker_processes set_setting",
+            "~ db1.service restart",
+            "~ db2.service restart",
+            "~ db3.service restart",
+        ]
+    );
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+}
+
+#[test]
 fn several_restart_needing_changes_make_one_restart_per_node() {
     let cfg = orders("max_connections = 200\nshared_buffers = \"1GB\"");
     let mut obs = converged(&orders("max_connections = 100"));
