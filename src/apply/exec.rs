@@ -970,7 +970,9 @@ async fn promote(ctx: &mut Ctx<'_>, old: &str) -> anyhow::Result<String> {
 
 /// Copies the WAL segments of timeline `$2` from segment `$3` on, and every
 /// timeline history file, out of `$1/pg_wal` into the new directory `$4`;
-/// prints how many segments. pg_rewind discards them.
+/// prints how many segments. pg_rewind discards them. Segments older than
+/// `$3` itself are skipped: those are recycled files waiting to be reused
+/// under a future name, not WAL this node wrote after the fork.
 const KEEP_DIVERGED_WAL: &str = r#"D=$1; T=$2; FIRST=$3; OUT=$4
 cd "$D/pg_wal" || exit 1
 mkdir -m 700 "$OUT" || exit 1
@@ -982,6 +984,7 @@ for f in *; do
       r=${f#"$T"}
       case $r in *[!0-9A-F]*) continue ;; esac
       [ $((0x$r)) -ge "$from" ] || continue
+      [ -e "$FIRST" ] && [ "$FIRST" -nt "$f" ] && continue
       cp -p -- "$f" "$OUT/" || exit 1
       n=$((n + 1))
       ;;
@@ -1198,6 +1201,7 @@ mod tests {
         std::fs::create_dir_all(&wal).expect("mkdir");
         for f in [
             "000000010000000000000002",
+            "00000001000000000000000B",
             "000000010000000000000003",
             "00000001000000000000000A",
             "000000010000000100000000",
@@ -1208,6 +1212,13 @@ mod tests {
         ] {
             std::fs::write(wal.join(f), f).expect("write");
         }
+        // 0B: a recycled segment, renamed ahead but last written long ago.
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(wal.join("00000001000000000000000B"))
+            .and_then(|f| f.set_modified(old))
+            .expect("set mtime");
         let out = root.path().join("kept");
         let run = Command::new("sh")
             .args(["-c", KEEP_DIVERGED_WAL, "pgrepl-keep-wal"])
