@@ -1069,12 +1069,14 @@ async fn rebase(
         == Some(0);
     if running {
         control(ctx.session, ctx.node, "stop").await?;
+        (ctx.progress)("stopped (fast shutdown)");
     }
     let src_client = src_session
         .pg_client(src.postgres.port, &src.postgres.socket_dir)
         .await?;
     // pg_rewind reads the source's control file: it must show the new timeline.
     src_client.simple_query("CHECKPOINT").await?;
+    (ctx.progress)(&format!("CHECKPOINT on {source} done"));
     // Nothing is lost: what pg_rewind discards is copied aside first.
     let kept_wal = if rewind && cfg.rewind.is_some() {
         let wal_dir = keep_as.replace(".pgrepl-old-", ".pgrepl-diverged-wal-");
@@ -1091,6 +1093,9 @@ async fn rebase(
     } else {
         None
     };
+    if let Some(kept) = &kept_wal {
+        (ctx.progress)(kept);
+    }
     drop(src_client);
     let passfile = desired::passfile_path(cfg, ctx.node);
     write_passfile(ctx, &passfile).await?;
