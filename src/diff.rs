@@ -46,8 +46,25 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         lowered_hot_standby,
         ..
     } = d;
-    let mut steps = topo.steps;
-    steps.extend(ordinary);
+    // A role change comes first: the other nodes' differences wait for it.
+    // Re-bases alone come after the ordinary steps, like new standbys: they
+    // copy from the primary, whose roles, hba and slots must be there first.
+    let role_change = topo
+        .steps
+        .iter()
+        .any(|s| matches!(s.op, Op::Switchover { .. } | Op::Promote { .. }));
+    let (mut steps, rebases) = if role_change {
+        let mut steps = topo.steps;
+        steps.extend(ordinary);
+        (steps, Vec::new())
+    } else {
+        let rebases: Vec<Step> = topo
+            .steps
+            .into_iter()
+            .filter(|t| !ordinary.iter().any(|o| o.address == t.address))
+            .collect();
+        (ordinary, rebases)
+    };
     warnings.splice(0..0, topo.warnings);
     blocked.splice(0..0, topo.blocked);
     // Raised, standbys restart first; lowered, the primary first. Both in one
@@ -111,6 +128,11 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         })
         .collect();
     steps.splice(insert_at..insert_at, restart_steps);
+    let at = steps
+        .iter()
+        .position(|s| matches!(s.op, Op::BaseBackup { .. }))
+        .unwrap_or(steps.len());
+    steps.splice(at..at, rebases);
     let labels = cfg
         .nodes
         .values()

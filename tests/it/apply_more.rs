@@ -552,3 +552,106 @@ fn apply_without_a_terminal_or_auto_approve_refuses_and_changes_nothing() {
     let (code, out) = plan_exit(&lab);
     assert_eq!(code, Some(2), "everything is still to do:\n{out}");
 }
+
+/// The Debian layout on one node: its configuration in /etc/postgresql (a
+/// directory private to the node), its server run by pg_ctlcluster.
+#[test]
+fn a_debian_layout_node_is_built_and_restarted_through_pg_ctlcluster() {
+    let Some(lab) = Lab::for_test(
+        "a_debian_layout_node_is_built_and_restarted_through_pg_ctlcluster",
+        3,
+    ) else {
+        return;
+    };
+    let major = lab.major().to_string();
+    let conf_dir = format!("/etc/postgresql/{major}/main");
+    let etc = lab.dir().join("node2/etc");
+    let root_ok = |args: &[&str]| {
+        let out = lab.exec_root(2, args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    };
+    root_ok(&[
+        "sh",
+        "-c",
+        "mkdir -p \"$1\" && mount --bind \"$1\" /etc/postgresql",
+        "sh",
+        etc.to_str().expect("utf-8"),
+    ]);
+    edit_config(
+        &lab,
+        &format!("[nodes.node2]\nhost = \"{}\"\n", lab.host(2)),
+        &format!(
+            "[nodes.node2]\nhost = \"{}\"\n\n[nodes.node2.postgres]\nconfig_dir = \"{conf_dir}\"\nservice = {{ pg_ctlcluster = \"{major}/main\" }}\n",
+            lab.host(2)
+        ),
+    );
+    // No configuration there yet: node2 is blocked with what to do, the
+    // other nodes are planned.
+    let out = pgrepl(&lab, &["plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("pg_createcluster"), "{}", text(&out));
+    root_ok(&["pg_createcluster", &major, "main", "--port", "5432"]);
+    // A cluster of its own: re-based by a base backup, started by pg_ctlcluster.
+    let out = apply_ok(&lab, &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("node2.timeline"),
+        "{}",
+        text(&out)
+    );
+    let h1 = lab.host(1);
+    wait_for(
+        "node2 to stream from node1",
+        Duration::from_secs(20),
+        || {
+            lab.sql(
+                2,
+                "SELECT sender_host || ':' || status FROM pg_stat_wal_receiver",
+            ) == format!("{h1}:streaming")
+        },
+    );
+    assert_eq!(
+        lab.sql(2, "SHOW config_file"),
+        format!("{conf_dir}/postgresql.conf")
+    );
+    let hba = lab.exec(2, &["cat", &format!("{conf_dir}/pg_hba.conf")]);
+    assert!(
+        String::from_utf8_lossy(&hba.stdout).contains("BEGIN pgrepl managed"),
+        "{}",
+        text(&hba)
+    );
+    let kept = lab.exec(
+        2,
+        &[
+            "sh",
+            "-c",
+            "ls -d \"$1\".pgrepl-old-*",
+            "sh",
+            &lab.data_dir(),
+        ],
+    );
+    assert!(
+        kept.status.success(),
+        "the initdb'd directory is kept: {}",
+        text(&kept)
+    );
+    let status = lab.exec(2, &["pg_ctlcluster", &major, "main", "status"]);
+    assert!(status.status.success(), "{}", text(&status));
+    plan_is_empty(&lab);
+    // A restart-needing setting on node2 alone goes through pg_ctlcluster.
+    let started = lab.sql(2, "SELECT pg_postmaster_start_time()");
+    let service = format!("service = {{ pg_ctlcluster = \"{major}/main\" }}\n");
+    edit_config(
+        &lab,
+        &service,
+        &format!("{service}\n[nodes.node2.settings]\nmax_connections = 150\n"),
+    );
+    let out = apply_ok(&lab, &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pg_ctlcluster"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(lab.sql(2, "SHOW max_connections"), "150");
+    assert_ne!(lab.sql(2, "SELECT pg_postmaster_start_time()"), started);
+    plan_is_empty(&lab);
+}

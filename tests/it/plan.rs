@@ -653,6 +653,47 @@ fn a_new_standby_without_its_config_dir_is_blocked_until_pg_createcluster() {
     assert!(rebase.reason.contains(".pgrepl-old-"), "{}", rebase.reason);
 }
 
+/// A node from another initdb, in a cluster whose primary is not set up yet:
+/// its re-base copies from the primary, so it comes after the primary's
+/// roles, hba and slots, as a new standby would.
+#[test]
+fn a_rebase_waits_for_the_primarys_roles_and_hba() {
+    let cfg = orders("");
+    let mut obs = fresh(&cfg);
+    let other = converged(&cfg);
+    let mut db3 = other.nodes["db3"].clone();
+    db3.server = None;
+    let f = db3.files.as_mut().expect("files");
+    f.running = false;
+    let c = f.control.as_mut().expect("pg_control");
+    c.state = "shut down".into();
+    c.system_identifier = "7300000000000000999".into();
+    obs.nodes.insert("db3".into(), db3);
+    let plan = diff::plan(&cfg, &obs);
+    let got = steps(&plan);
+    let at = |prefix: &str| {
+        got.iter()
+            .position(|s| s.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix} in {got:#?}"))
+    };
+    let rebase = at("-/+ db3.timeline");
+    for before in [
+        "+ db1.hba",
+        "+ role.replicator",
+        "+ db1.slot.db3",
+        "~ db1.service restart",
+    ] {
+        assert!(at(before) < rebase, "{before} before the re-base: {got:#?}");
+    }
+    assert_eq!(
+        got.iter()
+            .filter(|s| s.starts_with("+ db1.slot.db3"))
+            .count(),
+        1,
+        "one slot step: {got:#?}"
+    );
+}
+
 // ---- --target
 
 #[test]

@@ -269,6 +269,19 @@ impl Lab {
         self.lab(&all)
     }
 
+    /// Runs `args` as root inside node `i`'s namespaces (mount, network,
+    /// UTS, IPC), for what a node's administrator would do there.
+    pub fn exec_root(&self, i: usize, args: &[&str]) -> Output {
+        let pid = std::fs::read_to_string(self.dir.join(format!("node{i}/sshd.pid")))
+            .expect("the node's sshd.pid");
+        Command::new("nsenter")
+            .args(["-t", pid.trim(), "-m", "-n", "-u", "-i", "--"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nsenter")
+    }
+
     /// `psql -XAtq` on node `i` over its local socket; panics on error; output trimmed.
     pub fn sql(&self, i: usize, sql: &str) -> String {
         text(&self.lab_ok(&["sql", &i.to_string(), sql]).stdout)
