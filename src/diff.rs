@@ -72,6 +72,21 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
     // its primary's): the raise goes now, the lowering in the next round.
     let mut restarts = restarts;
     let mut lowering_hot_standby = lowering_hot_standby;
+    // A name raised on some nodes and lowered on others is not split: its
+    // standbys stay at or above the primary in either order.
+    let both: Vec<String> = raised_hot_standby
+        .iter()
+        .filter(|n| lowered_hot_standby.contains(n))
+        .cloned()
+        .collect();
+    let raised_hot_standby: Vec<String> = raised_hot_standby
+        .into_iter()
+        .filter(|n| !both.contains(n))
+        .collect();
+    let lowered_hot_standby: Vec<String> = lowered_hot_standby
+        .into_iter()
+        .filter(|n| !both.contains(n))
+        .collect();
     if !raised_hot_standby.is_empty() && !lowered_hot_standby.is_empty() {
         steps.retain(
             |s| !matches!(&s.op, Op::SetSetting { name, .. } if lowered_hot_standby.contains(name)),

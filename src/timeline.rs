@@ -57,7 +57,7 @@ pub fn wal_end(node: &NodeState) -> Option<WalEnd> {
             .wal_receiver
             .as_ref()
             .and_then(|w| Some((w.received_tli?, w.flushed_lsn?)));
-        let (timeline, received, timeline_known) = match receiver {
+        let (timeline, received, mut timeline_known) = match receiver {
             Some((tli, flushed)) => (tli, Some(flushed), true),
             None => (s.timeline, s.receive_lsn, false),
         };
@@ -65,6 +65,11 @@ pub fn wal_end(node: &NodeState) -> Option<WalEnd> {
             (Some(a), Some(b)) => a.max(b),
             (a, b) => a.or(b)?,
         };
+        // Replayed past what the receiver has (restored from an archive or
+        // local pg_wal): that WAL's timeline is not the receiver's to tell.
+        if s.replay_lsn.is_some_and(|r| Some(r) > received) {
+            timeline_known = false;
+        }
         return Some(WalEnd {
             timeline,
             lsn,

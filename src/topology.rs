@@ -309,7 +309,9 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
             } else {
                 timeline::divergence(p_tli, &p_hist, end)
             };
-            if !end.timeline_known && div != Divergence::No {
+            // Before a promotion every node is still on the old timeline:
+            // only afterwards can a standby's timeline be in doubt.
+            if !end.timeline_known && !promoting && div != Divergence::No {
                 // Most likely a standby switching upstreams, seen between its
                 // WAL receivers: never re-base on a guess.
                 t.warnings.push(Warning {

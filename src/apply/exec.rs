@@ -168,19 +168,25 @@ async fn service(ctx: &mut Ctx<'_>, verb: &str) -> anyhow::Result<String> {
 }
 
 /// pg_ctl without its 100 ms polling: `sh -c PG_CTL pgrepl B D W VERB LOG`.
-/// A stop polls for postmaster.pid to go every 10 ms (for at most W
-/// seconds); a start returns at once and pgrepl polls for connections. A
-/// restart of a stopped server starts it, as `pg_ctl restart` does.
+/// A stop watches postmaster.pid every 10 ms, as `pg_ctl stop -w` does ten
+/// times a second: done when the file is gone or its process is, failed
+/// after W seconds (by the clock, /proc/uptime). A start returns at once and
+/// pgrepl polls for connections. A restart is pg_ctl's own, which keeps the
+/// server's previous options (postmaster.opts), without waiting for the start.
 const PG_CTL: &str = r#"B=$1; D=$2; W=$3; V=$4; L=$5
-if [ "$V" = stop ] || { [ "$V" = restart ] && "$B/pg_ctl" status -D "$D" >/dev/null 2>&1; }; then
-  "$B/pg_ctl" stop -D "$D" -m fast -W || exit
-  i=0; while [ -e "$D/postmaster.pid" ]; do
-    i=$((i + 1)); [ $i -gt $((W * 100)) ] && { echo "pg_ctl: server does not shut down" >&2; exit 1; }
-    sleep 0.01
-  done
-  [ "$V" = stop ] && exit 0
-fi
-exec "$B/pg_ctl" start -D "$D" -W -l "$L""#;
+case $V in
+restart) exec "$B/pg_ctl" restart -D "$D" -m fast -W -l "$L" ;;
+start) exec "$B/pg_ctl" start -D "$D" -W -l "$L" ;;
+esac
+pid=; read -r pid 2>/dev/null <"$D/postmaster.pid"
+"$B/pg_ctl" stop -D "$D" -m fast -W || exit
+read -r up _ </proc/uptime; until=$(( ${up%.*} + W ))
+while [ -e "$D/postmaster.pid" ]; do
+  case $pid in ''|*[!0-9]*) ;; *) kill -0 "$pid" 2>/dev/null || exit 0 ;; esac
+  read -r up _ </proc/uptime
+  [ "${up%.*}" -ge "$until" ] && { echo "pg_ctl: server does not shut down within ${W}s" >&2; exit 1; }
+  sleep 0.01
+done"#;
 
 /// Starts, stops or restarts PostgreSQL on `node` through its `service`;
 /// the one place that knows pg_ctl, systemd and pg_ctlcluster.
@@ -270,34 +276,52 @@ async fn control(session: &NodeSession, node: &Node, verb: &str) -> anyhow::Resu
 /// lives, so a server that fails to start is reported at once.
 async fn wait_accepting(session: &NodeSession, node: &Node) -> anyhow::Result<()> {
     let pg = &node.postgres;
+    let pg_ctl = format!("{}/pg_ctl", pg.bin_dir);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(PG_CTL_WAIT_S);
     let mut last_check = started;
     let mut last_error = String::new();
     while Instant::now() < deadline {
         match session.pg_client(pg.port, &pg.socket_dir).await {
-            Ok(client) if client.simple_query("SELECT 1").await.is_ok() => return Ok(()),
+            Ok(client) if client.simple_query("SELECT 1").await.is_ok() => {
+                // The server that answered is the one just started (another
+                // cluster on the same socket would answer too).
+                let status = session
+                    .run(&[&pg_ctl, "status", "-D", &pg.data_dir])
+                    .await?;
+                if status.code == Some(0) {
+                    return Ok(());
+                }
+                bail!(
+                    "{}: a server answers on {}/.s.PGSQL.{}, but PostgreSQL on {} is not running",
+                    node.name,
+                    pg.socket_dir,
+                    pg.port,
+                    pg.data_dir
+                );
+            }
             Ok(_) => {}
             Err(e) => last_error = format!("{:#}", e.root_cause()),
         }
         if last_check.elapsed() >= Duration::from_millis(500) {
             last_check = Instant::now();
             let status = session
-                .run(&[
-                    &format!("{}/pg_ctl", pg.bin_dir),
-                    "status",
-                    "-D",
-                    &pg.data_dir,
-                ])
+                .run(&[&pg_ctl, "status", "-D", &pg.data_dir])
                 .await?;
-            if status.code == Some(3) {
+            if matches!(status.code, Some(3) | Some(4)) {
                 bail!(
                     "{}: PostgreSQL exited while starting ({last_error})",
                     node.name
                 );
             }
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Tight at first; each refused attempt is a line in the server's log.
+        let pause = if started.elapsed() < Duration::from_secs(2) {
+            20
+        } else {
+            250
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
     bail!(
         "{}: PostgreSQL did not accept connections within {PG_CTL_WAIT_S}s ({last_error})",
@@ -976,16 +1000,17 @@ async fn promote(ctx: &mut Ctx<'_>, old: &str) -> anyhow::Result<String> {
 const KEEP_DIVERGED_WAL: &str = r#"D=$1; T=$2; FIRST=$3; OUT=$4
 cd "$D/pg_wal" || exit 1
 mkdir -m 700 "$OUT" || exit 1
+fail() { rm -rf -- "$OUT"; exit 1; }
 from=$((0x${FIRST#"$T"})); n=0
 for f in *; do
   case $f in
-    *.history) cp -p -- "$f" "$OUT/" || exit 1 ;;
-    "$T"????????????????)
-      r=${f#"$T"}
+    *.history) cp -p -- "$f" "$OUT/" || fail ;;
+    "$T"????????????????|"$T"????????????????.partial)
+      r=${f#"$T"}; r=${r%.partial}
       case $r in *[!0-9A-F]*) continue ;; esac
       [ $((0x$r)) -ge "$from" ] || continue
       [ -e "$FIRST" ] && [ "$FIRST" -nt "$f" ] && continue
-      cp -p -- "$f" "$OUT/" || exit 1
+      cp -p -- "$f" "$OUT/" || fail
       n=$((n + 1))
       ;;
   esac
@@ -1024,8 +1049,10 @@ async fn keep_diverged_wal(
         .map(|b| crate::timeline::parse_history(&String::from_utf8_lossy(&b)))
         .unwrap_or_default();
     let first = crate::timeline::first_diverged_segment(timeline, &history, segment_size);
+    // As long as a copy may take: the divergence can be gigabytes.
     let out = ctx
-        .run_ok(
+        .session
+        .run_with_stdin(
             &[
                 "sh",
                 "-c",
@@ -1036,10 +1063,18 @@ async fn keep_diverged_wal(
                 &first,
                 keep_as,
             ],
-            "keeping the diverged WAL aside",
+            None,
+            BASE_BACKUP_LIMIT,
         )
         .await?;
-    let n: u64 = out.trim().parse().unwrap_or(0);
+    if !out.success() {
+        bail!(
+            "copying timeline {timeline}'s WAL from {first} to {keep_as} failed (exit {:?}): {}",
+            out.code,
+            out.stderr.trim()
+        );
+    }
+    let n: u64 = out.stdout.trim().parse().unwrap_or(0);
     let bytes = n * segment_size;
     Ok(format!(
         "the diverged WAL ({n} segment{} of timeline {timeline} from {first}, {}) is kept at {keep_as}",
@@ -1085,7 +1120,7 @@ async fn rebase(
                 .await
                 .with_context(|| {
                     format!(
-                        "{}: nothing was rewound; free space for the copy and run apply again",
+                        "{}: the node is stopped and nothing was rewound; fix the cause and run apply again",
                         ctx.node.name
                     )
                 })?,
@@ -1233,7 +1268,7 @@ mod tests {
             .output()
             .expect("sh runs");
         assert!(run.status.success(), "{run:?}");
-        assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "3");
+        assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "4");
         let mut kept: Vec<String> = std::fs::read_dir(&out)
             .expect("kept dir")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -1243,6 +1278,7 @@ mod tests {
             kept,
             [
                 "000000010000000000000003",
+                "000000010000000000000003.partial",
                 "00000001000000000000000A",
                 "000000010000000100000000",
                 "00000002.history"

@@ -172,6 +172,9 @@ async fn apply(
     let secs = started.elapsed().as_secs_f64();
     match remaining {
         Some(p) if p.is_empty() && p.blocked.is_empty() => {
+            // What the final plan could not tell (a standby between WAL
+            // receivers, say) is said, not swallowed.
+            eprint!("{}", render::problems(&p, stderr_style()));
             println!(
                 "Apply complete: {} step{} in {secs:.2}s. A fresh plan shows no changes.",
                 report.done.len(),

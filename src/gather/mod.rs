@@ -131,11 +131,19 @@ async fn gather_node_with(
         read_server(cfg, &session, node)
     );
     match (files, server) {
-        (Ok(mut files), Ok((server, on_disk))) => {
+        (Ok(mut files), Ok((server, on_disk))) if serves(node, &files, &server) => {
             files.running = true;
             on_disk.fill(&mut files);
             state.files = Some(files);
             state.server = Some(server);
+        }
+        (Ok(files), Ok((server, _))) => {
+            let pg = &node.postgres;
+            state.errors.push(format!(
+                "{}: the PostgreSQL server on {}/.s.PGSQL.{} serves {}, not the data directory {} of the cluster file; check data_dir, port and socket_dir for this node",
+                node.name, pg.socket_dir, pg.port, server.data_directory, pg.data_dir
+            ));
+            state.files = Some(files);
         }
         (Ok(files), Err(e)) => {
             if files.running {
@@ -147,6 +155,16 @@ async fn gather_node_with(
     }
     state.gather_ms = started.elapsed().as_millis() as u64;
     (state, Some(session))
+}
+
+/// Whether the server that answered SQL is this node's: its data directory
+/// is the file's (as written, or with symlinks resolved) and initialised.
+fn serves(node: &Node, files: &FileFacts, server: &ServerFacts) -> bool {
+    let trim = |p: &str| p.trim_end_matches('/').to_string();
+    let theirs = trim(&server.data_directory);
+    files.data_dir == DataDir::Initialised
+        && (theirs == trim(&node.postgres.data_dir)
+            || files.data_dir_physical.as_deref().map(trim) == Some(theirs))
 }
 
 async fn read_files(cfg: &Config, session: &NodeSession, node: &Node) -> anyhow::Result<FileFacts> {
@@ -208,7 +226,10 @@ const SQL_SLOTS: &str = "SELECT slot_name::text, slot_type, active, restart_lsn:
 const SQL_REPLICATION: &str = "SELECT coalesce(a.application_name, ''), host(a.client_addr), w.state, w.sent_lsn::text, w.flush_lsn::text, w.replay_lsn::text,
   w.sync_state, extract(epoch FROM w.replay_lag)::float8
   FROM pg_stat_get_wal_senders() w, LATERAL pg_stat_get_activity(w.pid) a ORDER BY 1";
-const SQL_WAL_RECEIVER: &str = "SELECT status, received_tli, flushed_lsn::text, slot_name, sender_host, sender_port FROM pg_stat_wal_receiver";
+// flushed_lsn was received_lsn before PostgreSQL 13.
+const SQL_WAL_RECEIVER: &str = "SELECT status, received_tli,
+  coalesce(to_jsonb(w) ->> 'flushed_lsn', to_jsonb(w) ->> 'received_lsn'), slot_name, sender_host, sender_port
+  FROM pg_stat_wal_receiver w";
 
 // pg_control as the running server sees it; the state is what
 // pg_controldata would print for a server that is up.

@@ -100,6 +100,8 @@ pub struct FileFacts {
     pub histories: Vec<(u32, String)>,
     pub disk_free_bytes: Option<u64>,
     pub disk_total_bytes: Option<u64>,
+    /// The data directory with symlinks resolved (when initialised).
+    pub data_dir_physical: Option<String>,
     /// With a separate `config_dir`: whether it holds postgresql.conf
     /// (a base backup copies the data directory only).
     pub config_dir_has_conf: Option<bool>,

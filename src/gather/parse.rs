@@ -21,6 +21,12 @@ pub const GATHER_SCRIPT: &str = r#"D=$1; B=$2; C=$3; P=$4
 emit() { n=$1; shift; if out=$("$@" 2>/dev/null | base64 -w0); then printf '%s %s\n' "$n" "$out"; fi; }
 if [ -f "$D/PG_VERSION" ]; then
   echo "datadir initialised"
+  nl='
+'
+  if cd -P -- "$D" 2>/dev/null; then
+    case $PWD in *"$nl"*) ;; *) echo "datadir_physical $PWD" ;; esac
+    cd /
+  fi
   v=; read -r v 2>/dev/null <"$D/PG_VERSION"; echo "major $v"
   [ -e "$D/standby.signal" ] && echo "standby_signal 1"
   [ -e "$D/recovery.signal" ] && echo "recovery_signal 1"
@@ -116,6 +122,7 @@ pub fn parse_gather_output(out: &str) -> Result<FileFacts, String> {
         disk_free_bytes,
         disk_total_bytes,
         config_dir_has_conf: fields.get("config_dir_has_conf").map(|v| *v == "1"),
+        data_dir_physical: fields.get("datadir_physical").map(|v| v.to_string()),
         passfile_sha256: fields.get("passfile_sha256").map(|v| v.to_string()),
         passfile_mode: fields.get("passfile_mode").map(|v| v.to_string()),
     })

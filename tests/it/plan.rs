@@ -538,6 +538,30 @@ fn raising_one_hot_standby_setting_and_lowering_another_takes_two_rounds() {
     assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
 }
 
+/// The same setting, raised on the primary and lowered on the standbys: one
+/// round (standbys stay at or above the primary in any order), never none.
+#[test]
+fn one_setting_raised_on_one_node_and_lowered_on_others_converges() {
+    let cfg = orders("max_connections = 150");
+    let mut obs = converged(&cfg);
+    for (node, live) in [("db1", "100"), ("db2", "200"), ("db3", "200")] {
+        alter_system(&mut obs, node, "max_connections", live);
+    }
+    let plan = diff::plan(&cfg, &obs);
+    let got = steps(&plan);
+    for node in ["db1", "db2", "db3"] {
+        assert!(
+            got.contains(&format!("~ {node}.setting.max_connections set_setting")),
+            "{got:#?}"
+        );
+        assert!(
+            got.contains(&format!("~ {node}.service restart")),
+            "{got:#?}"
+        );
+    }
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+}
+
 #[test]
 fn several_restart_needing_changes_make_one_restart_per_node() {
     let cfg = orders("max_connections = 200\nshared_buffers = \"1GB\"");
@@ -1103,6 +1127,22 @@ mod topology {
             plan.blocked
         );
         assert!(plan.data_loss.is_none());
+    }
+
+    #[test]
+    fn in_a_failover_a_standby_ahead_without_a_wal_receiver_is_rebased() {
+        let mut obs = converged(&orders(""));
+        cut(&mut obs, "db1");
+        let ahead = server(&mut obs, "db2").receive_lsn.map(|l| Lsn(l.0 + 4096));
+        let s3 = server(&mut obs, "db3");
+        s3.receive_lsn = ahead;
+        s3.wal_receiver = None; // its upstream is gone
+        let plan = diff::plan(&with_primary("db2"), &obs);
+        assert!(
+            plan.changes.iter().any(|s| s.address == "db3.timeline"),
+            "{:#?}",
+            addresses(&plan)
+        );
     }
 
     #[test]

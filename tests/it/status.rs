@@ -249,9 +249,21 @@ fn hostile_arguments_reach_the_node_intact_and_execute_nothing() {
         assert_eq!(out.stdout, hostile_secret);
         // The whole gather with a hostile data_dir: read as a path, nothing executed.
         let (state, session2) = pgrepl::gather::gather_node(&cfg, &node).await;
-        assert!(state.errors.is_empty(), "{:?}", state.errors);
+        // The node's server answers on the socket, but for its real data
+        // directory: never taken for this one.
+        assert!(state.server.is_none());
+        assert!(
+            state.errors.len() == 1
+                && state.errors[0].contains(&format!(
+                    "serves {}, not the data directory",
+                    lab.data_dir()
+                )),
+            "{:?}",
+            state.errors
+        );
         let files = state.files.expect("files gathered");
         assert_eq!(files.data_dir, pgrepl::gather::DataDir::Missing);
+        assert!(!files.running);
         if let Some(s) = session2 {
             s.close().await;
         }

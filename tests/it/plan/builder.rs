@@ -285,6 +285,7 @@ fn missing_node(cfg: &Config, name: &str) -> NodeState {
         disk_free_bytes: Some(40 << 30),
         disk_total_bytes: Some(100 << 30),
         config_dir_has_conf: node.postgres.config_dir.as_ref().map(|_| true),
+        data_dir_physical: None,
         passfile_sha256: None,
         passfile_mode: None,
     });
