@@ -43,7 +43,9 @@ if [ -f "$D/PG_VERSION" ]; then
 elif [ ! -e "$D" ]; then echo "datadir missing"
 else
   dd=empty
-  for f in "$D"/* "$D"/.[!.]* "$D"/..?*; do
+  # A file, or a directory this user cannot list, is nothing to build into.
+  { [ -d "$D" ] && [ -r "$D" ] && [ -x "$D" ]; } || dd=foreign
+  [ $dd = empty ] && for f in "$D"/* "$D"/.[!.]* "$D"/..?*; do
     if [ -e "$f" ] || [ -L "$f" ]; then dd=foreign; break; fi
   done
   echo "datadir $dd"
@@ -470,6 +472,11 @@ Data page checksum version:           0
             write(&d.join(".hidden"), "x");
             let f = parse_gather_output(&run(&d, root.path(), &nothing)).expect("parses");
             assert_eq!(f.data_dir, DataDir::Foreign);
+            let file = root.path().join("a file");
+            write(&file, "");
+            let f = parse_gather_output(&run(&file, root.path(), &nothing)).expect("parses");
+            assert_eq!(f.data_dir, DataDir::Foreign, "a regular file is not empty");
+            std::fs::remove_file(&file).expect("rm");
             assert!(f.passfile_sha256.is_none());
             let names: Vec<_> = std::fs::read_dir(root.path())
                 .expect("ls")
