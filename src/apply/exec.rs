@@ -994,14 +994,17 @@ async fn promote(ctx: &mut Ctx<'_>, old: &str) -> anyhow::Result<String> {
 
 /// Copies the WAL segments of timeline `$2` from segment `$3` on, and every
 /// timeline history file, out of `$1/pg_wal` into the new directory `$4`;
-/// prints how many segments. pg_rewind discards them. Segments older than
-/// `$3` itself are skipped: those are recycled files waiting to be reused
+/// prints how many segments. pg_rewind discards them. With `$5`, the
+/// segment of a clean shutdown's checkpoint (the end of WAL), nothing after
+/// it is copied; without it, segments older than `$3` itself are skipped.
+/// Either way, what is left out are recycled files waiting to be reused
 /// under a future name, not WAL this node wrote after the fork.
-const KEEP_DIVERGED_WAL: &str = r#"D=$1; T=$2; FIRST=$3; OUT=$4
+const KEEP_DIVERGED_WAL: &str = r#"D=$1; T=$2; FIRST=$3; OUT=$4; LAST=${5:-}
 cd "$D/pg_wal" || exit 1
 mkdir -m 700 "$OUT" || exit 1
 fail() { rm -rf -- "$OUT"; exit 1; }
 from=$((0x${FIRST#"$T"})); n=0
+to=; [ -n "$LAST" ] && to=$((0x${LAST#"$T"}))
 for f in *; do
   case $f in
     *.history) cp -p -- "$f" "$OUT/" || fail ;;
@@ -1009,6 +1012,7 @@ for f in *; do
       r=${f#"$T"}; r=${r%.partial}
       case $r in *[!0-9A-F]*) continue ;; esac
       [ $((0x$r)) -ge "$from" ] || continue
+      [ -n "$to" ] && [ $((0x$r)) -gt "$to" ] && continue
       [ -e "$FIRST" ] && [ "$FIRST" -nt "$f" ] && continue
       cp -p -- "$f" "$OUT/" || fail
       n=$((n + 1))
@@ -1049,6 +1053,11 @@ async fn keep_diverged_wal(
         .map(|b| crate::timeline::parse_history(&String::from_utf8_lossy(&b)))
         .unwrap_or_default();
     let first = crate::timeline::first_diverged_segment(timeline, &history, segment_size);
+    // A clean shutdown's checkpoint is the last record: the end of WAL.
+    let last = match (control.state.as_str(), control.checkpoint_lsn) {
+        ("shut down", Some(lsn)) => crate::timeline::wal_file_name(timeline, lsn, segment_size),
+        _ => String::new(),
+    };
     // As long as a copy may take: the divergence can be gigabytes.
     let out = ctx
         .session
@@ -1062,6 +1071,7 @@ async fn keep_diverged_wal(
                 &format!("{timeline:08X}"),
                 &first,
                 keep_as,
+                &last,
             ],
             None,
             BASE_BACKUP_LIMIT,
@@ -1284,6 +1294,21 @@ mod tests {
                 "00000002.history"
             ]
         );
+        // Bounded by a clean shutdown's checkpoint segment: 0A and later are
+        // recycled files, whatever their times.
+        let bounded = root.path().join("bounded");
+        let run = Command::new("sh")
+            .args(["-c", KEEP_DIVERGED_WAL, "pgrepl-keep-wal"])
+            .arg(wal.parent().expect("data dir"))
+            .args(["00000001", "000000010000000000000003"])
+            .arg(&bounded)
+            .arg("000000010000000000000003")
+            .output()
+            .expect("sh runs");
+        assert!(run.status.success(), "{run:?}");
+        assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "2");
+        assert!(bounded.join("000000010000000000000003.partial").exists());
+        assert!(!bounded.join("00000001000000000000000A").exists());
         // The originals stay where they were (pg_rewind decides their fate).
         assert!(wal.join("000000010000000000000003").exists());
         // An existing target is never written into.
