@@ -1269,14 +1269,18 @@ mod tests {
             .open(wal.join("00000001000000000000000B"))
             .and_then(|f| f.set_modified(old))
             .expect("set mtime");
+        let keep = |to: &std::path::Path, last: &str| {
+            Command::new("sh")
+                .args(["-c", KEEP_DIVERGED_WAL, "pgrepl-keep-wal"])
+                .arg(wal.parent().expect("data dir"))
+                .args(["00000001", "000000010000000000000003"])
+                .arg(to)
+                .arg(last)
+                .output()
+                .expect("sh runs")
+        };
         let out = root.path().join("kept");
-        let run = Command::new("sh")
-            .args(["-c", KEEP_DIVERGED_WAL, "pgrepl-keep-wal"])
-            .arg(wal.parent().expect("data dir"))
-            .args(["00000001", "000000010000000000000003"])
-            .arg(&out)
-            .output()
-            .expect("sh runs");
+        let run = keep(&out, "");
         assert!(run.status.success(), "{run:?}");
         assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "4");
         let mut kept: Vec<String> = std::fs::read_dir(&out)
@@ -1297,14 +1301,7 @@ mod tests {
         // Bounded by a clean shutdown's checkpoint segment: 0A and later are
         // recycled files, whatever their times.
         let bounded = root.path().join("bounded");
-        let run = Command::new("sh")
-            .args(["-c", KEEP_DIVERGED_WAL, "pgrepl-keep-wal"])
-            .arg(wal.parent().expect("data dir"))
-            .args(["00000001", "000000010000000000000003"])
-            .arg(&bounded)
-            .arg("000000010000000000000003")
-            .output()
-            .expect("sh runs");
+        let run = keep(&bounded, "000000010000000000000003");
         assert!(run.status.success(), "{run:?}");
         assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "2");
         assert!(bounded.join("000000010000000000000003.partial").exists());
@@ -1312,13 +1309,6 @@ mod tests {
         // The originals stay where they were (pg_rewind decides their fate).
         assert!(wal.join("000000010000000000000003").exists());
         // An existing target is never written into.
-        let again = Command::new("sh")
-            .args(["-c", KEEP_DIVERGED_WAL, "pgrepl-keep-wal"])
-            .arg(wal.parent().expect("data dir"))
-            .args(["00000001", "000000010000000000000003"])
-            .arg(&out)
-            .output()
-            .expect("sh runs");
-        assert!(!again.status.success());
+        assert!(!keep(&out, "").status.success());
     }
 }

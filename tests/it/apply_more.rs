@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use crate::lab::Lab;
 use crate::support::{
-    edit_config, node_fingerprint, pgrepl, pgrepl_bare, plan_is_empty, set_primary, text, wait_for,
+    edit_config, kept_old_data_dirs, node_fingerprint, pgrepl, pgrepl_bare, plan_is_empty,
+    set_primary, text, wait_for,
 };
 
 fn apply_ok(lab: &Lab, extra: &[&str]) -> Output {
@@ -619,16 +620,7 @@ fn a_debian_layout_node_is_built_and_restarted_through_pg_ctlcluster() {
         "{}",
         text(&hba)
     );
-    let kept = lab.exec(
-        2,
-        &[
-            "sh",
-            "-c",
-            "ls -d \"$1\".pgrepl-old-*",
-            "sh",
-            &lab.data_dir(),
-        ],
-    );
+    let kept = kept_old_data_dirs(&lab, 2);
     assert!(
         kept.status.success(),
         "the initdb'd directory is kept: {}",

@@ -124,3 +124,17 @@ pub fn node_fingerprint(lab: &Lab, i: usize) -> String {
     );
     format!("{}\n{sql}", String::from_utf8_lossy(&files.stdout))
 }
+
+/// `ls -d DATA_DIR.pgrepl-old-*` on node `i`: the kept aside data directories.
+pub fn kept_old_data_dirs(lab: &Lab, i: usize) -> Output {
+    lab.exec(
+        i,
+        &[
+            "sh",
+            "-c",
+            "ls -d \"$1\".pgrepl-old-*",
+            "sh",
+            &lab.data_dir(),
+        ],
+    )
+}

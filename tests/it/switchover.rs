@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::lab::Lab;
-use crate::support::{pgrepl, plan_is_empty, sender_of, set_primary, text, wait_for};
+use crate::support::{
+    kept_old_data_dirs, pgrepl, plan_is_empty, sender_of, set_primary, text, wait_for,
+};
 
 fn apply(lab: &Lab, extra: &[&str]) -> Output {
     let mut args = vec!["apply", "--auto-approve"];
@@ -328,16 +330,7 @@ fn without_wal_log_hints_the_diverged_node_gets_a_base_backup_and_is_kept() {
     assert!(shown.contains("base backup"), "{shown}");
     assert!(shown.contains(".pgrepl-old-"), "{shown}");
     apply_ok(&lab, &[]);
-    let kept = lab.exec(
-        1,
-        &[
-            "sh",
-            "-c",
-            "ls -d \"$1\".pgrepl-old-*",
-            "sh",
-            &lab.data_dir(),
-        ],
-    );
+    let kept = kept_old_data_dirs(&lab, 1);
     assert!(
         kept.status.success(),
         "the diverged data directory is kept: {}",
