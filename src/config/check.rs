@@ -971,6 +971,18 @@ fn node_setting<'a>(
         .find(|(k, _)| k.get_ref().eq_ignore_ascii_case(guc))
 }
 
+/// Where a node's value of `guc` is written: its own line, else the
+/// `[settings]` line, else (PostgreSQL's default) the `[nodes]` table.
+fn effective_setting_span(raw: &RawConfig, node: &str, guc: &str) -> std::ops::Range<usize> {
+    node_setting(raw, node, guc)
+        .or_else(|| {
+            raw.settings
+                .iter()
+                .find(|(k, _)| k.get_ref().eq_ignore_ascii_case(guc))
+        })
+        .map_or_else(|| raw.nodes.span(), |(_, v)| v.span())
+}
+
 /// Any node may become the primary and stream to all the others, and a
 /// base backup takes two WAL senders while the others stream: each node
 /// needs at least one sender per other node plus one.
@@ -985,13 +997,7 @@ fn check_wal_senders(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<String, 
         if have >= need {
             continue;
         }
-        let span = node_setting(raw, name, "max_wal_senders")
-            .or_else(|| {
-                raw.settings
-                    .iter()
-                    .find(|(k, _)| k.get_ref().eq_ignore_ascii_case("max_wal_senders"))
-            })
-            .map_or_else(|| raw.nodes.span(), |(_, v)| v.span());
+        let span = effective_setting_span(raw, name, "max_wal_senders");
         c.error(
             span,
             format!("max_wal_senders on `{name}` is {have}, too low for {need} nodes"),
@@ -1013,13 +1019,7 @@ fn check_hot_standby_on(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<Strin
         else {
             continue;
         };
-        let span = node_setting(raw, name, "hot_standby")
-            .or_else(|| {
-                raw.settings
-                    .iter()
-                    .find(|(k, _)| k.get_ref().eq_ignore_ascii_case("hot_standby"))
-            })
-            .map_or_else(|| raw.nodes.span(), |(_, v)| v.span());
+        let span = effective_setting_span(raw, name, "hot_standby");
         c.error(
             span,
             format!("hot_standby is off on `{name}`"),
