@@ -1003,7 +1003,6 @@ pub fn sql_literal(s: &str) -> String {
     }
 }
 
-/// Bytes as people read them: `512 B`, `1.5 MB` (1024-based, as PostgreSQL).
 /// The size of all databases a copy of `upstream` carries: measured on a
 /// primary only, and a standby is its primary's physical copy.
 pub(crate) fn cluster_size(obs: &Observed, upstream: &str) -> Option<u64> {
@@ -1015,6 +1014,7 @@ pub(crate) fn cluster_size(obs: &Observed, upstream: &str) -> Option<u64> {
         .and_then(|b| u64::try_from(b).ok())
 }
 
+/// Bytes as people read them: `512 B`, `1.5 MB` (1024-based, as PostgreSQL).
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = b as f64;

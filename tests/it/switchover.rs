@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::lab::Lab;
 use crate::support::{
-    kept_old_data_dirs, pgrepl, plan_is_empty, sender_of, set_primary, text, wait_for,
+    edit_config, kept_old_data_dirs, pgrepl, plan_is_empty, sender_of, set_primary, text, wait_for,
 };
 
 fn apply(lab: &Lab, extra: &[&str]) -> Output {
@@ -238,17 +238,11 @@ fn a_lagging_failover_candidate_needs_allow_data_loss_and_the_standby_ahead_is_r
         return;
     };
     apply_ok(&lab, &[]);
-    let path = lab.config_path();
-    let cfg = std::fs::read_to_string(&path).expect("config");
-    let cfg = cfg.replace(
+    edit_config(
+        &lab,
         "max_lag_on_failover = \"16MB\"",
         "max_lag_on_failover = \"64kB\"",
     );
-    assert!(
-        cfg.contains("\"64kB\""),
-        "the lab's file sets max_lag_on_failover"
-    );
-    std::fs::write(&path, cfg).expect("write config");
     // node2 stops receiving (its WAL receiver points nowhere); node3 goes on.
     lab.sql(
         2,
