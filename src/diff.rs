@@ -106,7 +106,9 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
             ),
         });
     }
-    let data_loss = topo.needs_force.filter(|n| n == "data loss").map(|_| {
+    let needs_force = topo.needs_force.clone();
+    let refused = topo.refused.clone();
+    let data_loss = topo.data_loss.then(|| {
         blocked
             .iter()
             .find(|b| b.message.contains("--allow-data-loss"))
@@ -172,6 +174,8 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         facts(cfg, obs),
     );
     plan.data_loss = data_loss;
+    plan.needs_force = needs_force;
+    plan.refused = refused;
     plan
 }
 
@@ -295,20 +299,142 @@ impl Differ<'_> {
     }
 
     fn stopped_node(&mut self, want: &NodeDesired, seen: &NodeState) {
-        let state = seen
-            .files
+        let name = want.name.as_str();
+        let Some(files) = seen.files.as_ref() else {
+            return;
+        };
+        let state = files
+            .control
             .as_ref()
-            .and_then(|f| f.control.as_ref())
             .map_or("unknown", |c| c.state.as_str());
-        let mut s = step(
-            &want.name,
-            format!("{}.service", want.name),
-            Action::Update,
-            Op::Start,
-        );
+        if want.is_primary
+            && let Some(other) =
+                self.obs.nodes.values().find(|n| {
+                    n.name != want.name && n.server.as_ref().is_some_and(|s| !s.in_recovery)
+                })
+        {
+            self.block(
+                name,
+                format!(
+                    "is stopped and named primary, but {} runs as a primary: starting it would make two; name {} as primary, or stop {} first",
+                    other.name, other.name, other.name
+                ),
+            );
+            return;
+        }
+        // Planned from its files: drift in postgresql.auto.conf is repaired
+        // before the start, so a value that keeps it from starting (or one
+        // the file no longer wants) never stays in the way.
+        let auto = files
+            .auto_conf
+            .as_deref()
+            .map(crate::gather::parse::conf_settings)
+            .unwrap_or_default();
+        for setting in want.settings.values() {
+            let Some(current) = auto.get(&setting.name) else {
+                continue; // not set there: checked once it runs
+            };
+            let def = guc::lookup(&setting.name);
+            let (equal, after) = match (def, &setting.normalized) {
+                (Some(def), Some(want_v)) => (
+                    guc::normalize_desired(def, &toml::Value::String(current.clone()))
+                        .is_ok_and(|v| &v == want_v),
+                    want_v.display_with_unit(def),
+                ),
+                _ => {
+                    let after = toml_text(&setting.value);
+                    (*current == after, after)
+                }
+            };
+            if equal {
+                continue;
+            }
+            let mut s = step(
+                name,
+                format!("{name}.setting.{}", setting.name),
+                Action::Update,
+                Op::SetSetting {
+                    name: setting.name.clone(),
+                    sql_value: sql_literal(&after),
+                    offline: Some(after.clone()),
+                },
+            );
+            s.before = Some(display_value(current));
+            s.after = Some(display_value(&after));
+            s.reason = "written into postgresql.auto.conf while the server is stopped; takes effect at its start".into();
+            self.steps.push(s);
+        }
+        if let Some(rec) = &want.recovery {
+            self.stopped_recovery(name, files, &auto, rec);
+        }
+        let mut s = step(name, format!("{name}.service"), Action::Update, Op::Start);
         s.before = Some(format!("stopped ({state})"));
-        s.after = Some("running".into());
-        s.reason = "PostgreSQL is not running; settings, hba and recovery are checked once it runs (known after apply)".into();
+        s.after = Some(if want.is_primary {
+            "running".into()
+        } else {
+            "running as a standby".into()
+        });
+        s.reason = if want.is_primary {
+            "PostgreSQL is not running; settings, hba and recovery are checked once it runs (known after apply)".into()
+        } else {
+            "starts only with standby.signal and its recovery settings in place; settings, hba and slots are checked once it runs (known after apply)".into()
+        };
+        self.steps.push(s);
+    }
+
+    /// A stopped standby's recovery settings, read from postgresql.auto.conf
+    /// and standby.signal: written before it may start, so that it never
+    /// starts as a primary or follows the wrong upstream.
+    fn stopped_recovery(
+        &mut self,
+        name: &str,
+        files: &crate::gather::FileFacts,
+        auto: &IndexMap<String, String>,
+        rec: &desired::RecoveryDesired,
+    ) {
+        let passfile_ok = files.passfile_sha256.as_deref()
+            == Some(passfile_digest(self.cfg).as_str())
+            && files.passfile_mode.as_deref() == Some("600");
+        let conninfo = auto.get("primary_conninfo").map_or("", String::as_str);
+        let slot = auto.get("primary_slot_name").map_or("", String::as_str);
+        let mut what = Vec::new();
+        if !files.standby_signal {
+            what.push("no standby.signal");
+        }
+        if conninfo != rec.primary_conninfo {
+            what.push("primary_conninfo");
+        }
+        if slot != rec.primary_slot_name {
+            what.push("primary_slot_name");
+        }
+        if !passfile_ok {
+            what.push("passfile");
+        }
+        if files.auto_conf_has_password {
+            what.push("a password in clear in postgresql.auto.conf");
+        }
+        if what.is_empty() {
+            return;
+        }
+        let mut s = step(
+            name,
+            format!("{name}.recovery"),
+            Action::Update,
+            Op::WriteRecovery {
+                primary_conninfo: rec.primary_conninfo.clone(),
+                primary_slot_name: rec.primary_slot_name.clone(),
+                passfile: rec.passfile.clone(),
+            },
+        );
+        s.before = Some(format!("stopped: {}", what.join(", ")));
+        s.after = Some(format!(
+            "standby.signal, primary_conninfo = '{}', primary_slot_name = '{}'",
+            rec.primary_conninfo, rec.primary_slot_name
+        ));
+        s.reason = format!(
+            "differs: {}; written into postgresql.auto.conf while the server is stopped, before it starts",
+            what.join(", ")
+        );
         self.steps.push(s);
     }
 
@@ -614,6 +740,7 @@ impl Differ<'_> {
                 Op::SetSetting {
                     name: setting.name.clone(),
                     sql_value,
+                    offline: None,
                 },
             );
             s.before = Some(display_value(&before));

@@ -30,6 +30,34 @@ pub struct Topology {
     pub warnings: Vec<Warning>,
     /// A failover is planned: apply needs --force.
     pub needs_force: Option<String>,
+    /// The candidate lags: apply needs --allow-data-loss too.
+    pub data_loss: bool,
+    /// Nothing may be applied, not even with --force (a failover to a
+    /// candidate that cannot be reached).
+    pub refused: Option<String>,
+}
+
+/// Why a node is re-based; the text is rendered from it, decisions read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebaseCause {
+    /// Another initdb: only a base backup helps.
+    OtherCluster,
+    /// Its slot on the primary lost WAL it needs.
+    LostSlot,
+    /// A pg_rewind into it started and never finished.
+    RewindInterrupted,
+    /// Stopped after a crash while a primary: its end of WAL is unknown.
+    Crashed,
+    /// Wrote WAL past the primary's fork, or is on a branch the primary's
+    /// history lacks, or runs as a second primary.
+    Diverged,
+}
+
+impl RebaseCause {
+    /// Whether pg_rewind can repair it at all.
+    pub fn rewindable(self) -> bool {
+        matches!(self, RebaseCause::Crashed | RebaseCause::Diverged)
+    }
 }
 
 fn is_primary(n: &NodeState) -> bool {
@@ -60,41 +88,45 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
     let Some(cand) = obs.nodes.get(want) else {
         return t;
     };
-    if cand.unreachable.is_some() {
-        return t; // reported as blocked by the ordinary diff
-    }
     let running_primaries: Vec<&NodeState> = obs.nodes.values().filter(|n| is_primary(n)).collect();
+    if cand.unreachable.is_some() {
+        // A failover to a node nobody can reach promotes nothing and would
+        // re-point the standbys at a server that is not there.
+        // Only when the file moved the primary there: reachable standbys
+        // that follow another node would be re-pointed at nothing.
+        let moved_here = obs
+            .nodes
+            .values()
+            .any(|n| n.name != *want && is_standby(n) && !follows(n, &cand.host));
+        if moved_here && running_primaries.is_empty() {
+            let best = most_advanced_standby(obs, want);
+            let msg = match best {
+                Some((name, lsn)) => format!(
+                    "cannot fail over to {want}: it cannot be reached and no primary runs; the most advanced reachable standby is {name} (received up to {lsn}): name {name} as primary, or bring {want} back, and plan again"
+                ),
+                None => format!(
+                    "cannot fail over to {want}: it cannot be reached, and neither a primary nor a standby can be reached; bring the nodes back and plan again"
+                ),
+            };
+            t.blocked.push(Warning {
+                node: Some(want.clone()),
+                message: msg.clone(),
+            });
+            t.refused = Some(msg);
+        }
+        return t; // otherwise reported as blocked by the ordinary diff
+    }
+    if managed_elsewhere(cand) {
+        return t; // the ordinary diff blocks it
+    }
     let mut new_primary_ready = is_primary(cand);
 
     if is_standby(cand) {
         let old = running_primaries.iter().find(|n| n.name != *want);
-        // Added only once a role change is actually planned.
-        let mut pre_slots = Vec::new();
-        // Slots for the candidate's future downstreams, created while it is a standby.
-        if cfg.replication.slots {
-            let have: HashSet<&str> = cand
-                .server
-                .as_ref()
-                .map(|s| s.slots.iter().map(|x| x.name.as_str()).collect())
-                .unwrap_or_default();
-            for d in cfg.downstreams(want) {
-                if !have.contains(d.name.as_str()) {
-                    let mut s = step(
-                        want,
-                        format!("{want}.slot.{}", d.name),
-                        Action::Create,
-                        Op::CreateSlot {
-                            name: d.name.clone(),
-                        },
-                    );
-                    s.after = Some("physical slot".into());
-                    s.reason = format!("{} will stream from the new primary through it", d.name);
-                    pre_slots.push(s);
-                }
-            }
-        }
-        match old {
-            Some(old) => {
+        let pre_slots = candidate_slots(cfg, cand);
+        let stopped_old = stopped_old_primary(obs, cand);
+        match (old, stopped_old) {
+            (Some(old), _) => {
                 let lag = match (
                     old.server.as_ref().and_then(|s| s.current_lsn),
                     received(cand),
@@ -130,20 +162,12 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                     });
                     return t;
                 }
-                t.steps.append(&mut pre_slots);
-                let mut s = step(
-                    want,
-                    "cluster.primary".into(),
-                    Action::Update,
-                    Op::Switchover {
-                        from: old.name.clone(),
-                    },
-                );
-                s.before = Some(old.name.clone());
-                s.after = Some(want.clone());
+                t.steps.extend(pre_slots);
+                let mut s = switchover_step(cfg, want, &old.name);
                 s.reason = format!(
-                    "switchover: CHECKPOINT and fast shutdown of {o}, wait until {want} received its shutdown checkpoint (lag now {}), promote {want}, CHECKPOINT; {o} restarts as its standby without pg_rewind",
+                    "switchover: CHECKPOINT and fast shutdown of {o}, wait until {want} received its shutdown checkpoint (lag now {}), {}promote {want}, CHECKPOINT; {o} restarts as its standby without pg_rewind. Any failure before the promotion starts {o} again as the primary",
                     human_bytes(lag),
+                    sync_note(cfg, want),
                     o = old.name
                 );
                 t.steps.push(s);
@@ -151,14 +175,37 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                 t.deferred.insert(want.clone());
                 new_primary_ready = true;
             }
-            None => {
-                // Failover: nobody reachable is primary.
-                let best = obs
-                    .nodes
-                    .values()
-                    .filter(|n| is_standby(n))
-                    .filter_map(|n| received(n).map(|l| (n.name.clone(), l)))
-                    .max_by_key(|(_, l)| *l);
+            (None, Some((old, control))) => {
+                // An interrupted switchover, or a primary stopped by hand:
+                // finish it as a switchover, never as a failover.
+                let shutdown_lsn = control.checkpoint_lsn.unwrap_or_default();
+                let clean = control.state == "shut down";
+                let has_it = received(cand).is_some_and(|r| r > shutdown_lsn);
+                t.steps.extend(pre_slots);
+                let mut s = switchover_step(cfg, want, &old.name);
+                s.before = Some(format!("{} (stopped)", old.name));
+                s.reason = if clean && has_it {
+                    format!(
+                        "finishes a switchover: {o} shut down cleanly at {shutdown_lsn} and {want} received its shutdown checkpoint; {}promote {want}, CHECKPOINT; {o} restarts as its standby without pg_rewind",
+                        sync_note(cfg, want),
+                        o = old.name
+                    )
+                } else {
+                    format!(
+                        "switchover: {o} is stopped ({}) and {want} has not received all of its WAL, so {o} starts again as the primary first; then CHECKPOINT and fast shutdown of {o}, wait until {want} received its shutdown checkpoint, {}promote {want}; {o} restarts as its standby without pg_rewind",
+                        control.state,
+                        sync_note(cfg, want),
+                        o = old.name
+                    )
+                };
+                t.steps.push(s);
+                t.deferred.insert(old.name.clone());
+                t.deferred.insert(want.clone());
+                new_primary_ready = true;
+            }
+            (None, None) => {
+                // Failover: nobody reachable is or was the primary.
+                let best = most_advanced_standby(obs, "");
                 let mine = received(cand).unwrap_or_default();
                 let behind = best.as_ref().map_or(0, |(_, l)| l.0.saturating_sub(mine.0));
                 // The primary being replaced: whom the candidate streamed
@@ -200,25 +247,28 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                             best.as_ref().map_or("", |(n, _)| n.as_str()),
                         ),
                     });
-                    t.needs_force = Some("data loss".into());
+                    t.data_loss = true;
                 }
-                t.steps.append(&mut pre_slots);
+                t.steps.extend(pre_slots);
                 let mut s = step(
                     want,
                     "cluster.primary".into(),
                     Action::Update,
                     Op::Promote {
                         old: old_name.clone(),
+                        synchronous_standby_names: sync_names(cfg),
                     },
                 );
                 s.before = Some(format!("{old_name} (unreachable)"));
                 s.after = Some(want.clone());
                 s.reason = format!(
-                    "failover: the old primary cannot be reached; promote {want} (received up to {mine}); needs --force; {old_name} is re-based when it is back"
+                    "failover: the old primary cannot be reached; {}promote {want} (received up to {mine}); whatever {old_name} wrote after that is lost to the cluster (kept on {old_name} when it is re-based); needs --force; {old_name} is re-based when it is back",
+                    sync_note(cfg, want)
                 );
                 t.steps.push(s);
-                t.needs_force
-                    .get_or_insert_with(|| format!("failover: {old_name} cannot be reached"));
+                t.needs_force = Some(format!(
+                    "failover: {old_name} cannot be reached; promoting {want} discards whatever {old_name} committed after {mine}"
+                ));
                 t.deferred.insert(want.clone());
                 new_primary_ready = true;
             }
@@ -229,82 +279,80 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
     }
 
     // Re-base whatever cannot follow the primary.
-    let (p_tli, p_hist, p_sysid) = match &cand.server {
-        Some(s) if !s.in_recovery => (
-            s.timeline,
-            timeline::history_of(cand, s.timeline),
-            Some(s.system_identifier.clone()),
-        ),
-        // Just planned a promotion: the candidate's timeline will be one more.
-        Some(s) => (
-            s.timeline,
-            timeline::history_of(cand, s.timeline),
-            Some(s.system_identifier.clone()),
-        ),
-        None => return t,
-    };
-    // Only a failover forks the history at what the candidate received; in a
-    // switchover it receives all the old primary wrote, so no standby is ahead.
+    let Some(cs) = &cand.server else { return t };
+    // Just planned a promotion: the candidate's timeline will be one more.
+    let (p_tli, p_hist, p_sysid) = (
+        cs.timeline,
+        timeline::history_of(cand, cs.timeline),
+        Some(cs.system_identifier.clone()),
+    );
+    // Only a failover forks the history at what the candidate has; in a
+    // switchover it receives all the old primary wrote, so no standby is
+    // ahead. The new timeline starts where the candidate's replay ends (a
+    // record received only in part is not replayed): a standby past that
+    // may hold WAL the new primary lacks.
     let promoting = t.steps.iter().any(|s| matches!(s.op, Op::Promote { .. }));
+    let fork_at = cs.replay_lsn.or(cs.receive_lsn).unwrap_or_default();
     for n in obs.nodes.values() {
-        if n.name == *want || n.unreachable.is_some() || t.deferred.contains(&n.name) {
+        if n.name == *want
+            || n.unreachable.is_some()
+            || t.deferred.contains(&n.name)
+            || managed_elsewhere(n)
+        {
             continue;
         }
         let Some(files) = &n.files else { continue };
-        if files.control.is_none() {
+        let Some(control) = &files.control else {
             continue; // empty: the ordinary diff builds it
-        }
+        };
         let sysid = n
             .server
             .as_ref()
             .map(|s| s.system_identifier.clone())
-            .or_else(|| files.control.as_ref().map(|c| c.system_identifier.clone()));
+            .or_else(|| Some(control.system_identifier.clone()));
         let node_cfg = &cfg.nodes[&n.name];
         let keep = keep_as(&node_cfg.postgres.data_dir, now);
         let rewind_possible = cfg.rewind.is_some()
-            && files
-                .control
-                .as_ref()
-                .is_some_and(|c| c.wal_log_hints == Some(true) || c.data_checksums == Some(true));
+            && (control.wal_log_hints == Some(true) || control.data_checksums == Some(true));
         let lost_slot = n
             .server
             .as_ref()
             .and_then(|s| s.wal_receiver.as_ref())
             .and_then(|w| w.slot_name.as_ref())
-            .and_then(|slot| {
-                cand.server
-                    .as_ref()
-                    .and_then(|s| s.slots.iter().find(|x| &x.name == slot))
-            })
+            .and_then(|slot| cs.slots.iter().find(|x| &x.name == slot))
             .is_some_and(|x| x.wal_status.as_deref() == Some("lost"));
-        let (why, rewind) = if sysid.is_some() && sysid != p_sysid {
+        let crashed_primary = n.server.is_none() && control.state == "in production";
+        let (cause, why) = if sysid.is_some() && sysid != p_sysid {
             (
+                RebaseCause::OtherCluster,
                 format!(
                     "its system identifier {} differs from {want}'s: another cluster",
                     sysid.unwrap_or_default()
                 ),
-                false,
+            )
+        } else if files.rewind_interrupted {
+            (
+                RebaseCause::RewindInterrupted,
+                format!(
+                    "a pg_rewind into it was interrupted ({}.pgrepl-rewinding exists), which can leave it inconsistent",
+                    node_cfg.postgres.data_dir.trim_end_matches('/')
+                ),
             )
         } else if lost_slot {
             (
+                RebaseCause::LostSlot,
                 format!("its slot on {want} lost WAL it still needs (wal_status lost)"),
-                false,
             )
         } else {
             let Some(end) = timeline::wal_end(n) else {
                 continue;
             };
-            let div = if promoting {
-                // After the promotion the candidate's history forks at what it received.
-                if end.timeline == p_tli && end.lsn > received(cand).unwrap_or_default() {
-                    Divergence::Diverged {
-                        timeline: end.timeline,
-                        fork: received(cand).unwrap_or_default(),
-                        end: end.lsn,
-                        discarded_bytes: end.lsn.0 - received(cand).unwrap_or_default().0,
-                    }
-                } else {
-                    timeline::divergence(p_tli, &p_hist, end)
+            let div = if promoting && end.timeline == p_tli && end.lsn > fork_at {
+                Divergence::Diverged {
+                    timeline: end.timeline,
+                    fork: fork_at,
+                    end: end.lsn,
+                    discarded_bytes: end.lsn.0 - fork_at.0,
                 }
             } else {
                 timeline::divergence(p_tli, &p_hist, end)
@@ -325,11 +373,21 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
             }
             match div {
                 Divergence::No if is_primary(n) => (
+                    RebaseCause::Diverged,
                     format!(
                         "runs as a second primary on timeline {} (no WAL past the fork); it becomes a standby of {want}",
                         end.timeline
                     ),
-                    rewind_possible,
+                ),
+                // Crash recovery would replay WAL nobody has seen: its end is
+                // only known once read, so it never starts before pg_rewind
+                // compared it with the primary.
+                Divergence::No if crashed_primary => (
+                    RebaseCause::Crashed,
+                    format!(
+                        "it stopped without a clean shutdown while it was a primary (pg_control: in production, last checkpoint {} on timeline {}): its end of WAL is unknown, so it may hold WAL {want} lacks",
+                        end.lsn, end.timeline
+                    ),
                 ),
                 Divergence::No => continue,
                 Divergence::Diverged {
@@ -338,32 +396,36 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                     discarded_bytes,
                     ..
                 } => (
+                    if crashed_primary {
+                        RebaseCause::Crashed
+                    } else {
+                        RebaseCause::Diverged
+                    },
                     format!(
                         "diverged at {fork} on timeline {timeline}: {}{} of WAL written there after the fork are discarded",
                         if end.at_least { "at least " } else { "" },
                         human_bytes(discarded_bytes)
                     ),
-                    rewind_possible,
                 ),
                 Divergence::OtherBranch { timeline, end } => (
+                    RebaseCause::Diverged,
                     format!(
                         "is on timeline {timeline} (up to {end}), which is not in {want}'s history"
                     ),
-                    rewind_possible,
                 ),
             }
         };
+        let rewind = cause.rewindable() && rewind_possible;
         let method = if rewind {
             format!(
                 "pg_rewind from {want} (after a CHECKPOINT there, with the WAL it discards copied to {}); if it fails, a fresh base backup with the old data directory kept at {keep}",
                 keep.replace(".pgrepl-old-", ".pgrepl-diverged-wal-")
             )
-        } else if cfg.rewind.is_none() && !why.contains("another cluster") && !why.contains("lost")
-        {
+        } else if cause.rewindable() && cfg.rewind.is_none() {
             format!(
                 "a fresh base backup (no [rewind] role in the file); the old data directory is kept at {keep}"
             )
-        } else if !why.contains("another cluster") && !why.contains("lost") {
+        } else if cause.rewindable() {
             format!(
                 "a fresh base backup (pg_rewind needs wal_log_hints or data checksums); the old data directory is kept at {keep}"
             )
@@ -387,10 +449,7 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
             });
             continue;
         }
-        let slot_there = cand
-            .server
-            .as_ref()
-            .is_some_and(|s| s.slots.iter().any(|x| x.name == n.name));
+        let slot_there = cs.slots.iter().any(|x| x.name == n.name);
         let slot_planned = t
             .steps
             .iter()
@@ -418,11 +477,136 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                 keep_as: keep,
             },
         );
-        s.before = Some("diverged".into());
+        s.before = Some(match cause {
+            RebaseCause::Crashed => "crashed (end of WAL unknown)".into(),
+            RebaseCause::RewindInterrupted => "pg_rewind interrupted".into(),
+            RebaseCause::OtherCluster => "another cluster".into(),
+            RebaseCause::LostSlot => "slot lost".into(),
+            RebaseCause::Diverged => "diverged".into(),
+        });
         s.after = Some(format!("standby of {want}"));
         s.reason = format!("{why}; re-base by {method}");
         t.steps.push(s);
         t.deferred.insert(n.name.clone());
     }
     t
+}
+
+/// The file's synchronous_standby_names for the new primary, when the file
+/// asks for synchronous replication: set on the candidate before its
+/// promotion (a standby ignores it), so no commit is acknowledged without
+/// its synchronous standby.
+fn sync_names(cfg: &Config) -> Option<String> {
+    let names = crate::desired::synchronous_standby_names(cfg);
+    (!names.is_empty()).then_some(names)
+}
+
+fn sync_note(cfg: &Config, want: &str) -> String {
+    sync_names(cfg).map_or(String::new(), |n| {
+        format!("set synchronous_standby_names = '{n}' on {want} and reload, ")
+    })
+}
+
+fn switchover_step(cfg: &Config, want: &str, from: &str) -> Step {
+    let mut s = step(
+        want,
+        "cluster.primary".into(),
+        Action::Update,
+        Op::Switchover {
+            from: from.to_string(),
+            synchronous_standby_names: sync_names(cfg),
+        },
+    );
+    s.before = Some(from.to_string());
+    s.after = Some(want.to_string());
+    s
+}
+
+/// Slots for the candidate's future downstreams, created while it is a standby.
+fn candidate_slots(cfg: &Config, cand: &NodeState) -> Vec<Step> {
+    let mut out = Vec::new();
+    if !cfg.replication.slots {
+        return out;
+    }
+    let have: HashSet<&str> = cand
+        .server
+        .as_ref()
+        .map(|s| s.slots.iter().map(|x| x.name.as_str()).collect())
+        .unwrap_or_default();
+    for d in cfg.downstreams(&cand.name) {
+        if !have.contains(d.name.as_str()) {
+            let mut s = step(
+                &cand.name,
+                format!("{}.slot.{}", cand.name, d.name),
+                Action::Create,
+                Op::CreateSlot {
+                    name: d.name.clone(),
+                },
+            );
+            s.after = Some("physical slot".into());
+            s.reason = format!("{} will stream from the new primary through it", d.name);
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Whether standby `n` streams from, or is configured to stream from, `host`.
+fn follows(n: &NodeState, host: &str) -> bool {
+    let Some(s) = &n.server else { return false };
+    s.wal_receiver
+        .as_ref()
+        .is_some_and(|w| w.sender_host.as_deref() == Some(host))
+        || s.settings.get("primary_conninfo").is_some_and(|p| {
+            p.setting
+                .split_whitespace()
+                .any(|kv| kv.strip_prefix("host=") == Some(host))
+        })
+}
+
+/// The reachable standby that received the most WAL (other than `except`).
+fn most_advanced_standby(obs: &Observed, except: &str) -> Option<(String, Lsn)> {
+    obs.nodes
+        .values()
+        .filter(|n| n.name != except && is_standby(n))
+        .filter_map(|n| received(n).map(|l| (n.name.clone(), l)))
+        .max_by_key(|(_, l)| *l)
+}
+
+/// A reachable, stopped node that was the candidate's primary: pg_control
+/// says it stopped as a primary (`shut down`, or `in production` after a
+/// crash), no standby.signal, same system identifier, on the timeline the
+/// candidate follows. Restarting it cannot make a second primary while the
+/// candidate is a standby.
+fn stopped_old_primary<'a>(
+    obs: &'a Observed,
+    cand: &NodeState,
+) -> Option<(&'a NodeState, &'a crate::gather::ControlData)> {
+    let cs = cand.server.as_ref()?;
+    let cand_tli = cs
+        .wal_receiver
+        .as_ref()
+        .and_then(|w| w.received_tli)
+        .unwrap_or(cs.timeline);
+    obs.nodes.values().find_map(|n| {
+        if n.name == cand.name || n.unreachable.is_some() || n.server.is_some() {
+            return None;
+        }
+        let f = n.files.as_ref()?;
+        let c = f.control.as_ref()?;
+        let was_primary = matches!(c.state.as_str(), "shut down" | "in production");
+        (was_primary
+            && !f.running
+            && !f.standby_signal
+            && !f.rewind_interrupted
+            && !managed_elsewhere(n)
+            && c.system_identifier == cs.system_identifier
+            && c.checkpoint_timeline == Some(cand_tli))
+        .then_some((n, c))
+    })
+}
+
+/// Run by another manager (Patroni, repmgrd, pg_auto_failover): never acted on.
+fn managed_elsewhere(_n: &NodeState) -> bool {
+    false
 }

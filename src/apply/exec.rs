@@ -78,7 +78,16 @@ impl Ctx<'_> {
 /// Executes one step on its node.
 pub async fn execute(ctx: &mut Ctx<'_>, step: &Step) -> anyhow::Result<String> {
     match &step.op {
-        Op::SetSetting { name, sql_value } => set_setting(ctx, name, sql_value).await,
+        Op::SetSetting {
+            name,
+            sql_value,
+            offline: None,
+        } => set_setting(ctx, name, sql_value).await,
+        Op::SetSetting {
+            name,
+            offline: Some(value),
+            ..
+        } => set_setting_offline(ctx, name, value).await,
         Op::Reload => reload(ctx).await,
         Op::Restart => service(ctx, "restart").await,
         Op::Start => start(ctx).await,
@@ -94,8 +103,14 @@ pub async fn execute(ctx: &mut Ctx<'_>, step: &Step) -> anyhow::Result<String> {
             passfile,
         } => write_recovery(ctx, primary_conninfo, primary_slot_name, passfile).await,
         Op::DropSlot { name } => drop_slot(ctx, name).await,
-        Op::Switchover { from } => switchover(ctx, from).await,
-        Op::Promote { old } => promote(ctx, old).await,
+        Op::Switchover {
+            from,
+            synchronous_standby_names,
+        } => switchover(ctx, from, synchronous_standby_names.as_deref()).await,
+        Op::Promote {
+            old,
+            synchronous_standby_names,
+        } => promote(ctx, old, synchronous_standby_names.as_deref()).await,
         Op::Rebase {
             source,
             rewind,
@@ -134,6 +149,85 @@ async fn set_setting(ctx: &mut Ctx<'_>, name: &str, sql_value: &str) -> anyhow::
         .await
         .with_context(|| format!("ALTER SYSTEM SET {name}"))?;
     Ok(format!("ALTER SYSTEM SET {name} = {sql_value}"))
+}
+
+/// A setting of a stopped server, written into postgresql.auto.conf as
+/// ALTER SYSTEM would (which needs a running server).
+async fn set_setting_offline(ctx: &mut Ctx<'_>, name: &str, value: &str) -> anyhow::Result<String> {
+    let name = guc_ident(name)?;
+    if server_runs(ctx.session, ctx.node).await? {
+        bail!("the server runs now, so {name} is not written offline; plan again");
+    }
+    write_auto_conf_offline(ctx.session, ctx.node, &[(name, value)], false).await?;
+    Ok(format!(
+        "{name} = {} in postgresql.auto.conf (server stopped)",
+        crate::gather::parse::conf_quote(value)
+    ))
+}
+
+/// `pg_ctl status`: whether a postmaster serves the node's data directory.
+async fn server_runs(session: &NodeSession, node: &Node) -> anyhow::Result<bool> {
+    let pg_ctl = format!("{}/pg_ctl", node.postgres.bin_dir);
+    Ok(session
+        .run(&[&pg_ctl, "status", "-D", &node.postgres.data_dir])
+        .await?
+        .code
+        == Some(0))
+}
+
+/// Replaces the lines of postgresql.auto.conf that set `$3` (an extended
+/// regular expression of the names) with the `name = value` lines that
+/// follow, atomically; `$2` = 1 also creates standby.signal (after the
+/// settings, so a standby.signal never exists without them).
+const AUTO_CONF_OFFLINE: &str = r#"D=$1; SIG=$2; NAMES=$3; shift 3
+A="$D/postgresql.auto.conf"
+T="$A.pgrepl-new"
+{ [ -f "$A" ] && grep -v -i -E "^[[:space:]]*($NAMES)[[:space:]]*=" "$A"
+  while [ $# -ge 2 ]; do printf '%s = %s\n' "$1" "$2"; shift 2; done; } > "$T" || exit 1
+chmod 600 "$T" && mv -f "$T" "$A" || exit 1
+if [ "$SIG" = 1 ]; then touch "$D/standby.signal" || exit 1; fi
+exit 0"#;
+
+/// Writes settings into a stopped server's postgresql.auto.conf, each
+/// value quoted by the one rule PostgreSQL's config parser reads back.
+async fn write_auto_conf_offline(
+    session: &NodeSession,
+    node: &Node,
+    settings: &[(&str, &str)],
+    standby_signal: bool,
+) -> anyhow::Result<()> {
+    let names = settings
+        .iter()
+        .map(|(n, _)| guc_ident(n).map(|n| n.replace('.', "\\.")))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .join("|");
+    let quoted: Vec<(String, String)> = settings
+        .iter()
+        .map(|(n, v)| (n.to_string(), crate::gather::parse::conf_quote(v)))
+        .collect();
+    let mut argv: Vec<&str> = vec![
+        "sh",
+        "-c",
+        AUTO_CONF_OFFLINE,
+        "pgrepl-auto-conf",
+        &node.postgres.data_dir,
+        if standby_signal { "1" } else { "0" },
+        &names,
+    ];
+    for (n, v) in &quoted {
+        argv.push(n);
+        argv.push(v);
+    }
+    let out = session.run(&argv).await?;
+    if !out.success() {
+        bail!(
+            "{}: writing postgresql.auto.conf failed (exit {:?}): {}",
+            node.name,
+            out.code,
+            out.stderr.trim()
+        );
+    }
+    Ok(())
 }
 
 async fn reload(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
@@ -352,6 +446,14 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
     let mut words = check.split_whitespace();
     let running = words.next() == Some("0");
     let is_standby = words.next() == Some("standby");
+    // Re-checked right before acting: a node the file does not name primary
+    // never starts without standby.signal, or it would run read-write.
+    if !running && !is_standby && ctx.node.name != ctx.cfg.cluster.primary {
+        bail!(
+            "{} is not the primary in the file and has no standby.signal: starting it would make a second primary; plan again (its recovery settings are written first)",
+            ctx.node.name
+        );
+    }
     let msg = if running {
         "already running".to_string()
     } else {
@@ -645,6 +747,7 @@ async fn base_backup(
                 last_shown = Instant::now();
                 progress(&format!("pg_basebackup: {}", line.trim()));
             }
+            super::pause::point_blocking("rebase:during-base-backup");
         })
         .await?;
     if !out.success() {
@@ -699,22 +802,13 @@ async fn own_hba_offline(ctx: &Ctx<'_>) -> anyhow::Result<()> {
 
 /// Prints `direct` (an empty data directory exists: back up into it),
 /// `building` (none exists: back up beside it, then rename), or fails.
+/// An earlier interrupted copy in `$D.pgrepl-building` is pgrepl's own and
+/// holds nothing else (the plan showed its size): it is removed.
 const PREPARE_BASE_BACKUP: &str = r#"D=$1; TS=$2; B="$D.pgrepl-building"
-if [ -e "$B" ]; then mv -T "$B" "$D.pgrepl-interrupted-$TS" || exit 1; fi
+if [ -e "$B" ]; then rm -rf -- "$B" || exit 1; fi
 if [ ! -e "$D" ]; then mkdir -p "$(dirname "$D")" && echo building; exit 0; fi
 if [ -d "$D" ] && [ -z "$(ls -A "$D")" ]; then echo direct; exit 0; fi
 echo occupied"#;
-
-/// Writes primary_conninfo and primary_slot_name into postgresql.auto.conf
-/// of a stopped server (ALTER SYSTEM needs a running one), plus standby.signal.
-const WRITE_RECOVERY_OFFLINE: &str = r#"D=$1; CI=$2; SL=$3
-A="$D/postgresql.auto.conf"
-T="$A.pgrepl-new"
-q() { printf "%s" "$1" | sed "s/'/''/g"; }
-{ [ -f "$A" ] && grep -v -E '^[[:space:]]*(primary_conninfo|primary_slot_name)[[:space:]]*=' "$A"
-  printf "primary_conninfo = '%s'\n" "$(q "$CI")"
-  printf "primary_slot_name = '%s'\n" "$(q "$SL")"; } > "$T" || exit 1
-chmod 600 "$T" && mv -f "$T" "$A" && touch "$D/standby.signal""#;
 
 async fn write_recovery(
     ctx: &mut Ctx<'_>,
@@ -752,19 +846,14 @@ async fn write_recovery(
             "creating standby.signal",
         )
         .await?;
+        super::pause::point("recovery:before-reload").await;
         Ok("ALTER SYSTEM primary_conninfo, primary_slot_name; standby.signal; passfile".into())
     } else {
-        ctx.run_ok(
-            &[
-                "sh",
-                "-c",
-                WRITE_RECOVERY_OFFLINE,
-                "pgrepl-recovery",
-                &dd,
-                conninfo,
-                slot,
-            ],
-            "writing the recovery settings",
+        write_auto_conf_offline(
+            ctx.session,
+            ctx.node,
+            &[("primary_conninfo", conninfo), ("primary_slot_name", slot)],
+            true,
         )
         .await?;
         Ok("postgresql.auto.conf (server stopped): primary_conninfo, primary_slot_name; standby.signal; passfile".into())
@@ -788,21 +877,6 @@ async fn drop_slot(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<String> {
                 .await?;
             Ok(format!("dropped slot {name}"))
         }
-    }
-}
-
-/// Polls `sql` (one boolean) every 20 ms until true or the deadline.
-async fn wait_until(client: &Client, sql: &str, limit: Duration) -> anyhow::Result<bool> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let row = client.query_one(sql, &[]).await?;
-        if row.get::<_, Option<bool>>(0).unwrap_or(false) {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -837,92 +911,237 @@ async fn controldata(
     Ok(crate::gather::parse::parse_controldata(&out.stdout))
 }
 
-async fn switchover(ctx: &mut Ctx<'_>, from: &str) -> anyhow::Result<String> {
+/// How long one query of a role change may take before the node counts as lost.
+const QUERY_LIMIT: Duration = Duration::from_secs(10);
+/// How long a CHECKPOINT may take.
+const CHECKPOINT_LIMIT: Duration = Duration::from_secs(300);
+
+/// A query bounded by `limit`: a cut network makes an open connection hang.
+async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.with_context(|| what.to_string()),
+        Err(_) => bail!("{what}: no answer within {}s", limit.as_secs()),
+    }
+}
+
+async fn in_recovery(client: &Client) -> anyhow::Result<bool> {
+    Ok(bounded(
+        QUERY_LIMIT,
+        "SELECT pg_is_in_recovery()",
+        client.query_one("SELECT pg_is_in_recovery()", &[]),
+    )
+    .await?
+    .get::<_, bool>(0))
+}
+
+/// Sets synchronous_standby_names on a standby about to be promoted: it
+/// ignores it until then, and enforces it from its first commit on.
+async fn set_sync_names(client: &Client, names: Option<&str>) -> anyhow::Result<()> {
+    let Some(names) = names else { return Ok(()) };
+    bounded(
+        QUERY_LIMIT,
+        "ALTER SYSTEM SET synchronous_standby_names",
+        client.simple_query(&format!(
+            "ALTER SYSTEM SET synchronous_standby_names = {}",
+            sql_literal(names)
+        )),
+    )
+    .await?;
+    bounded(
+        QUERY_LIMIT,
+        "SELECT pg_reload_conf()",
+        client.simple_query("SELECT pg_reload_conf()"),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Starts the old primary again as the primary, after a failure before the
+/// promotion. It must not carry standby.signal (then it was never the primary
+/// of this switchover).
+async fn start_old_primary(session: &NodeSession, old: &Node) -> anyhow::Result<()> {
+    let sig = format!("{}/standby.signal", old.postgres.data_dir);
+    if session.run(&["test", "-e", &sig]).await?.code == Some(0) {
+        bail!(
+            "{}: has standby.signal; not starting it as the primary",
+            old.name
+        );
+    }
+    control(session, old, "start").await?;
+    Ok(())
+}
+
+/// Clean switchover from `from` to this node; resumable. Phases (each a
+/// pause point of the fault-injection tests):
+/// 1. `from` runs: preflight, CHECKPOINT, fast shutdown. `from` already
+///    stopped (an interrupted run): skip, unless this node lacks its
+///    shutdown checkpoint — then `from` starts again as the primary first.
+/// 2. until the promotion: `from`'s shutdown checkpoint from pg_control,
+///    wait until this node received it, synchronous_standby_names, a last
+///    check that this node answers. Any failure here starts `from` again as
+///    the primary.
+/// 3. pg_promote: if its answer is lost, whether it happened is unknown;
+///    `from` stays stopped and a rerun finds out.
+/// 4. CHECKPOINT; `from` gets its recovery settings offline and starts as a
+///    standby, without pg_rewind.
+async fn switchover(
+    ctx: &mut Ctx<'_>,
+    from: &str,
+    sync_names: Option<&str>,
+) -> anyhow::Result<String> {
     let cfg = ctx.cfg;
+    let me = ctx.node.name.clone();
     let Some((old, old_session)) = ctx.peer.take() else {
         bail!("the switchover needs a connection to the old primary {from}");
     };
     let candidate_client = ctx.client().await?;
-    // Preconditions, re-read: the candidate streams, the old primary is primary.
-    let streaming = candidate_client
-        .query_opt("SELECT status FROM pg_stat_wal_receiver", &[])
+    if !in_recovery(&candidate_client).await? {
+        return Ok(format!("{me} is already the primary"));
+    }
+    let mut old_runs = server_runs(old_session, old).await?;
+    if !old_runs {
+        let cd = controldata(old_session, old).await?;
+        let has_it = match (cd.state.as_str(), cd.checkpoint_lsn) {
+            ("shut down", Some(lsn)) => received_past(&candidate_client, lsn).await?,
+            _ => false,
+        };
+        if !has_it {
+            start_old_primary(old_session, old).await.with_context(|| {
+                format!("{from} is stopped ({}) and {me} lacks some of its WAL, so it must run again first", cd.state)
+            })?;
+            (ctx.progress)(&format!(
+                "{from} was stopped ({}) and {me} lacked some of its WAL: started it again as the primary",
+                cd.state
+            ));
+            wait_streaming(ctx).await?;
+            old_runs = true;
+        }
+    }
+    let t0 = Instant::now();
+    if old_runs {
+        let old_pg = &old.postgres;
+        let old_client = old_session
+            .pg_client(old_pg.port, &old_pg.socket_dir)
+            .await?;
+        if in_recovery(&old_client).await? {
+            bail!("{from} is not a primary any more; plan again");
+        }
+        // The candidate streams (from the old primary or, cascaded, from a
+        // standby of it) and is within max_lag_on_failover of it.
+        let streaming = bounded(
+            QUERY_LIMIT,
+            "reading pg_stat_wal_receiver",
+            candidate_client.query_opt("SELECT status FROM pg_stat_wal_receiver", &[]),
+        )
         .await?
         .map(|r| r.get::<_, String>(0));
-    if !candidate_client
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .await?
-        .get::<_, bool>(0)
-    {
-        return Ok(format!("{} is already the primary", ctx.node.name));
-    }
-    if streaming.as_deref() != Some("streaming") {
-        bail!(
-            "{} is not streaming ({streaming:?}); not switching over",
-            ctx.node.name
-        );
-    }
-    let old_pg = &old.postgres;
-    let old_client = old_session
-        .pg_client(old_pg.port, &old_pg.socket_dir)
-        .await?;
-    if old_client
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .await?
-        .get::<_, bool>(0)
-    {
-        bail!("{from} is not a primary any more; plan again");
-    }
-    let lag: i64 = old_client
-        .query_one(
-            "SELECT coalesce((SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)::int8 FROM pg_stat_replication WHERE application_name = $1), -1)",
-            &[&ctx.node.name],
+        if streaming.as_deref() != Some("streaming") {
+            bail!("{me} is not streaming ({streaming:?}); not switching over");
+        }
+        let current: String = bounded(
+            QUERY_LIMIT,
+            "pg_current_wal_lsn()",
+            old_client.query_one("SELECT pg_current_wal_lsn()::text", &[]),
         )
         .await?
         .get(0);
-    if lag < 0 || lag as u64 > cfg.replication.max_lag_on_failover {
-        bail!(
-            "{} is {} behind {from} (max_lag_on_failover is {} bytes); not switching over",
-            ctx.node.name,
-            if lag < 0 {
-                "not connected".to_string()
-            } else {
-                format!("{lag} bytes")
-            },
-            cfg.replication.max_lag_on_failover
-        );
+        let lag: i64 = bounded(
+            QUERY_LIMIT,
+            "pg_last_wal_receive_lsn()",
+            candidate_client.query_one(
+                "SELECT coalesce(pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_receive_lsn())::int8, -1)",
+                &[&current],
+            ),
+        )
+        .await?
+        .get(0);
+        if lag < 0 || lag as u64 > cfg.replication.max_lag_on_failover {
+            bail!(
+                "{me} is {} behind {from} (max_lag_on_failover is {} bytes); not switching over",
+                if lag < 0 {
+                    "an unknown amount".to_string()
+                } else {
+                    format!("{lag} bytes")
+                },
+                cfg.replication.max_lag_on_failover
+            );
+        }
+        bounded(
+            CHECKPOINT_LIMIT,
+            "CHECKPOINT",
+            old_client.simple_query("CHECKPOINT"),
+        )
+        .await?;
+        drop(old_client);
+        super::pause::point("switchover:before-shutdown").await;
+        control(old_session, old, "stop").await?;
+        (ctx.progress)(&format!("{from} stopped (fast shutdown)"));
+        super::pause::point("switchover:after-shutdown").await;
     }
-    let t0 = Instant::now();
-    old_client.simple_query("CHECKPOINT").await?;
-    drop(old_client);
-    control(old_session, old, "stop").await?;
-    let cd = controldata(old_session, old).await?;
-    let (Some(shutdown_lsn), "shut down") = (cd.checkpoint_lsn, cd.state.as_str()) else {
-        control(old_session, old, "start").await?;
-        bail!(
-            "{from} did not shut down cleanly ({}); it was started again as the primary",
-            cd.state
-        );
+    // Until pg_promote is sent, the old primary is the one to run again.
+    let before_promotion = async {
+        let cd = controldata(old_session, old).await?;
+        let (Some(shutdown_lsn), "shut down") = (cd.checkpoint_lsn, cd.state.as_str()) else {
+            bail!("{from} did not shut down cleanly ({})", cd.state);
+        };
+        // The shutdown checkpoint record starts at shutdown_lsn: past it means received.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !received_past(&candidate_client, shutdown_lsn).await? {
+            if Instant::now() >= deadline {
+                bail!(
+                    "{me} did not receive {from}'s shutdown checkpoint ({shutdown_lsn}) within 15s"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        set_sync_names(&candidate_client, sync_names).await?;
+        super::pause::point("switchover:before-promote").await;
+        // A last sign of life: a failure now is surely before the promotion.
+        bounded(
+            Duration::from_secs(2),
+            "checking that the candidate answers",
+            candidate_client.simple_query("SELECT 1"),
+        )
+        .await?;
+        anyhow::Ok(shutdown_lsn)
     };
-    // The shutdown checkpoint record starts at shutdown_lsn: past it means received.
-    let received = wait_until(
-        &candidate_client,
-        &format!("SELECT pg_last_wal_receive_lsn() > '{shutdown_lsn}'::pg_lsn"),
-        Duration::from_secs(15),
+    let shutdown_lsn = match before_promotion.await {
+        Ok(lsn) => lsn,
+        Err(e) => {
+            return match start_old_primary(old_session, old).await {
+                Ok(()) => Err(e.context(format!(
+                    "nothing was promoted; {from} was started again as the primary"
+                ))),
+                Err(e2) => Err(e.context(format!(
+                    "nothing was promoted, and starting {from} again as the primary failed too ({e2:#}); run apply again once both nodes answer"
+                ))),
+            };
+        }
+    };
+    if let Err(e) = bounded(
+        Duration::from_secs(70),
+        "pg_promote()",
+        candidate_client.query_one("SELECT pg_promote(true, 60)", &[]),
+    )
+    .await
+    {
+        return Err(e.context(format!(
+            "whether {me} was promoted is not known: {from} stays stopped (it shut down cleanly and {me} has all of its WAL); run apply again once {me} answers, it finishes the switchover"
+        )));
+    }
+    let promoted_in = t0.elapsed();
+    super::pause::point("switchover:after-promote").await;
+    // The new primary's control file must show the new timeline (pg_rewind reads it).
+    bounded(
+        CHECKPOINT_LIMIT,
+        "CHECKPOINT",
+        candidate_client.simple_query("CHECKPOINT"),
     )
     .await?;
-    if !received {
-        control(old_session, old, "start").await?;
-        bail!(
-            "{} did not receive {from}'s shutdown checkpoint ({shutdown_lsn}) within 15s; {from} was started again as the primary",
-            ctx.node.name
-        );
-    }
-    candidate_client
-        .query_one("SELECT pg_promote(true, 60)", &[])
-        .await?;
-    let promoted_in = t0.elapsed();
-    // The new primary's control file must show the new timeline (pg_rewind reads it).
-    candidate_client.simple_query("CHECKPOINT").await?;
     // The old primary rejoins as a standby of the new one; it shut down
     // cleanly and the candidate has all of its WAL, so no pg_rewind.
     let conninfo = desired::primary_conninfo(cfg, old, ctx.node);
@@ -943,23 +1162,17 @@ async fn switchover(ctx: &mut Ctx<'_>, from: &str) -> anyhow::Result<String> {
     if !out.success() {
         bail!("{from}: writing the passfile failed: {}", out.stderr.trim());
     }
-    let out = old_session
-        .run(&[
-            "sh",
-            "-c",
-            WRITE_RECOVERY_OFFLINE,
-            "pgrepl-recovery",
-            &old_pg.data_dir,
-            &conninfo,
-            &slot,
-        ])
-        .await?;
-    if !out.success() {
-        bail!(
-            "{from}: writing its recovery settings failed: {}",
-            out.stderr.trim()
-        );
-    }
+    write_auto_conf_offline(
+        old_session,
+        old,
+        &[
+            ("primary_conninfo", &conninfo),
+            ("primary_slot_name", &slot),
+        ],
+        true,
+    )
+    .await?;
+    super::pause::point("switchover:before-old-start").await;
     control(old_session, old, "start").await?;
     let mut old_ctx = Ctx {
         cfg,
@@ -970,23 +1183,46 @@ async fn switchover(ctx: &mut Ctx<'_>, from: &str) -> anyhow::Result<String> {
     };
     wait_streaming(&mut old_ctx).await?;
     Ok(format!(
-        "{from} stopped at {shutdown_lsn}, {} promoted {:.2}s after the shutdown began; {from} streams from it",
-        ctx.node.name,
+        "{from} stopped at {shutdown_lsn}, {me} promoted {:.2}s after the shutdown began; {from} streams from it",
         promoted_in.as_secs_f64()
     ))
 }
 
-async fn promote(ctx: &mut Ctx<'_>, old: &str) -> anyhow::Result<String> {
+/// Whether the candidate received WAL past `lsn`.
+async fn received_past(client: &Client, lsn: crate::gather::Lsn) -> anyhow::Result<bool> {
+    Ok(bounded(
+        QUERY_LIMIT,
+        "pg_last_wal_receive_lsn()",
+        client.query_one(
+            &format!("SELECT pg_last_wal_receive_lsn() > '{lsn}'::pg_lsn"),
+            &[],
+        ),
+    )
+    .await?
+    .get::<_, Option<bool>>(0)
+    .unwrap_or(false))
+}
+
+async fn promote(ctx: &mut Ctx<'_>, old: &str, sync_names: Option<&str>) -> anyhow::Result<String> {
     let client = ctx.client().await?;
-    if !client
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .await?
-        .get::<_, bool>(0)
-    {
+    if !in_recovery(&client).await? {
         return Ok("already the primary".into());
     }
-    client.query_one("SELECT pg_promote(true, 60)", &[]).await?;
-    client.simple_query("CHECKPOINT").await?;
+    set_sync_names(&client, sync_names).await?;
+    super::pause::point("failover:before-promote").await;
+    bounded(
+        Duration::from_secs(70),
+        "pg_promote()",
+        client.query_one("SELECT pg_promote(true, 60)", &[]),
+    )
+    .await?;
+    super::pause::point("failover:after-promote").await;
+    bounded(
+        CHECKPOINT_LIMIT,
+        "CHECKPOINT",
+        client.simple_query("CHECKPOINT"),
+    )
+    .await?;
     Ok(format!(
         "promoted without {old}; {old} is re-based when it is back"
     ))
@@ -1116,6 +1352,12 @@ async fn rebase(
         control(ctx.session, ctx.node, "stop").await?;
         (ctx.progress)("stopped (fast shutdown)");
     }
+    super::pause::point("rebase:after-stop").await;
+    // A pg_rewind that started and never finished leaves this marker: the
+    // directory is then only good for keeping aside.
+    let marker = format!("{}.pgrepl-rewinding", dd.trim_end_matches('/'));
+    let interrupted = ctx.session.run(&["test", "-e", &marker]).await?.code == Some(0);
+    let rewind = rewind && !interrupted;
     let src_client = src_session
         .pg_client(src.postgres.port, &src.postgres.socket_dir)
         .await?;
@@ -1158,6 +1400,8 @@ async fn rebase(
         .map(|(k, v)| format!("{k}={}", desired::conninfo_value(v)))
         .collect::<Vec<_>>()
         .join(" ");
+        ctx.run_ok(&["touch", &marker], "marking the rewind as started")
+            .await?;
         let progress = ctx.progress;
         let out = ctx
             .session
@@ -1171,10 +1415,15 @@ async fn rebase(
                 ],
                 None,
                 BASE_BACKUP_LIMIT,
-                |l| progress(&format!("pg_rewind: {}", l.trim())),
+                |l| {
+                    progress(&format!("pg_rewind: {}", l.trim()));
+                    super::pause::point_blocking("rebase:during-rewind");
+                },
             )
             .await?;
         if out.success() {
+            ctx.run_ok(&["rm", "-f", &marker], "removing the rewind marker")
+                .await?;
             rewound = true;
             how = "pg_rewind".into();
             if let Some(kept) = &kept_wal {
@@ -1200,6 +1449,9 @@ async fn rebase(
             "moving the diverged data directory aside",
         )
         .await?;
+        // The marker belonged to the directory now kept aside.
+        ctx.run_ok(&["rm", "-f", &marker], "removing the rewind marker")
+            .await?;
         if how.is_empty() {
             how = "base backup".into();
         }
@@ -1219,20 +1471,18 @@ async fn rebase(
     } else {
         String::new()
     };
-    ctx.run_ok(
+    write_auto_conf_offline(
+        ctx.session,
+        ctx.node,
         &[
-            "sh",
-            "-c",
-            WRITE_RECOVERY_OFFLINE,
-            "pgrepl-recovery",
-            &dd,
-            &conninfo,
-            &slot,
+            ("primary_conninfo", &conninfo),
+            ("primary_slot_name", &slot),
         ],
-        "writing the recovery settings",
+        true,
     )
     .await?;
     own_hba_offline(ctx).await?;
+    super::pause::point("rebase:before-start").await;
     service(ctx, "start").await?;
     wait_streaming(ctx).await?;
     Ok(format!("re-based from {source} by {how}; streaming"))

@@ -2,6 +2,7 @@
 //! parallel), stop at the first failure; a rerun continues from live state.
 
 pub mod exec;
+pub mod pause;
 
 pub use exec::quote_ident;
 
@@ -219,7 +220,7 @@ async fn run_one(
 ) -> anyhow::Result<()> {
     // Two-node steps borrow the other node's session for their duration.
     let peer_name = match &step.op {
-        Op::Switchover { from } => Some(from.clone()),
+        Op::Switchover { from, .. } => Some(from.clone()),
         Op::Rebase { source, .. } => Some(source.clone()),
         _ => None,
     };

@@ -85,6 +85,16 @@ async fn apply(
         None => diff::plan(cfg, &observed).restrict_to(&args.target),
     };
     eprint!("{}", render::problems(&plan, stderr_style()));
+    if let Some(why) = &plan.refused {
+        close_all(sessions).await;
+        bail!("{why}; nothing was changed (--force does not override this)");
+    }
+    if let Some(why) = &plan.needs_force
+        && !args.force
+    {
+        close_all(sessions).await;
+        bail!("{why}; this is a failover, which needs --force; nothing was changed");
+    }
     if let Some(why) = &plan.data_loss
         && !args.allow_data_loss
     {

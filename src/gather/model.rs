@@ -108,6 +108,13 @@ pub struct FileFacts {
     /// SHA-256 of pgrepl's passfile (never its content), and its mode.
     pub passfile_sha256: Option<String>,
     pub passfile_mode: Option<String>,
+    /// `DATA_DIR.pgrepl-rewinding` exists: a pg_rewind started and never
+    /// finished. Such a target is likely not recoverable (PostgreSQL's docs):
+    /// it is re-based by a fresh base backup, never started.
+    pub rewind_interrupted: bool,
+    /// Size of `DATA_DIR.pgrepl-building`, pgrepl's own interrupted base
+    /// backup copy (it holds nothing of its own; the next backup removes it).
+    pub building_bytes: Option<u64>,
 }
 
 /// `pg_controldata`, with `LC_ALL=C`.

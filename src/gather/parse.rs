@@ -59,6 +59,8 @@ if [ -f "$P" ]; then
   h=$(sha256sum <"$P") && echo "passfile_sha256 ${h%% *}"
   stat -c 'passfile_mode %a' "$P"
 fi
+[ -e "$D.pgrepl-rewinding" ] && echo "rewind_interrupted 1"
+[ -d "$D.pgrepl-building" ] && du -sb -- "$D.pgrepl-building" 2>/dev/null | { read -r s _; echo "building_bytes $s"; }
 exit 0
 "#;
 
@@ -127,6 +129,10 @@ pub fn parse_gather_output(out: &str) -> Result<FileFacts, String> {
         data_dir_physical: fields.get("datadir_physical").map(|v| v.to_string()),
         passfile_sha256: fields.get("passfile_sha256").map(|v| v.to_string()),
         passfile_mode: fields.get("passfile_mode").map(|v| v.to_string()),
+        rewind_interrupted: fields.contains_key("rewind_interrupted"),
+        building_bytes: fields
+            .get("building_bytes")
+            .and_then(|v| v.trim().parse().ok()),
     })
 }
 
@@ -263,6 +269,40 @@ pub fn auto_conf_has_password(text: &str) -> bool {
 
 /// postgresql.auto.conf with any primary_conninfo that holds a password
 /// replaced whole: the quoting inside the file makes a partial cut fragile.
+/// The settings of a postgresql.auto.conf (or postgresql.conf) text, by
+/// lower-case name, the last line winning as in PostgreSQL; values unquoted.
+pub fn conf_settings(text: &str) -> IndexMap<String, String> {
+    let mut out = IndexMap::new();
+    for line in text.lines() {
+        let l = line.trim_start();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let Some((name, rest)) = l.split_once('=') else {
+            continue;
+        };
+        let name = name.trim().to_ascii_lowercase();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            continue;
+        }
+        let value = if rest.trim_start().starts_with('\'') {
+            conf_value(l).unwrap_or_default()
+        } else {
+            rest.split('#').next().unwrap_or("").trim().to_string()
+        };
+        out.shift_remove(&name);
+        out.insert(name, value);
+    }
+    out
+}
+
+/// A value as a configuration file needs it: single-quoted, with `'` doubled
+/// and `\` escaped (PostgreSQL's config parser reads backslash escapes in
+/// quoted values).
+pub fn conf_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 pub fn redact_auto_conf(text: &str) -> String {
     text.lines()
         .map(|l| {
@@ -295,6 +335,32 @@ Min recovery ending loc's timeline:   0
 wal_log_hints setting:                on
 Data page checksum version:           0
 ";
+
+    #[test]
+    fn conf_settings_last_line_wins_and_values_unquote() {
+        let text = "# Do not edit\nmax_wal_senders = '7'\nWORK_MEM = 64MB # c\nprimary_conninfo = 'host=a passfile=''/x y'''\nmax_wal_senders = '8'\nbroken line\n";
+        let m = conf_settings(text);
+        assert_eq!(m["max_wal_senders"], "8");
+        assert_eq!(m["work_mem"], "64MB");
+        assert_eq!(m["primary_conninfo"], "host=a passfile='/x y'");
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn conf_quote_round_trips_through_the_parser() {
+        for v in [
+            "plain",
+            "it's",
+            "back\\slash",
+            "'\\'",
+            "a b=c",
+            "",
+            "$(x) `y`",
+        ] {
+            let line = format!("x = {}", conf_quote(v));
+            assert_eq!(conf_settings(&line)["x"], v, "{line}");
+        }
+    }
 
     #[test]
     fn controldata_fields() {

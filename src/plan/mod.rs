@@ -42,10 +42,14 @@ pub enum RoleKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    /// `ALTER SYSTEM SET name = sql_value` (`sql_value` already quoted).
+    /// `ALTER SYSTEM SET name = sql_value` (`sql_value` already quoted);
+    /// with `offline`, the server is stopped and `name = 'offline'` is
+    /// written into postgresql.auto.conf instead.
     SetSetting {
         name: String,
         sql_value: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offline: Option<String>,
     },
     Reload,
     Restart,
@@ -89,12 +93,21 @@ pub enum Op {
     /// and fast shutdown of `from`, wait until the candidate received the
     /// shutdown checkpoint, promote it, CHECKPOINT; `from` rejoins as its
     /// standby without pg_rewind.
+    /// Resumable: an old primary already stopped is not stopped again, and
+    /// one stopped before the candidate received all of its WAL is started
+    /// again as the primary first. Any failure before the promotion starts
+    /// the old primary again as the primary.
     Switchover {
         from: String,
+        /// Set on the candidate before the promotion (a standby ignores it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        synchronous_standby_names: Option<String>,
     },
     /// Failover: promote the candidate without the (unreachable) old primary.
     Promote {
         old: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        synchronous_standby_names: Option<String>,
     },
     /// Re-base a diverged node from `source`: pg_rewind (after a CHECKPOINT
     /// on the source) or, when that is impossible or fails, a fresh base
@@ -181,6 +194,13 @@ pub struct Plan {
     /// --force and --allow-data-loss.
     #[serde(default)]
     pub data_loss: Option<String>,
+    /// A failover: apply needs --force; says what the promotion discards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_force: Option<String>,
+    /// Apply refuses this plan even with --force (a failover to a node that
+    /// cannot be reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
     /// Every observed fact the plan relied on, by name; secrets only as digests.
     pub facts: IndexMap<String, String>,
 }
@@ -211,6 +231,8 @@ impl Plan {
             warnings,
             blocked,
             data_loss: None,
+            needs_force: None,
+            refused: None,
             summary,
             facts,
         }
@@ -312,6 +334,8 @@ impl Plan {
             self.facts,
         );
         plan.data_loss = self.data_loss;
+        plan.needs_force = self.needs_force;
+        plan.refused = self.refused;
         plan
     }
 }

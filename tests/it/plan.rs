@@ -1111,7 +1111,7 @@ mod topology {
             .find(|s| s.address == "cluster.primary")
             .expect("a failover step");
         assert!(
-            matches!(&promote.op, pgrepl::plan::Op::Promote { old } if old == "db1"),
+            matches!(&promote.op, pgrepl::plan::Op::Promote { old, .. } if old == "db1"),
             "{promote:?}"
         );
         assert!(

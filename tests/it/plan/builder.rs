@@ -288,6 +288,8 @@ fn missing_node(cfg: &Config, name: &str) -> NodeState {
         data_dir_physical: None,
         passfile_sha256: None,
         passfile_mode: None,
+        rewind_interrupted: false,
+        building_bytes: None,
     });
     n
 }
