@@ -165,7 +165,7 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                 t.steps.extend(pre_slots);
                 let mut s = switchover_step(cfg, want, &old.name);
                 s.reason = format!(
-                    "switchover: CHECKPOINT and fast shutdown of {o}, wait until {want} received its shutdown checkpoint (lag now {}), {}promote {want}, CHECKPOINT; {o} restarts as its standby without pg_rewind. Any failure before the promotion starts {o} again as the primary",
+                    "switchover: CHECKPOINT and fast shutdown of {o}, wait until {want} received its shutdown checkpoint (lag now {}), {}promote {want}; {o} restarts as its standby without pg_rewind. Any failure before the promotion starts {o} again as the primary",
                     human_bytes(lag),
                     sync_note(cfg, want),
                     o = old.name
@@ -186,7 +186,7 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                 s.before = Some(format!("{} (stopped)", old.name));
                 s.reason = if clean && has_it {
                     format!(
-                        "finishes a switchover: {o} shut down cleanly at {shutdown_lsn} and {want} received its shutdown checkpoint; {}promote {want}, CHECKPOINT; {o} restarts as its standby without pg_rewind",
+                        "finishes a switchover: {o} shut down cleanly at {shutdown_lsn} and {want} received its shutdown checkpoint; {}promote {want}; {o} restarts as its standby without pg_rewind",
                         sync_note(cfg, want),
                         o = old.name
                     )
@@ -259,7 +259,14 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                         synchronous_standby_names: sync_names(cfg),
                     },
                 );
-                s.before = Some(format!("{old_name} (unreachable)"));
+                let gone = obs
+                    .nodes
+                    .get(&old_name)
+                    .is_some_and(|n| n.unreachable.is_some());
+                s.before = Some(format!(
+                    "{old_name} ({})",
+                    if gone { "unreachable" } else { "not running" }
+                ));
                 s.after = Some(want.clone());
                 s.reason = format!(
                     "failover: the old primary cannot be reached; {}promote {want} (received up to {mine}); whatever {old_name} wrote after that is lost to the cluster (kept on {old_name} when it is re-based); needs --force; {old_name} is re-based when it is back",
@@ -601,7 +608,9 @@ fn stopped_old_primary<'a>(
             && !f.rewind_interrupted
             && !managed_elsewhere(n)
             && c.system_identifier == cs.system_identifier
-            && c.checkpoint_timeline == Some(cand_tli))
+            // The candidate's timeline may read older than its WAL (a
+            // standby's pg_control shows its last restartpoint's).
+            && c.checkpoint_timeline.is_some_and(|t| t >= cand_tli))
         .then_some((n, c))
     })
 }

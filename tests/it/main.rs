@@ -3,6 +3,7 @@
 mod apply;
 mod apply_more;
 mod config;
+mod faults;
 mod lab;
 mod plan;
 mod plan_lab;

@@ -1,0 +1,467 @@
+//! Fault injection on real nodes: pgrepl is stopped on purpose at each phase
+//! boundary of a switchover, a failover and a re-base (the apply pause
+//! points, `PGREPL_TEST_PAUSE_AT`), then killed with SIGKILL or the
+//! candidate's network is cut. A plain rerun must converge to an empty plan.
+//! All the while a watcher polls every node every 10 ms and two clients
+//! insert through a multi-host conninfo (one opens a fresh connection per
+//! insert, one keeps its connection): never two writable primaries, and no
+//! acknowledged row lost in a switchover.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::lab::Lab;
+use crate::support::{pgrepl, pgrepl_cmd, plan_is_empty, set_primary, text};
+
+/// Lets the lab's host side (198.18.K.1), where the watcher and the clients
+/// run, connect as postgres without a password: a rule in the cluster file,
+/// so pgrepl keeps it in every node's managed block.
+fn admit_the_host(lab: &Lab) {
+    let path = lab.config_path();
+    let mut cfg = std::fs::read_to_string(&path).expect("config");
+    cfg.push_str(&format!(
+        "\n[[hba]]\ntype = \"host\"\ndatabase = \"all\"\nuser = \"postgres\"\naddress = \"198.18.{}.1/32\"\nmethod = \"trust\"\n",
+        lab.k()
+    ));
+    std::fs::write(&path, cfg).expect("write config");
+}
+
+fn conninfo(lab: &Lab, hosts: &[usize], extra: &str) -> String {
+    let hosts: Vec<String> = hosts.iter().map(|i| lab.host(*i)).collect();
+    format!(
+        "host={} port=5432 user=postgres dbname=postgres connect_timeout=1 {extra}",
+        hosts.join(",")
+    )
+}
+
+/// What the watcher and the clients saw.
+#[derive(Default)]
+struct Seen {
+    /// (ms since start, writable nodes) whenever two or more were writable at once.
+    two_primaries: Vec<(u128, Vec<usize>)>,
+    /// Rows whose INSERT was acknowledged, by client.
+    acked_fresh: Vec<i64>,
+    acked_persistent: Vec<i64>,
+    sweeps: u64,
+}
+
+/// The watcher and the two clients, on their own runtime thread.
+struct Observers {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Observers {
+    /// `watched`: the nodes that count; an old primary cut off on purpose
+    /// is writable until pgrepl re-bases it, which is not pgrepl's doing.
+    fn start(lab: &Lab, watched: &[usize]) -> Observers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let per_node: Vec<(usize, String)> = watched
+            .iter()
+            .map(|i| (*i, conninfo(lab, &[*i], "")))
+            .collect();
+        let all: Vec<usize> = (1..=lab.nodes()).collect();
+        let multi = conninfo(lab, &all, "target_session_attrs=read-write");
+        let (s, w) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let watcher = tokio::spawn(watch(per_node, s.clone(), w.clone()));
+                let fresh = tokio::spawn(insert_loop(multi.clone(), true, s.clone(), w.clone()));
+                let kept = tokio::spawn(insert_loop(multi, false, s.clone(), w.clone()));
+                let _ = tokio::join!(watcher, fresh, kept);
+            });
+        });
+        // Let every client connect once before the scenario starts.
+        std::thread::sleep(Duration::from_millis(300));
+        Observers {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Seen {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("observers");
+        }
+        std::mem::take(&mut *self.seen.lock().expect("seen"))
+    }
+}
+
+impl Drop for Observers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn bounded<T, E>(ms: u64, f: impl std::future::Future<Output = Result<T, E>>) -> Option<T> {
+    tokio::time::timeout(Duration::from_millis(ms), f)
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
+/// Every 10 ms, `SELECT pg_is_in_recovery()` on every node at once, over a
+/// kept connection (opened again when it breaks).
+async fn watch(nodes: Vec<(usize, String)>, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
+    let started = Instant::now();
+    let mut clients: Vec<Option<tokio_postgres::Client>> = nodes.iter().map(|_| None).collect();
+    while !stop.load(Ordering::SeqCst) {
+        let polls = nodes
+            .iter()
+            .zip(clients.iter_mut())
+            .map(|((i, ci), slot)| async move {
+                if slot.is_none() {
+                    if let Some((c, conn)) =
+                        bounded(300, tokio_postgres::connect(ci, tokio_postgres::NoTls)).await
+                    {
+                        tokio::spawn(conn);
+                        *slot = Some(c);
+                    }
+                }
+                let c = slot.as_ref()?;
+                match bounded(300, c.query_one("SELECT pg_is_in_recovery()", &[])).await {
+                    Some(row) => (!row.get::<_, bool>(0)).then_some(*i),
+                    None => {
+                        *slot = None;
+                        None
+                    }
+                }
+            });
+        let writable: Vec<usize> = futures_util::future::join_all(polls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        {
+            let mut s = seen.lock().expect("seen");
+            s.sweeps += 1;
+            if writable.len() > 1 {
+                s.two_primaries
+                    .push((started.elapsed().as_millis(), writable));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One INSERT every 20 ms through the multi-host conninfo, recording each
+/// acknowledged id; `fresh` opens a new connection for every insert.
+async fn insert_loop(conninfo: String, fresh: bool, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
+    let note = if fresh { "fresh" } else { "persistent" };
+    let mut kept: Option<tokio_postgres::Client> = None;
+    while !stop.load(Ordering::SeqCst) {
+        if kept.is_none() {
+            if let Some((c, conn)) = bounded(
+                1500,
+                tokio_postgres::connect(&conninfo, tokio_postgres::NoTls),
+            )
+            .await
+            {
+                tokio::spawn(conn);
+                kept = Some(c);
+            }
+        }
+        if let Some(c) = &kept {
+            let row = bounded(
+                2000,
+                c.query_one(
+                    "INSERT INTO lab_data(note) VALUES ($1) RETURNING id::int8",
+                    &[&note],
+                ),
+            )
+            .await;
+            match row {
+                Some(r) => {
+                    let id: i64 = r.get(0);
+                    let mut s = seen.lock().expect("seen");
+                    if fresh {
+                        s.acked_fresh.push(id);
+                    } else {
+                        s.acked_persistent.push(id);
+                    }
+                    drop(s);
+                }
+                None => kept = None,
+            }
+        }
+        if fresh {
+            kept = None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The ids in lab_data on node `i`.
+fn ids_on(lab: &Lab, i: usize) -> BTreeSet<i64> {
+    lab.sql(i, "SELECT string_agg(id::text, ',') FROM lab_data")
+        .split(',')
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+fn apply_ok(lab: &Lab, extra: &[&str]) -> Output {
+    let mut args = vec!["apply", "--auto-approve"];
+    args.extend_from_slice(extra);
+    let out = pgrepl(lab, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    out
+}
+
+/// What to do at the pause point.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// SIGKILL pgrepl (a lost CI runner, a closed laptop).
+    Kill,
+    /// Cut node i's network, let pgrepl go on, heal once it has exited.
+    Cut(usize),
+}
+
+/// Runs `apply ARGS` paused at `point`, hits it with `fault`, and returns
+/// what the interrupted apply printed. Fails when the point is never reached.
+fn interrupted_apply(lab: &Lab, args: &[&str], point: &str, fault: Fault) -> String {
+    let pause = lab.dir().join("pause-point");
+    let _ = std::fs::remove_file(&pause);
+    let mut all = vec!["apply", "--auto-approve"];
+    all.extend_from_slice(args);
+    let mut cmd = pgrepl_cmd(lab, &all);
+    cmd.env("PGREPL_TEST_PAUSE_AT", point)
+        .env("PGREPL_TEST_PAUSE_FILE", &pause)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child: Child = cmd.spawn().expect("spawn pgrepl");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !pause.exists() {
+        if let Ok(Some(_)) = child.try_wait() {
+            let out = child.wait_with_output().expect("output");
+            panic!("apply never reached {point}:\n{}", text(&out));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "apply did not reach {point} within 90s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    match fault {
+        Fault::Kill => {
+            child.kill().expect("SIGKILL pgrepl");
+            let out = child.wait_with_output().expect("output");
+            let _ = std::fs::remove_file(&pause);
+            format!("killed at {point}\n{}", text(&out))
+        }
+        Fault::Cut(i) => {
+            lab.cut(i);
+            std::fs::remove_file(&pause).expect("release the pause");
+            let out = child.wait_with_output().expect("output");
+            lab.heal(i);
+            format!("node{i} cut at {point}\n{}", text(&out))
+        }
+    }
+}
+
+/// After a fault: one plain apply converges (with `--force` only when the
+/// plan says a failover needs it), and the next plan is empty.
+fn rerun_converges(lab: &Lab, force_allowed: bool, what: &str) -> String {
+    let plan = pgrepl(lab, &["plan"]);
+    let shown = text(&plan);
+    let needs_force = shown.contains("needs --force");
+    assert!(
+        force_allowed || !needs_force,
+        "{what}: the rerun's plan must not need --force:\n{shown}"
+    );
+    let args: &[&str] = if needs_force { &["--force"] } else { &[] };
+    let out = pgrepl(lab, &[&["apply", "--auto-approve"], args].concat());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}: the rerun must converge\nplan:\n{shown}\napply:\n{}",
+        text(&out)
+    );
+    plan_is_empty(lab);
+    format!("{shown}\n{}", text(&out))
+}
+
+fn assert_one_primary(seen: &Seen, what: &str) {
+    assert!(
+        seen.sweeps > 50,
+        "{what}: the watcher polled only {} times",
+        seen.sweeps
+    );
+    assert!(
+        seen.two_primaries.is_empty(),
+        "{what}: two writable primaries at once (ms since start, nodes): {:?}",
+        seen.two_primaries
+    );
+}
+
+fn assert_nothing_lost(lab: &Lab, primary: usize, seen: &Seen, what: &str) {
+    assert!(
+        seen.acked_fresh.len() > 5 && seen.acked_persistent.len() > 5,
+        "{what}: the clients wrote too little ({} fresh, {} persistent)",
+        seen.acked_fresh.len(),
+        seen.acked_persistent.len()
+    );
+    let there = ids_on(lab, primary);
+    let lost: Vec<&i64> = seen
+        .acked_fresh
+        .iter()
+        .chain(&seen.acked_persistent)
+        .filter(|id| !there.contains(id))
+        .collect();
+    assert!(lost.is_empty(), "{what}: acknowledged rows lost: {lost:?}");
+}
+
+fn is_primary(lab: &Lab, i: usize) -> bool {
+    lab.sql(i, "SELECT pg_is_in_recovery()") == "f"
+}
+
+/// A converged 3-node lab whose host side may connect as postgres.
+fn converged_lab(test: &str) -> Option<Lab> {
+    let lab = Lab::for_test(test, 3)?;
+    admit_the_host(&lab);
+    apply_ok(&lab, &[]);
+    Some(lab)
+}
+
+#[test]
+fn a_switchover_killed_at_every_boundary_finishes_on_rerun_with_one_primary_and_no_lost_row() {
+    let Some(lab) = converged_lab("switchover_killed_at_every_boundary") else {
+        return;
+    };
+    let mut primary = 1;
+    for point in [
+        "switchover:before-shutdown",
+        "switchover:after-shutdown",
+        "switchover:before-promote",
+        "switchover:after-promote",
+        "switchover:before-old-start",
+    ] {
+        let to = if primary == 1 { 2 } else { 1 };
+        let obs = Observers::start(&lab, &[1, 2, 3]);
+        set_primary(&lab, &lab.node_name(to));
+        let first = interrupted_apply(&lab, &[], point, Fault::Kill);
+        let rerun = rerun_converges(&lab, false, point);
+        std::thread::sleep(Duration::from_millis(200));
+        let seen = obs.finish();
+        let what = format!("{point}\n{first}\n--- rerun\n{rerun}");
+        assert_one_primary(&seen, &what);
+        assert!(is_primary(&lab, to), "{what}");
+        assert!(!is_primary(&lab, primary), "{what}");
+        assert_nothing_lost(&lab, to, &seen, &what);
+        primary = to;
+    }
+}
+
+#[test]
+fn a_switchover_whose_candidate_is_cut_at_each_boundary_keeps_one_primary_and_converges() {
+    let Some(lab) = converged_lab("switchover_candidate_cut_at_each_boundary") else {
+        return;
+    };
+    let mut primary = 1;
+    for point in [
+        "switchover:after-shutdown",
+        "switchover:before-promote",
+        "switchover:after-promote",
+    ] {
+        let to = if primary == 1 { 2 } else { 1 };
+        let obs = Observers::start(&lab, &[1, 2, 3]);
+        set_primary(&lab, &lab.node_name(to));
+        let first = interrupted_apply(&lab, &[], point, Fault::Cut(to));
+        // Before the promotion the old primary is back as the primary.
+        if point != "switchover:after-promote" {
+            assert!(first.contains("started again as the primary"), "{first}");
+            assert!(is_primary(&lab, primary), "{first}");
+        }
+        let rerun = rerun_converges(&lab, false, point);
+        std::thread::sleep(Duration::from_millis(200));
+        let seen = obs.finish();
+        let what = format!("{point}\n{first}\n--- rerun\n{rerun}");
+        assert_one_primary(&seen, &what);
+        assert!(is_primary(&lab, to), "{what}");
+        assert_nothing_lost(&lab, to, &seen, &what);
+        primary = to;
+    }
+}
+
+#[test]
+fn a_failover_and_the_old_primarys_re_base_killed_at_every_boundary_converge_on_rerun() {
+    let Some(lab) = converged_lab("failover_and_rebase_killed_at_every_boundary") else {
+        return;
+    };
+    // node1 keeps running, cut off: writable until pgrepl re-bases it,
+    // which is not pgrepl's doing; every node pgrepl acts on is watched.
+    let obs = Observers::start(&lab, &[2, 3]);
+    lab.cut(1);
+    set_primary(&lab, "node2");
+    let first = interrupted_apply(&lab, &["--force"], "failover:before-promote", Fault::Kill);
+    assert!(
+        !is_primary(&lab, 2),
+        "killed before the promotion:\n{first}"
+    );
+    // Without --force the rerun is refused and changes nothing.
+    let refused = pgrepl(&lab, &["apply", "--auto-approve"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(!is_primary(&lab, 2));
+    let second = interrupted_apply(&lab, &["--force"], "failover:after-promote", Fault::Kill);
+    assert!(is_primary(&lab, 2), "{second}");
+    let out = apply_ok(&lab, &["--force"]);
+    let h2 = lab.host(2);
+    crate::support::wait_for("node3 to follow node2", Duration::from_secs(20), || {
+        crate::support::sender_of(&lab, 3) == format!("{h2}:streaming")
+    });
+    // The old primary writes on, cut off; then comes back and is re-based:
+    // killed during pg_rewind, the rerun keeps that directory aside and
+    // copies afresh; killed during that base backup, the next one removes
+    // pgrepl's own partial copy.
+    lab.sql(
+        1,
+        "INSERT INTO lab_data(note) SELECT 'split brain' FROM generate_series(1, 500)",
+    );
+    lab.heal(1);
+    let third = interrupted_apply(&lab, &[], "rebase:during-rewind", Fault::Kill);
+    let plan = text(&pgrepl(&lab, &["plan"]));
+    assert!(
+        plan.contains("pg_rewind into it was interrupted"),
+        "{third}\n{plan}"
+    );
+    assert!(!plan.contains("pg_rewind from"), "{plan}");
+    let fourth = interrupted_apply(&lab, &[], "rebase:during-base-backup", Fault::Kill);
+    let rerun = rerun_converges(&lab, false, "re-base");
+    let seen = obs.finish();
+    let what = format!(
+        "{first}\n{second}\n{}\n{third}\n{fourth}\n{rerun}",
+        text(&out)
+    );
+    assert_one_primary(&seen, &what);
+    assert!(!is_primary(&lab, 1), "{what}");
+    // Nothing deleted: the interrupted rewind's directory is kept aside,
+    // the partial copy is gone.
+    let kept = lab.exec(
+        1,
+        &[
+            "sh",
+            "-c",
+            "ls -d \"$1\".pgrepl-old-* | wc -l; ls -d \"$1\".pgrepl-building 2>/dev/null | wc -l",
+            "sh",
+            &lab.data_dir(),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&kept.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["1", "0"],
+        "{what}"
+    );
+}
