@@ -1049,16 +1049,25 @@ async fn switchover(
         )
         .await?
         .get(0);
-        let lag: i64 = bounded(
+        // As the planner counts it: what the candidate received or replayed.
+        let row = bounded(
             QUERY_LIMIT,
             "pg_last_wal_receive_lsn()",
             candidate_client.query_one(
-                "SELECT coalesce(pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_receive_lsn())::int8, -1)",
-                &[&current],
+                "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text",
+                &[],
             ),
         )
-        .await?
-        .get(0);
+        .await?;
+        let has = [row.get::<_, Option<String>>(0), row.get::<_, Option<String>>(1)]
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.parse::<crate::gather::Lsn>().ok())
+            .max();
+        let lag: i64 = match (current.parse::<crate::gather::Lsn>(), has) {
+            (Ok(c), Some(h)) => i64::try_from(c.0.saturating_sub(h.0)).unwrap_or(i64::MAX),
+            _ => -1,
+        };
         if lag < 0 || lag as u64 > cfg.replication.max_lag_on_failover {
             bail!(
                 "{me} is {} behind {from} (max_lag_on_failover is {} bytes); not switching over",
