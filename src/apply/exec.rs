@@ -693,7 +693,7 @@ async fn base_backup(
         .run(&[
             "sh",
             "-c",
-            PREPARE_BASE_BACKUP,
+            &format!("{STOP_ORPHANS}{PREPARE_BASE_BACKUP}"),
             "pgrepl-prepare",
             &dd,
             &crate::apply::utc_now(),
@@ -800,11 +800,37 @@ async fn own_hba_offline(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Stops what a killed pgrepl left running on the node: a pg_basebackup or
+/// pg_rewind (by executable name) whose command line names `$1` and that
+/// sees the same file system (mount namespace) as this shell. The SSH
+/// channel's end does not stop a remote command, and an orphan writing on
+/// would race the rerun. SIGTERM, then SIGKILL after 10 s.
+const STOP_ORPHANS: &str = r#"stop_orphans() {
+  me=$(readlink /proc/$$/ns/mnt)
+  for p in /proc/[0-9]*; do
+    pid=${p#/proc/}
+    [ "$pid" = "$$" ] && continue
+    c=; read -r c 2>/dev/null <"$p/comm" || continue
+    case $c in pg_basebackup|pg_rewind) ;; *) continue ;; esac
+    [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$me" ] || continue
+    case $(tr '\000' ' ' <"$p/cmdline" 2>/dev/null) in *"$1"*) ;; *) continue ;; esac
+    echo "stopping $c (pid $pid) left running by an interrupted pgrepl" >&2
+    kill "$pid" 2>/dev/null
+    n=0
+    while kill -0 "$pid" 2>/dev/null; do
+      n=$((n + 1)); [ $n -ge 1000 ] && { kill -9 "$pid" 2>/dev/null; break; }
+      sleep 0.01
+    done
+  done
+}
+"#;
+
 /// Prints `direct` (an empty data directory exists: back up into it),
 /// `building` (none exists: back up beside it, then rename), or fails.
 /// An earlier interrupted copy in `$D.pgrepl-building` is pgrepl's own and
 /// holds nothing else (the plan showed its size): it is removed.
 const PREPARE_BASE_BACKUP: &str = r#"D=$1; TS=$2; B="$D.pgrepl-building"
+stop_orphans "$D"
 if [ -e "$B" ]; then rm -rf -- "$B" || exit 1; fi
 if [ ! -e "$D" ]; then mkdir -p "$(dirname "$D")" && echo building; exit 0; fi
 if [ -d "$D" ] && [ -z "$(ls -A "$D")" ]; then echo direct; exit 0; fi
@@ -1059,11 +1085,14 @@ async fn switchover(
             ),
         )
         .await?;
-        let has = [row.get::<_, Option<String>>(0), row.get::<_, Option<String>>(1)]
-            .into_iter()
-            .flatten()
-            .filter_map(|l| l.parse::<crate::gather::Lsn>().ok())
-            .max();
+        let has = [
+            row.get::<_, Option<String>>(0),
+            row.get::<_, Option<String>>(1),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.parse::<crate::gather::Lsn>().ok())
+        .max();
         let lag: i64 = match (current.parse::<crate::gather::Lsn>(), has) {
             (Ok(c), Some(h)) => i64::try_from(c.0.saturating_sub(h.0)).unwrap_or(i64::MAX),
             _ => -1,
@@ -1367,6 +1396,18 @@ async fn rebase(
     let marker = format!("{}.pgrepl-rewinding", dd.trim_end_matches('/'));
     let interrupted = ctx.session.run(&["test", "-e", &marker]).await?.code == Some(0);
     let rewind = rewind && !interrupted;
+    // A pg_rewind or pg_basebackup of a killed earlier run may still write here.
+    ctx.run_ok(
+        &[
+            "sh",
+            "-c",
+            &format!("{STOP_ORPHANS}stop_orphans \"$1\""),
+            "pgrepl-stop-orphans",
+            &dd,
+        ],
+        "stopping what an interrupted run left running",
+    )
+    .await?;
     let src_client = src_session
         .pg_client(src.postgres.port, &src.postgres.socket_dir)
         .await?;
