@@ -1173,13 +1173,8 @@ async fn switchover(
     }
     let promoted_in = t0.elapsed();
     super::pause::point("switchover:after-promote").await;
-    // The new primary's control file must show the new timeline (pg_rewind reads it).
-    bounded(
-        CHECKPOINT_LIMIT,
-        "CHECKPOINT",
-        candidate_client.simple_query("CHECKPOINT"),
-    )
-    .await?;
+    // No CHECKPOINT here: only pg_rewind needs the new timeline in
+    // pg_control, and a re-base makes its own CHECKPOINT on its source.
     // The old primary rejoins as a standby of the new one; it shut down
     // cleanly and the candidate has all of its WAL, so no pg_rewind.
     let conninfo = desired::primary_conninfo(cfg, old, ctx.node);
@@ -1255,12 +1250,6 @@ async fn promote(ctx: &mut Ctx<'_>, old: &str, sync_names: Option<&str>) -> anyh
     )
     .await?;
     super::pause::point("failover:after-promote").await;
-    bounded(
-        CHECKPOINT_LIMIT,
-        "CHECKPOINT",
-        client.simple_query("CHECKPOINT"),
-    )
-    .await?;
     Ok(format!(
         "promoted without {old}; {old} is re-based when it is back"
     ))
