@@ -4,6 +4,7 @@ mod apply;
 mod apply_more;
 mod config;
 mod lab;
+mod manager;
 mod plan;
 mod plan_lab;
 mod status;

@@ -288,6 +288,7 @@ fn missing_node(cfg: &Config, name: &str) -> NodeState {
         data_dir_physical: None,
         passfile_sha256: None,
         passfile_mode: None,
+        managers: Vec::new(),
     });
     n
 }
