@@ -268,6 +268,11 @@ impl Differ<'_> {
                 self.block(&want.name, format!("could not be read: {why}"));
                 continue;
             };
+            // SPEC 10: another manager runs this node; nothing is planned on it.
+            if let Some(m) = crate::manager::managed_by(seen) {
+                self.block(&want.name, crate::manager::blocked_message(m));
+                continue;
+            }
             match files.data_dir {
                 DataDir::Missing | DataDir::Empty if want.is_primary => {
                     self.block(
@@ -1276,6 +1281,11 @@ pub fn facts(cfg: &Config, obs: &Observed) -> IndexMap<String, String> {
             _ => "differs",
         };
         f.insert(format!("{name}.passfile"), passfile.into());
+        // Only when present: a saved plan made before a manager took the
+        // node over is stale.
+        if let Some(m) = crate::manager::managed_by(n) {
+            f.insert(format!("{name}.manager"), m.manager.to_string());
+        }
         let Some(s) = &n.server else { continue };
         f.insert(format!("{name}.in_recovery"), s.in_recovery.to_string());
         f.insert(format!("{name}.timeline"), s.timeline.to_string());

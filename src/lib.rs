@@ -18,6 +18,7 @@ pub mod desired;
 pub mod diff;
 pub mod gather;
 pub mod guc;
+pub mod manager;
 pub mod plan;
 pub mod scram;
 pub mod status;

@@ -616,6 +616,6 @@ fn stopped_old_primary<'a>(
 }
 
 /// Run by another manager (Patroni, repmgrd, pg_auto_failover): never acted on.
-fn managed_elsewhere(_n: &NodeState) -> bool {
-    false
+fn managed_elsewhere(n: &NodeState) -> bool {
+    crate::manager::managed_by(n).is_some()
 }

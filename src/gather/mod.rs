@@ -1,5 +1,6 @@
 //! The only reads of the outside world before planning: every node at once,
-//! one SSH round trip for files and one pipelined SQL batch per node.
+//! one SSH round trip for files and one pipelined SQL batch per node (and
+//! a second round trip on a server that preloads repmgr, to look for repmgrd).
 //! Read-only: `SELECT`/`SHOW`, file reads, `pg_controldata`, `test -e`.
 
 pub mod model;
@@ -134,6 +135,17 @@ async fn gather_node_with(
         (Ok(mut files), Ok((server, on_disk))) if serves(node, &files, &server) => {
             files.running = true;
             on_disk.fill(&mut files);
+            // Only a server that preloads repmgr's library can have a
+            // repmgrd: only then is /proc searched for one (a second trip).
+            if server
+                .settings
+                .get("shared_preload_libraries")
+                .is_some_and(|s| crate::manager::preloads_repmgr(&s.setting))
+            {
+                files
+                    .managers
+                    .extend(find_repmgrd(cfg, &session, node).await);
+            }
             state.files = Some(files);
             state.server = Some(server);
         }
@@ -190,6 +202,38 @@ async fn read_files(cfg: &Config, session: &NodeSession, node: &Node) -> anyhow:
         );
     }
     parse::parse_gather_output(&out.stdout).map_err(|e| anyhow::anyhow!("{}: {e}", node.name))
+}
+
+/// The gather script's repmgrd search alone (its last argument `repmgrd`).
+/// A failed search counts as a repmgrd: pgrepl cannot rule one out.
+async fn find_repmgrd(cfg: &Config, session: &NodeSession, node: &Node) -> Vec<ManagerFacts> {
+    let pg = &node.postgres;
+    let conf_dir = pg.config_dir.as_deref().unwrap_or(&pg.data_dir);
+    let passfile = crate::desired::passfile_path(cfg, node);
+    let argv = [
+        "sh",
+        "-c",
+        parse::GATHER_SCRIPT,
+        "pgrepl-gather",
+        &pg.data_dir,
+        &pg.bin_dir,
+        conf_dir,
+        &passfile,
+        "repmgrd",
+    ];
+    let failed = |why: String| {
+        vec![ManagerFacts {
+            manager: Manager::Repmgrd,
+            evidence: vec![format!(
+                "the server preloads repmgr's library and looking for a repmgrd failed: {why}"
+            )],
+        }]
+    };
+    match session.run(&argv).await {
+        Ok(out) if out.success() => parse::parse_manager_lines(&out.stdout),
+        Ok(out) => failed(out.stderr.trim().to_string()),
+        Err(e) => failed(format!("{e:#}")),
+    }
 }
 
 const SQL_SERVER: &str = "SELECT current_setting('server_version_num')::int4,

@@ -115,6 +115,48 @@ pub struct FileFacts {
     /// Size of `DATA_DIR.pgrepl-building`, pgrepl's own interrupted base
     /// backup copy (it holds nothing of its own; the next backup removes it).
     pub building_bytes: Option<u64>,
+    /// Another manager's signs on this node, one entry per manager in the
+    /// order first seen (SPEC section 10: pgrepl never fights it).
+    pub managers: Vec<ManagerFacts>,
+}
+
+/// A manager other than pgrepl that runs PostgreSQL nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Manager {
+    Patroni,
+    Repmgrd,
+    PgAutoFailover,
+}
+
+impl Manager {
+    /// The token the gather script prints (`manager TOKEN EVIDENCE`).
+    pub fn from_token(token: &str) -> Option<Manager> {
+        match token {
+            "patroni" => Some(Manager::Patroni),
+            "repmgrd" => Some(Manager::Repmgrd),
+            "pg_auto_failover" => Some(Manager::PgAutoFailover),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Manager::Patroni => "Patroni",
+            Manager::Repmgrd => "repmgrd",
+            Manager::PgAutoFailover => "pg_auto_failover",
+        })
+    }
+}
+
+/// What showed that `manager` runs the node: each item one sign, as the
+/// plan quotes it (`the postmaster's parent process is patroni (pid 812)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManagerFacts {
+    pub manager: Manager,
+    pub evidence: Vec<String>,
 }
 
 /// `pg_controldata`, with `LC_ALL=C`.

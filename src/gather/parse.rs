@@ -5,10 +5,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use indexmap::IndexMap;
 
-use super::model::{ControlData, DataDir, FileFacts, Lsn};
+use super::model::{ControlData, DataDir, FileFacts, Lsn, Manager, ManagerFacts};
 
 /// The read-only script run on each node:
-/// `sh -c SCRIPT pgrepl DATA_DIR BIN_DIR CONF_DIR PASSFILE`.
+/// `sh -c SCRIPT pgrepl DATA_DIR BIN_DIR CONF_DIR PASSFILE [repmgrd]`.
 /// Paths arrive as positional arguments and are only ever used quoted, so
 /// nothing in them is interpreted.
 ///
@@ -17,16 +17,76 @@ use super::model::{ControlData, DataDir, FileFacts, Lsn};
 /// running server's files (hba, auto.conf, histories, pg_control) are read
 /// over SQL instead; only when no postmaster is alive does the script read
 /// them itself, each file's content base64 on one line.
+///
+/// Another manager's signs are `manager NAME EVIDENCE` lines (SPEC section
+/// 10): the live postmaster's parent process (Patroni and pg_autoctl run
+/// PostgreSQL as their child), Patroni's header in postgresql.conf and its
+/// patroni.dynamic.json, pg_auto_failover's postgresql-auto-failover.conf
+/// beside postgresql.conf, and a live repmgrd whose repmgr.conf names this
+/// data directory. Looking for repmgrd walks /proc, so the script does it
+/// for a stopped node only; for a running one, gathering runs the script
+/// again with the last argument `repmgrd` when the server preloads repmgr's
+/// library, which repmgrd cannot run without. Evidence holds no text read
+/// from the node, only fixed words, pids and a repmgr.conf path without a
+/// newline, so it cannot forge output lines.
 pub const GATHER_SCRIPT: &str = r#"D=$1; B=$2; C=$3; P=$4
 emit() { n=$1; shift; if out=$("$@" 2>/dev/null | base64 -w0); then printf '%s %s\n' "$n" "$out"; fi; }
+nl='
+'
+mgr() { printf 'manager %s %s\n' "$1" "$2"; }
+# A live repmgrd whose repmgr.conf (its -f, else repmgr's own search: its
+# working directory, then /etc) names $D; one whose file cannot be read
+# may be this node's, and counts.
+repmgrd_of() {
+  for f in /proc/[0-9]*/comm; do
+    c=; read -r c 2>/dev/null <"$f" || continue
+    [ "$c" = repmgrd ] || continue
+    q=${f%/comm}; n=${q#/proc/}; conf=; prev=; st=
+    read -r st 2>/dev/null <"$q/stat"
+    case ${st##*) } in Z*|X*) continue ;; esac
+    args=$(tr '\0' '\n' 2>/dev/null <"$q/cmdline") || continue
+    while IFS= read -r a; do
+      case $prev in -f|--config-file) conf=$a ;; esac
+      case $a in --config-file=*) conf=${a#*=} ;; -f?*) conf=${a#-f} ;; esac
+      prev=$a
+    done <<ARGS
+$args
+ARGS
+    case $conf in
+      '') for conf in "$q/cwd/repmgr.conf" /etc/repmgr.conf ''; do [ -f "$conf" ] && break; done ;;
+      /*) ;;
+      *) conf=$q/cwd/$conf ;;
+    esac
+    shown=${conf#"$q/cwd/"}; [ "$shown" = "$conf" ] || shown="$shown in its working directory"
+    case $shown in *"$nl"*) shown='(a path with a newline)' ;; esac
+    if [ -z "$conf" ] || ! [ -r "$conf" ]; then
+      mgr repmgrd "repmgrd (pid $n) runs on this host and its repmgr.conf ${shown:-(not found)} cannot be read to tell which data directory it manages"
+      continue
+    fi
+    v=
+    while IFS= read -r l || [ -n "$l" ]; do
+      k=${l%%=*}; k=${k#"${k%%[![:space:]]*}"}; k=${k%"${k##*[![:space:]]}"}
+      [ "$k" = data_directory ] || continue
+      v=${l#*=}; v=${v#"${v%%[![:space:]]*}"}
+      case $v in
+        \'*) v=${v#\'}; v=${v%%\'*} ;;
+        \"*) v=${v#\"}; v=${v%%\"*} ;;
+        *) v=${v%%[[:space:]#]*} ;;
+      esac
+    done <"$conf"
+    while [ "${v%/}" != "$v" ]; do v=${v%/}; done
+    dd=$D; while [ "${dd%/}" != "$dd" ]; do dd=${dd%/}; done
+    if [ -n "$v" ] && { [ "$v" = "$dd" ] || [ "$v" = "$phys" ]; }; then
+      mgr repmgrd "repmgrd (pid $n) runs for this data directory (data_directory in $shown)"
+    fi
+  done
+}
+phys=
+if cd -P -- "$D" 2>/dev/null; then phys=$PWD; cd /; fi
+if [ "${5-}" = repmgrd ]; then repmgrd_of; exit 0; fi
 if [ -f "$D/PG_VERSION" ]; then
   echo "datadir initialised"
-  nl='
-'
-  if cd -P -- "$D" 2>/dev/null; then
-    case $PWD in *"$nl"*) ;; *) echo "datadir_physical $PWD" ;; esac
-    cd /
-  fi
+  case $phys in ''|*"$nl"*) ;; *) echo "datadir_physical $phys" ;; esac
   v=; read -r v 2>/dev/null <"$D/PG_VERSION"; echo "major $v"
   [ -e "$D/standby.signal" ] && echo "standby_signal 1"
   [ -e "$D/recovery.signal" ] && echo "recovery_signal 1"
@@ -34,11 +94,36 @@ if [ -f "$D/PG_VERSION" ]; then
   [ -f "$D/postmaster.pid" ] && read -r pid 2>/dev/null <"$D/postmaster.pid"
   case $pid in ''|*[!0-9]*) ;; *) kill -0 "$pid" 2>/dev/null && live=1 ;; esac
   echo "postmaster_live $live"
-  if [ $live = 0 ]; then
+  h1=; h2=
+  [ -f "$C/postgresql.conf" ] && { read -r h1; read -r h2; } 2>/dev/null <"$C/postgresql.conf"
+  case "$h1 $h2" in *"overwritten by Patroni"*) mgr patroni "postgresql.conf begins with Patroni's header (It will be overwritten by Patroni!)" ;; esac
+  [ -f "$D/patroni.dynamic.json" ] && mgr patroni "patroni.dynamic.json is in the data directory"
+  [ -f "$C/postgresql-auto-failover.conf" ] && mgr pg_auto_failover "postgresql-auto-failover.conf is beside postgresql.conf"
+  if [ $live = 1 ]; then
+    # /proc/PID/stat: the command name (field 2) may hold spaces and
+    # parentheses; the parent's pid is the second field after the last `)`.
+    st=; read -r st 2>/dev/null <"/proc/$pid/stat"
+    set -- ${st##*)}
+    pp=${2-}
+    case $pp in ''|*[!0-9]*) ;; *)
+      pc=; pa=
+      read -r pc 2>/dev/null <"/proc/$pp/comm"
+      case $pc in
+        patroni) mgr patroni "the postmaster's parent process is patroni (pid $pp)" ;;
+        pg_autoctl) mgr pg_auto_failover "the postmaster's parent process is pg_autoctl (pid $pp)" ;;
+        # `python3 -m patroni`: only then the command line, which the
+        # shell reads a byte per system call (NULs dropped).
+        python*|pypy*)
+          read -r pa 2>/dev/null <"/proc/$pp/cmdline"
+          case $pa in *patroni*) mgr patroni "the postmaster's parent process (pid $pp) runs patroni" ;; esac ;;
+      esac ;;
+    esac
+  else
     emit controldata env LC_ALL=C "$B/pg_controldata" "$D"
     [ -f "$C/pg_hba.conf" ] && emit hba cat "$C/pg_hba.conf"
     [ -f "$D/postgresql.auto.conf" ] && emit auto_conf cat "$D/postgresql.auto.conf"
     for f in "$D"/pg_wal/*.history; do [ -f "$f" ] && emit "history:${f##*/}" cat "$f"; done
+    repmgrd_of
   fi
 elif [ ! -e "$D" ]; then echo "datadir missing"
 else
@@ -75,8 +160,12 @@ fn decode(b64: &str) -> Option<String> {
 pub fn parse_gather_output(out: &str) -> Result<FileFacts, String> {
     let mut fields: IndexMap<&str, &str> = IndexMap::new();
     let mut histories = Vec::new();
+    let managers = parse_manager_lines(out);
     for line in out.lines() {
         let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        if key == "manager" {
+            continue;
+        }
         if let Some(name) = key.strip_prefix("history:") {
             let tli = name
                 .strip_suffix(".history")
@@ -133,7 +222,39 @@ pub fn parse_gather_output(out: &str) -> Result<FileFacts, String> {
         building_bytes: fields
             .get("building_bytes")
             .and_then(|v| v.trim().parse().ok()),
+        managers,
     })
+}
+
+/// The `manager NAME EVIDENCE` lines of the gather script's output: one
+/// entry per manager in the order first seen, its evidence in line order.
+/// Unknown names are left out: the script prints none.
+pub fn parse_manager_lines(out: &str) -> Vec<ManagerFacts> {
+    let mut found: Vec<ManagerFacts> = Vec::new();
+    for line in out.lines() {
+        let Some(rest) = line.strip_prefix("manager ") else {
+            continue;
+        };
+        let (token, evidence) = rest.split_once(' ').unwrap_or((rest, ""));
+        let Some(manager) = Manager::from_token(token) else {
+            continue;
+        };
+        let evidence = evidence.trim();
+        let i = match found.iter().position(|m| m.manager == manager) {
+            Some(i) => i,
+            None => {
+                found.push(ManagerFacts {
+                    manager,
+                    evidence: Vec::new(),
+                });
+                found.len() - 1
+            }
+        };
+        if !evidence.is_empty() && !found[i].evidence.iter().any(|e| e == evidence) {
+            found[i].evidence.push(evidence.to_string());
+        }
+    }
+    found
 }
 
 /// `LC_ALL=C pg_controldata` output.
@@ -492,6 +613,44 @@ Data page checksum version:           0
         }
     }
 
+    #[test]
+    fn manager_lines_group_by_manager_in_order() {
+        let out = "datadir initialised\nmajor 15\npostmaster_live 1\n\
+manager pg_auto_failover postgresql-auto-failover.conf is beside postgresql.conf\n\
+manager patroni the postmaster's parent process is patroni (pid 7)\n\
+manager patroni patroni.dynamic.json is in the data directory\n\
+manager patroni patroni.dynamic.json is in the data directory\n\
+manager slony something\n\
+manager repmgrd\n\
+fs 4096 10 5\n";
+        let f = parse_gather_output(out).expect("parses");
+        assert_eq!(
+            f.managers,
+            vec![
+                ManagerFacts {
+                    manager: Manager::PgAutoFailover,
+                    evidence: vec![
+                        "postgresql-auto-failover.conf is beside postgresql.conf".into()
+                    ],
+                },
+                ManagerFacts {
+                    manager: Manager::Patroni,
+                    evidence: vec![
+                        "the postmaster's parent process is patroni (pid 7)".into(),
+                        "patroni.dynamic.json is in the data directory".into(),
+                    ],
+                },
+                ManagerFacts {
+                    manager: Manager::Repmgrd,
+                    evidence: Vec::new(),
+                },
+            ]
+        );
+        assert_eq!(f.major, Some(15), "manager lines do not disturb the others");
+        let plain = parse_gather_output("datadir missing\n").expect("parses");
+        assert!(plain.managers.is_empty());
+    }
+
     /// Runs the gather script itself with `sh`, on local directories.
     mod script {
         use super::*;
@@ -634,6 +793,280 @@ Data page checksum version:           0
             assert_eq!(f.major, Some(17), "PG_VERSION without a newline");
             assert!(f.running);
             assert!(f.control.is_none() && f.hba_conf.is_none());
+        }
+
+        /// The POSIX shells the script must run under: `sh` (dash on
+        /// Debian), dash by name, and bash.
+        const SHELLS: [&str; 3] = ["sh", "dash", "bash"];
+
+        /// Tests that start fake managers, or look for repmgrd on this
+        /// machine, one at a time: a fake repmgrd is seen machine-wide.
+        static MANAGERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+        fn run_in(shell: &str, d: &Path, bin: &Path, extra: &[&str]) -> String {
+            let out = Command::new(shell)
+                .args(["-c", GATHER_SCRIPT, "pgrepl-gather"])
+                .args([d, bin, d, &bin.join("no-passfile")])
+                .args(extra)
+                .output()
+                .unwrap_or_else(|e| panic!("{shell} runs: {e}"));
+            assert!(out.status.success(), "{shell}: {out:?}");
+            String::from_utf8(out.stdout).expect("utf-8")
+        }
+
+        fn executable(path: &Path, text: &str) {
+            write(path, text);
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+
+        /// A process whose command name is `path`'s file name (the kernel
+        /// names a script's process after the script), running `sleep` as
+        /// its child. Both end when it is dropped.
+        struct Fake {
+            parent: std::process::Child,
+            child: u32,
+        }
+
+        impl Fake {
+            fn start(path: &Path, args: &[&str]) -> Fake {
+                executable(
+                    path,
+                    "#!/bin/sh\nfor a; do f=$a; done\nsleep 60 &\necho $! >\"$f.tmp\" && mv \"$f.tmp\" \"$f\"\nwait\n",
+                );
+                let pidfile = path.with_extension("child");
+                let parent = Command::new(path)
+                    .args(args)
+                    .arg(&pidfile)
+                    .stdin(std::process::Stdio::null())
+                    .spawn()
+                    .expect("spawn the fake manager");
+                let mut fake = Fake { parent, child: 0 };
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                fake.child = loop {
+                    if let Some(pid) = std::fs::read_to_string(&pidfile)
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                    {
+                        break pid;
+                    }
+                    assert!(std::time::Instant::now() < deadline, "no child pid");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                };
+                fake
+            }
+        }
+
+        impl Drop for Fake {
+            fn drop(&mut self) {
+                if self.child != 0 {
+                    let _ = Command::new("kill").arg(self.child.to_string()).status();
+                } else {
+                    let _ = self.parent.kill();
+                }
+                let _ = self.parent.wait();
+            }
+        }
+
+        fn data_dir(d: &Path, postmaster_pid: Option<u32>) {
+            std::fs::create_dir_all(d).expect("mkdir");
+            write(&d.join("PG_VERSION"), "15\n");
+            if let Some(pid) = postmaster_pid {
+                write(
+                    &d.join("postmaster.pid"),
+                    &format!("{pid}\n{}\n", d.display()),
+                );
+            }
+        }
+
+        fn managers(out: &str) -> Vec<(Manager, Vec<String>)> {
+            parse_gather_output(out)
+                .expect("parses")
+                .managers
+                .into_iter()
+                .map(|m| (m.manager, m.evidence))
+                .collect()
+        }
+
+        #[test]
+        fn patroni_and_pg_auto_failover_files_are_seen_on_a_stopped_node() {
+            let _one = MANAGERS.lock().unwrap_or_else(|e| e.into_inner());
+            let root = tempfile::tempdir().expect("tempdir");
+            let d = hostile(root.path());
+            data_dir(&d, None);
+            for shell in SHELLS {
+                assert!(managers(&run_in(shell, &d, root.path(), &[])).is_empty());
+            }
+            write(
+                &d.join("postgresql.conf"),
+                "# Do not edit this file manually!\n# It will be overwritten by Patroni!\ninclude 'postgresql.base.conf'\n",
+            );
+            write(&d.join("patroni.dynamic.json"), "{}");
+            write(&d.join("postgresql-auto-failover.conf"), "");
+            for shell in SHELLS {
+                let out = run_in(shell, &d, root.path(), &[]);
+                assert_eq!(
+                    managers(&out),
+                    [
+                        (
+                            Manager::Patroni,
+                            vec![
+                                "postgresql.conf begins with Patroni's header (It will be overwritten by Patroni!)".to_string(),
+                                "patroni.dynamic.json is in the data directory".to_string(),
+                            ]
+                        ),
+                        (
+                            Manager::PgAutoFailover,
+                            vec!["postgresql-auto-failover.conf is beside postgresql.conf".to_string()]
+                        ),
+                    ],
+                    "{shell}:\n{out}"
+                );
+                let f = parse_gather_output(&out).expect("parses");
+                assert!(!f.running && f.major == Some(15), "{shell}");
+            }
+            // Patroni's include line alone (no header) is not its sign.
+            write(
+                &d.join("postgresql.conf"),
+                "include 'postgresql.base.conf'\n",
+            );
+            std::fs::remove_file(d.join("patroni.dynamic.json")).expect("rm");
+            std::fs::remove_file(d.join("postgresql-auto-failover.conf")).expect("rm");
+            for shell in SHELLS {
+                assert!(managers(&run_in(shell, &d, root.path(), &[])).is_empty());
+            }
+            assert!(!root.path().join("pwned").exists() && !root.path().join("pwned2").exists());
+        }
+
+        #[test]
+        fn the_postmasters_parent_process_names_its_manager() {
+            let _one = MANAGERS.lock().unwrap_or_else(|e| e.into_inner());
+            let root = tempfile::tempdir().expect("tempdir");
+            let d = hostile(root.path());
+            // (the parent's name, its arguments, the manager and evidence expected)
+            type Case<'a> = (&'a str, &'a [&'a str], Option<(Manager, &'a str)>);
+            let cases: [Case; 4] = [
+                (
+                    "patroni",
+                    &["/etc/patroni.yml"],
+                    Some((
+                        Manager::Patroni,
+                        "the postmaster's parent process is patroni (pid ",
+                    )),
+                ),
+                (
+                    "pg_autoctl",
+                    &["run"],
+                    Some((
+                        Manager::PgAutoFailover,
+                        "the postmaster's parent process is pg_autoctl (pid ",
+                    )),
+                ),
+                // `python3 -m patroni`: the name is python3, the command line says patroni.
+                (
+                    "python3",
+                    &["-m", "patroni", "/etc/patroni.yml"],
+                    Some((Manager::Patroni, "the postmaster's parent process (pid ")),
+                ),
+                ("supervise", &["postgres"], None),
+            ];
+            for (name, args, want) in cases {
+                let dir = root.path().join(format!("bin {name}"));
+                std::fs::create_dir(&dir).expect("mkdir");
+                let fake = Fake::start(&dir.join(name), args);
+                data_dir(&d, Some(fake.child));
+                for shell in SHELLS {
+                    let out = run_in(shell, &d, root.path(), &[]);
+                    let got = managers(&out);
+                    let f = parse_gather_output(&out).expect("parses");
+                    assert!(f.running, "{name} {shell}: {out}");
+                    match want {
+                        Some((manager, evidence)) => {
+                            assert_eq!(got.len(), 1, "{name} {shell}: {out}");
+                            assert_eq!(got[0].0, manager, "{name} {shell}");
+                            let e = &got[0].1;
+                            assert!(
+                                e.len() == 1
+                                    && e[0].starts_with(evidence)
+                                    && e[0].contains(&fake.parent.id().to_string()),
+                                "{name} {shell}: {e:?}"
+                            );
+                        }
+                        None => assert!(got.is_empty(), "{name} {shell}: {got:?}"),
+                    }
+                }
+                drop(fake);
+            }
+            assert!(!root.path().join("pwned").exists() && !root.path().join("pwned2").exists());
+        }
+
+        #[test]
+        fn a_live_repmgrd_counts_when_its_repmgr_conf_names_this_data_directory() {
+            let _one = MANAGERS.lock().unwrap_or_else(|e| e.into_inner());
+            let root = tempfile::tempdir().expect("tempdir");
+            let d = root.path().join("data dir");
+            data_dir(&d, None);
+            let conf = root.path().join("repmgr conf");
+            let bin = root.path().join("bin");
+            std::fs::create_dir(&bin).expect("mkdir");
+            let conf_s = conf.to_str().expect("utf-8");
+            let fake = Fake::start(&bin.join("repmgrd"), &["-f", conf_s, "--daemonize"]);
+            let pid = fake.parent.id().to_string();
+            // The whole script, and its search alone (`repmgrd` last).
+            let found = |extra: &[&str]| -> Vec<Vec<(Manager, Vec<String>)>> {
+                SHELLS
+                    .iter()
+                    .map(|shell| {
+                        let out = run_in(shell, &d, root.path(), extra);
+                        parse_manager_lines(&out)
+                            .into_iter()
+                            .map(|m| (m.manager, m.evidence))
+                            .collect()
+                    })
+                    .collect()
+            };
+            // Its file cannot be read (here: it does not exist): it may be ours.
+            for got in found(&[]).into_iter().chain(found(&["repmgrd"])) {
+                assert!(
+                    got.iter()
+                        .any(|(m, e)| *m == Manager::Repmgrd
+                            && e.iter().any(|e| e.contains(&format!("(pid {pid})"))
+                                && e.contains("cannot be read"))),
+                    "{got:?}"
+                );
+            }
+            // Another data directory: not ours.
+            write(
+                &conf,
+                "node_id=2\nconninfo='host=db2 user=repmgr'\ndata_directory='/srv/other'\n",
+            );
+            for got in found(&[]).into_iter().chain(found(&["repmgrd"])) {
+                assert!(
+                    !got.iter()
+                        .any(|(_, e)| e.iter().any(|e| e.contains(&format!("(pid {pid})")))),
+                    "{got:?}"
+                );
+            }
+            // This data directory, written with a trailing slash, unquoted or quoted.
+            for line in [
+                format!("  data_directory = '{}/'  # the node's", d.display()),
+                format!("data_directory=\"{}\"", d.display()),
+            ] {
+                write(&conf, &format!("node_id=2\n{line}\nlog_level=INFO"));
+                for got in found(&[]).into_iter().chain(found(&["repmgrd"])) {
+                    let want = format!(
+                        "repmgrd (pid {pid}) runs for this data directory (data_directory in {conf_s})"
+                    );
+                    assert!(
+                        got.iter()
+                            .any(|(m, e)| *m == Manager::Repmgrd && e.contains(&want)),
+                        "{line}: {got:?}"
+                    );
+                }
+            }
+            // `repmgrd` as the last argument prints the search alone.
+            let out = run_in("dash", &d, root.path(), &["repmgrd"]);
+            assert!(out.lines().all(|l| l.starts_with("manager ")), "{out}");
+            drop(fake);
         }
     }
 }

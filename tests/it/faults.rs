@@ -122,13 +122,12 @@ async fn watch(nodes: Vec<(usize, String)>, stop: Arc<AtomicBool>, seen: Arc<Mut
             .iter()
             .zip(clients.iter_mut())
             .map(|((i, ci), slot)| async move {
-                if slot.is_none() {
-                    if let Some((c, conn)) =
+                if slot.is_none()
+                    && let Some((c, conn)) =
                         bounded(300, tokio_postgres::connect(ci, tokio_postgres::NoTls)).await
-                    {
-                        tokio::spawn(conn);
-                        *slot = Some(c);
-                    }
+                {
+                    tokio::spawn(conn);
+                    *slot = Some(c);
                 }
                 let c = slot.as_ref()?;
                 match bounded(300, c.query_one("SELECT pg_is_in_recovery()", &[])).await {

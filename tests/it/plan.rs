@@ -913,6 +913,52 @@ fn nodes_in_unexpected_states_are_blocked_with_what_to_do() {
 }
 
 #[test]
+fn a_node_another_manager_runs_is_blocked_and_nothing_is_planned_on_it() {
+    use pgrepl::gather::{Manager, ManagerFacts};
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    // Every node drifted.
+    for n in ["db1", "db2", "db3"] {
+        alter_system(&mut obs, n, "wal_keep_size", "512");
+    }
+    builder::files(&mut obs, "db2").managers = vec![ManagerFacts {
+        manager: Manager::Patroni,
+        evidence: vec!["the postmaster's parent process is patroni (pid 812)".into()],
+    }];
+    let plan = diff::plan(&cfg, &obs);
+    assert!(
+        steps(&plan).iter().all(|s| !s.contains("db2.")),
+        "nothing on db2: {:?}",
+        steps(&plan)
+    );
+    assert!(
+        steps(&plan)
+            .iter()
+            .any(|s| s.contains("db3.setting.wal_keep_size")),
+        "the other nodes are planned: {:?}",
+        steps(&plan)
+    );
+    assert_eq!(plan.blocked.len(), 1, "{:?}", plan.blocked);
+    let b = &plan.blocked[0];
+    assert_eq!(b.node.as_deref(), Some("db2"));
+    assert!(
+        b.message.starts_with(
+            "is managed by Patroni (the postmaster's parent process is patroni (pid 812)); pgrepl never acts on a node another manager runs"
+        ) && b.message.contains("remove the node from this file"),
+        "{}",
+        b.message
+    );
+    // A saved plan made before the manager came is stale.
+    assert_eq!(
+        diff::facts(&cfg, &obs)
+            .get("db2.manager")
+            .map(String::as_str),
+        Some("Patroni")
+    );
+    assert!(!diff::facts(&cfg, &converged(&cfg)).contains_key("db2.manager"));
+}
+
+#[test]
 fn inactive_unmanaged_slot_is_a_warning_with_its_retained_size() {
     let cfg = orders("");
     let mut obs = converged(&cfg);

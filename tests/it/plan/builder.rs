@@ -290,6 +290,7 @@ fn missing_node(cfg: &Config, name: &str) -> NodeState {
         passfile_mode: None,
         rewind_interrupted: false,
         building_bytes: None,
+        managers: Vec::new(),
     });
     n
 }
