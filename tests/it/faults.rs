@@ -161,16 +161,15 @@ async fn insert_loop(conninfo: String, fresh: bool, stop: Arc<AtomicBool>, seen:
     let note = if fresh { "fresh" } else { "persistent" };
     let mut kept: Option<tokio_postgres::Client> = None;
     while !stop.load(Ordering::SeqCst) {
-        if kept.is_none() {
-            if let Some((c, conn)) = bounded(
+        if kept.is_none()
+            && let Some((c, conn)) = bounded(
                 1500,
                 tokio_postgres::connect(&conninfo, tokio_postgres::NoTls),
             )
             .await
-            {
-                tokio::spawn(conn);
-                kept = Some(c);
-            }
+        {
+            tokio::spawn(conn);
+            kept = Some(c);
         }
         if let Some(c) = &kept {
             let row = bounded(
