@@ -1047,6 +1047,26 @@ impl Differ<'_> {
             None => format!("base backup of {upstream}{about}"),
         });
         s.reason = "the data directory is empty".into();
+        if let Some(partial) = self
+            .obs
+            .nodes
+            .get(name)
+            .and_then(|n| n.files.as_ref())
+            .and_then(|f| f.building_bytes)
+        {
+            // pgrepl's own copy from an interrupted run: nothing of its own.
+            let dd = self.cfg.nodes[name].postgres.data_dir.trim_end_matches('/');
+            s.reason = format!(
+                "the data directory is empty; pgrepl's interrupted copy {dd}.pgrepl-building ({}) is removed first",
+                human_bytes(partial)
+            );
+            s.after = s.after.map(|a| {
+                format!(
+                    "{a}; removes the interrupted copy {dd}.pgrepl-building ({})",
+                    human_bytes(partial)
+                )
+            });
+        }
         self.steps.push(s);
         let mut s = step(
             name,

@@ -1378,3 +1378,298 @@ password = { env = "PGREPL_REPLICATION_PASSWORD" }
 [settings]
 wal_level = "replica"
 "#;
+
+/// Role changes that survive interruption (pure): what the plan makes of
+/// the states an interrupted or disturbed apply leaves behind.
+mod interrupted {
+    use super::*;
+    use pgrepl::gather::Lsn;
+    use pgrepl::plan::Op;
+
+    fn with_primary(name: &str) -> Config {
+        load(&orders_text("").replace("primary = \"db1\"", &format!("primary = \"{name}\"")))
+    }
+
+    fn lsn(s: &str) -> Lsn {
+        s.parse().expect("lsn")
+    }
+
+    /// Node `name` stopped with pg_control in `state` at checkpoint `at`.
+    fn stop(obs: &mut Observed, name: &str, state: &str, at: &str) {
+        let n = node(obs, name);
+        n.server = None;
+        let f = n.files.as_mut().expect("files");
+        f.running = false;
+        let c = f.control.as_mut().expect("control");
+        c.state = state.into();
+        c.checkpoint_lsn = Some(lsn(at));
+        c.checkpoint_timeline = Some(1);
+    }
+
+    /// Killed after the old primary's fast shutdown: db1 stopped cleanly at
+    /// 0/3000148, db2 a standby that received `received`.
+    fn after_shutdown(received: &str) -> Observed {
+        let mut obs = converged(&orders(""));
+        stop(&mut obs, "db1", "shut down", "0/3000148");
+        for n in ["db2", "db3"] {
+            let s = server(&mut obs, n);
+            s.receive_lsn = Some(lsn(received));
+            s.replay_lsn = Some(lsn(received));
+            s.wal_receiver = None; // its primary is gone
+        }
+        obs
+    }
+
+    fn the_role_change(plan: &Plan) -> &pgrepl::plan::Step {
+        plan.changes
+            .iter()
+            .find(|s| s.address == "cluster.primary")
+            .unwrap_or_else(|| panic!("no role change in {:#?}", steps(plan)))
+    }
+
+    #[test]
+    fn a_switchover_killed_after_the_shutdown_finishes_as_a_switchover_without_force() {
+        let plan = diff::plan(&with_primary("db2"), &after_shutdown("0/30001C0"));
+        let s = the_role_change(&plan);
+        assert!(
+            matches!(&s.op, Op::Switchover { from, .. } if from == "db1"),
+            "{s:?}"
+        );
+        assert!(s.reason.contains("finishes a switchover"), "{}", s.reason);
+        assert!(plan.needs_force.is_none(), "{:?}", plan.needs_force);
+        assert!(plan.blocked.is_empty(), "{:?}", plan.blocked);
+        // db1 is the switchover's to restart: never started on its own.
+        assert!(
+            !steps(&plan).iter().any(|l| l.contains("db1.service")),
+            "{:#?}",
+            steps(&plan)
+        );
+    }
+
+    #[test]
+    fn a_candidate_without_the_shutdown_checkpoint_gets_the_old_primary_started_first() {
+        let plan = diff::plan(&with_primary("db2"), &after_shutdown("0/3000100"));
+        let s = the_role_change(&plan);
+        assert!(matches!(&s.op, Op::Switchover { .. }), "{s:?}");
+        assert!(
+            s.reason.contains("starts again as the primary first"),
+            "{}",
+            s.reason
+        );
+        assert!(plan.needs_force.is_none());
+    }
+
+    #[test]
+    fn a_crashed_old_primary_is_finished_as_a_switchover_too() {
+        let mut obs = after_shutdown("0/3000100");
+        stop(&mut obs, "db1", "in production", "0/3000148");
+        let plan = diff::plan(&with_primary("db2"), &obs);
+        let s = the_role_change(&plan);
+        assert!(s.reason.contains("(in production)"), "{}", s.reason);
+        assert!(plan.needs_force.is_none());
+    }
+
+    #[test]
+    fn after_the_promotion_the_stopped_old_primary_gets_its_recovery_before_it_starts() {
+        // db2 promoted on timeline 2 at 0/30001C0; db1 shut down cleanly before it.
+        let mut obs = converged(&orders(""));
+        let s2 = server(&mut obs, "db2");
+        s2.in_recovery = false;
+        s2.timeline = 2;
+        s2.current_lsn = Some(lsn("0/3000300"));
+        s2.wal_receiver = None;
+        builder::files(&mut obs, "db2")
+            .histories
+            .push((2, "1\t0/30001C0\tno recovery target specified\n".into()));
+        stop(&mut obs, "db1", "shut down", "0/3000148");
+        let f = builder::files(&mut obs, "db1");
+        f.standby_signal = false;
+        let plan = diff::plan(&with_primary("db2"), &obs);
+        let got = steps(&plan);
+        let rec = got.iter().position(|l| l.starts_with("~ db1.recovery"));
+        let start = got.iter().position(|l| l.starts_with("~ db1.service"));
+        assert!(
+            rec.is_some() && start.is_some() && rec < start,
+            "recovery settings are written before the start: {got:#?}"
+        );
+        assert!(!got.iter().any(|l| l.contains("db1.timeline")), "{got:#?}");
+        let start = &plan.changes[start.expect("start")];
+        assert_eq!(start.after.as_deref(), Some("running as a standby"));
+    }
+
+    #[test]
+    fn a_crashed_old_primary_next_to_the_new_one_is_rebased_not_started() {
+        let mut obs = converged(&orders(""));
+        let s2 = server(&mut obs, "db2");
+        s2.in_recovery = false;
+        s2.timeline = 2;
+        s2.current_lsn = Some(lsn("0/3100000"));
+        s2.wal_receiver = None;
+        builder::files(&mut obs, "db2")
+            .histories
+            .push((2, "1\t0/3000400\tno recovery target specified\n".into()));
+        // Its last checkpoint is before the fork: only its WAL can tell.
+        stop(&mut obs, "db1", "in production", "0/3000148");
+        let plan = diff::plan(&with_primary("db2"), &obs);
+        let got = steps(&plan);
+        assert!(!got.iter().any(|l| l.contains("db1.service")), "{got:#?}");
+        let rebase = plan
+            .changes
+            .iter()
+            .find(|s| s.address == "db1.timeline")
+            .unwrap_or_else(|| panic!("{got:#?}"));
+        assert!(
+            matches!(&rebase.op, Op::Rebase { rewind: true, .. }),
+            "{rebase:?}"
+        );
+        assert!(rebase.reason.contains("in production"), "{}", rebase.reason);
+    }
+
+    #[test]
+    fn an_interrupted_rewind_is_never_rewound_again() {
+        let mut obs = converged(&orders(""));
+        stop(&mut obs, "db3", "in archive recovery", "0/3000148");
+        builder::files(&mut obs, "db3").rewind_interrupted = true;
+        let plan = diff::plan(&orders(""), &obs);
+        let rebase = plan
+            .changes
+            .iter()
+            .find(|s| s.address == "db3.timeline")
+            .unwrap_or_else(|| panic!("{:#?}", steps(&plan)));
+        assert!(
+            matches!(&rebase.op, Op::Rebase { rewind: false, .. }),
+            "{rebase:?}"
+        );
+        assert!(rebase.reason.contains("interrupted"), "{}", rebase.reason);
+        assert!(!steps(&plan).iter().any(|l| l.contains("db3.service")));
+    }
+
+    #[test]
+    fn a_failover_to_an_unreachable_candidate_is_refused_and_names_the_best_standby() {
+        let mut obs = converged(&orders(""));
+        cut(&mut obs, "db1");
+        cut(&mut obs, "db2");
+        let s3 = server(&mut obs, "db3");
+        s3.wal_receiver = None;
+        let plan = diff::plan(&with_primary("db2"), &obs);
+        let why = plan.refused.as_deref().expect("refused");
+        assert!(why.contains("db3"), "{why}");
+        assert!(why.contains("cannot be reached"), "{why}");
+    }
+
+    #[test]
+    fn an_unreachable_primary_that_stays_primary_is_blocked_not_refused() {
+        let mut obs = converged(&orders(""));
+        cut(&mut obs, "db1");
+        let plan = diff::plan(&orders(""), &obs);
+        assert!(plan.refused.is_none(), "{:?}", plan.refused);
+        assert!(!plan.blocked.is_empty());
+    }
+
+    #[test]
+    fn a_failover_needs_force_and_re_bases_a_standby_past_the_candidates_replay_end() {
+        let mut obs = converged(&orders(""));
+        cut(&mut obs, "db1");
+        // db2 received a partial record it cannot replay; db3 got further into it.
+        let s2 = server(&mut obs, "db2");
+        s2.replay_lsn = Some(lsn("0/3000148"));
+        s2.receive_lsn = Some(lsn("0/3000600"));
+        s2.wal_receiver = None;
+        let s3 = server(&mut obs, "db3");
+        s3.replay_lsn = Some(lsn("0/3000148"));
+        s3.receive_lsn = Some(lsn("0/3000400"));
+        s3.wal_receiver = None;
+        let plan = diff::plan(&with_primary("db2"), &obs);
+        assert!(plan.needs_force.is_some(), "a failover needs --force");
+        assert!(
+            plan.changes.iter().any(|s| s.address == "db3.timeline"),
+            "{:#?}",
+            steps(&plan)
+        );
+    }
+
+    #[test]
+    fn synchronous_standby_names_travel_with_the_role_change() {
+        let text = orders_text("").replace("primary = \"db1\"", "primary = \"db2\"")
+            + "\n[replication.synchronous]\nmode = \"first\"\ncount = 1\nstandbys = [\"db1\", \"db3\"]\n";
+        let Ok(cfg) = std::panic::catch_unwind(|| load(&text)) else {
+            panic!("the orders file with synchronous standbys does not load");
+        };
+        let plan = diff::plan(&cfg, &converged(&orders("")));
+        let s = the_role_change(&plan);
+        match &s.op {
+            Op::Switchover {
+                synchronous_standby_names: Some(names),
+                ..
+            } => assert_eq!(names, "FIRST 1 (\"db1\", \"db3\")"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            s.reason.contains("synchronous_standby_names"),
+            "{}",
+            s.reason
+        );
+    }
+
+    #[test]
+    fn a_stopped_standby_with_a_drifted_setting_is_repaired_offline_before_its_start() {
+        let mut obs = converged(&orders(""));
+        stop(&mut obs, "db3", "shut down in recovery", "0/3000148");
+        let f = builder::files(&mut obs, "db3");
+        let auto = f.auto_conf.clone().unwrap_or_default();
+        f.auto_conf = Some(format!("{auto}\nmax_wal_senders = '7'\n"));
+        let plan = diff::plan(&orders(""), &obs);
+        let got = steps(&plan);
+        let set = plan
+            .changes
+            .iter()
+            .position(|s| s.address == "db3.setting.max_wal_senders")
+            .unwrap_or_else(|| panic!("{got:#?}"));
+        let start = plan
+            .changes
+            .iter()
+            .position(|s| s.address == "db3.service")
+            .unwrap_or_else(|| panic!("{got:#?}"));
+        assert!(set < start, "{got:#?}");
+        assert!(
+            matches!(&plan.changes[set].op, Op::SetSetting { offline: Some(v), .. } if v == "10"),
+            "{:?}",
+            plan.changes[set].op
+        );
+    }
+
+    #[test]
+    fn a_stopped_standby_without_standby_signal_never_starts_as_it_is() {
+        let mut obs = converged(&orders(""));
+        stop(&mut obs, "db3", "shut down", "0/3000148");
+        builder::files(&mut obs, "db3").standby_signal = false;
+        let plan = diff::plan(&orders(""), &obs);
+        let got = steps(&plan);
+        let rec = got.iter().position(|l| l.starts_with("~ db3.recovery"));
+        let start = got.iter().position(|l| l.starts_with("~ db3.service"));
+        assert!(rec.is_some() && rec < start, "{got:#?}");
+    }
+
+    #[test]
+    fn a_stopped_primary_named_next_to_a_running_one_is_blocked() {
+        let mut obs = converged(&orders(""));
+        stop(&mut obs, "db1", "shut down", "0/3000148");
+        let s2 = server(&mut obs, "db2");
+        s2.in_recovery = false;
+        s2.timeline = 1;
+        s2.current_lsn = Some(lsn("0/3000300"));
+        let plan = diff::plan(&orders(""), &obs);
+        assert!(
+            !steps(&plan).iter().any(|l| l.contains("db1.service")),
+            "{:#?}",
+            steps(&plan)
+        );
+        assert!(
+            plan.blocked
+                .iter()
+                .any(|b| b.message.contains("would make two")),
+            "{:?}",
+            plan.blocked
+        );
+    }
+}
