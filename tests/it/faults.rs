@@ -480,3 +480,149 @@ fn a_failover_and_the_old_primarys_re_base_killed_at_every_boundary_converge_on_
         "{what}"
     );
 }
+
+/// Issue cases, each on real nodes.
+#[test]
+fn a_crashed_old_primary_is_re_based_and_never_started_read_write() {
+    let Some(lab) = converged_lab("crashed_old_primary_is_re_based") else {
+        return;
+    };
+    lab.cut(1);
+    set_primary(&lab, "node2");
+    apply_ok(&lab, &["--force"]);
+    // Cut off, node1 writes on, then its postmaster dies as in a power cut
+    // (SIGQUIT: pg_control stays `in production`).
+    lab.sql(
+        1,
+        "INSERT INTO lab_data(note) SELECT 'cut off' FROM generate_series(1, 200)",
+    );
+    let out = lab.exec(
+        1,
+        &[
+            "sh",
+            "-c",
+            "kill -QUIT $(head -1 \"$1/postmaster.pid\"); while [ -e \"$1/postmaster.pid\" ] && kill -0 $(head -1 \"$1/postmaster.pid\") 2>/dev/null; do sleep 0.05; done",
+            "sh",
+            &lab.data_dir(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // From here on every node counts: pgrepl must not start node1 read-write.
+    let obs = Observers::start(&lab, &[1, 2, 3]);
+    lab.heal(1);
+    let plan = text(&pgrepl(&lab, &["plan"]));
+    assert!(plan.contains("node1.timeline"), "{plan}");
+    assert!(plan.contains("in production"), "{plan}");
+    assert!(!plan.contains("node1.service"), "{plan}");
+    let out = apply_ok(&lab, &[]);
+    plan_is_empty(&lab);
+    let seen = obs.finish();
+    assert_one_primary(&seen, &text(&out));
+    assert!(!is_primary(&lab, 1));
+}
+
+#[test]
+fn a_failover_to_an_unreachable_candidate_is_refused_even_with_force() {
+    let Some(lab) = converged_lab("failover_to_unreachable_candidate_refused") else {
+        return;
+    };
+    lab.cut(1);
+    lab.cut(2);
+    set_primary(&lab, "node2");
+    let before = crate::support::node_fingerprint(&lab, 3);
+    let plan = pgrepl(&lab, &["plan"]);
+    assert!(
+        text(&plan).contains("the most advanced reachable standby is node3"),
+        "{}",
+        text(&plan)
+    );
+    let out = pgrepl(&lab, &["apply", "--auto-approve", "--force"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("--force does not override"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(crate::support::node_fingerprint(&lab, 3), before);
+    lab.heal(1);
+    lab.heal(2);
+}
+
+#[test]
+fn a_stopped_standby_with_a_drifted_setting_is_repaired_before_its_start() {
+    let Some(lab) = converged_lab("stopped_standby_drift_repaired_offline") else {
+        return;
+    };
+    // Too low for a standby of a primary with 10: it would never start.
+    lab.sql(3, "ALTER SYSTEM SET max_wal_senders = 7");
+    lab.stop(3);
+    let plan = text(&pgrepl(&lab, &["plan"]));
+    let set = plan.find("node3.setting.max_wal_senders");
+    let start = plan.find("node3.service");
+    assert!(set.is_some() && set < start, "{plan}");
+    apply_ok(&lab, &[]);
+    plan_is_empty(&lab);
+    assert_eq!(lab.sql(3, "SHOW max_wal_senders"), "10");
+    assert_eq!(lab.sql(3, "SELECT pg_is_in_recovery()"), "t");
+}
+
+#[test]
+fn synchronous_standby_names_are_set_on_the_candidate_before_its_promotion() {
+    let Some(lab) = Lab::for_test("sync_names_before_promotion", 3) else {
+        return;
+    };
+    let path = lab.config_path();
+    let cfg = std::fs::read_to_string(&path).expect("config").replace(
+        "max_lag_on_failover = \"16MB\"",
+        "max_lag_on_failover = \"16MB\"\nsynchronous = { mode = \"first\", count = 1, standbys = [\"node1\", \"node3\"] }",
+    );
+    std::fs::write(&path, cfg).expect("write config");
+    apply_ok(&lab, &[]);
+    set_primary(&lab, "node2");
+    // Paused right before pg_promote: the standby already enforces nothing,
+    // but the setting is live, so its first commit as primary waits for
+    // node1 or node3.
+    let pause = lab.dir().join("pause-point");
+    let mut cmd = pgrepl_cmd(&lab, &["apply", "--auto-approve"]);
+    cmd.env("PGREPL_TEST_PAUSE_AT", "switchover:before-promote")
+        .env("PGREPL_TEST_PAUSE_FILE", &pause)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn pgrepl");
+    crate::support::wait_for(
+        "the pause before the promotion",
+        Duration::from_secs(60),
+        || pause.exists(),
+    );
+    let names = lab.sql(2, "SHOW synchronous_standby_names");
+    std::fs::remove_file(&pause).expect("release the pause");
+    let out = child.wait_with_output().expect("apply");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(names, "FIRST 1 (\"node1\", \"node3\")");
+    plan_is_empty(&lab);
+}
+
+#[test]
+fn a_switchover_to_a_cascaded_standby_is_done() {
+    let Some(lab) = Lab::for_test("switchover_to_a_cascaded_standby", 3) else {
+        return;
+    };
+    crate::support::edit_config(
+        &lab,
+        "[nodes.node3]\n",
+        "[nodes.node3]\nupstream = \"node2\"\n",
+    );
+    apply_ok(&lab, &[]);
+    let h2 = lab.host(2);
+    crate::support::wait_for(
+        "node3 to stream from node2",
+        Duration::from_secs(20),
+        || crate::support::sender_of(&lab, 3) == format!("{h2}:streaming"),
+    );
+    crate::support::edit_config(&lab, "upstream = \"node2\"\n", "");
+    set_primary(&lab, "node3");
+    let out = apply_ok(&lab, &[]);
+    assert!(is_primary(&lab, 3), "{}", text(&out));
+    assert!(!is_primary(&lab, 1), "{}", text(&out));
+    plan_is_empty(&lab);
+}
