@@ -171,6 +171,7 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                     o = old.name
                 );
                 t.steps.push(s);
+                t.steps.extend(after_switchover(cfg, old));
                 t.deferred.insert(old.name.clone());
                 t.deferred.insert(want.clone());
                 new_primary_ready = true;
@@ -512,6 +513,73 @@ fn sync_note(cfg: &Config, want: &str) -> String {
     sync_names(cfg).map_or(String::new(), |n| {
         format!("set synchronous_standby_names = '{n}' on {want} and reload, ")
     })
+}
+
+/// What the old primary needs once it is a standby, shown in the plan and
+/// run right after the switchover: its slots pgrepl made for its former
+/// standbys (inactive from then on, they would hold WAL forever), and its
+/// synchronous_standby_names, which a standby does not keep.
+fn after_switchover(cfg: &Config, old: &NodeState) -> Vec<Step> {
+    let mut out = Vec::new();
+    let Some(server) = &old.server else {
+        return out;
+    };
+    let desired = crate::desired::desired_state(cfg);
+    let Some(want) = desired.nodes.get(&old.name) else {
+        return out;
+    };
+    for slot in &server.slots {
+        let managed = cfg.nodes.contains_key(&slot.name) || cfg.extra_slots.contains(&slot.name);
+        if managed && !want.slots.contains(&slot.name) {
+            let mut s = step(
+                &old.name,
+                format!("{}.slot.{}", old.name, slot.name),
+                Action::Delete,
+                Op::DropSlot {
+                    name: slot.name.clone(),
+                },
+            );
+            s.before = Some("physical slot".into());
+            s.reason = format!(
+                "after the switchover {} is a standby: no standby streams from it through it",
+                old.name
+            );
+            out.push(s);
+        }
+    }
+    let name = "synchronous_standby_names";
+    if let (Some(live), Some(setting), Some(def)) = (
+        server.settings.get(name),
+        want.settings.get(name),
+        crate::guc::lookup(name),
+    ) && !live.setting.is_empty()
+        && let Some(v) = &setting.normalized
+    {
+        let mut s = step(
+            &old.name,
+            format!("{}.setting.{name}", old.name),
+            Action::Update,
+            Op::SetSetting {
+                name: name.into(),
+                sql_value: v.to_alter_system_value(def),
+                offline: None,
+            },
+        );
+        s.before = Some(live.setting.clone());
+        s.after = Some(v.display_with_unit(def));
+        s.reason = "after the switchover: only the primary names synchronous standbys".into();
+        out.push(s);
+        let mut r = step(
+            &old.name,
+            format!("{}.service", old.name),
+            Action::Update,
+            Op::Reload,
+        );
+        r.after = Some("reload".into());
+        r.reason = "pg_reload_conf() makes the setting live".into();
+        out.push(r);
+    }
+    out
 }
 
 fn switchover_step(cfg: &Config, want: &str, from: &str) -> Step {

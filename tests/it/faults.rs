@@ -579,6 +579,11 @@ fn synchronous_standby_names_are_set_on_the_candidate_before_its_promotion() {
     std::fs::write(&path, cfg).expect("write config");
     apply_ok(&lab, &[]);
     set_primary(&lab, "node2");
+    // The plan shows everything apply will run: no step after the role
+    // change is left for apply to find out (slots, synchronous_standby_names).
+    let planned = pgrepl(&lab, &["plan", "--json"]);
+    let planned: serde_json::Value = serde_json::from_slice(&planned.stdout).expect("plan json");
+    let planned = planned["changes"].as_array().map_or(0, Vec::len);
     // Paused right before pg_promote: the standby already enforces nothing,
     // but the setting is live, so its first commit as primary waits for
     // node1 or node3.
@@ -599,6 +604,12 @@ fn synchronous_standby_names_are_set_on_the_candidate_before_its_promotion() {
     let out = child.wait_with_output().expect("apply");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(names, "FIRST 1 (\"node1\", \"node3\")");
+    let done = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        done.contains(&format!("Apply complete: {planned} steps")),
+        "the plan showed {planned} steps:\n{}",
+        text(&out)
+    );
     plan_is_empty(&lab);
 }
 
