@@ -2,7 +2,7 @@
 # Expects: set -euo pipefail in the caller, cwd = the repository root.
 
 BENCH_LAB=lab/lab.sh
-PGREPL=target/release/pgrepl
+PGREPL=${CARGO_TARGET_DIR:-target}/release/pgrepl  # cargo builds there
 BENCH_LABS_UP=()  # the labs this script brought up (and only those are torn down)
 BENCH_TMP=  # made by bench_init
 

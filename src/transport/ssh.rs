@@ -4,9 +4,10 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use openssh::{
@@ -14,7 +15,7 @@ use openssh::{
 };
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at};
 
 use super::quote::command_line;
 use crate::config::{KnownHosts, Node};
@@ -114,15 +115,78 @@ impl RemoteOutput {
 /// A live SSH connection to one node.
 pub struct NodeSession {
     pub node: String,
-    session: Arc<Session>,
+    session: MasterRef,
     user: String,
     command_timeout: Duration,
     connect_timeout: Duration,
     /// Holds the local end of the forwarded PostgreSQL socket.
     pg_dir: tokio::sync::OnceCell<tempfile::TempDir>,
+}
+
+/// One node's master connection. Letting go of it never waits on the
+/// master: a master whose link went silent can stop answering its control
+/// socket as well (blocked flushing to the dead peer).
+struct Master {
+    session: Option<Session>,
     /// The master outlives this run (detached, not closed).
     persisted: bool,
 }
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        if self.persisted {
+            let _ = session.detach();
+        } else {
+            // openssh's drop asks the master to exit over a blocking socket,
+            // with no bound: off this thread, and nobody joins it.
+            let _ = std::thread::Builder::new()
+                .name("pgrepl-ssh-close".into())
+                .spawn(move || drop(session));
+        }
+    }
+}
+
+/// The handle commands and lock holders share; the last one dropped lets the
+/// master go (see `Master`).
+#[derive(Clone)]
+struct MasterRef(Arc<Master>);
+
+impl Deref for MasterRef {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        // Taken only by `Master::drop` and by `close`, which owns the last handle.
+        self.0
+            .session
+            .as_ref()
+            .expect("master session present while shared")
+    }
+}
+
+/// What a reused master's probe found.
+enum Reused {
+    Alive(NodeSession),
+    /// The established path carried nothing: the node is unreachable now.
+    Silent(ConnectError),
+    /// Gone or refusing: a fresh connection may still work.
+    Dead,
+}
+
+/// The line a master writes to its log (`ssh -E`) when its keepalives
+/// (ServerAliveInterval) went unanswered and it gave up on the server.
+fn master_gave_up(ctl: &Path) -> Option<String> {
+    let log = std::fs::read_to_string(ctl.parent()?.join("log")).ok()?;
+    log.lines()
+        .rev()
+        .find(|l| l.contains("not responding"))
+        .map(|l| l.trim().to_string())
+}
+
+/// How long closing a session may wait for its master's answer; a healthy
+/// master answers in milliseconds.
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
 
 /// Idle seconds after which a master left for the next run exits.
 pub const PERSIST_S: usize = 60;
@@ -192,8 +256,14 @@ impl NodeSession {
     /// ControlPersist, in a private directory), so the next run skips the
     /// SSH handshake, which dominates a drift check. A reused master is
     /// probed first; `PGREPL_SSH_PERSIST=0` turns reuse off.
+    ///
+    /// One budget for the whole attempt: the probe of a reused master and a
+    /// fresh connection after it share `connect_timeout`, and a reused master
+    /// that went silent is the attempt (no fresh dial after it), so an
+    /// unreachable node costs at most one `connect_timeout`.
     pub async fn connect(node: &Node) -> Result<NodeSession, ConnectError> {
         let ssh = &node.ssh;
+        let deadline = Instant::now() + ssh.connect_timeout;
         let persist_dir = if persist_enabled() {
             control_dir()
         } else {
@@ -205,48 +275,32 @@ impl NodeSession {
         if let Some(link) = &link
             && let Ok(ctl) = std::fs::read_link(link)
         {
-            let session = Session::resume_mux(ctl.into_boxed_path(), None);
-            let alive = matches!(
-                timeout(Duration::from_secs(1), session.check()).await,
-                Ok(Ok(()))
-            );
-            let candidate = NodeSession::wrap(node, session, true);
-            if alive {
-                // Null stdio: a native-mux command hands its file descriptors to
-                // the master, which would keep the caller's pipes open.
-                let probe = async {
-                    candidate
-                        .session
-                        .raw_command("true")
-                        .stdin(openssh::Stdio::null())
-                        .stdout(openssh::Stdio::null())
-                        .stderr(openssh::Stdio::null())
-                        .status()
-                        .await
-                };
-                match timeout(ssh.connect_timeout, probe).await {
-                    Ok(Ok(status)) if status.success() => return Ok(candidate),
-                    // The established path no longer carries anything: the node is
-                    // unreachable now, whatever a fresh connect would wait to learn.
-                    // (Its master ends by itself: ServerAlive gives up within 6 s.)
-                    Err(_) => {
-                        drop(candidate);
-                        let _ = std::fs::remove_file(link);
-                        return Err(ConnectError {
-                            kind: Unreachable::Timeout,
-                            detail: format!("no answer within {}", humantime(ssh.connect_timeout)),
-                        });
-                    }
-                    Ok(_) => {}
+            match NodeSession::probe_reused(node, ctl, deadline).await {
+                Reused::Alive(session) => return Ok(session),
+                Reused::Silent(e) => {
+                    let _ = std::fs::remove_file(link);
+                    return Err(e);
+                }
+                Reused::Dead => {
+                    let _ = std::fs::remove_file(link);
                 }
             }
-            candidate.stop_master().await;
-            let _ = std::fs::remove_file(link);
         }
+        // What the probe left of the budget (all of it without one). ssh
+        // takes whole seconds: the nearest, at least one.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ConnectError {
+                kind: Unreachable::Timeout,
+                detail: format!("no answer within {}", humantime(ssh.connect_timeout)),
+            });
+        }
+        let rounded = left.as_secs() + u64::from(left.subsec_millis() >= 500);
+        let ssh_timeout = Duration::from_secs(rounded.max(1));
         let mut b = SessionBuilder::default();
         b.user(ssh.user.clone())
             .port(ssh.port)
-            .connect_timeout(ssh.connect_timeout.max(Duration::from_secs(1)))
+            .connect_timeout(ssh_timeout)
             .server_alive_interval(Duration::from_secs(2))
             .control_directory(persist_dir.clone().unwrap_or_else(std::env::temp_dir))
             // A master outlives the run by PERSIST_S seconds of idleness, and
@@ -267,9 +321,10 @@ impl NodeSession {
         if let Some(dir) = &persist_dir {
             remove_dead_masters(dir);
         }
-        // ssh's ConnectTimeout covers the TCP connect; the overall bound covers
-        // a peer that accepts and then stalls during the handshake.
-        let bound = ssh.connect_timeout + Duration::from_secs(2);
+        // ssh's ConnectTimeout covers the TCP connect and the banner; the
+        // overall bound covers a peer that accepts and then stalls during the
+        // handshake.
+        let bound = left.max(ssh_timeout) + Duration::from_secs(2);
         let session = match timeout(bound, b.connect_mux(&node.host)).await {
             Err(_) => {
                 return Err(ConnectError {
@@ -293,22 +348,78 @@ impl NodeSession {
         Ok(NodeSession::wrap(node, session, link.is_some()))
     }
 
+    /// Probes a master left by an earlier run with `true`, until `deadline`.
+    async fn probe_reused(node: &Node, ctl: PathBuf, deadline: Instant) -> Reused {
+        let budget = node.ssh.connect_timeout;
+        let session = Session::resume_mux(ctl.clone().into_boxed_path(), None);
+        // The control socket is local: a live master answers at once.
+        let check_until = deadline.min(Instant::now() + Duration::from_secs(1));
+        let alive = matches!(
+            timeout_at(check_until.into(), session.check()).await,
+            Ok(Ok(()))
+        );
+        let candidate = NodeSession::wrap(node, session, true);
+        if !alive {
+            candidate.stop_master().await;
+            return Reused::Dead;
+        }
+        // Null stdio: a native-mux command hands its file descriptors to the
+        // master, which would keep the caller's pipes open.
+        let probe = async {
+            candidate
+                .session
+                .raw_command("true")
+                .stdin(openssh::Stdio::null())
+                .stdout(openssh::Stdio::null())
+                .stderr(openssh::Stdio::null())
+                .status()
+                .await
+        };
+        match timeout_at(deadline.into(), probe).await {
+            Ok(Ok(status)) if status.success() => Reused::Alive(candidate),
+            // The established path no longer carries anything: the node is
+            // unreachable now, whatever a fresh connect would wait to learn.
+            // The master is left to end by itself (ServerAlive gives up
+            // within 8 s); asking it could wait on it.
+            Err(_) => Reused::Silent(ConnectError {
+                kind: Unreachable::Timeout,
+                detail: format!("no answer within {}", humantime(budget)),
+            }),
+            // It died under the probe because its keepalives went unanswered:
+            // the same silence, found out sooner. A fresh dial would only
+            // wait out the rest of the budget.
+            Ok(_) if let Some(line) = master_gave_up(&ctl) => Reused::Silent(ConnectError {
+                kind: Unreachable::Timeout,
+                detail: format!("its open SSH connection stopped answering; ssh: {line}"),
+            }),
+            Ok(_) => {
+                candidate.stop_master().await;
+                Reused::Dead
+            }
+        }
+    }
+
     fn wrap(node: &Node, session: Session, persisted: bool) -> NodeSession {
         NodeSession {
             node: node.name.clone(),
-            session: Arc::new(session),
+            session: MasterRef(Arc::new(Master {
+                session: Some(session),
+                persisted,
+            })),
             user: node.ssh.user.clone(),
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             connect_timeout: node.ssh.connect_timeout,
             pg_dir: tokio::sync::OnceCell::new(),
-            persisted,
         }
     }
 
-    /// Asks a master to exit (it finishes what it carries first).
+    /// Asks a master to exit (it finishes what it carries first), waiting
+    /// at most `CLOSE_WAIT` for its answer.
     async fn stop_master(self) {
-        if let Ok(session) = Arc::try_unwrap(self.session) {
-            let _ = timeout(Duration::from_secs(2), session.close()).await;
+        if let Ok(mut master) = Arc::try_unwrap(self.session.0)
+            && let Some(session) = master.session.take()
+        {
+            let _ = timeout(CLOSE_WAIT, session.close()).await;
         }
     }
 
@@ -617,14 +728,19 @@ while IFS= read -r _; do touch "$L.holder"; done"#;
 
     /// Ends this run's use of the node: a persisted master is left running
     /// for the next run (it exits after `PERSIST_S` idle seconds), any other
-    /// is closed.
+    /// is closed, waiting at most `CLOSE_WAIT` for it. While a lock holder
+    /// still shares the master, the last of them lets it go (see `Master`).
     pub async fn close(self) {
-        if let Ok(session) = Arc::try_unwrap(self.session) {
-            if self.persisted {
-                let _ = session.detach();
-            } else {
-                let _ = session.close().await;
-            }
+        let Ok(mut master) = Arc::try_unwrap(self.session.0) else {
+            return;
+        };
+        let Some(session) = master.session.take() else {
+            return;
+        };
+        if master.persisted {
+            let _ = session.detach();
+        } else {
+            let _ = timeout(CLOSE_WAIT, session.close()).await;
         }
     }
 }
@@ -650,7 +766,7 @@ fn local_hostname() -> String {
 
 /// A held lock; released when dropped (the remote holder's stdin closes).
 pub struct NodeLock {
-    child: Option<openssh::Child<Arc<Session>>>,
+    child: Option<openssh::Child<MasterRef>>,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -742,6 +858,28 @@ mod tests {
         for (text, kind) in cases {
             assert_eq!(classify_ssh_error(text), kind, "{text}");
         }
+    }
+
+    #[test]
+    fn a_master_that_gave_up_on_its_server_is_told_from_its_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = dir.path().join("master");
+        assert_eq!(master_gave_up(&ctl), None, "no log yet");
+        std::fs::write(
+            dir.path().join("log"),
+            "channel 3: open failed: connect failed: open failed\n",
+        )
+        .expect("write log");
+        assert_eq!(master_gave_up(&ctl), None, "alive master's noise");
+        std::fs::write(
+            dir.path().join("log"),
+            "channel 3: open failed: connect failed: open failed\nTimeout, server 198.18.1.11 not responding.\n",
+        )
+        .expect("write log");
+        assert_eq!(
+            master_gave_up(&ctl).as_deref(),
+            Some("Timeout, server 198.18.1.11 not responding.")
+        );
     }
 
     #[test]
