@@ -1243,12 +1243,21 @@ async fn promote(ctx: &mut Ctx<'_>, old: &str, sync_names: Option<&str>) -> anyh
     }
     set_sync_names(&client, sync_names).await?;
     super::pause::point("failover:before-promote").await;
+    // A last sign of life: a failure now is surely before the promotion.
+    bounded(
+        Duration::from_secs(2),
+        "checking that the candidate answers",
+        client.simple_query("SELECT 1"),
+    )
+    .await
+    .context("nothing was promoted")?;
     bounded(
         Duration::from_secs(70),
         "pg_promote()",
         client.query_one("SELECT pg_promote(true, 60)", &[]),
     )
-    .await?;
+    .await
+    .context("whether the candidate was promoted is not known; run apply again once it answers")?;
     super::pause::point("failover:after-promote").await;
     Ok(format!(
         "promoted without {old}; {old} is re-based when it is back"

@@ -430,6 +430,8 @@ fn a_failover_and_the_old_primarys_re_base_killed_at_every_boundary_converge_on_
     assert!(!is_primary(&lab, 2));
     let second = interrupted_apply(&lab, &["--force"], "failover:after-promote", Fault::Kill);
     assert!(is_primary(&lab, 2), "{second}");
+    // node3 re-pointed at node2, killed before the reload that makes it live.
+    let repoint = interrupted_apply(&lab, &["--force"], "recovery:before-reload", Fault::Kill);
     let out = apply_ok(&lab, &["--force"]);
     let h2 = lab.host(2);
     crate::support::wait_for("node3 to follow node2", Duration::from_secs(20), || {
@@ -452,10 +454,17 @@ fn a_failover_and_the_old_primarys_re_base_killed_at_every_boundary_converge_on_
     );
     assert!(!plan.contains("pg_rewind from"), "{plan}");
     let fourth = interrupted_apply(&lab, &[], "rebase:during-base-backup", Fault::Kill);
+    // The plan shows pgrepl's partial copy, with its size, and removes it.
+    let plan = text(&pgrepl(&lab, &["plan"]));
+    assert!(
+        plan.contains("removes the interrupted copy"),
+        "{fourth}\n{plan}"
+    );
+    assert!(plan.contains(".pgrepl-building ("), "{plan}");
     let rerun = rerun_converges(&lab, false, "re-base");
     let seen = obs.finish();
     let what = format!(
-        "{first}\n{second}\n{}\n{third}\n{fourth}\n{rerun}",
+        "{first}\n{second}\n{repoint}\n{}\n{third}\n{fourth}\n{rerun}",
         text(&out)
     );
     assert_one_primary(&seen, &what);
@@ -636,4 +645,72 @@ fn a_switchover_to_a_cascaded_standby_is_done() {
     assert!(is_primary(&lab, 3), "{}", text(&out));
     assert!(!is_primary(&lab, 1), "{}", text(&out));
     plan_is_empty(&lab);
+}
+
+#[test]
+fn a_failover_with_its_candidate_cut_before_the_promotion_promotes_nothing_and_converges_later() {
+    let Some(lab) = converged_lab("failover_candidate_cut_before_promotion") else {
+        return;
+    };
+    let obs = Observers::start(&lab, &[2, 3]);
+    lab.cut(1);
+    set_primary(&lab, "node2");
+    let first = interrupted_apply(&lab, &["--force"], "failover:before-promote", Fault::Cut(2));
+    assert!(first.contains("exit Some(1)"), "{first}");
+    assert!(!is_primary(&lab, 2), "{first}");
+    // The SSH master of the cut session goes silent and is let go; until
+    // it has ended (its keepalives, seconds), node2 reads as unreachable.
+    crate::support::wait_for(
+        "node2 to be reachable again",
+        Duration::from_secs(30),
+        || {
+            !text(&pgrepl(&lab, &["status"])).contains("node2: unreachable")
+                && !text(&pgrepl(&lab, &["plan"])).contains("node2: unreachable")
+        },
+    );
+    let rerun = rerun_converges_allowing_unreachable(&lab);
+    let seen = obs.finish();
+    assert_one_primary(&seen, &format!("{first}\n{rerun}"));
+    assert!(is_primary(&lab, 2), "{rerun}");
+    lab.heal(1);
+}
+
+/// A rerun with `--force` while the old primary is still cut off: apply
+/// completes what it can and says the node is left for later.
+fn rerun_converges_allowing_unreachable(lab: &Lab) -> String {
+    let out = pgrepl(lab, &["apply", "--auto-approve", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    text(&out)
+}
+
+#[test]
+fn a_re_base_killed_after_the_stop_and_before_the_start_converges_on_rerun() {
+    let Some(lab) = converged_lab("rebase_killed_after_stop_and_before_start") else {
+        return;
+    };
+    lab.cut(1);
+    set_primary(&lab, "node2");
+    apply_ok(&lab, &["--force"]);
+    lab.sql(
+        1,
+        "INSERT INTO lab_data(note) SELECT 'split brain' FROM generate_series(1, 300)",
+    );
+    lab.heal(1);
+    // node1 runs as a second primary until pgrepl stops it: not watched
+    // until then (not pgrepl's doing); from its stop on, every node counts.
+    let first = interrupted_apply(&lab, &[], "rebase:after-stop", Fault::Kill);
+    let obs = Observers::start(&lab, &[1, 2, 3]);
+    let plan = text(&pgrepl(&lab, &["plan"]));
+    assert!(plan.contains("node1.timeline"), "{first}\n{plan}");
+    assert!(!plan.contains("node1.service"), "{plan}");
+    let second = interrupted_apply(&lab, &[], "rebase:before-start", Fault::Kill);
+    let rerun = rerun_converges(&lab, false, "re-base before its start");
+    let seen = obs.finish();
+    let what = format!("{first}\n{second}\n{rerun}");
+    assert_one_primary(&seen, &what);
+    assert!(!is_primary(&lab, 1), "{what}");
+    assert!(
+        second.contains("pg_rewind:"),
+        "the rewind ran before the kill: {what}"
+    );
 }
