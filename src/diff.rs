@@ -518,10 +518,14 @@ impl Differ<'_> {
         self.unmanaged_slot_warnings(want, server);
         for p in server.settings.values().filter(|p| p.pending_restart) {
             let why = format!("{} (pending_restart)", p.name);
-            if !self
-                .restarts
-                .iter()
-                .any(|(n, w)| n == name && w.iter().any(|x| x.starts_with(&p.name)))
+            let put_back = self.steps.iter().any(|s| {
+                s.node == name && matches!(&s.op, Op::SetSetting { name: n, .. } if *n == p.name)
+            });
+            if !put_back
+                && !self
+                    .restarts
+                    .iter()
+                    .any(|(n, w)| n == name && w.iter().any(|x| x.starts_with(&p.name)))
             {
                 self.warn(
                     Some(name),
@@ -678,8 +682,16 @@ impl Differ<'_> {
         }
     }
 
-    fn settings(&mut self, want: &NodeDesired, _seen: &NodeState, server: &ServerFacts) {
+    fn settings(&mut self, want: &NodeDesired, seen: &NodeState, server: &ServerFacts) {
         let name = want.name.as_str();
+        // What waits in postgresql.auto.conf for the next restart: compared
+        // with the file too, so a bad value never waits for a restart there.
+        let auto = seen
+            .files
+            .as_ref()
+            .and_then(|f| f.auto_conf.as_deref())
+            .map(crate::gather::parse::conf_settings)
+            .unwrap_or_default();
         for setting in want.settings.values() {
             let Some(live) = server.settings.get(&setting.name) else {
                 self.warn(
@@ -719,6 +731,30 @@ impl Differ<'_> {
                 }
             };
             if equal {
+                if let (Some(def), Some(want_v), Some(pending)) =
+                    (def, &setting.normalized, auto.get(&setting.name))
+                    && live.pending_restart
+                    && !guc::normalize_desired(def, &toml::Value::String(pending.clone()))
+                        .is_ok_and(|v| &v == want_v)
+                {
+                    let mut s = step(
+                        name,
+                        format!("{name}.setting.{}", setting.name),
+                        Action::Update,
+                        Op::SetSetting {
+                            name: setting.name.clone(),
+                            sql_value: want_v.to_alter_system_value(def),
+                            offline: None,
+                        },
+                    );
+                    s.before = Some(format!(
+                        "{} (in postgresql.auto.conf, waiting for a restart)",
+                        display_value(pending)
+                    ));
+                    s.after = Some(display_value(&after));
+                    s.reason = "ALTER SYSTEM puts the running value back before any restart takes the other one".into();
+                    self.steps.push(s);
+                }
                 continue;
             }
             let restart = live.context == "postmaster";

@@ -714,3 +714,28 @@ fn a_re_base_killed_after_the_stop_and_before_the_start_converges_on_rerun() {
         "the rewind ran before the kill: {what}"
     );
 }
+
+#[test]
+fn a_bad_value_waiting_for_a_restart_is_put_back_not_restarted_into() {
+    let Some(lab) = Lab::for_test("pending_value_put_back", 3) else {
+        return;
+    };
+    crate::support::edit_config(
+        &lab,
+        "wal_level = \"replica\"",
+        "wal_level = \"replica\"\nmax_connections = 100",
+    );
+    apply_ok(&lab, &[]);
+    // Below the primary's 100: a standby restarted with it refuses to start.
+    lab.sql(2, "ALTER SYSTEM SET max_connections = 20");
+    lab.sql(2, "SELECT pg_reload_conf()");
+    let plan = text(&pgrepl(&lab, &["plan"]));
+    assert!(plan.contains("waiting for a restart"), "{plan}");
+    assert!(!plan.contains("restart for"), "{plan}");
+    apply_ok(&lab, &[]);
+    plan_is_empty(&lab);
+    assert_eq!(
+        lab.sql(2, "SELECT setting || ' ' || pending_restart FROM pg_settings WHERE name = 'max_connections'"),
+        "100 false"
+    );
+}

@@ -1673,3 +1673,37 @@ mod interrupted {
         );
     }
 }
+
+#[test]
+fn a_value_waiting_for_a_restart_is_compared_with_the_file_and_put_back() {
+    let cfg = orders("max_connections = 100");
+    let mut obs = converged(&cfg);
+    let f = builder::files(&mut obs, "db2");
+    let auto = f.auto_conf.clone().unwrap_or_default();
+    f.auto_conf = Some(format!("{auto}\nmax_connections = '20'\n"));
+    server(&mut obs, "db2")
+        .settings
+        .get_mut("max_connections")
+        .expect("max_connections")
+        .pending_restart = true;
+    let plan = diff::plan(&cfg, &obs);
+    let got = steps(&plan);
+    let s = plan
+        .changes
+        .iter()
+        .find(|s| s.address == "db2.setting.max_connections")
+        .unwrap_or_else(|| panic!("{got:#?}"));
+    assert!(
+        s.before
+            .as_deref()
+            .is_some_and(|b| b.contains("waiting for a restart")),
+        "{s:?}"
+    );
+    assert!(
+        !plan
+            .changes
+            .iter()
+            .any(|s| matches!(s.op, pgrepl::plan::Op::Restart)),
+        "a bad pending value is put back, not restarted into: {got:#?}"
+    );
+}
