@@ -291,6 +291,13 @@ fn rerun_converges(lab: &Lab, force_allowed: bool, what: &str) -> String {
 }
 
 fn assert_one_primary(seen: &Seen, what: &str) {
+    eprintln!(
+        "watcher: {} sweeps, {} times two writable; clients: {} + {} acknowledged inserts",
+        seen.sweeps,
+        seen.two_primaries.len(),
+        seen.acked_fresh.len(),
+        seen.acked_persistent.len()
+    );
     assert!(
         seen.sweeps > 50,
         "{what}: the watcher polled only {} times",
