@@ -746,3 +746,23 @@ fn a_bad_value_waiting_for_a_restart_is_put_back_not_restarted_into() {
         "100 false"
     );
 }
+
+/// The watcher can fail: two writable nodes made by hand are seen.
+#[test]
+fn the_watcher_sees_two_primaries_made_by_hand() {
+    let Some(lab) = Lab::for_test("watcher_sees_two_primaries", 2) else {
+        return;
+    };
+    admit_the_host(&lab);
+    apply_ok(&lab, &[]);
+    let obs = Observers::start(&lab, &[1, 2]);
+    lab.sql(2, "SELECT pg_promote()");
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = obs.finish();
+    assert!(
+        !seen.two_primaries.is_empty(),
+        "the watcher missed two writable primaries in {} sweeps",
+        seen.sweeps
+    );
+    assert!(seen.two_primaries.iter().all(|(_, n)| n == &[1, 2]));
+}
