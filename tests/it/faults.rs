@@ -766,3 +766,46 @@ fn the_watcher_sees_two_primaries_made_by_hand() {
     );
     assert!(seen.two_primaries.iter().all(|(_, n)| n == &[1, 2]));
 }
+
+/// The two slow boundaries of a cut candidate: before the shutdown (the old
+/// primary's walsender waits out wal_sender_timeout for the cut standby), and
+/// after the promotion with the old primary's recovery written (it starts
+/// as a standby of a node it cannot reach).
+#[test]
+fn a_switchover_whose_candidate_is_cut_before_the_shutdown_or_before_the_old_primarys_start() {
+    let Some(lab) = converged_lab("switchover_candidate_cut_slow_boundaries") else {
+        return;
+    };
+    let mut primary = 1;
+    for point in ["switchover:before-shutdown", "switchover:before-old-start"] {
+        let to = if primary == 1 { 2 } else { 1 };
+        let obs = Observers::start(&lab, &[1, 2, 3]);
+        set_primary(&lab, &lab.node_name(to));
+        let first = interrupted_apply(&lab, &[], point, Fault::Cut(to));
+        eprintln!("--- {point}: node{to} cut\n{first}");
+        if point == "switchover:before-shutdown" {
+            assert!(first.contains("started again as the primary"), "{first}");
+            assert!(is_primary(&lab, primary), "{first}");
+            let hp = lab.host(primary);
+            crate::support::wait_for(
+                "the healed candidate to stream",
+                Duration::from_secs(30),
+                || {
+                    let out = lab.try_sql(
+                        to,
+                        "SELECT sender_host || ':' || status FROM pg_stat_wal_receiver",
+                    );
+                    String::from_utf8_lossy(&out.stdout).trim() == format!("{hp}:streaming")
+                },
+            );
+        }
+        let rerun = rerun_converges(&lab, false, point);
+        std::thread::sleep(Duration::from_millis(200));
+        let seen = obs.finish();
+        let what = format!("{point}\n{first}\n--- rerun\n{rerun}");
+        assert_one_primary(&seen, &what);
+        assert!(is_primary(&lab, to), "{what}");
+        assert_nothing_lost(&lab, to, &seen, &what);
+        primary = to;
+    }
+}
