@@ -34,6 +34,7 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         raised_hot_standby: Vec::new(),
         lowered_hot_standby: Vec::new(),
         deferred: topo.deferred.clone(),
+        late: Vec::new(),
     };
     d.run();
     let Differ {
@@ -208,6 +209,9 @@ struct Differ<'a> {
     lowered_hot_standby: Vec<String>,
     /// Nodes whose role changes in this plan: planned in the next round.
     deferred: std::collections::HashSet<String>,
+    /// Steps that wait for the other nodes' steps (a slot whose standby
+    /// leaves in this plan).
+    late: Vec<Step>,
 }
 
 /// A step with only its address, action and operation filled in.
@@ -298,6 +302,8 @@ impl Differ<'_> {
                 },
             }
         }
+        let late = std::mem::take(&mut self.late);
+        self.steps.extend(late);
         for want in new_standbys {
             self.new_standby(want);
         }
@@ -918,6 +924,38 @@ impl Differ<'_> {
         for slot in &server.slots {
             let managed = self.cfg.nodes.contains_key(&slot.name)
                 || self.cfg.extra_slots.contains(&slot.name);
+            // An active one whose standby this plan re-points elsewhere:
+            // dropped once that standby has left (after its reload).
+            let moving = slot.active
+                && self.want.nodes.get(&slot.name).is_some_and(|d| {
+                    d.upstream.as_deref() != Some(want.name.as_str())
+                        && self
+                            .obs
+                            .nodes
+                            .get(&slot.name)
+                            .is_some_and(|n| n.server.is_some())
+                });
+            if managed && !want.slots.contains(&slot.name) && moving {
+                let mut s = step(
+                    &want.name,
+                    format!("{}.slot.{}", want.name, slot.name),
+                    Action::Delete,
+                    Op::DropSlot {
+                        name: slot.name.clone(),
+                    },
+                );
+                s.before = Some("physical slot, in use".into());
+                s.reason = format!(
+                    "{} streams from {} once re-pointed in this plan; dropped after it left",
+                    slot.name,
+                    self.want.nodes[&slot.name]
+                        .upstream
+                        .as_deref()
+                        .unwrap_or("its new upstream")
+                );
+                self.late.push(s);
+                continue;
+            }
             if managed && !want.slots.contains(&slot.name) && !slot.active {
                 let mut s = step(
                     &want.name,

@@ -888,15 +888,28 @@ async fn write_recovery(
 
 async fn drop_slot(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<String> {
     let client = ctx.client().await?;
-    let row = client
-        .query_opt(
-            "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-            &[&name],
-        )
-        .await?;
-    match row.map(|r| r.get::<_, bool>(0)) {
+    // A standby re-pointed just before leaves its walsender behind for a
+    // moment: wait for it to go, at most 10 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let row = loop {
+        let row = client
+            .query_opt(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                &[&name],
+            )
+            .await?
+            .map(|r| r.get::<_, bool>(0));
+        if row != Some(true) || Instant::now() >= deadline {
+            break row;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    match row {
         None => Ok("already gone".into()),
-        Some(true) => bail!("slot {name} is in use; not dropping it"),
+        Some(true) => bail!(
+            "slot {name} is still in use after 10 s; not dropping it (is its standby still streaming from {}?)",
+            ctx.node.name
+        ),
         Some(false) => {
             client
                 .query("SELECT pg_drop_replication_slot($1)", &[&name])

@@ -809,3 +809,45 @@ fn a_switchover_whose_candidate_is_cut_before_the_shutdown_or_before_the_old_pri
         primary = to;
     }
 }
+
+/// Issue 12, case 6: re-pointing a standby under another upstream drops its
+/// old slot, and the plan says so: apply runs exactly the planned steps, a
+/// saved plan too.
+#[test]
+fn re_pointing_a_standby_plans_its_old_slot_drop_and_apply_runs_exactly_the_plan() {
+    let Some(lab) = Lab::for_test("repoint_plans_the_slot_drop", 3) else {
+        return;
+    };
+    apply_ok(&lab, &[]);
+    crate::support::edit_config(
+        &lab,
+        "[nodes.node3]\n",
+        "[nodes.node3]\nupstream = \"node2\"\n",
+    );
+    let planfile = lab.dir().join("repoint.plan");
+    let out = pgrepl(&lab, &["plan", "--out", planfile.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan = text(&out);
+    assert!(plan.contains("- node1.slot.node3"), "{plan}");
+    let json = pgrepl(&lab, &["plan", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("plan json");
+    let planned = json["changes"].as_array().map_or(0, Vec::len);
+    let out = pgrepl(
+        &lab,
+        &["apply", "--auto-approve", planfile.to_str().expect("path")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("Apply complete: {planned} steps")),
+        "the plan showed {planned} steps:\n{plan}\n{}",
+        text(&out)
+    );
+    plan_is_empty(&lab);
+    assert_eq!(
+        lab.sql(
+            1,
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'node3'"
+        ),
+        "0"
+    );
+}
