@@ -214,6 +214,21 @@ struct Differ<'a> {
     late: Vec<Step>,
 }
 
+/// `- NODE.slot.SLOT`: a slot pgrepl made that no standby will use.
+pub(crate) fn drop_slot_step(node: &str, slot: &str, before: &str, reason: String) -> Step {
+    let mut s = step(
+        node,
+        format!("{node}.slot.{slot}"),
+        Action::Delete,
+        Op::DropSlot {
+            name: slot.to_string(),
+        },
+    );
+    s.before = Some(before.to_string());
+    s.reason = reason;
+    s
+}
+
 /// A step with only its address, action and operation filled in.
 pub(crate) fn step(node: &str, address: String, action: Action, op: Op) -> Step {
     Step {
@@ -935,17 +950,11 @@ impl Differ<'_> {
                             .get(&slot.name)
                             .is_some_and(|n| n.server.is_some())
                 });
-            if managed && !want.slots.contains(&slot.name) && moving {
-                let mut s = step(
-                    &want.name,
-                    format!("{}.slot.{}", want.name, slot.name),
-                    Action::Delete,
-                    Op::DropSlot {
-                        name: slot.name.clone(),
-                    },
-                );
-                s.before = Some("physical slot, in use".into());
-                s.reason = format!(
+            if !managed || want.slots.contains(&slot.name) {
+                continue;
+            }
+            if moving {
+                let reason = format!(
                     "{} streams from {} once re-pointed in this plan; dropped after it left",
                     slot.name,
                     self.want.nodes[&slot.name]
@@ -953,21 +962,20 @@ impl Differ<'_> {
                         .as_deref()
                         .unwrap_or("its new upstream")
                 );
-                self.late.push(s);
-                continue;
-            }
-            if managed && !want.slots.contains(&slot.name) && !slot.active {
-                let mut s = step(
+                self.late.push(drop_slot_step(
                     &want.name,
-                    format!("{}.slot.{}", want.name, slot.name),
-                    Action::Delete,
-                    Op::DropSlot {
-                        name: slot.name.clone(),
-                    },
-                );
-                s.before = Some("physical slot, inactive".into());
-                s.reason = format!("no standby streams from {} through it any more", want.name);
-                self.steps.push(s);
+                    &slot.name,
+                    "physical slot, in use",
+                    reason,
+                ));
+            } else if !slot.active {
+                let reason = format!("no standby streams from {} through it any more", want.name);
+                self.steps.push(drop_slot_step(
+                    &want.name,
+                    &slot.name,
+                    "physical slot, inactive",
+                    reason,
+                ));
             }
         }
         for slot in &want.slots {

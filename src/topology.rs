@@ -531,20 +531,16 @@ fn after_switchover(cfg: &Config, old: &NodeState) -> Vec<Step> {
     for slot in &server.slots {
         let managed = cfg.nodes.contains_key(&slot.name) || cfg.extra_slots.contains(&slot.name);
         if managed && !want.slots.contains(&slot.name) {
-            let mut s = step(
-                &old.name,
-                format!("{}.slot.{}", old.name, slot.name),
-                Action::Delete,
-                Op::DropSlot {
-                    name: slot.name.clone(),
-                },
-            );
-            s.before = Some("physical slot".into());
-            s.reason = format!(
+            let reason = format!(
                 "after the switchover {} is a standby: no standby streams from it through it",
                 old.name
             );
-            out.push(s);
+            out.push(crate::diff::drop_slot_step(
+                &old.name,
+                &slot.name,
+                "physical slot",
+                reason,
+            ));
         }
     }
     let name = "synchronous_standby_names";

@@ -42,16 +42,26 @@ fn wanted(name: &str) -> Option<String> {
     Some(file)
 }
 
+/// Marks the pause in `file` and says so; the caller waits until the file
+/// is gone, at most until the returned deadline.
+fn announce(name: &str) -> Option<(String, Instant)> {
+    debug_assert!(POINTS.contains(&name), "unknown pause point {name}");
+    let file = wanted(name)?;
+    std::fs::write(&file, name).ok()?;
+    super::progress_line(&format!("paused at {name} (PGREPL_TEST_PAUSE_AT)"));
+    Some((file, Instant::now() + Duration::from_secs(120)))
+}
+
+fn released(file: &str, deadline: Instant) -> bool {
+    !std::path::Path::new(file).exists() || Instant::now() >= deadline
+}
+
 /// Pauses at `name` when the test hook asks for it.
 pub async fn point(name: &str) {
-    debug_assert!(POINTS.contains(&name), "unknown pause point {name}");
-    let Some(file) = wanted(name) else { return };
-    if std::fs::write(&file, name).is_err() {
+    let Some((file, deadline)) = announce(name) else {
         return;
-    }
-    super::progress_line(&format!("paused at {name} (PGREPL_TEST_PAUSE_AT)"));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::path::Path::new(&file).exists() && Instant::now() < deadline {
+    };
+    while !released(&file, deadline) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -59,14 +69,10 @@ pub async fn point(name: &str) {
 /// The same, from a synchronous callback (a progress line of pg_rewind or
 /// pg_basebackup): blocks the thread, which stops reading the command's output.
 pub fn point_blocking(name: &str) {
-    debug_assert!(POINTS.contains(&name), "unknown pause point {name}");
-    let Some(file) = wanted(name) else { return };
-    if std::fs::write(&file, name).is_err() {
+    let Some((file, deadline)) = announce(name) else {
         return;
-    }
-    super::progress_line(&format!("paused at {name} (PGREPL_TEST_PAUSE_AT)"));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::path::Path::new(&file).exists() && Instant::now() < deadline {
+    };
+    while !released(&file, deadline) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }

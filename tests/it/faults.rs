@@ -222,7 +222,8 @@ fn apply_ok(lab: &Lab, extra: &[&str]) -> Output {
 enum Fault {
     /// SIGKILL pgrepl (a lost CI runner, a closed laptop).
     Kill,
-    /// Cut node i's network, let pgrepl go on, heal once it has exited.
+    /// Cut node i's network, let pgrepl go on, heal once it has exited
+    /// (`interrupted_switchover` cuts the candidate, whatever i says).
     Cut(usize),
 }
 
@@ -339,6 +340,53 @@ fn converged_lab(test: &str) -> Option<Lab> {
     Some(lab)
 }
 
+/// One switchover from `primary` to the other of nodes 1 and 2, hit by
+/// `fault` at `point`, then a plain rerun; watched throughout. Returns the
+/// new primary.
+fn interrupted_switchover(lab: &Lab, primary: usize, point: &str, fault: Fault) -> usize {
+    let to = if primary == 1 { 2 } else { 1 };
+    let fault = match fault {
+        Fault::Cut(_) => Fault::Cut(to),
+        Fault::Kill => Fault::Kill,
+    };
+    let obs = Observers::start(lab, &[1, 2, 3]);
+    set_primary(lab, &lab.node_name(to));
+    let first = interrupted_apply(lab, &[], point, fault);
+    eprintln!("--- {point}: {fault:?}\n{first}");
+    let before_promotion = !matches!(
+        point,
+        "switchover:after-promote" | "switchover:before-old-start"
+    );
+    if matches!(fault, Fault::Cut(_)) && before_promotion {
+        // Any failure before the promotion: the old primary runs again.
+        assert!(first.contains("started again as the primary"), "{first}");
+        assert!(is_primary(lab, primary), "{first}");
+        // Healed: the plan waits until the candidate streams again (one
+        // between WAL receivers cannot be judged).
+        let hp = lab.host(primary);
+        crate::support::wait_for(
+            "the healed candidate to stream",
+            Duration::from_secs(30),
+            || {
+                let out = lab.try_sql(
+                    to,
+                    "SELECT sender_host || ':' || status FROM pg_stat_wal_receiver",
+                );
+                String::from_utf8_lossy(&out.stdout).trim() == format!("{hp}:streaming")
+            },
+        );
+    }
+    let rerun = rerun_converges(lab, false, point);
+    std::thread::sleep(Duration::from_millis(200));
+    let seen = obs.finish();
+    let what = format!("{point}\n{first}\n--- rerun\n{rerun}");
+    assert_one_primary(&seen, &what);
+    assert!(is_primary(lab, to), "{what}");
+    assert!(!is_primary(lab, primary), "{what}");
+    assert_nothing_lost(lab, to, &seen, &what);
+    to
+}
+
 #[test]
 fn a_switchover_killed_at_every_boundary_finishes_on_rerun_with_one_primary_and_no_lost_row() {
     let Some(lab) = converged_lab("switchover_killed_at_every_boundary") else {
@@ -352,19 +400,7 @@ fn a_switchover_killed_at_every_boundary_finishes_on_rerun_with_one_primary_and_
         "switchover:after-promote",
         "switchover:before-old-start",
     ] {
-        let to = if primary == 1 { 2 } else { 1 };
-        let obs = Observers::start(&lab, &[1, 2, 3]);
-        set_primary(&lab, &lab.node_name(to));
-        let first = interrupted_apply(&lab, &[], point, Fault::Kill);
-        let rerun = rerun_converges(&lab, false, point);
-        std::thread::sleep(Duration::from_millis(200));
-        let seen = obs.finish();
-        let what = format!("{point}\n{first}\n--- rerun\n{rerun}");
-        assert_one_primary(&seen, &what);
-        assert!(is_primary(&lab, to), "{what}");
-        assert!(!is_primary(&lab, primary), "{what}");
-        assert_nothing_lost(&lab, to, &seen, &what);
-        primary = to;
+        primary = interrupted_switchover(&lab, primary, point, Fault::Kill);
     }
 }
 
@@ -379,40 +415,22 @@ fn a_switchover_whose_candidate_is_cut_at_each_boundary_keeps_one_primary_and_co
         "switchover:before-promote",
         "switchover:after-promote",
     ] {
-        let to = if primary == 1 { 2 } else { 1 };
-        let obs = Observers::start(&lab, &[1, 2, 3]);
-        set_primary(&lab, &lab.node_name(to));
-        let first = interrupted_apply(&lab, &[], point, Fault::Cut(to));
-        eprintln!("--- {point}: node{to} cut\n{first}");
-        // Healed: the plan waits until the standbys stream again (a
-        // candidate between WAL receivers cannot be judged).
-        if point != "switchover:after-promote" {
-            let hp = lab.host(primary);
-            crate::support::wait_for(
-                "the healed candidate to stream",
-                Duration::from_secs(30),
-                || {
-                    let out = lab.try_sql(
-                        to,
-                        "SELECT sender_host || ':' || status FROM pg_stat_wal_receiver",
-                    );
-                    String::from_utf8_lossy(&out.stdout).trim() == format!("{hp}:streaming")
-                },
-            );
-        }
-        // Before the promotion the old primary is back as the primary.
-        if point != "switchover:after-promote" {
-            assert!(first.contains("started again as the primary"), "{first}");
-            assert!(is_primary(&lab, primary), "{first}");
-        }
-        let rerun = rerun_converges(&lab, false, point);
-        std::thread::sleep(Duration::from_millis(200));
-        let seen = obs.finish();
-        let what = format!("{point}\n{first}\n--- rerun\n{rerun}");
-        assert_one_primary(&seen, &what);
-        assert!(is_primary(&lab, to), "{what}");
-        assert_nothing_lost(&lab, to, &seen, &what);
-        primary = to;
+        primary = interrupted_switchover(&lab, primary, point, Fault::Cut(0));
+    }
+}
+
+/// The two slow boundaries of a cut candidate: before the shutdown (the old
+/// primary's walsender waits out wal_sender_timeout for the cut standby), and
+/// before the old primary's start (it starts as a standby of a node it
+/// cannot reach). A test of their own, so they run beside the others.
+#[test]
+fn a_switchover_whose_candidate_is_cut_before_the_shutdown_or_before_the_old_primarys_start() {
+    let Some(lab) = converged_lab("switchover_candidate_cut_slow_boundaries") else {
+        return;
+    };
+    let mut primary = 1;
+    for point in ["switchover:before-shutdown", "switchover:before-old-start"] {
+        primary = interrupted_switchover(&lab, primary, point, Fault::Cut(0));
     }
 }
 
@@ -765,49 +783,6 @@ fn the_watcher_sees_two_primaries_made_by_hand() {
         seen.sweeps
     );
     assert!(seen.two_primaries.iter().all(|(_, n)| n == &[1, 2]));
-}
-
-/// The two slow boundaries of a cut candidate: before the shutdown (the old
-/// primary's walsender waits out wal_sender_timeout for the cut standby), and
-/// after the promotion with the old primary's recovery written (it starts
-/// as a standby of a node it cannot reach).
-#[test]
-fn a_switchover_whose_candidate_is_cut_before_the_shutdown_or_before_the_old_primarys_start() {
-    let Some(lab) = converged_lab("switchover_candidate_cut_slow_boundaries") else {
-        return;
-    };
-    let mut primary = 1;
-    for point in ["switchover:before-shutdown", "switchover:before-old-start"] {
-        let to = if primary == 1 { 2 } else { 1 };
-        let obs = Observers::start(&lab, &[1, 2, 3]);
-        set_primary(&lab, &lab.node_name(to));
-        let first = interrupted_apply(&lab, &[], point, Fault::Cut(to));
-        eprintln!("--- {point}: node{to} cut\n{first}");
-        if point == "switchover:before-shutdown" {
-            assert!(first.contains("started again as the primary"), "{first}");
-            assert!(is_primary(&lab, primary), "{first}");
-            let hp = lab.host(primary);
-            crate::support::wait_for(
-                "the healed candidate to stream",
-                Duration::from_secs(30),
-                || {
-                    let out = lab.try_sql(
-                        to,
-                        "SELECT sender_host || ':' || status FROM pg_stat_wal_receiver",
-                    );
-                    String::from_utf8_lossy(&out.stdout).trim() == format!("{hp}:streaming")
-                },
-            );
-        }
-        let rerun = rerun_converges(&lab, false, point);
-        std::thread::sleep(Duration::from_millis(200));
-        let seen = obs.finish();
-        let what = format!("{point}\n{first}\n--- rerun\n{rerun}");
-        assert_one_primary(&seen, &what);
-        assert!(is_primary(&lab, to), "{what}");
-        assert_nothing_lost(&lab, to, &seen, &what);
-        primary = to;
-    }
 }
 
 /// Issue 12, case 6: re-pointing a standby under another upstream drops its
