@@ -41,7 +41,7 @@ impl Ctx<'_> {
     async fn run_ok(&self, argv: &[&str], what: &str) -> anyhow::Result<String> {
         let out = self.session.run(argv).await?;
         if !out.success() {
-            bail!("{what} failed (exit {:?}): {}", out.code, out.stderr.trim());
+            bail!("{what} failed ({}): {}", out.exit(), out.stderr.trim());
         }
         Ok(out.stdout)
     }
@@ -61,7 +61,7 @@ impl Ctx<'_> {
             )
             .await?;
         if !out.success() {
-            bail!("{what} failed (exit {:?}): {}", out.code, out.stderr.trim());
+            bail!("{what} failed ({}): {}", out.exit(), out.stderr.trim());
         }
         Ok(out.stdout)
     }
@@ -221,9 +221,9 @@ async fn write_auto_conf_offline(
     let out = session.run(&argv).await?;
     if !out.success() {
         bail!(
-            "{}: writing postgresql.auto.conf failed (exit {:?}): {}",
+            "{}: writing postgresql.auto.conf failed ({}): {}",
             node.name,
-            out.code,
+            out.exit(),
             out.stderr.trim()
         );
     }
@@ -331,9 +331,9 @@ async fn control(session: &NodeSession, node: &Node, verb: &str) -> anyhow::Resu
         .await?;
     let mut failure = (!out.success()).then(|| {
         format!(
-            "{}: {verb} failed (exit {:?}): {}",
+            "{}: {verb} failed ({}): {}",
             node.name,
-            out.code,
+            out.exit(),
             out.stderr.trim()
         )
     });
@@ -752,8 +752,8 @@ async fn base_backup(
         .await?;
     if !out.success() {
         bail!(
-            "pg_basebackup from {upstream} failed (exit {:?}): {}",
-            out.code,
+            "pg_basebackup from {upstream} failed ({}): {}",
+            out.exit(),
             out.stderr
                 .lines()
                 .filter(|l| !l.contains("kB ("))
@@ -1364,8 +1364,8 @@ async fn keep_diverged_wal(
         .await?;
     if !out.success() {
         bail!(
-            "copying timeline {timeline}'s WAL from {first} to {keep_as} failed (exit {:?}): {}",
-            out.code,
+            "copying timeline {timeline}'s WAL from {first} to {keep_as} failed ({}): {}",
+            out.exit(),
             out.stderr.trim()
         );
     }

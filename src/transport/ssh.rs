@@ -110,6 +110,15 @@ impl RemoteOutput {
     pub fn success(&self) -> bool {
         self.code == Some(0)
     }
+
+    /// How the command ended, for error messages: `exit 1`, or `killed by a
+    /// signal` (no exit code).
+    pub fn exit(&self) -> String {
+        match self.code {
+            Some(c) => format!("exit {c}"),
+            None => "killed by a signal".into(),
+        }
+    }
 }
 
 /// A live SSH connection to one node.
