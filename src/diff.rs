@@ -1075,13 +1075,14 @@ impl Differ<'_> {
             .and_then(|n| n.files.as_ref())
             .and_then(|f| f.disk_free_bytes);
         if let (Some(size), Some(free)) = (size, free)
-            && free < size
+            && free < backup_room(size)
         {
             self.block(
                 name,
                 format!(
-                    "needs room for a copy of {upstream}'s {} of databases, but the file system of its data directory has {} free; free some space (or put the data directory elsewhere) and plan again",
+                    "needs room for a copy of {upstream}'s {} of databases, about {} with the WAL written during the copy and a margin, but the file system of its data directory has {} free; free some space (or put the data directory elsewhere) and plan again",
                     human_bytes(size),
+                    human_bytes(backup_room(size)),
                     human_bytes(free)
                 ),
             );
@@ -1246,6 +1247,13 @@ pub(crate) fn cluster_size(obs: &Observed, upstream: &str) -> Option<u64> {
         .and_then(measured)
         .or_else(|| obs.nodes.values().find_map(measured))
         .and_then(|b| u64::try_from(b).ok())
+}
+
+/// The room a base backup of `size` bytes of databases needs: the copy, the
+/// WAL streamed while it runs (`-X stream`), and a margin: 10% and 64 MB
+/// (four 16 MB segments).
+pub(crate) fn backup_room(size: u64) -> u64 {
+    size.saturating_add(size / 10).saturating_add(64 << 20)
 }
 
 /// Bytes as people read them: `512 B`, `1.5 MB` (1024-based, as PostgreSQL).

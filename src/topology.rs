@@ -444,14 +444,14 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
         if !rewind
             && let (Some(size), Some(free)) =
                 (crate::diff::cluster_size(obs, want), files.disk_free_bytes)
-            && free < size
+            && free < crate::diff::backup_room(size)
         {
             t.blocked.push(Warning {
                 node: Some(n.name.clone()),
                 message: format!(
-                    "{} {why}, and is re-based by {method}; that copy needs about {} but its file system has {} free; free some space and plan again",
+                    "{} {why}, and is re-based by {method}; that copy needs about {} (databases, the WAL written during the copy, a margin) but its file system has {} free; free some space and plan again",
                     n.name,
-                    human_bytes(size),
+                    human_bytes(crate::diff::backup_room(size)),
                     human_bytes(free)
                 ),
             });

@@ -1327,7 +1327,7 @@ mod topology {
             .find(|b| b.node.as_deref() == Some("db1"))
             .unwrap_or_else(|| panic!("{:?}", plan.blocked));
         assert!(
-            why.message.contains("needs about 7.2 MB")
+            why.message.contains("needs about 71.9 MB")
                 && why.message.contains("has 3.0 MB free")
                 && why.message.contains("a fresh base backup"),
             "{}",
@@ -1705,5 +1705,28 @@ fn a_value_waiting_for_a_restart_is_compared_with_the_file_and_put_back() {
             .iter()
             .any(|s| matches!(s.op, pgrepl::plan::Op::Restart)),
         "a bad pending value is put back, not restarted into: {got:#?}"
+    );
+}
+
+#[test]
+fn a_base_backup_needs_room_for_its_wal_and_a_margin_too() {
+    // The case: 88 MB free for "about 81.3 MB" passed, then failed
+    // with "no space left" once the WAL streamed during the copy came in.
+    let cfg = orders("");
+    let mut obs = fresh(&cfg);
+    let size = server(&mut obs, "db1")
+        .database_size_bytes
+        .expect("primary size");
+    builder::files(&mut obs, "db2").disk_free_bytes = Some(size as u64 + (7 << 20));
+    let plan = diff::plan(&cfg, &obs);
+    let why = plan
+        .blocked
+        .iter()
+        .find(|b| b.node.as_deref() == Some("db2"))
+        .unwrap_or_else(|| panic!("{:?}", steps(&plan)));
+    assert!(
+        why.message.contains("with the WAL written during the copy"),
+        "{}",
+        why.message
     );
 }
