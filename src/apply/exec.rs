@@ -89,7 +89,7 @@ pub async fn execute(ctx: &mut Ctx<'_>, step: &Step) -> anyhow::Result<String> {
             ..
         } => set_setting_offline(ctx, name, value).await,
         Op::Reload => reload(ctx).await,
-        Op::Restart => service(ctx, "restart").await,
+        Op::Restart => restart(ctx).await,
         Op::Start => start(ctx).await,
         Op::WriteHba { path, content } => write_hba(ctx, path, content).await,
         Op::CreateRole { name, kind } | Op::UpdateRole { name, kind, .. } => {
@@ -255,6 +255,51 @@ async fn check_config_files(client: &Client) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Restarts the node; the standbys that streamed from it before stream
+/// again when this returns (at most `STREAM_WAIT`), so "no changes" at the
+/// end of apply is the truth and not a cluster still reconnecting.
+async fn restart(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
+    const STREAMING: &str = "SELECT coalesce(array_agg(application_name ORDER BY application_name), '{}') FROM pg_stat_replication WHERE state = 'streaming'";
+    let before: Vec<String> = match ctx.client().await {
+        Ok(c) => bounded(
+            QUERY_LIMIT,
+            "reading pg_stat_replication",
+            c.query_one(STREAMING, &[]),
+        )
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let done = service(ctx, "restart").await?;
+    if before.is_empty() {
+        return Ok(done);
+    }
+    let deadline = Instant::now() + STREAM_WAIT;
+    let mut now: Vec<String> = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(c) = ctx.client().await
+            && let Ok(r) = bounded(
+                QUERY_LIMIT,
+                "reading pg_stat_replication",
+                c.query_one(STREAMING, &[]),
+            )
+            .await
+        {
+            now = r.get(0);
+            if before.iter().all(|b| now.contains(b)) {
+                return Ok(format!("{done}; {} stream again", before.join(", ")));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let missing: Vec<&String> = before.iter().filter(|b| !now.contains(b)).collect();
+    bail!(
+        "restarted, but {missing:?} did not stream from it again within {}s; check their logs, then run apply again",
+        STREAM_WAIT.as_secs()
+    )
 }
 
 async fn service(ctx: &mut Ctx<'_>, verb: &str) -> anyhow::Result<String> {

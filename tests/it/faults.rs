@@ -826,3 +826,31 @@ fn re_pointing_a_standby_plans_its_old_slot_drop_and_apply_runs_exactly_the_plan
         "0"
     );
 }
+
+/// Issue 12, case 9: "a fresh plan shows no changes" is said once the
+/// standbys stream again after a primary restart, not while they reconnect.
+#[test]
+fn after_a_primary_restart_apply_returns_once_its_standbys_stream_again() {
+    let Some(lab) = Lab::for_test("primary_restart_waits_for_standbys", 3) else {
+        return;
+    };
+    apply_ok(&lab, &[]);
+    crate::support::edit_config(
+        &lab,
+        "wal_level = \"replica\"",
+        "wal_level = \"replica\"\nshared_buffers = \"64MB\"",
+    );
+    let out = apply_ok(&lab, &[]);
+    let shown = text(&out);
+    assert!(shown.contains("node1.service"), "{shown}");
+    // Right away, no waiting: both stream from the restarted primary.
+    let h1 = lab.host(1);
+    for i in [2, 3] {
+        assert_eq!(
+            crate::support::sender_of(&lab, i),
+            format!("{h1}:streaming"),
+            "node{i} right after apply:\n{shown}"
+        );
+    }
+    assert!(shown.contains("stream again"), "{shown}");
+}
