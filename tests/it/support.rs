@@ -102,7 +102,10 @@ pub fn sender_of(lab: &Lab, i: usize) -> String {
     )
 }
 
-/// Everything apply could touch on a node, to prove it touched nothing.
+/// Everything apply could touch on a node, to prove it touched nothing: the
+/// configuration files, the data directory's files with their times (not
+/// its directories: pg_wal and the like change on their own), and the
+/// server's start time, settings, slots and roles.
 pub fn node_fingerprint(lab: &Lab, i: usize) -> String {
     let dd = lab.data_dir();
     let files = lab.exec(
@@ -110,7 +113,7 @@ pub fn node_fingerprint(lab: &Lab, i: usize) -> String {
         &[
             "sh",
             "-c",
-            "cat \"$1/pg_hba.conf\" \"$1/postgresql.auto.conf\"; ls -la --time-style=full-iso \"$1\" | grep -v pg_stat_tmp",
+            "cat \"$1/pg_hba.conf\" \"$1/postgresql.auto.conf\"; ls -la --time-style=full-iso \"$1\" | grep '^-'",
             "sh",
             &dd,
         ],
