@@ -58,6 +58,25 @@ pub struct RoleDesired {
     pub kind: RoleKind,
 }
 
+/// How many connections a pgrepl role needs on one server at once: every
+/// other node may stream from it (one each) or copy from it
+/// (`pg_basebackup -X stream` takes two); pg_rewind takes one per re-based
+/// node. A `CONNECTION LIMIT` below this (0 included) is drift, repaired
+/// with `CONNECTION LIMIT -1`.
+pub fn role_connections_needed(cfg: &Config, replication: bool) -> i32 {
+    let others = i32::try_from(cfg.nodes.len().saturating_sub(1)).unwrap_or(i32::MAX / 2);
+    if replication {
+        (2 * others).max(1)
+    } else {
+        others.max(1)
+    }
+}
+
+/// Whether `limit` (`rolconnlimit`; -1 is none) lets the role do its work.
+pub fn connection_limit_too_low(cfg: &Config, replication: bool, limit: i32) -> bool {
+    limit >= 0 && limit < role_connections_needed(cfg, replication)
+}
+
 /// The passfile pgrepl writes on every node: beside the data directory (not
 /// inside it, so base backups and pg_rewind never copy it), 0600.
 pub fn passfile_path(cfg: &Config, node: &Node) -> String {

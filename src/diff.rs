@@ -637,18 +637,36 @@ impl Differ<'_> {
                     self.steps.push(s);
                 }
                 Some(r) => {
-                    let attributes = !r.login || (kind == RoleKind::Replication && !r.replication);
+                    let replication = kind == RoleKind::Replication;
+                    let flags = !r.login || (replication && !r.replication);
+                    let expires = r.valid_until.is_some();
+                    let limit_low = desired::connection_limit_too_low(
+                        self.cfg,
+                        replication,
+                        r.connection_limit,
+                    );
+                    let attributes = flags || expires || limit_low;
                     let grants = kind == RoleKind::Rewind && !r.superuser && !r.rewind_grants;
                     let pw = !r
                         .verifier
                         .as_deref()
                         .is_some_and(|v| scram::verifies(v, password));
+                    if kind == RoleKind::Rewind && r.superuser {
+                        let ident = format!("\"{}\"", role.name.replace('"', "\"\""));
+                        self.warn(
+                            Some(primary),
+                            format!(
+                                "role {} is a SUPERUSER: pg_rewind needs only LOGIN and EXECUTE on four functions (pgrepl grants them to a role that is not a superuser). pgrepl does not remove privileges it did not grant: run `ALTER ROLE {ident} NOSUPERUSER` if nothing else needs it",
+                                role.name
+                            ),
+                        );
+                    }
                     if !(attributes || grants || pw) {
                         continue;
                     }
                     let mut what = Vec::new();
                     let (mut before, mut after) = (Vec::new(), Vec::new());
-                    if attributes {
+                    if flags {
                         let flag = |on: bool, name: &str| {
                             if on {
                                 name.to_string()
@@ -657,13 +675,39 @@ impl Differ<'_> {
                             }
                         };
                         let mut live = vec![flag(r.login, "LOGIN")];
-                        if kind == RoleKind::Replication {
+                        if replication {
                             live.push(flag(r.replication, "REPLICATION"));
                         }
                         before.push(live.join(" "));
                         let wanted = attrs_text.split(',').next().unwrap_or("").to_string();
                         after.push(wanted.clone());
                         what.push(wanted);
+                    }
+                    if let Some(until) = &r.valid_until {
+                        before.push(format!(
+                            "VALID UNTIL '{until}'{}",
+                            if r.expired { " (expired)" } else { "" }
+                        ));
+                        after.push("VALID UNTIL 'infinity'".to_string());
+                        what.push(if r.expired {
+                            format!("expired at {until}: it cannot log in")
+                        } else {
+                            format!("expires at {until}: it cannot log in from then on")
+                        });
+                    }
+                    if limit_low {
+                        let needed = desired::role_connections_needed(self.cfg, replication);
+                        before.push(format!("CONNECTION LIMIT {}", r.connection_limit));
+                        after.push("CONNECTION LIMIT -1".to_string());
+                        what.push(format!(
+                            "connection limit {} is below the {needed} connections {} need",
+                            r.connection_limit,
+                            if replication {
+                                "streaming standbys and base backups"
+                            } else {
+                                "the re-bases of the other nodes with pg_rewind"
+                            }
+                        ));
                     }
                     if grants {
                         before.push("no EXECUTE on pg_rewind's functions".to_string());
@@ -714,6 +758,13 @@ impl Differ<'_> {
             .map(crate::gather::parse::conf_settings)
             .unwrap_or_default();
         for setting in want.settings.values() {
+            if !server.settings.contains_key(&setting.name)
+                && guc::is_custom_name(&setting.name)
+                && let Some(live) = server.custom_settings.get(&setting.name)
+            {
+                self.custom_setting(name, &setting.name, &setting.value, live.as_deref());
+                continue;
+            }
             let Some(live) = server.settings.get(&setting.name) else {
                 self.warn(
                     Some(name),
@@ -818,6 +869,31 @@ impl Differ<'_> {
                 self.add_restart(name, setting.name.clone());
             }
         }
+    }
+
+    /// A custom (dotted) setting no loaded library defines: PostgreSQL keeps
+    /// it as a placeholder string, which pg_settings does not list, so it is
+    /// compared with `current_setting(name, true)` (`None`: not set). It is
+    /// set with ALTER SYSTEM and made live by a reload, like any `user` setting.
+    fn custom_setting(&mut self, node: &str, name: &str, value: &toml::Value, live: Option<&str>) {
+        let after = toml_text(value);
+        if live == Some(after.as_str()) {
+            return;
+        }
+        let mut s = step(
+            node,
+            format!("{node}.setting.{name}"),
+            Action::Update,
+            Op::SetSetting {
+                name: name.to_string(),
+                sql_value: sql_literal(&after),
+                offline: None,
+            },
+        );
+        s.before = Some(live.map_or_else(|| "(not set)".to_string(), display_value));
+        s.after = Some(display_value(&after));
+        s.reason = "ALTER SYSTEM; takes effect at the reload (a custom setting: a placeholder until a library defines it)".into();
+        self.steps.push(s);
     }
 
     fn recovery(&mut self, want: &NodeDesired, seen: &NodeState, server: &ServerFacts) {
@@ -1013,6 +1089,23 @@ impl Differ<'_> {
             }
             let managed = self.cfg.nodes.contains_key(&slot.name)
                 || self.cfg.extra_slots.contains(&slot.name);
+            // A standby's own slot that nobody reads: the standby is down or
+            // not streaming, and the slot keeps WAL until it streams again.
+            if want.slots.contains(&slot.name)
+                && !slot.active
+                && self.cfg.nodes.contains_key(&slot.name)
+                && let Some(b) = slot.retained_bytes
+            {
+                self.warn(
+                    Some(&want.name),
+                    format!(
+                        "slot {s} is inactive: {s} does not stream through it; it retains {} of WAL (wal_status {}), more for as long as {s} does not stream; start {s}, or remove it from the file to drop the slot",
+                        human_bytes(b.max(0) as u64),
+                        slot.wal_status.as_deref().unwrap_or("unknown"),
+                        s = slot.name
+                    ),
+                );
+            }
             if want.slots.contains(&slot.name) || slot.active || managed {
                 continue;
             }
@@ -1405,6 +1498,12 @@ pub fn facts(cfg: &Config, obs: &Observed) -> IndexMap<String, String> {
         );
         if let Some(w) = want.nodes.get(name) {
             for setting in w.settings.keys() {
+                if let Some(live) = s.custom_settings.get(setting) {
+                    f.insert(
+                        format!("{name}.setting.{setting}"),
+                        live.clone().unwrap_or_else(|| "(not set)".into()),
+                    );
+                }
                 if let Some(p) = s.settings.get(setting) {
                     f.insert(
                         format!("{name}.setting.{setting}"),
@@ -1432,11 +1531,13 @@ pub fn facts(cfg: &Config, obs: &Observed) -> IndexMap<String, String> {
             f.insert(
                 format!("{name}.role.{}", r.name),
                 format!(
-                    "login={} replication={} superuser={} grants={} verifier={}",
+                    "login={} replication={} superuser={} grants={} valid_until={} connection_limit={} verifier={}",
                     r.login,
                     r.replication,
                     r.superuser,
                     r.rewind_grants,
+                    r.valid_until.as_deref().unwrap_or("infinity"),
+                    r.connection_limit,
                     r.verifier_digest.as_deref().unwrap_or("none")
                 ),
             );

@@ -18,6 +18,8 @@ pub enum Role {
     Empty,
     Diverged,
     Unreachable,
+    /// The data directory holds files but no PG_VERSION.
+    Foreign,
     Unknown,
 }
 
@@ -30,6 +32,7 @@ impl Role {
             Role::Empty => "empty",
             Role::Diverged => "diverged",
             Role::Unreachable => "unreachable",
+            Role::Foreign => "foreign",
             Role::Unknown => "unknown",
         }
     }
@@ -83,11 +86,11 @@ pub fn derive(cfg: &Config, obs: &Observed) -> ClusterStatus {
     // The same analysis the plan uses: a node that must be re-based has
     // diverged (it may look alive: a diverged standby sits "waiting").
     let topo = crate::topology::plan_topology(cfg, obs, crate::topology::APPLY_TIME);
-    for step in topo
-        .steps
-        .iter()
-        .filter(|s| matches!(s.op, crate::plan::Op::Rebase { .. }))
-    {
+    // A re-base that only a promotion this plan would make calls for (a
+    // standby ahead of the failover candidate) is not a divergence yet.
+    for step in topo.steps.iter().filter(|s| {
+        matches!(s.op, crate::plan::Op::Rebase { .. }) && !topo.after_promotion.contains(&s.node)
+    }) {
         if let Some(n) = nodes.iter_mut().find(|n| n.name == step.node) {
             n.role = Role::Diverged;
             n.healthy = false;
@@ -153,6 +156,7 @@ fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
             return st;
         }
         DataDir::Foreign => {
+            st.role = Role::Foreign;
             st.problems
                 .push("the data directory holds files but no PG_VERSION: not a PostgreSQL data directory; move it aside".into());
             return st;
@@ -169,6 +173,7 @@ fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
             st.problems.push(format!(
                 "PostgreSQL is not running (cluster state: {state})"
             ));
+            slot_on_upstream(cfg, obs, n, &mut st);
         }
         return st;
     };
@@ -191,20 +196,29 @@ fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
         st.received_lsn = server.receive_lsn;
         match &server.wal_receiver {
             Some(w) => {
-                st.upstream = w
-                    .sender_host
-                    .as_deref()
-                    .map(|h| node_by_host(obs, h).map_or_else(|| h.to_string(), |u| u.name.clone()));
+                st.upstream = w.sender_host.as_deref().map(|h| {
+                    node_by_host(obs, h).map_or_else(|| h.to_string(), |u| u.name.clone())
+                });
                 st.slot = w.slot_name.clone();
                 if w.status == "streaming" {
                     st.healthy = true;
                 } else {
-                    st.problems.push(format!("WAL receiver is {}, not streaming", w.status));
+                    st.problems
+                        .push(format!("WAL receiver is {}, not streaming", w.status));
                 }
             }
-            None => st
-                .problems
-                .push("in recovery but not streaming: no WAL receiver (check primary_conninfo and the upstream's log)".into()),
+            None => {
+                st.problems
+                    .push("in recovery but not streaming: no WAL receiver (check primary_conninfo and the upstream's log)".into());
+                slot_on_upstream(cfg, obs, n, &mut st);
+            }
+        }
+        if server.replay_paused {
+            st.healthy = false;
+            st.problems.push(
+                "WAL replay is paused (pg_wal_replay_pause()): it receives WAL but applies none of it, so its data grows old and a promotion would wait for the backlog; resume with `SELECT pg_wal_replay_resume()`"
+                    .into(),
+            );
         }
         // Lag against the upstream's view, and the slot there.
         if let Some(up) = st.upstream.as_deref().and_then(|u| obs.nodes.get(u))
@@ -262,6 +276,44 @@ fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
         ));
     }
     st
+}
+
+/// A standby that does not stream (stopped, or without a WAL receiver):
+/// its slot as its upstream in the file sees it, which keeps retaining WAL
+/// while nobody reads it.
+fn slot_on_upstream(cfg: &Config, obs: &Observed, n: &NodeState, st: &mut NodeStatus) {
+    if !cfg.replication.slots || st.slot.is_some() {
+        return;
+    }
+    let Some(up) = cfg
+        .nodes
+        .get(&n.name)
+        .and_then(|c| c.upstream.as_deref())
+        .and_then(|u| obs.nodes.get(u))
+    else {
+        return;
+    };
+    let Some(slot) = up
+        .server
+        .as_ref()
+        .and_then(|s| s.slots.iter().find(|x| x.name == n.name))
+    else {
+        return;
+    };
+    st.slot = Some(slot.name.clone());
+    st.slot_wal_status = slot.wal_status.clone();
+    st.slot_retained_bytes = slot.retained_bytes;
+    if !slot.active {
+        st.problems.push(format!(
+            "its slot {} on {} is inactive and retains {} of WAL (wal_status {}), more for as long as {} does not stream",
+            slot.name,
+            up.name,
+            slot.retained_bytes
+                .map_or_else(|| "no".to_string(), |b| human_bytes(b.max(0) as u64)),
+            slot.wal_status.as_deref().unwrap_or("unknown"),
+            n.name
+        ));
+    }
 }
 
 /// The status table.

@@ -26,6 +26,10 @@ pub struct Topology {
     pub steps: Vec<Step>,
     /// Nodes whose ordinary diff waits for the next round (their role changes now).
     pub deferred: HashSet<String>,
+    /// Nodes re-based only because of the promotion this plan makes (a
+    /// standby holding WAL past the failover candidate's): they have not
+    /// diverged before it happens.
+    pub after_promotion: HashSet<String>,
     pub blocked: Vec<Warning>,
     pub warnings: Vec<Warning>,
     /// A failover is planned: apply needs --force.
@@ -127,12 +131,16 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
         let stopped_old = stopped_old_primary(obs, cand);
         match (old, stopped_old) {
             (Some(old), _) => {
-                let lag = match (
-                    old.server.as_ref().and_then(|s| s.current_lsn),
-                    received(cand),
-                ) {
+                let old_lsn = old.server.as_ref().and_then(|s| s.current_lsn);
+                let lag = match (old_lsn, received(cand)) {
                     (Some(a), Some(b)) => a.0.saturating_sub(b.0),
                     _ => u64::MAX,
+                };
+                // What it has not replayed yet: the promotion replays it
+                // first, so it delays the switchover (no data is lost).
+                let unreplayed = match (old_lsn, cand.server.as_ref().and_then(|s| s.replay_lsn)) {
+                    (Some(a), Some(b)) => a.0.saturating_sub(b.0),
+                    _ => lag,
                 };
                 let streaming = cand
                     .server
@@ -165,8 +173,9 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                 t.steps.extend(pre_slots);
                 let mut s = switchover_step(cfg, want, &old.name);
                 s.reason = format!(
-                    "switchover: CHECKPOINT and fast shutdown of {o}, wait until {want} received its shutdown checkpoint (lag now {}), {}promote {want}; {o} restarts as its standby without pg_rewind. Any failure before the promotion starts {o} again as the primary",
+                    "switchover: CHECKPOINT and fast shutdown of {o}, wait until {want} received its shutdown checkpoint (lag now {} not received, {} not replayed), {}promote {want}; {o} restarts as its standby without pg_rewind. Any failure before the promotion starts {o} again as the primary",
                     human_bytes(lag),
+                    human_bytes(unreplayed),
                     sync_note(cfg, want),
                     o = old.name
                 );
@@ -269,13 +278,18 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                     if gone { "unreachable" } else { "not running" }
                 ));
                 s.after = Some(want.clone());
+                let state = if gone {
+                    "cannot be reached"
+                } else {
+                    "is not running"
+                };
                 s.reason = format!(
-                    "failover: the old primary cannot be reached; {}promote {want} (received up to {mine}); whatever {old_name} wrote after that is lost to the cluster (kept on {old_name} when it is re-based); needs --force; {old_name} is re-based when it is back",
+                    "failover: the old primary {state}; {}promote {want} (received up to {mine}); whatever {old_name} wrote after that is lost to the cluster (kept on {old_name} when it is re-based); needs --force; {old_name} is re-based when it is back",
                     sync_note(cfg, want)
                 );
                 t.steps.push(s);
                 t.needs_force = Some(format!(
-                    "failover: {old_name} cannot be reached; promoting {want} discards whatever {old_name} committed after {mine}"
+                    "failover: {old_name} {state}; promoting {want} discards whatever {old_name} committed after {mine}"
                 ));
                 t.deferred.insert(want.clone());
                 new_primary_ready = true;
@@ -355,7 +369,11 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
             let Some(end) = timeline::wal_end(n) else {
                 continue;
             };
-            let div = if promoting && end.timeline == p_tli && end.lsn > fork_at {
+            let by_promotion = promoting && end.timeline == p_tli && end.lsn > fork_at;
+            if by_promotion {
+                t.after_promotion.insert(n.name.clone());
+            }
+            let div = if by_promotion {
                 Divergence::Diverged {
                     timeline: end.timeline,
                     fork: fork_at,

@@ -142,12 +142,30 @@ pub fn quote_ident(name: &str) -> String {
 async fn set_setting(ctx: &mut Ctx<'_>, name: &str, sql_value: &str) -> anyhow::Result<String> {
     let name = guc_ident(name)?;
     let client = ctx.client().await?;
+    // Before PostgreSQL 17, ALTER SYSTEM refuses a custom name that this
+    // session has no placeholder for ("unrecognized configuration
+    // parameter"): a SET makes one, and RESET leaves the session's value to
+    // the files again, so the next reload sets it like any other session's.
+    let custom = crate::guc::is_custom_name(name);
+    if custom {
+        client
+            .simple_query(&format!("SET {name} = {sql_value}"))
+            .await
+            .with_context(|| format!("SET {name}"))?;
+    }
     // ALTER SYSTEM cannot run in a transaction block and takes no parameters:
     // sent alone, with the literal quoted by the plan.
-    client
+    let altered = client
         .simple_query(&format!("ALTER SYSTEM SET {name} = {sql_value}"))
         .await
-        .with_context(|| format!("ALTER SYSTEM SET {name}"))?;
+        .with_context(|| format!("ALTER SYSTEM SET {name}"));
+    if custom {
+        client
+            .simple_query(&format!("RESET {name}"))
+            .await
+            .with_context(|| format!("RESET {name}"))?;
+    }
+    altered?;
     Ok(format!("ALTER SYSTEM SET {name} = {sql_value}"))
 }
 
@@ -610,7 +628,9 @@ async fn ensure_role(ctx: &mut Ctx<'_>, name: &str, kind: RoleKind) -> anyhow::R
     let client = ctx.client().await?;
     let row = client
         .query_opt(
-            "SELECT rolcanlogin, rolreplication, rolpassword FROM pg_authid WHERE rolname = $1",
+            "SELECT rolcanlogin, rolreplication, rolpassword,
+               rolvaliduntil IS NOT NULL AND rolvaliduntil <> 'infinity', rolconnlimit
+             FROM pg_authid WHERE rolname = $1",
             &[&name],
         )
         .await?;
@@ -634,11 +654,26 @@ async fn ensure_role(ctx: &mut Ctx<'_>, name: &str, kind: RoleKind) -> anyhow::R
             done.push("created");
         }
         Some(r) => {
-            let (login, repl): (bool, bool) = (r.get(0), r.get(1));
-            if !login || (kind == RoleKind::Replication && !repl) {
+            let (login, repl, expires, limit): (bool, bool, bool, i32) =
+                (r.get(0), r.get(1), r.get(3), r.get(4));
+            let replication = kind == RoleKind::Replication;
+            let mut clauses = Vec::new();
+            if !login || (replication && !repl) {
+                clauses.push(attrs);
+            }
+            // An expiry, even a future one, stops the standbys one day.
+            if expires {
+                clauses.push("VALID UNTIL 'infinity'");
+            }
+            if desired::connection_limit_too_low(ctx.cfg, replication, limit) {
+                clauses.push("CONNECTION LIMIT -1");
+            }
+            if !clauses.is_empty() {
+                let sql = format!("ALTER ROLE {ident} {}", clauses.join(" "));
                 client
-                    .simple_query(&format!("ALTER ROLE {ident} {attrs}"))
-                    .await?;
+                    .simple_query(&sql)
+                    .await
+                    .with_context(|| sql.clone())?;
                 done.push("attributes set");
             }
             let stored: Option<String> = r.get(2);

@@ -847,6 +847,14 @@ fn check_settings(
             continue;
         }
         if name.contains('.') {
+            if !guc::is_custom_name(&name) {
+                c.error(
+                    key.span(),
+                    format!("`{}` is not a valid custom setting name", key.get_ref()),
+                    "a custom setting is two or more identifiers joined by dots (letters, digits, `_`, `$`; not starting with a digit or `$`), e.g. \"myapp.feature\"",
+                );
+                continue;
+            }
             // A custom (extension) setting: PostgreSQL accepts any value as text.
             match value.get_ref() {
                 toml::Value::Table(_) | toml::Value::Array(_) | toml::Value::Datetime(_) => c
@@ -869,9 +877,20 @@ fn check_settings(
             continue;
         }
         let Some(def) = guc::lookup(&name) else {
-            let help = match guc::suggest(&name) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => "check the spelling against `SELECT name FROM pg_settings`".to_string(),
+            let help = match (value.get_ref(), guc::suggest(&name)) {
+                // `myapp.foo = "bar"` unquoted is TOML for a table `myapp`
+                // with a key `foo`: the custom setting wants its name quoted.
+                (toml::Value::Table(t), _) if !t.is_empty() => {
+                    let (inner, _) = t.iter().next().expect("not empty");
+                    format!(
+                        "a dotted key is a TOML table; to set the custom setting, quote its name: \"{}.{inner}\" = ...",
+                        key.get_ref()
+                    )
+                }
+                (_, Some(s)) => format!("did you mean `{s}`?"),
+                (_, None) => {
+                    "check the spelling against `SELECT name FROM pg_settings`".to_string()
+                }
             };
             c.error(
                 key.span(),

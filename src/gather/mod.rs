@@ -248,7 +248,8 @@ const SQL_SERVER: &str = "SELECT current_setting('server_version_num')::int4,
   extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8,
   current_setting('data_directory'),
   current_setting('hba_file'),
-  CASE WHEN pg_is_in_recovery() THEN NULL ELSE (SELECT sum(pg_database_size(oid)) FROM pg_database)::int8 END";
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE (SELECT sum(pg_database_size(oid)) FROM pg_database)::int8 END,
+  pg_is_in_recovery() AND pg_is_wal_replay_paused()";
 
 const SQL_SETTINGS: &str =
     "SELECT name, setting, unit, context, vartype, pending_restart, source FROM pg_settings";
@@ -257,8 +258,13 @@ const SQL_ROLES: &str = "SELECT rolname::text, rolcanlogin, rolreplication, rols
   has_function_privilege(oid, 'pg_catalog.pg_ls_dir(text, boolean, boolean)', 'EXECUTE')
   AND has_function_privilege(oid, 'pg_catalog.pg_stat_file(text, boolean)', 'EXECUTE')
   AND has_function_privilege(oid, 'pg_catalog.pg_read_binary_file(text)', 'EXECUTE')
-  AND has_function_privilege(oid, 'pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)', 'EXECUTE')
+  AND has_function_privilege(oid, 'pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)', 'EXECUTE'),
+  CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil = 'infinity' THEN NULL ELSE rolvaliduntil::text END,
+  coalesce(rolvaliduntil < now(), false), rolconnlimit
   FROM pg_authid WHERE rolname = ANY($1)";
+// Custom (dotted) names: a placeholder is never in pg_settings, but
+// current_setting() reads it (NULL when it is not set at all).
+const SQL_CUSTOM_SETTINGS: &str = "SELECT n, current_setting(n, true) FROM unnest($1::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i";
 const SQL_HBA_ERRORS: &str =
     "SELECT coalesce(line_number, 0), error FROM pg_hba_file_rules WHERE error IS NOT NULL";
 const SQL_SLOTS: &str = "SELECT slot_name::text, slot_type, active, restart_lsn::text, wal_status,
@@ -342,6 +348,16 @@ async fn read_server_sql(
         format!("{}/postgresql.auto.conf", pg.data_dir),
     ];
     let path_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&paths];
+    let custom_names = custom_setting_names(node);
+    let custom_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&custom_names];
+    // Only when the file names one: an empty batch entry still costs a round.
+    let custom = async {
+        if custom_names.is_empty() {
+            Ok(Vec::new())
+        } else {
+            client.query(SQL_CUSTOM_SETTINGS, &custom_param).await
+        }
+    };
     // Issued together: tokio-postgres pipelines them on one connection.
     let (
         server,
@@ -355,6 +371,7 @@ async fn read_server_sql(
         control,
         read,
         histories,
+        custom,
     ) = tokio::try_join!(
         client.query_one(SQL_SERVER, &[]),
         client.query(SQL_SETTINGS, &[]),
@@ -367,9 +384,10 @@ async fn read_server_sql(
         client.query_one(SQL_CONTROL, &[]),
         client.query(SQL_READ_FILES, &path_param),
         client.query(SQL_HISTORIES, &[]),
+        custom,
     )?;
     let lsn = |v: Option<String>| v.and_then(|s| s.parse::<Lsn>().ok());
-    let settings = settings
+    let settings: IndexMap<String, PgSetting> = settings
         .iter()
         .map(|r| {
             let name: String = r.get(0);
@@ -403,6 +421,9 @@ async fn read_server_sql(
                     login: r.get(1),
                     replication: r.get(2),
                     superuser: r.get(3),
+                    valid_until: r.get(6),
+                    expired: r.get(7),
+                    connection_limit: r.get(8),
                     verifier_digest: verifier.as_deref().map(digest),
                     verifier,
                     rewind_grants: r.get(5),
@@ -448,6 +469,12 @@ async fn read_server_sql(
         data_directory: server.get(8),
         hba_file: server.get(9),
         database_size_bytes: server.get(10),
+        replay_paused: server.get::<_, Option<bool>>(11).unwrap_or(false),
+        custom_settings: custom
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1)))
+            .filter(|(n, _)| !settings.contains_key(n))
+            .collect(),
         settings,
         file_setting_errors: file_errors.iter().map(|r| r.get(0)).collect(),
         roles,
@@ -488,6 +515,15 @@ async fn read_server_sql(
         }),
     };
     Ok((server, on_disk))
+}
+
+/// The custom (dotted) setting names the file sets on `node`.
+fn custom_setting_names(node: &Node) -> Vec<String> {
+    node.settings
+        .keys()
+        .filter(|n| crate::guc::is_custom_name(n))
+        .cloned()
+        .collect()
 }
 
 /// A short, one-way fingerprint (FNV-1a 64) of a verifier: enough to notice a

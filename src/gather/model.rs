@@ -186,6 +186,9 @@ pub struct ServerFacts {
     pub replay_lsn: Option<Lsn>,
     /// Seconds since the last replayed transaction's commit (standbys).
     pub replay_delay_s: Option<f64>,
+    /// A standby whose WAL replay is paused (`pg_is_wal_replay_paused()`):
+    /// it receives WAL but applies none of it.
+    pub replay_paused: bool,
     pub data_directory: String,
     pub hba_file: String,
     /// All databases together, measured on a primary only: a standby is its
@@ -193,6 +196,10 @@ pub struct ServerFacts {
     /// more than the rest of the SQL batch.
     pub database_size_bytes: Option<i64>,
     pub settings: IndexMap<String, PgSetting>,
+    /// The file's custom (dotted) settings that pg_settings does not list:
+    /// `current_setting(name, true)`, `None` when not set. PostgreSQL keeps
+    /// such a name as a placeholder, which pg_settings never shows.
+    pub custom_settings: IndexMap<String, Option<String>>,
     /// `pg_file_settings` rows with an error.
     pub file_setting_errors: Vec<String>,
     pub roles: IndexMap<String, RoleFacts>,
@@ -221,6 +228,13 @@ pub struct RoleFacts {
     pub login: bool,
     pub replication: bool,
     pub superuser: bool,
+    /// `rolvaliduntil` as the server prints it, when the role expires at
+    /// all (`None`: NULL or `infinity`, it never does).
+    pub valid_until: Option<String>,
+    /// `rolvaliduntil` is in the past: the role cannot log in.
+    pub expired: bool,
+    /// `rolconnlimit` (-1: no limit).
+    pub connection_limit: i32,
     /// The stored verifier (`SCRAM-SHA-256$...`), never printed.
     #[serde(skip)]
     pub verifier: Option<String>,

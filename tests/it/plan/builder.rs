@@ -223,6 +223,28 @@ fn live_settings(cfg: &Config, node: &str, converged: bool) -> IndexMap<String, 
     out
 }
 
+/// The file's custom (dotted) settings pg_settings does not list, as
+/// `current_setting(name, true)` reads them: the file's value when
+/// `converged`, else not set.
+fn custom_settings(
+    settings: &IndexMap<String, PgSetting>,
+    want: &desired::NodeDesired,
+    converged: bool,
+) -> IndexMap<String, Option<String>> {
+    want.settings
+        .values()
+        .filter(|s| guc::is_custom_name(&s.name) && !settings.contains_key(&s.name))
+        .map(|s| {
+            let text = match &s.value {
+                toml::Value::String(v) => v.clone(),
+                toml::Value::Boolean(b) => if *b { "on" } else { "off" }.to_string(),
+                other => other.to_string(),
+            };
+            (s.name.clone(), converged.then_some(text))
+        })
+        .collect()
+}
+
 fn control(in_recovery: bool) -> ControlData {
     ControlData {
         state: if in_recovery {
@@ -338,6 +360,9 @@ fn running_node(cfg: &Config, name: &str, converged: bool) -> NodeState {
                 login: true,
                 replication: true,
                 superuser: false,
+                valid_until: None,
+                expired: false,
+                connection_limit: -1,
                 verifier: Some(verifier(repl.password.expose())),
                 verifier_digest: Some(pgrepl::gather::digest(&verifier(repl.password.expose()))),
                 rewind_grants: false,
@@ -351,6 +376,9 @@ fn running_node(cfg: &Config, name: &str, converged: bool) -> NodeState {
                     login: true,
                     replication: false,
                     superuser: false,
+                    valid_until: None,
+                    expired: false,
+                    connection_limit: -1,
                     verifier: Some(verifier(rw.password.expose())),
                     verifier_digest: Some(pgrepl::gather::digest(&verifier(rw.password.expose()))),
                     rewind_grants: true,
@@ -403,9 +431,15 @@ fn running_node(cfg: &Config, name: &str, converged: bool) -> NodeState {
         receive_lsn: standby.then_some(Lsn(0x0300_0148)),
         replay_lsn: standby.then_some(Lsn(0x0300_0148)),
         replay_delay_s: standby.then_some(0.2),
+        replay_paused: false,
         data_directory: node.postgres.data_dir.clone(),
         hba_file: format!("{conf_dir}/pg_hba.conf"),
         database_size_bytes: Some(7_500_000),
+        custom_settings: custom_settings(
+            &settings,
+            &desired::desired_state(cfg).nodes[name],
+            converged,
+        ),
         settings,
         file_setting_errors: Vec::new(),
         roles,
