@@ -5,6 +5,7 @@ mod apply_more;
 mod config;
 mod faults;
 mod lab;
+mod lowering;
 mod manager;
 mod plan;
 mod plan_lab;
