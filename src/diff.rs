@@ -33,6 +33,7 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         lowering_hot_standby: false,
         raised_hot_standby: Vec::new(),
         lowered_hot_standby: Vec::new(),
+        hot_standby_changes: Vec::new(),
         deferred: topo.deferred.clone(),
         late: Vec::new(),
     };
@@ -45,6 +46,7 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         lowering_hot_standby,
         raised_hot_standby,
         lowered_hot_standby,
+        hot_standby_changes,
         ..
     } = d;
     // A role change comes first: the other nodes' differences wait for it.
@@ -88,14 +90,18 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         .into_iter()
         .filter(|n| !both.contains(n))
         .collect();
+    let defer =
+        |names: &[String], steps: &mut Vec<Step>, restarts: &mut Vec<(String, Vec<String>)>| {
+            steps.retain(|s| !matches!(&s.op, Op::SetSetting { name, .. } if names.contains(name)));
+            for (_, why) in restarts.iter_mut() {
+                why.retain(|n| !names.contains(n));
+            }
+            restarts.retain(|(_, why)| !why.is_empty());
+        };
+    let mut deferred_names: Vec<String> = Vec::new();
     if !raised_hot_standby.is_empty() && !lowered_hot_standby.is_empty() {
-        steps.retain(
-            |s| !matches!(&s.op, Op::SetSetting { name, .. } if lowered_hot_standby.contains(name)),
-        );
-        for (_, why) in &mut restarts {
-            why.retain(|n| !lowered_hot_standby.contains(n));
-        }
-        restarts.retain(|(_, why)| !why.is_empty());
+        defer(&lowered_hot_standby, &mut steps, &mut restarts);
+        deferred_names.extend(lowered_hot_standby.iter().cloned());
         lowering_hot_standby = false;
         warnings.push(Warning {
             node: None,
@@ -106,6 +112,74 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
                 lowered_hot_standby.join(", ")
             ),
         });
+    }
+    let primary = &cfg.cluster.primary;
+    // Where each standby's restart goes, from each name's values: a
+    // standby below the primary's raised value restarts before the primary
+    // (else its recovery pauses at the primary's change); one whose new
+    // value is below the primary's old value restarts after it, once it
+    // replayed the change. A standby that needs both waits for a second
+    // round for the names the primary lowers.
+    let sides = |deferred_names: &[String],
+                 restarts: &[(String, Vec<String>)]|
+     -> Vec<(String, bool, bool)> {
+        let changes: Vec<&(String, String, i64, i64)> = hot_standby_changes
+            .iter()
+            .filter(|c| !deferred_names.contains(&c.1))
+            .collect();
+        let values = |node: &str, name: &str| -> Option<(i64, i64)> {
+            changes
+                .iter()
+                .find(|c| c.0 == node && c.1 == name)
+                .map(|c| (c.2, c.3))
+                .or_else(|| live_integer(obs, node, name).map(|v| (v, v)))
+        };
+        let mut names: Vec<&str> = changes.iter().map(|c| c.1.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        restarts
+            .iter()
+            .filter(|(n, _)| n != primary)
+            .map(|(n, _)| {
+                let (mut before, mut after) = (false, false);
+                for name in &names {
+                    let (Some((p_old, p_new)), Some((s_old, s_new))) =
+                        (values(primary, name), values(n, name))
+                    else {
+                        continue;
+                    };
+                    before |= s_old < p_new;
+                    after |= s_new < p_old;
+                }
+                (n.clone(), before, after)
+            })
+            .collect()
+    };
+    let mut side = sides(&deferred_names, &restarts);
+    if side.iter().any(|(_, b, a)| *b && *a) {
+        let lowered_by_primary: Vec<String> = hot_standby_changes
+            .iter()
+            .filter(|c| &c.0 == primary && c.3 < c.2 && !deferred_names.contains(&c.1))
+            .map(|c| c.1.clone())
+            .collect();
+        let stuck: Vec<String> = side
+            .iter()
+            .filter(|(_, b, a)| *b && *a)
+            .map(|(n, _, _)| n.clone())
+            .collect();
+        defer(&lowered_by_primary, &mut steps, &mut restarts);
+        deferred_names.extend(lowered_by_primary.iter().cloned());
+        lowering_hot_standby = false;
+        warnings.push(Warning {
+            node: None,
+            message: format!(
+                "{} must restart before the primary for one setting and after it for {}; apply lowers {} in a second round, after these restarts (a saved plan stops before it: plan and apply again)",
+                stuck.join(", "),
+                lowered_by_primary.join(", "),
+                lowered_by_primary.join(", ")
+            ),
+        });
+        side = sides(&deferred_names, &restarts);
     }
     let needs_force = topo.needs_force.clone();
     let refused = topo.refused.clone();
@@ -121,28 +195,49 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         .position(|s| matches!(s.op, Op::BaseBackup { .. }))
         .unwrap_or(steps.len());
     let mut ordered: Vec<(String, Vec<String>)> = restarts;
-    let primary = &cfg.cluster.primary;
+    // 0: before the primary, 1: the primary, 2: after it. Standbys first
+    // unless a hot-standby-sensitive setting goes down.
+    let place = |node: &str| -> usize {
+        if node == primary {
+            return 1;
+        }
+        match side.iter().find(|(n, _, _)| n == node) {
+            Some((_, true, _)) => 0,
+            Some((_, _, true)) => 2,
+            _ if lowering_hot_standby => 2,
+            _ => 0,
+        }
+    };
     ordered.sort_by_key(|(node, _)| {
-        let is_primary = node == primary;
-        // Standbys first unless a hot-standby-sensitive setting goes down.
-        (
-            is_primary != lowering_hot_standby,
-            depth(cfg, node) * if lowering_hot_standby { 1 } else { 0 },
-        )
+        let at = place(node);
+        // After the primary, upstreams before their downstreams.
+        (at, if at == 2 { depth(cfg, node) } else { 0 })
     });
     let restart_steps: Vec<Step> = ordered
         .into_iter()
-        .map(|(node, why)| Step {
-            address: format!("{node}.service"),
-            node: node.clone(),
-            action: Action::Update,
-            before: None,
-            after: Some(format!("restart for {}", why.join(", "))),
-            restart: true,
-            reason: "one node at a time; settings that need it take effect".into(),
-            sensitive: false,
-            diff: None,
-            op: Op::Restart,
+        .map(|(node, why)| {
+            // A lowering: a standby restarted before it replayed the
+            // primary's parameter change (and made a restartpoint past it)
+            // compares its lower value with the old one and refuses to start.
+            let catch_up_with = (place(&node) == 2).then(|| primary.clone());
+            let reason = match &catch_up_with {
+                Some(p) => format!(
+                    "first waits until it has replayed {p}'s WAL up to {p}'s current position (past {p}'s parameter change) and made a restartpoint there (CHECKPOINT): restarted before that, a standby refuses a value below the one {p} ran with"
+                ),
+                None => "one node at a time; settings that need it take effect".into(),
+            };
+            Step {
+                address: format!("{node}.service"),
+                node: node.clone(),
+                action: Action::Update,
+                before: None,
+                after: Some(format!("restart for {}", why.join(", "))),
+                restart: true,
+                reason,
+                sensitive: false,
+                diff: None,
+                op: Op::Restart { catch_up_with },
+            }
         })
         .collect();
     steps.splice(insert_at..insert_at, restart_steps);
@@ -180,6 +275,19 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
     plan
 }
 
+/// A setting's live integer value on a running node.
+fn live_integer(obs: &Observed, node: &str, name: &str) -> Option<i64> {
+    obs.nodes
+        .get(node)?
+        .server
+        .as_ref()?
+        .settings
+        .get(name)?
+        .setting
+        .parse()
+        .ok()
+}
+
 /// How far down the upstream chain a node is (primary = 0).
 fn depth(cfg: &Config, node: &str) -> usize {
     let mut d = 0;
@@ -207,6 +315,8 @@ struct Differ<'a> {
     /// Hot-standby-sensitive settings this plan raises, and lowers.
     raised_hot_standby: Vec<String>,
     lowered_hot_standby: Vec<String>,
+    /// (node, setting, live, wanted) of every hot-standby-sensitive change.
+    hot_standby_changes: Vec<(String, String, i64, i64)>,
     /// Nodes whose role changes in this plan: planned in the next round.
     deferred: std::collections::HashSet<String>,
     /// Steps that wait for the other nodes' steps (a slot whose standby
@@ -393,7 +503,24 @@ impl Differ<'_> {
         if let Some(rec) = &want.recovery {
             self.stopped_recovery(name, files, &auto, rec);
         }
-        let mut s = step(name, format!("{name}.service"), Action::Update, Op::Start);
+        let stuck = if want.is_primary {
+            Vec::new()
+        } else {
+            stuck_below_recorded(want, &auto, files.control.as_ref())
+        };
+        let primary = self.want.primary.clone();
+        let mut s = step(
+            name,
+            format!("{name}.service"),
+            Action::Update,
+            Op::Start {
+                once_with: stuck
+                    .iter()
+                    .map(|(n, recorded, _)| (n.clone(), recorded.to_string()))
+                    .collect(),
+                catch_up_with: (!stuck.is_empty()).then(|| primary.clone()),
+            },
+        );
         s.before = Some(format!("stopped ({state})"));
         s.after = Some(if want.is_primary {
             "running".into()
@@ -405,6 +532,27 @@ impl Differ<'_> {
         } else {
             "starts only with standby.signal and its recovery settings in place; settings, hba and slots are checked once it runs (known after apply)".into()
         };
+        if !stuck.is_empty() {
+            let needs = stuck
+                .iter()
+                .map(|(n, recorded, _)| format!("{n} >= {recorded}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let has = stuck
+                .iter()
+                .map(|(n, recorded, configured)| {
+                    format!("{n} = {recorded} (its value is {configured})")
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            s.before = Some(format!(
+                "stopped ({state}; needs {needs} until it replays {primary}'s parameter change)"
+            ));
+            s.reason = format!(
+                "its pg_control still records {primary}'s {has}: PostgreSQL refuses to start it with a lower value (recovery aborted because of insufficient parameter settings); it starts once with the recorded values (-c, not persisted), replays {primary}'s WAL up to {primary}'s current position, makes a restartpoint (CHECKPOINT), stops, and starts with its own values; {}",
+                s.reason
+            );
+        }
         self.steps.push(s);
     }
 
@@ -836,6 +984,8 @@ impl Differ<'_> {
                     (&setting.normalized, live.setting.parse::<i64>())
                 && *w != l
             {
+                self.hot_standby_changes
+                    .push((name.to_string(), setting.name.clone(), l, *w));
                 let list = if *w < l {
                     self.lowering_hot_standby = true;
                     &mut self.lowered_hot_standby
@@ -1260,7 +1410,15 @@ impl Differ<'_> {
         ));
         s.reason = "a new standby".into();
         self.steps.push(s);
-        let mut s = step(name, format!("{name}.service"), Action::Create, Op::Start);
+        let mut s = step(
+            name,
+            format!("{name}.service"),
+            Action::Create,
+            Op::Start {
+                once_with: Default::default(),
+                catch_up_with: None,
+            },
+        );
         s.after = Some("running, streaming".into());
         s.reason = "start the new standby and wait until it streams".into();
         self.steps.push(s);
@@ -1289,6 +1447,40 @@ impl Differ<'_> {
             }
         }
     }
+}
+
+/// The hot-standby-sensitive settings of a stopped standby whose value at
+/// its start (postgresql.auto.conf once the planned offline writes are
+/// done, else the file's) is below what its pg_control records of the
+/// primary: (name, recorded, configured). Such a standby refuses to start
+/// until it has replayed the primary's parameter change.
+fn stuck_below_recorded(
+    want: &NodeDesired,
+    auto: &IndexMap<String, String>,
+    control: Option<&crate::gather::ControlData>,
+) -> Vec<(String, i64, i64)> {
+    let Some(control) = control else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, recorded) in &control.recorded_settings {
+        let file = want.settings.get(name).and_then(|s| match &s.normalized {
+            Some(Normalized::Integer(v)) => Some(*v),
+            _ => None,
+        });
+        // The offline step writes the file's value over the one there.
+        let configured = match (auto.get(name), file) {
+            (Some(_), Some(f)) => Some(f),
+            (Some(a), None) => a.trim().parse::<i64>().ok(),
+            (None, f) => f,
+        };
+        if let Some(configured) = configured
+            && configured < *recorded
+        {
+            out.push((name.clone(), *recorded, configured));
+        }
+    }
+    out
 }
 
 /// A gather error without the `NODE: ` it starts with (the plan names the node).

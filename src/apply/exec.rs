@@ -89,8 +89,26 @@ pub async fn execute(ctx: &mut Ctx<'_>, step: &Step) -> anyhow::Result<String> {
             ..
         } => set_setting_offline(ctx, name, value).await,
         Op::Reload => reload(ctx).await,
-        Op::Restart => restart(ctx).await,
-        Op::Start => start(ctx).await,
+        Op::Restart {
+            catch_up_with: None,
+        } => restart(ctx).await,
+        Op::Restart {
+            catch_up_with: Some(primary),
+        } => {
+            let caught_up = catch_up(ctx, primary).await?;
+            let restarted = restart(ctx).await?;
+            Ok(format!("{caught_up}; {restarted}"))
+        }
+        Op::Start {
+            once_with,
+            catch_up_with,
+        } if !once_with.is_empty() => {
+            let Some(primary) = catch_up_with else {
+                bail!("a start with other values once needs the primary to catch up with");
+            };
+            start_once_with(ctx, once_with, primary).await
+        }
+        Op::Start { .. } => start(ctx).await,
         Op::WriteHba { path, content } => write_hba(ctx, path, content).await,
         Op::CreateRole { name, kind } | Op::UpdateRole { name, kind, .. } => {
             ensure_role(ctx, name, *kind).await
@@ -332,7 +350,14 @@ async fn service(ctx: &mut Ctx<'_>, verb: &str) -> anyhow::Result<String> {
 /// server's previous options (postmaster.opts), without waiting for the start.
 const PG_CTL: &str = r#"B=$1; D=$2; W=$3; V=$4; L=$5
 case $V in
-restart) exec "$B/pg_ctl" restart -D "$D" -m fast -W -l "$L" ;;
+restart)
+  # A server pgrepl started once with other values (-c pgrepl.once=1):
+  # pg_ctl restart would keep them; a stop and a plain start drop them.
+  if grep -q 'pgrepl\.once=1' "$D/postmaster.opts" 2>/dev/null; then
+    "$B/pg_ctl" stop -D "$D" -m fast -w -t "$W" || exit
+    exec "$B/pg_ctl" start -D "$D" -W -l "$L"
+  fi
+  exec "$B/pg_ctl" restart -D "$D" -m fast -W -l "$L" ;;
 start) exec "$B/pg_ctl" start -D "$D" -W -l "$L" ;;
 esac
 pid=; read -r pid 2>/dev/null <"$D/postmaster.pid"
@@ -528,6 +553,280 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
         return Ok(format!("{msg}; streaming"));
     }
     Ok(msg)
+}
+
+/// How long a standby may take to replay its primary's WAL up to the
+/// primary's position before a restart.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(120);
+
+/// Before a standby restarts with a lower hot-standby-sensitive value: waits
+/// until it has replayed `primary`'s WAL past `primary`'s parameter change
+/// and makes a restartpoint past it, so that neither this start nor a later
+/// one compares the lower value with the primary's old one.
+///
+/// The parameter change is written when the primary starts: a checkpoint of
+/// the primary that began after its start is past it (else pgrepl runs a
+/// CHECKPOINT there). The standby replays the primary's WAL up to the
+/// primary's current position (which includes that checkpoint), then a
+/// CHECKPOINT on the standby makes a restartpoint whose redo is past it.
+async fn catch_up(ctx: &mut Ctx<'_>, primary: &str) -> anyhow::Result<String> {
+    let me = ctx.node.name.clone();
+    let standby = ctx.client().await?;
+    if !in_recovery(&standby).await? {
+        return Ok(format!("{me} is not in recovery: nothing to catch up with"));
+    }
+    let Some((pnode, psession)) = ctx.peer.take() else {
+        bail!("{me}: waiting for {primary}'s WAL needs a connection to {primary}");
+    };
+    let pg = &pnode.postgres;
+    let pclient = psession
+        .pg_client(pg.port, &pg.socket_dir)
+        .await
+        .with_context(|| {
+            format!("{me} waits for {primary}'s WAL before its restart, but {primary} cannot be reached over SQL")
+        })?;
+    if in_recovery(&pclient).await? {
+        bail!("{primary} is not a primary any more; plan again");
+    }
+    const PRIMARY_CHECKPOINT: &str = "SELECT redo_lsn::text, checkpoint_time > pg_postmaster_start_time() FROM pg_control_checkpoint()";
+    let row = bounded(
+        QUERY_LIMIT,
+        "pg_control_checkpoint()",
+        pclient.query_one(PRIMARY_CHECKPOINT, &[]),
+    )
+    .await?;
+    let mut redo: String = row.get(0);
+    if !row.get::<_, bool>(1) {
+        bounded(
+            CHECKPOINT_LIMIT,
+            &format!("CHECKPOINT on {primary}"),
+            pclient.simple_query("CHECKPOINT"),
+        )
+        .await?;
+        redo = bounded(
+            QUERY_LIMIT,
+            "pg_control_checkpoint()",
+            pclient.query_one(PRIMARY_CHECKPOINT, &[]),
+        )
+        .await?
+        .get(0);
+    }
+    let target: String = bounded(
+        QUERY_LIMIT,
+        "pg_current_wal_lsn()",
+        pclient.query_one("SELECT pg_current_wal_lsn()::text", &[]),
+    )
+    .await?
+    .get(0);
+    drop(pclient);
+    let deadline = Instant::now() + CATCH_UP_WAIT;
+    loop {
+        let row = bounded(
+            QUERY_LIMIT,
+            "pg_last_wal_replay_lsn()",
+            standby.query_one(
+                &format!(
+                    "SELECT coalesce(pg_last_wal_replay_lsn() >= '{target}'::pg_lsn, false), coalesce(pg_last_wal_replay_lsn()::text, 'none'), pg_get_wal_replay_pause_state(), coalesce((SELECT status FROM pg_stat_wal_receiver), 'no WAL receiver')"
+                ),
+                &[],
+            ),
+        )
+        .await?;
+        if row.get::<_, bool>(0) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{me} did not replay {primary}'s WAL up to {target} within {}s (replayed {}, replay {}, {}); it is not restarted: a standby restarted before it replays {primary}'s parameter change refuses a value below {primary}'s old one",
+                CATCH_UP_WAIT.as_secs(),
+                row.get::<_, String>(1),
+                row.get::<_, String>(2),
+                row.get::<_, String>(3)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The restartpoint: CHECKPOINT on a standby makes one at the last
+    // checkpoint record it replayed, which may take a moment to be seen.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        bounded(
+            CHECKPOINT_LIMIT,
+            &format!("CHECKPOINT on {me}"),
+            standby.simple_query("CHECKPOINT"),
+        )
+        .await?;
+        let row = bounded(
+            QUERY_LIMIT,
+            "pg_control_checkpoint()",
+            standby.query_one(
+                &format!(
+                    "SELECT redo_lsn >= '{redo}'::pg_lsn, redo_lsn::text FROM pg_control_checkpoint()"
+                ),
+                &[],
+            ),
+        )
+        .await?;
+        let mine: String = row.get(1);
+        if row.get::<_, bool>(0) {
+            return Ok(format!(
+                "replayed {primary}'s WAL to {target}; restartpoint at {mine} (past {primary}'s checkpoint at {redo})"
+            ));
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{me}'s restartpoint stays at {mine}, before {primary}'s checkpoint at {redo}; it is not restarted (it could refuse to start with a value below {primary}'s old one)"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// pg_ctl's `-o` for a one-time start: `-c name=value` for each, and the
+/// marker that makes pgrepl's next restart a plain start.
+fn once_options(once_with: &std::collections::BTreeMap<String, String>) -> anyhow::Result<String> {
+    let mut opts = Vec::new();
+    for (name, value) in once_with {
+        let name = guc_ident(name)?;
+        if value.is_empty() || !value.chars().all(|c| c.is_ascii_digit()) {
+            bail!("refusing to start with {name} = {value:?}: not a number");
+        }
+        opts.push(format!("-c {name}={value}"));
+    }
+    opts.push("-c pgrepl.once=1".into());
+    Ok(opts.join(" "))
+}
+
+/// Repairs a standby whose pg_control records higher values of its primary
+/// than its own (it refuses to start): starts it once with the recorded
+/// values, lets it replay the primary's parameter change, makes a
+/// restartpoint, stops it, and starts it with its own values.
+async fn start_once_with(
+    ctx: &mut Ctx<'_>,
+    once_with: &std::collections::BTreeMap<String, String>,
+    primary: &str,
+) -> anyhow::Result<String> {
+    let me = ctx.node.name.clone();
+    let pg = &ctx.node.postgres;
+    if server_runs(ctx.session, ctx.node).await? {
+        return start(ctx).await;
+    }
+    let sig = format!("{}/standby.signal", pg.data_dir);
+    if ctx.session.run(&["test", "-e", &sig]).await?.code != Some(0) {
+        bail!("{me} has no standby.signal: not starting it; plan again");
+    }
+    let opts = once_options(once_with)?;
+    let shown = once_with
+        .iter()
+        .map(|(n, v)| format!("{n} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let wait = PG_CTL_WAIT_S.to_string();
+    let log = ctx.log_file();
+    let argv: Vec<&str> = match &pg.service {
+        Service::PgCtl => vec![
+            "sh",
+            "-c",
+            r#"exec "$1/pg_ctl" start -D "$2" -W -l "$3" -o "$4""#,
+            "pgrepl-start-once",
+            &pg.bin_dir,
+            &pg.data_dir,
+            &log,
+            &opts,
+        ],
+        Service::PgCtlCluster(c) => {
+            let (v, n) = c.split_once('/').unwrap_or((c, "main"));
+            vec![
+                "pg_ctlcluster",
+                v,
+                n,
+                "start",
+                "--",
+                "-w",
+                "-t",
+                &wait,
+                "-o",
+                &opts,
+            ]
+        }
+        Service::Systemd(unit) => bail!(
+            "{me} needs to start once with {shown} (its pg_control records these values of {primary}), which systemd unit {unit} cannot pass; start it by hand once with `pg_ctl start -D {} -o '{opts}'`, wait until it replays {primary}'s WAL, run CHECKPOINT on it, stop it, and apply again",
+            pg.data_dir
+        ),
+    };
+    let out = ctx
+        .session
+        .run_with_stdin(&argv, None, Duration::from_secs(PG_CTL_WAIT_S + 30))
+        .await?;
+    let mut failure = (!out.success()).then(|| {
+        format!(
+            "{me}: start with {shown} failed (exit {:?}): {}",
+            out.code,
+            out.stderr.trim()
+        )
+    });
+    if failure.is_none() && matches!(pg.service, Service::PgCtl) {
+        failure = wait_accepting(ctx.session, ctx.node)
+            .await
+            .err()
+            .map(|e| format!("{e:#}"));
+    }
+    if let Some(failure) = failure {
+        let tail = ctx
+            .session
+            .run(&["tail", "-n", "15", &log])
+            .await
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        bail!("{failure}\nlast lines of {log}:\n{tail}");
+    }
+    (ctx.progress)(&format!("started once with {shown}"));
+    let caught_up = catch_up(ctx, primary).await?;
+    (ctx.progress)(&caught_up);
+    // Whether its own values are now at or above what pg_control records:
+    // not yet when the primary still runs with the higher value (its
+    // lowering comes later); it then keeps running with the recorded values
+    // and apply's next round restarts it, after the primary's.
+    // pg_control's values are not in SQL: pg_controldata reads them from
+    // the running server's file.
+    let recorded = controldata(ctx.session, ctx.node).await?.recorded_settings;
+    let client = ctx.client().await?;
+    // The values the next start takes: the files' last line for each name.
+    let rows = bounded(
+        QUERY_LIMIT,
+        "pg_file_settings",
+        client.query(
+            "SELECT name, setting FROM pg_file_settings WHERE error IS NULL OR error = 'setting could not be applied' ORDER BY seqno",
+            &[],
+        ),
+    )
+    .await?;
+    drop(client);
+    let mut configured: std::collections::HashMap<String, String> = Default::default();
+    for r in rows {
+        configured.insert(r.get(0), r.get(1));
+    }
+    let still_low: Vec<String> = recorded
+        .iter()
+        .filter(|(n, rec)| {
+            configured
+                .get(n.as_str())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .is_some_and(|v| v < **rec)
+        })
+        .map(|(n, rec)| format!("{n} = {rec}"))
+        .collect();
+    if !still_low.is_empty() {
+        return Ok(format!(
+            "started once with {shown}; {caught_up}; {primary} still records {}, so {me} keeps running with these values until {primary} lowers them (apply's next round restarts it)",
+            still_low.join(", ")
+        ));
+    }
+    control(ctx.session, ctx.node, "stop").await?;
+    let started = start(ctx).await?;
+    Ok(format!(
+        "started once with {shown}; {caught_up}; stopped; {started} with its own values"
+    ))
 }
 
 /// Polls pg_stat_wal_receiver every 20 ms until it streams, or fails with the server's log.

@@ -222,6 +222,13 @@ async fn run_one(
     let peer_name = match &step.op {
         Op::Switchover { from, .. } => Some(from.clone()),
         Op::Rebase { source, .. } => Some(source.clone()),
+        Op::Restart {
+            catch_up_with: Some(p),
+        }
+        | Op::Start {
+            catch_up_with: Some(p),
+            ..
+        } if *p != step.node => Some(p.clone()),
         _ => None,
     };
     let mut peer = match &peer_name {

@@ -445,6 +445,7 @@ async fn read_server_sql(
                 .filter(|t| *t != 0),
             wal_log_hints: control.get(7),
             data_checksums: control.get(8),
+            recorded_settings: Default::default(),
         },
         hba_conf: read.first().and_then(|r| text(r.get(0))),
         auto_conf: read.get(1).and_then(|r| text(r.get(0))),

@@ -171,6 +171,11 @@ pub struct ControlData {
     pub min_recovery_end_timeline: Option<u32>,
     pub wal_log_hints: Option<bool>,
     pub data_checksums: Option<bool>,
+    /// The hot-standby-sensitive values pg_control records (a standby: its
+    /// primary's, as of the last parameter change it replayed), by GUC
+    /// name; read from pg_controldata of a stopped node only.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub recorded_settings: std::collections::BTreeMap<String, i64>,
 }
 
 /// Read over SQL while PostgreSQL runs.

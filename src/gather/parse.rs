@@ -285,8 +285,24 @@ pub fn parse_controldata(text: &str) -> ControlData {
         min_recovery_end_timeline: num("Min recovery ending loc's timeline").filter(|t| *t != 0),
         wal_log_hints: map.get("wal_log_hints setting").map(|v| *v == "on"),
         data_checksums: num("Data page checksum version").map(|v| v > 0),
+        recorded_settings: CONTROLDATA_SETTINGS
+            .iter()
+            .filter_map(|(label, guc)| {
+                let v = map.get(label)?.parse::<i64>().ok()?;
+                Some((guc.to_string(), v))
+            })
+            .collect(),
     }
 }
+
+/// pg_controldata's labels of the hot-standby-sensitive values, and their GUCs.
+const CONTROLDATA_SETTINGS: [(&str, &str); 5] = [
+    ("max_connections setting", "max_connections"),
+    ("max_worker_processes setting", "max_worker_processes"),
+    ("max_wal_senders setting", "max_wal_senders"),
+    ("max_prepared_xacts setting", "max_prepared_transactions"),
+    ("max_locks_per_xact setting", "max_locks_per_transaction"),
+];
 
 /// Byte ranges of the values of every `password` keyword in a libpq
 /// conninfo string (`key = value`, values bare or `'...'` with `\` escapes).
@@ -454,6 +470,11 @@ Latest checkpoint's TimeLineID:       2
 Minimum recovery ending location:     0/0
 Min recovery ending loc's timeline:   0
 wal_log_hints setting:                on
+max_connections setting:              100
+max_worker_processes setting:         8
+max_wal_senders setting:              10
+max_prepared_xacts setting:           0
+max_locks_per_xact setting:           64
 Data page checksum version:           0
 ";
 
@@ -487,6 +508,19 @@ Data page checksum version:           0
     fn controldata_fields() {
         let c = parse_controldata(CONTROLDATA);
         assert_eq!(c.state, "shut down");
+        assert_eq!(
+            c.recorded_settings
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
+            [
+                "max_connections=100",
+                "max_locks_per_transaction=64",
+                "max_prepared_transactions=0",
+                "max_wal_senders=10",
+                "max_worker_processes=8",
+            ]
+        );
         assert_eq!(c.system_identifier, "7300000000000000001");
         assert_eq!(c.checkpoint_lsn, Some(Lsn(0x3000148)));
         assert_eq!(c.checkpoint_timeline, Some(2));

@@ -5,6 +5,8 @@
 
 pub mod render;
 
+use std::collections::BTreeMap;
+
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
@@ -52,8 +54,27 @@ pub enum Op {
         offline: Option<String>,
     },
     Reload,
-    Restart,
-    Start,
+    /// Restart the node. With `catch_up_with` (a standby, when a
+    /// hot-standby-sensitive setting is lowered): first wait until it has
+    /// replayed that primary's WAL up to the primary's current position
+    /// (past the primary's parameter change) and make a restartpoint
+    /// (CHECKPOINT) past it; a standby that restarts before that compares
+    /// its lower value with the old one and refuses to start.
+    Restart {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        catch_up_with: Option<String>,
+    },
+    /// Start a stopped node. With `once_with` (a standby whose pg_control
+    /// still records its primary's higher values): start it once with
+    /// those values (`-c`, not persisted), wait until it replayed
+    /// `catch_up_with`'s current position, CHECKPOINT, stop, then start it
+    /// normally.
+    Start {
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        once_with: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        catch_up_with: Option<String>,
+    },
     /// Replace the managed block of pg_hba.conf (file at `path`).
     WriteHba {
         path: String,
@@ -293,7 +314,7 @@ impl Plan {
                             Op::BaseBackup { upstream, .. },
                             Op::WriteHba { .. } | Op::BaseBackup { .. },
                         ) => &other.node == upstream,
-                        (Op::BaseBackup { upstream, .. }, Op::Start) => {
+                        (Op::BaseBackup { upstream, .. }, Op::Start { .. }) => {
                             same_node || &other.node == upstream
                         }
                         // A new standby is built whole, whichever of its steps is targeted.
@@ -303,9 +324,23 @@ impl Plan {
                             Op::SetSetting { .. } | Op::WriteHba { .. } | Op::WriteRecovery { .. },
                             Op::Reload,
                         ) => same_node && step.needs_reload(),
-                        (Op::SetSetting { .. } | Op::WriteRecovery { .. }, Op::Restart) => {
+                        (Op::SetSetting { .. } | Op::WriteRecovery { .. }, Op::Restart { .. }) => {
                             same_node && step.restart
                         }
+                        // A standby's restart that waits for its primary's
+                        // lowering needs that lowering (and its restart).
+                        (
+                            Op::Restart {
+                                catch_up_with: Some(p),
+                            },
+                            Op::Restart { .. },
+                        ) => &other.node == p,
+                        (
+                            Op::Restart {
+                                catch_up_with: Some(p),
+                            },
+                            Op::SetSetting { .. },
+                        ) => &other.node == p && other.restart,
                         _ => false,
                     };
                     if needed {

@@ -47,7 +47,7 @@ fn describe(step: &Step) -> String {
         (_, false, true) => before,
         _ => String::new(),
     };
-    if step.restart && !matches!(step.op, super::Op::Restart) {
+    if step.restart && !matches!(step.op, super::Op::Restart { .. }) {
         s.push_str(" (restart)");
     }
     // Role changes always say what they will do and why.
@@ -57,7 +57,10 @@ fn describe(step: &Step) -> String {
             | super::Op::Promote { .. }
             | super::Op::Rebase { .. }
             | super::Op::DropSlot { .. }
-    );
+            | super::Op::Restart {
+                catch_up_with: Some(_)
+            }
+    ) || matches!(&step.op, super::Op::Start { once_with, .. } if !once_with.is_empty());
     if !step.reason.is_empty() && (s.is_empty() || step.sensitive || explains) {
         if !s.is_empty() {
             s.push_str("  # ");

@@ -6,6 +6,7 @@ mod config;
 mod drift;
 mod faults;
 mod lab;
+mod lowering;
 mod manager;
 mod plan;
 mod plan_lab;

@@ -498,6 +498,104 @@ fn lowering_max_connections_restarts_the_primary_first() {
     );
 }
 
+/// A standby restarted after the primary's lowering first replays the
+/// primary's parameter change and makes a restartpoint (issue 12, case 2).
+#[test]
+fn lowering_waits_for_each_standby_to_replay_the_primary_before_its_restart() {
+    let cfg = orders("max_connections = 100");
+    let plan = diff::plan(&cfg, &converged(&orders("max_connections = 200")));
+    let restarts: Vec<(&str, Option<&str>)> = plan
+        .changes
+        .iter()
+        .filter_map(|s| match &s.op {
+            pgrepl::plan::Op::Restart { catch_up_with } => {
+                Some((s.node.as_str(), catch_up_with.as_deref()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        restarts,
+        [("db1", None), ("db2", Some("db1")), ("db3", Some("db1"))]
+    );
+    let db2 = plan
+        .changes
+        .iter()
+        .find(|s| s.address == "db2.service")
+        .expect("db2 restarts");
+    assert!(db2.reason.contains("replayed db1's WAL"), "{}", db2.reason);
+    assert!(db2.reason.contains("CHECKPOINT"), "{}", db2.reason);
+    // Raising: no wait.
+    let plan = diff::plan(&orders("max_connections = 200"), &converged(&cfg));
+    assert!(plan.changes.iter().all(|s| !matches!(
+        &s.op,
+        pgrepl::plan::Op::Restart {
+            catch_up_with: Some(_)
+        }
+    )));
+}
+
+/// A stopped standby whose pg_control records the primary's old, higher
+/// value refuses to start with its lower one: it starts once with the
+/// recorded value, replays the primary's change, then starts normally.
+#[test]
+fn a_standby_stuck_below_its_recorded_value_starts_once_with_it() {
+    let cfg = orders("max_connections = 80");
+    let mut obs = converged(&cfg);
+    let n = node(&mut obs, "db2");
+    n.server = None;
+    let files = n.files.as_mut().expect("files");
+    files.running = false;
+    let control = files.control.as_mut().expect("control");
+    control.state = "shut down in recovery".into();
+    control.recorded_settings = [
+        ("max_connections".to_string(), 100),
+        ("max_worker_processes".to_string(), 8),
+    ]
+    .into_iter()
+    .collect();
+    let plan = plan_and_snapshot("stuck_standby_start", &cfg, &obs);
+    assert_eq!(steps(&plan), ["~ db2.service start"]);
+    let s = &plan.changes[0];
+    match &s.op {
+        pgrepl::plan::Op::Start {
+            once_with,
+            catch_up_with,
+        } => {
+            assert_eq!(
+                once_with.iter().collect::<Vec<_>>(),
+                [(&"max_connections".to_string(), &"100".to_string())]
+            );
+            assert_eq!(catch_up_with.as_deref(), Some("db1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        s.before.as_deref(),
+        Some(
+            "stopped (shut down in recovery; needs max_connections >= 100 until it replays db1's parameter change)"
+        )
+    );
+    assert!(
+        s.reason.contains("insufficient parameter settings"),
+        "{}",
+        s.reason
+    );
+    // Recorded values at or below its own: a plain start.
+    let n = node(&mut obs, "db2");
+    let control = n
+        .files
+        .as_mut()
+        .and_then(|f| f.control.as_mut())
+        .expect("control");
+    control.recorded_settings = [("max_connections".to_string(), 80)].into_iter().collect();
+    let plan = diff::plan(&cfg, &obs);
+    assert!(matches!(
+        &plan.changes[0].op,
+        pgrepl::plan::Op::Start { once_with, catch_up_with: None } if once_with.is_empty()
+    ));
+}
+
 #[test]
 fn raising_one_hot_standby_setting_and_lowering_another_takes_two_rounds() {
     let cfg = orders("max_connections = 200\nmax_worker_processes = 8");
@@ -577,14 +675,14 @@ fn several_restart_needing_changes_make_one_restart_per_node() {
     let restarts: Vec<&str> = plan
         .changes
         .iter()
-        .filter(|s| matches!(s.op, pgrepl::plan::Op::Restart))
+        .filter(|s| matches!(s.op, pgrepl::plan::Op::Restart { .. }))
         .map(|s| s.node.as_str())
         .collect();
     assert_eq!(restarts, ["db2", "db3", "db1"]);
     let db2 = plan
         .changes
         .iter()
-        .find(|s| s.node == "db2" && matches!(s.op, pgrepl::plan::Op::Restart))
+        .find(|s| s.node == "db2" && matches!(s.op, pgrepl::plan::Op::Restart { .. }))
         .expect("db2 restart");
     let why = db2.after.as_deref().unwrap_or("");
     for name in ["max_connections", "shared_buffers", "wal_level"] {
@@ -1704,7 +1802,7 @@ fn a_value_waiting_for_a_restart_is_compared_with_the_file_and_put_back() {
         !plan
             .changes
             .iter()
-            .any(|s| matches!(s.op, pgrepl::plan::Op::Restart)),
+            .any(|s| matches!(s.op, pgrepl::plan::Op::Restart { .. })),
         "a bad pending value is put back, not restarted into: {got:#?}"
     );
 }

@@ -261,6 +261,7 @@ fn control(in_recovery: bool) -> ControlData {
         min_recovery_end_timeline: None,
         wal_log_hints: Some(true),
         data_checksums: Some(false),
+        recorded_settings: Default::default(),
     }
 }
 
