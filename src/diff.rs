@@ -458,6 +458,9 @@ impl Differ<'_> {
             );
             return;
         }
+        if self.stopped_start_guards(want, files) {
+            return;
+        }
         // Planned from its files: drift in postgresql.auto.conf is repaired
         // before the start, so a value that keeps it from starting (or one
         // the file no longer wants) never stays in the way.
@@ -664,6 +667,9 @@ impl Differ<'_> {
             );
             return;
         }
+        if self.running_start_guards(want, seen, server) {
+            return;
+        }
         self.hba(want, seen, server);
         if is_primary {
             self.roles(name, server);
@@ -709,6 +715,173 @@ impl Differ<'_> {
         for (line, e) in &server.hba_errors {
             self.warn(Some(name), format!("pg_hba.conf line {line}: {e}"));
         }
+    }
+
+    /// The file's integer value of `guc` on this node, if it sets one.
+    fn wanted_int(&self, want: &NodeDesired, guc: &str) -> Option<i64> {
+        match want.settings.get(guc).map(|s| &s.normalized) {
+            Some(Some(Normalized::Integer(v))) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// Values of the file that would keep a running node from starting
+    /// at its next restart: `max_replication_slots` below the slots it
+    /// holds after this plan, and `shared_preload_libraries` naming a
+    /// library it does not have. The node is blocked, with what to do;
+    /// nothing is planned on it. Returns whether it was.
+    fn running_start_guards(
+        &mut self,
+        want: &NodeDesired,
+        seen: &NodeState,
+        server: &ServerFacts,
+    ) -> bool {
+        let name = want.name.as_str();
+        let mut why = Vec::new();
+        let limit = self.wanted_int(want, "max_replication_slots").or_else(|| {
+            server
+                .settings
+                .get("max_replication_slots")
+                .and_then(|p| p.setting.parse().ok())
+        });
+        // What it holds once this plan's own slot steps ran (see `slots`).
+        let mut held: Vec<&str> = server
+            .slots
+            .iter()
+            .filter(|s| {
+                let managed =
+                    self.cfg.nodes.contains_key(&s.name) || self.cfg.extra_slots.contains(&s.name);
+                !(managed && !want.slots.contains(&s.name) && !s.active)
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        for w in &want.slots {
+            if !held.contains(&w.as_str()) {
+                held.push(w);
+            }
+        }
+        if let Some(limit) = limit
+            && (held.len() as i64) > limit
+        {
+            let unmanaged: Vec<&str> = held
+                .iter()
+                .copied()
+                .filter(|s| !want.slots.iter().any(|w| w == s))
+                .collect();
+            let drop = if unmanaged.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "drop the slots no standby needs (SELECT pg_drop_replication_slot('{}')), or ",
+                    unmanaged[0]
+                )
+            };
+            why.push(format!(
+                "it would hold {} replication slots ({}) with max_replication_slots = {limit}; PostgreSQL refuses to start with more slots than that (FATAL: too many replication slots active before shutdown), and creating one beyond it fails: {drop}set max_replication_slots to at least {} in the file",
+                held.len(),
+                held.join(", "),
+                held.len()
+            ));
+        }
+        if let Some(check) = seen.files.as_ref().and_then(|f| f.preload.as_ref())
+            && !check.missing.is_empty()
+        {
+            let wanted = self.cfg.nodes[name]
+                .settings
+                .get("shared_preload_libraries")
+                .map(|_| crate::gather::preload_wanted(&self.cfg.nodes[name]))
+                .unwrap_or_default();
+            let live = server
+                .settings
+                .get("shared_preload_libraries")
+                .map(|p| crate::gather::parse::preload_names(&p.setting))
+                .unwrap_or_default();
+            let path = server
+                .settings
+                .get("dynamic_library_path")
+                .map_or("$libdir", |p| p.setting.as_str());
+            let libdir = check.libdir.as_deref().unwrap_or("$libdir");
+            let missing = check.missing.join(", ");
+            if wanted == live {
+                self.warn(
+                    Some(name),
+                    format!(
+                        "shared_preload_libraries loads {missing}, which is no longer in {libdir}: the server runs, but its next start will fail; reinstall the library or remove it from the file"
+                    ),
+                );
+            } else if path != "$libdir" && check.missing.iter().any(|m| !m.contains('/')) {
+                self.warn(
+                    Some(name),
+                    format!(
+                        "shared_preload_libraries names {missing}, not found in {libdir}; dynamic_library_path is '{path}', which pgrepl does not search: make sure the server finds it before its restart"
+                    ),
+                );
+            } else {
+                why.push(format!(
+                    "shared_preload_libraries names {missing}, which is not in {libdir} (neither NAME nor NAME.so): the server would not start at the restart; fix the name in the file, or install the library on the node first"
+                ));
+            }
+        }
+        if why.is_empty() {
+            return false;
+        }
+        self.block(
+            name,
+            format!(
+                "cannot take the file's settings, which would keep it from starting: {}",
+                why.join("; ")
+            ),
+        );
+        true
+    }
+
+    /// The same for a stopped node about to be started: its slots on disk
+    /// and its preloaded libraries against the values it will start with
+    /// (the file's, else those already in postgresql.auto.conf).
+    fn stopped_start_guards(
+        &mut self,
+        want: &NodeDesired,
+        files: &crate::gather::FileFacts,
+    ) -> bool {
+        let name = want.name.as_str();
+        let auto = files
+            .auto_conf
+            .as_deref()
+            .map(crate::gather::parse::conf_settings)
+            .unwrap_or_default();
+        let mut why = Vec::new();
+        let limit = self.wanted_int(want, "max_replication_slots").or_else(|| {
+            auto.get("max_replication_slots")
+                .and_then(|v| v.trim().parse().ok())
+        });
+        if let (Some(limit), Some(on_disk)) = (limit, files.slots_on_disk)
+            && i64::from(on_disk) > limit
+        {
+            why.push(format!(
+                "it has {on_disk} replication slots in pg_replslot and would start with max_replication_slots = {limit}, which PostgreSQL refuses (FATAL: too many replication slots active before shutdown); set max_replication_slots to at least {on_disk} in the file (apply writes it into postgresql.auto.conf before the start)"
+            ));
+        }
+        if let Some(check) = &files.preload {
+            match &check.libdir {
+                Some(libdir) if !check.missing.is_empty() => why.push(format!(
+                    "it would start with shared_preload_libraries naming {}, which is not in {libdir} (neither NAME nor NAME.so), so it would not start; fix the name in the file, or install the library on the node first",
+                    check.missing.join(", ")
+                )),
+                Some(_) => {}
+                None => self.warn(
+                    Some(name),
+                    "is stopped and its library directory was not found (no pg_config in bin_dir, no plpgsql.so beside it): the libraries in shared_preload_libraries could not be checked before its start".into(),
+                ),
+            }
+        }
+        if why.is_empty() {
+            return false;
+        }
+        self.block(
+            name,
+            format!("is stopped and cannot be started: {}", why.join("; ")),
+        );
+        true
     }
 
     fn add_restart(&mut self, node: &str, why: String) {

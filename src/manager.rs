@@ -77,6 +77,8 @@ mod tests {
                 rewind_interrupted: false,
                 building_bytes: None,
                 managers,
+                slots_on_disk: None,
+                preload: None,
             }),
             server: None,
             errors: Vec::new(),

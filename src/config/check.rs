@@ -197,7 +197,9 @@ pub fn check(
     }
     check_hot_standby_settings(&mut c, &raw, &nodes, &cluster.primary);
     check_hot_standby_on(&mut c, &raw, &nodes);
+    check_wal_level(&mut c, &raw, &nodes);
     check_wal_senders(&mut c, &raw, &nodes);
+    check_replication_slots(&mut c, &raw, &nodes);
     let hba = check_hba(&mut c, &raw, &nodes);
     let extra_slots = check_slots(&mut c, &raw, &node_names);
 
@@ -1002,30 +1004,131 @@ fn effective_setting_span(raw: &RawConfig, node: &str, guc: &str) -> std::ops::R
         .map_or_else(|| raw.nodes.span(), |(_, v)| v.span())
 }
 
-/// Any node may become the primary and stream to all the others, and a
-/// base backup takes two WAL senders while the others stream: each node
-/// needs at least one sender per other node plus one.
-fn check_wal_senders(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<String, Node>) {
-    let need = nodes.len() as i64;
+/// A node's integer value of `guc` from the file, or PostgreSQL's
+/// `default` when the file does not set it; `None` when it is not an integer.
+fn int_setting(node: &Node, guc: &str, default: i64) -> Option<i64> {
+    match node.settings.get(guc).map(|s| &s.normalized) {
+        Some(Some(guc::Normalized::Integer(v))) => Some(*v),
+        Some(_) => None,
+        None => Some(default),
+    }
+}
+
+/// Reports `message` once per line of the file: a `[settings]` line
+/// shared by every node is one problem, not one per node.
+fn once_per_line(
+    c: &mut Checker,
+    reported: &mut Vec<Range<usize>>,
+    span: Range<usize>,
+    message: String,
+    help: String,
+) {
+    if !reported.contains(&span) {
+        reported.push(span.clone());
+        c.error(span, message, help);
+    }
+}
+
+/// `wal_level = minimal` writes no WAL a standby can replay, and a server
+/// with it refuses to start while `max_wal_senders` is above 0: no node of
+/// a replicated cluster can run with it (any node may become the primary,
+/// and a standby must match its primary).
+fn check_wal_level(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<String, Node>) {
+    let mut reported = Vec::new();
     for (name, node) in nodes {
-        let have = match node.settings.get("max_wal_senders").map(|s| &s.normalized) {
-            Some(Some(guc::Normalized::Integer(v))) => *v,
-            Some(_) => continue,
-            None => 10, // PostgreSQL's default
+        let Some(Some(guc::Normalized::Enum(level))) =
+            node.settings.get("wal_level").map(|s| &s.normalized)
+        else {
+            continue;
+        };
+        if level != "minimal" {
+            continue;
+        }
+        let span = effective_setting_span(raw, name, "wal_level");
+        once_per_line(
+            c,
+            &mut reported,
+            span,
+            format!("wal_level is minimal on `{name}`, which cannot replicate"),
+            "with wal_level = minimal PostgreSQL writes no WAL a standby can replay and refuses to start while max_wal_senders is above 0 (\"WAL streaming (max_wal_senders > 0) requires wal_level replica or logical\"), so the node would stay down; use \"replica\" (PostgreSQL's default) or \"logical\"".into(),
+        );
+    }
+}
+
+/// Any node may become the primary and stream to all the others, a
+/// `[[slots]]` entry is there for a backup tool that streams WAL through
+/// it, and a base backup takes two WAL senders while the others stream:
+/// each node needs one sender per other node, one per `[[slots]]` entry,
+/// plus one.
+fn check_wal_senders(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<String, Node>) {
+    let others = nodes.len() as i64 - 1;
+    let extra = raw.slots.len() as i64;
+    let need = others + extra + 1;
+    let mut reported = Vec::new();
+    for (name, node) in nodes {
+        let Some(have) = int_setting(node, "max_wal_senders", 10) else {
+            continue;
         };
         if have >= need {
             continue;
         }
         let span = effective_setting_span(raw, name, "max_wal_senders");
-        c.error(
+        let slots = if extra > 0 {
+            format!(", and a backup tool streams through each of the {extra} [[slots]]")
+        } else {
+            String::new()
+        };
+        once_per_line(
+            c,
+            &mut reported,
             span,
-            format!("max_wal_senders on `{name}` is {have}, too low for {need} nodes"),
             format!(
-                "any node may become primary and stream to all {} other nodes, and a base backup needs two senders: set max_wal_senders to at least {need}",
-                need - 1
+                "max_wal_senders on `{name}` is {have}, too low for {} nodes",
+                nodes.len()
+            ),
+            format!(
+                "any node may become primary and stream to all {others} other nodes{slots}, and a base backup needs two senders: set max_wal_senders to at least {need}"
             ),
         );
-        return;
+    }
+}
+
+/// PostgreSQL refuses to start with more replication slots on disk than
+/// `max_replication_slots` (`FATAL: too many replication slots active
+/// before shutdown`), and any node may become the primary: it then holds a
+/// slot for every other node that streams from it (a base backup without a
+/// slot takes a temporary one) and every `[[slots]]` entry. So each node
+/// needs one slot per other node plus one per `[[slots]]` entry. Slots the
+/// file does not name are counted against the node itself, at plan time.
+fn check_replication_slots(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<String, Node>) {
+    let others = nodes.len() as i64 - 1;
+    let extra = raw.slots.len() as i64;
+    let need = others + extra;
+    let mut reported = Vec::new();
+    for (name, node) in nodes {
+        let Some(have) = int_setting(node, "max_replication_slots", 10) else {
+            continue;
+        };
+        if have >= need {
+            continue;
+        }
+        let span = effective_setting_span(raw, name, "max_replication_slots");
+        let slots = if extra > 0 {
+            format!(" plus the {extra} [[slots]]")
+        } else {
+            String::new()
+        };
+        once_per_line(
+            c,
+            &mut reported,
+            span,
+            format!(
+                "max_replication_slots on `{name}` is {have}, below the {need} slots it may hold"
+            ),
+            format!(
+                "any node may become the primary and then holds one slot for each of the {others} other nodes{slots}; with fewer, PostgreSQL refuses to start (\"too many replication slots active before shutdown\"): set max_replication_slots to at least {need}"
+            ),
+        );
     }
 }
 

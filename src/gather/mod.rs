@@ -179,11 +179,29 @@ fn serves(node: &Node, files: &FileFacts, server: &ServerFacts) -> bool {
             || files.data_dir_physical.as_deref().map(trim) == Some(theirs))
 }
 
+/// The libraries the file preloads on `node` (its `shared_preload_libraries`),
+/// without names holding a newline (no library file has one).
+pub fn preload_wanted(node: &Node) -> Vec<String> {
+    let Some(s) = node.settings.get("shared_preload_libraries") else {
+        return Vec::new();
+    };
+    let value = match &s.value {
+        toml::Value::String(v) => v.clone(),
+        other => other.to_string(),
+    };
+    parse::preload_names(&value)
+        .into_iter()
+        .filter(|n| !n.contains('\n'))
+        .collect()
+}
+
 async fn read_files(cfg: &Config, session: &NodeSession, node: &Node) -> anyhow::Result<FileFacts> {
     let pg = &node.postgres;
     let conf_dir = pg.config_dir.as_deref().unwrap_or(&pg.data_dir);
     let passfile = crate::desired::passfile_path(cfg, node);
-    let argv = [
+    let libraries = preload_wanted(node);
+    let joined = libraries.join("\n");
+    let mut argv = vec![
         "sh",
         "-c",
         parse::GATHER_SCRIPT,
@@ -193,6 +211,9 @@ async fn read_files(cfg: &Config, session: &NodeSession, node: &Node) -> anyhow:
         conf_dir,
         &passfile,
     ];
+    if !libraries.is_empty() {
+        argv.extend(["-", joined.as_str()]);
+    }
     let out = session.run(&argv).await?;
     if !out.success() {
         anyhow::bail!(
@@ -201,7 +222,10 @@ async fn read_files(cfg: &Config, session: &NodeSession, node: &Node) -> anyhow:
             out.stderr.trim()
         );
     }
-    parse::parse_gather_output(&out.stdout).map_err(|e| anyhow::anyhow!("{}: {e}", node.name))
+    let mut files = parse::parse_gather_output(&out.stdout)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", node.name))?;
+    files.preload = parse::parse_preload_check(&out.stdout, &libraries);
+    Ok(files)
 }
 
 /// The gather script's repmgrd search alone (its last argument `repmgrd`).
@@ -296,12 +320,26 @@ const SQL_READ_FILES: &str =
 const SQL_HISTORIES: &str = "SELECT name, pg_read_binary_file('pg_wal/' || name)
   FROM pg_ls_dir('pg_wal') AS name WHERE name ~ '^[0-9A-F]{8}[.]history$' ORDER BY name";
 
+// The libraries the file preloads ($1), each looked for as PostgreSQL
+// does: `$libdir/` is the server's PKGLIBDIR, a name with a `/` is a path,
+// any other a file in PKGLIBDIR; NAME or NAME.so. pg_config is a
+// superuser's view, as are the file functions used above. Sent only when
+// the file sets shared_preload_libraries.
+const SQL_PRELOAD: &str = "SELECT c.d, l, EXISTS (SELECT 1 FROM unnest(ARRAY[p, p || '.so']) f
+    WHERE (pg_stat_file(f, true)).isdir IS FALSE)
+  FROM (SELECT setting AS d FROM pg_config WHERE name = 'PKGLIBDIR') c,
+  unnest($1::text[]) WITH ORDINALITY AS t(l, i),
+  LATERAL (SELECT CASE WHEN l LIKE '$libdir/%' THEN c.d || substr(l, 8)
+                       WHEN strpos(l, '/') > 0 THEN l ELSE c.d || '/' || l END AS p) x
+  ORDER BY i";
+
 /// A running server's own files, read over SQL rather than by the script.
 struct OnDisk {
     control: ControlData,
     hba_conf: Option<String>,
     auto_conf: Option<String>,
     histories: Vec<(u32, String)>,
+    preload: Option<PreloadCheck>,
 }
 
 impl OnDisk {
@@ -314,6 +352,7 @@ impl OnDisk {
         files.hba_conf = self.hba_conf;
         files.histories = self.histories;
         files.control = Some(self.control);
+        files.preload = self.preload;
     }
 }
 
@@ -358,6 +397,15 @@ async fn read_server_sql(
             client.query(SQL_CUSTOM_SETTINGS, &custom_param).await
         }
     };
+    let libraries = preload_wanted(node);
+    let lib_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&libraries];
+    let preload = async {
+        if libraries.is_empty() {
+            Ok(None)
+        } else {
+            client.query(SQL_PRELOAD, &lib_param).await.map(Some)
+        }
+    };
     // Issued together: tokio-postgres pipelines them on one connection.
     let (
         server,
@@ -372,6 +420,7 @@ async fn read_server_sql(
         read,
         histories,
         custom,
+        preload,
     ) = tokio::try_join!(
         client.query_one(SQL_SERVER, &[]),
         client.query(SQL_SETTINGS, &[]),
@@ -385,6 +434,7 @@ async fn read_server_sql(
         client.query(SQL_READ_FILES, &path_param),
         client.query(SQL_HISTORIES, &[]),
         custom,
+        preload,
     )?;
     let lsn = |v: Option<String>| v.and_then(|s| s.parse::<Lsn>().ok());
     let settings: IndexMap<String, PgSetting> = settings
@@ -457,6 +507,14 @@ async fn read_server_sql(
                 Some((tli, text(r.get(1))?))
             })
             .collect(),
+        preload: preload.map(|rows| PreloadCheck {
+            libdir: rows.first().map(|r| r.get(0)),
+            missing: rows
+                .iter()
+                .filter(|r| !r.get::<_, bool>(2))
+                .map(|r| r.get(1))
+                .collect(),
+        }),
     };
     let server = ServerFacts {
         version_num: u32::try_from(server.get::<_, i32>(0)).unwrap_or(0),

@@ -118,6 +118,24 @@ pub struct FileFacts {
     /// Another manager's signs on this node, one entry per manager in the
     /// order first seen (SPEC section 10: pgrepl never fights it).
     pub managers: Vec<ManagerFacts>,
+    /// Replication slots in a stopped node's `pg_replslot` (a running
+    /// server's are `ServerFacts::slots`): PostgreSQL refuses to start with
+    /// more than `max_replication_slots`.
+    pub slots_on_disk: Option<u32>,
+    /// The libraries the file preloads, looked for on the node; `None` when
+    /// the file preloads none (or the node was not asked).
+    pub preload: Option<PreloadCheck>,
+}
+
+/// `shared_preload_libraries` from the file against the node's files: a
+/// server that cannot load one of them does not start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreloadCheck {
+    /// The server's library directory (`pg_config`'s PKGLIBDIR, `$libdir`);
+    /// `None` when a stopped node's could not be found.
+    pub libdir: Option<String>,
+    /// Names with neither `NAME` nor `NAME.so` there.
+    pub missing: Vec<String>,
 }
 
 /// A manager other than pgrepl that runs PostgreSQL nodes.

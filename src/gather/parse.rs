@@ -5,10 +5,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use indexmap::IndexMap;
 
-use super::model::{ControlData, DataDir, FileFacts, Lsn, Manager, ManagerFacts};
+use super::model::{ControlData, DataDir, FileFacts, Lsn, Manager, ManagerFacts, PreloadCheck};
 
 /// The read-only script run on each node:
-/// `sh -c SCRIPT pgrepl DATA_DIR BIN_DIR CONF_DIR PASSFILE [repmgrd]`.
+/// `sh -c SCRIPT pgrepl DATA_DIR BIN_DIR CONF_DIR PASSFILE [MODE [LIBRARIES]]`,
+/// MODE `repmgrd` (below) or `-`; LIBRARIES the names the file preloads,
+/// one a line.
 /// Paths arrive as positional arguments and are only ever used quoted, so
 /// nothing in them is interpreted.
 ///
@@ -29,6 +31,16 @@ use super::model::{ControlData, DataDir, FileFacts, Lsn, Manager, ManagerFacts};
 /// library, which repmgrd cannot run without. Evidence holds no text read
 /// from the node, only fixed words, pids and a repmgr.conf path without a
 /// newline, so it cannot forge output lines.
+///
+/// A stopped node is also asked what would keep it from starting: its
+/// slots on disk (`replslots N`: PostgreSQL refuses to start with more than
+/// `max_replication_slots`) and, when the file preloads libraries, which of
+/// them are missing from the server's library directory (`pkglibdir DIR`,
+/// `preload_missing INDEX`). That directory is `BIN_DIR/pg_config
+/// --pkglibdir` when that exists, else the usual place beside BIN_DIR
+/// (Debian's `/usr/lib/postgresql/MAJOR/lib`); either counts only when it
+/// holds `plpgsql.so`, which every server has. A running server answers
+/// both over SQL instead.
 pub const GATHER_SCRIPT: &str = r#"D=$1; B=$2; C=$3; P=$4
 emit() { n=$1; shift; if out=$("$@" 2>/dev/null | base64 -w0); then printf '%s %s\n' "$n" "$out"; fi; }
 nl='
@@ -123,6 +135,31 @@ if [ -f "$D/PG_VERSION" ]; then
     [ -f "$C/pg_hba.conf" ] && emit hba cat "$C/pg_hba.conf"
     [ -f "$D/postgresql.auto.conf" ] && emit auto_conf cat "$D/postgresql.auto.conf"
     for f in "$D"/pg_wal/*.history; do [ -f "$f" ] && emit "history:${f##*/}" cat "$f"; done
+    n=0
+    for f in "$D"/pg_replslot/*; do case $f in *.tmp) ;; *) [ -d "$f" ] && n=$((n + 1)) ;; esac; done
+    echo "replslots $n"
+    if [ -n "${6-}" ]; then
+      echo "preload_checked"
+      L=
+      for d in "$("$B/pg_config" --pkglibdir 2>/dev/null)" "${B%/bin}/lib" "${B%/bin}/lib/postgresql" "${B%/bin}/lib64"; do
+        [ -n "$d" ] && [ -f "$d/plpgsql.so" ] && { L=$d; break; }
+      done
+      if [ -n "$L" ]; then
+        case $L in *"$nl"*) ;; *) echo "pkglibdir $L" ;; esac
+        i=0
+        while IFS= read -r l; do
+          case $l in
+            '$libdir/'*) f=$L/${l#'$libdir/'} ;;
+            */*) f=$l ;;
+            *) f=$L/$l ;;
+          esac
+          [ -f "$f" ] || [ -f "$f.so" ] || echo "preload_missing $i"
+          i=$((i + 1))
+        done <<LIBS
+$6
+LIBS
+      fi
+    fi
     repmgrd_of
   fi
 elif [ ! -e "$D" ]; then echo "datadir missing"
@@ -223,7 +260,53 @@ pub fn parse_gather_output(out: &str) -> Result<FileFacts, String> {
             .get("building_bytes")
             .and_then(|v| v.trim().parse().ok()),
         managers,
+        slots_on_disk: fields.get("replslots").and_then(|v| v.trim().parse().ok()),
+        preload: None,
     })
+}
+
+/// The gather script's check of `libraries` (the names it was given, in
+/// order) on a stopped node; `None` when it did not check.
+pub fn parse_preload_check(out: &str, libraries: &[String]) -> Option<PreloadCheck> {
+    let mut checked = false;
+    let mut libdir = None;
+    let mut missing = Vec::new();
+    for line in out.lines() {
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        match key {
+            "preload_checked" => checked = true,
+            "pkglibdir" => libdir = Some(value.to_string()),
+            "preload_missing" => {
+                if let Some(name) = value
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| libraries.get(i))
+                {
+                    missing.push(name.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    checked.then_some(PreloadCheck { libdir, missing })
+}
+
+/// The library names of a `shared_preload_libraries` value, as PostgreSQL
+/// splits it: comma-separated, surrounding blanks dropped, double quotes
+/// around a name removed.
+pub fn preload_names(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|n| n.trim())
+        .map(|n| {
+            n.strip_prefix('"')
+                .and_then(|n| n.strip_suffix('"'))
+                .unwrap_or(n)
+                .to_string()
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 /// The `manager NAME EVIDENCE` lines of the gather script's output: one
@@ -685,6 +768,15 @@ fs 4096 10 5\n";
         assert!(plain.managers.is_empty());
     }
 
+    #[test]
+    fn preload_names_split_as_postgres_does() {
+        assert_eq!(
+            preload_names(" pg_stat_statements, \"auto_explain\" ,,$libdir/x "),
+            ["pg_stat_statements", "auto_explain", "$libdir/x"]
+        );
+        assert!(preload_names("").is_empty());
+    }
+
     /// Runs the gather script itself with `sh`, on local directories.
     mod script {
         use super::*;
@@ -742,6 +834,61 @@ fs 4096 10 5\n";
                 .map(|e| e.expect("entry").file_name())
                 .collect();
             assert_eq!(names.len(), 1, "nothing executed: {names:?}");
+        }
+
+        /// A stopped node: its slots on disk, and the preloaded libraries
+        /// looked for in the library directory beside bin_dir (the one
+        /// holding plpgsql.so), as `$libdir/NAME`, NAME or NAME.so.
+        #[test]
+        fn a_stopped_node_reports_its_slots_and_missing_libraries() {
+            let root = tempfile::tempdir().expect("tempdir");
+            let base = hostile(root.path());
+            let d = base.join("main");
+            let bin = base.join("bin");
+            let lib = base.join("lib");
+            for dir in [&d, &bin, &lib] {
+                std::fs::create_dir_all(dir).expect("mkdir");
+            }
+            write(&d.join("PG_VERSION"), "15\n");
+            for slot in ["node2", "node3", "barman", "gone.tmp"] {
+                std::fs::create_dir_all(d.join("pg_replslot").join(slot)).expect("mkdir");
+            }
+            write(&lib.join("plpgsql.so"), "");
+            write(&lib.join("pg_stat_statements.so"), "");
+            write(&lib.join("auto_explain"), "");
+            let libs: Vec<String> = [
+                "pg_stat_statements",
+                "pg_stat_statementz",
+                "$libdir/auto_explain",
+                "$(touch pwned3)",
+                "plpgsql.so",
+            ]
+            .map(String::from)
+            .to_vec();
+            let out = Command::new("sh")
+                .args(["-c", GATHER_SCRIPT, "pgrepl-gather"])
+                .arg(&d)
+                .arg(&bin)
+                .arg(&d)
+                .arg(root.path().join("no-passfile"))
+                .arg("-")
+                .arg(libs.join("\n"))
+                .output()
+                .expect("sh runs");
+            assert!(out.status.success(), "{out:?}");
+            let out = String::from_utf8(out.stdout).expect("utf-8");
+            let f = parse_gather_output(&out).expect("parses");
+            assert_eq!(f.slots_on_disk, Some(3), "{out}");
+            let check = parse_preload_check(&out, &libs).expect("checked");
+            assert_eq!(check.missing, ["pg_stat_statementz", "$(touch pwned3)"]);
+            // A newline in the path is not printed: the line would be forged.
+            assert_eq!(check.libdir, None, "{out}");
+            assert!(!root.path().join("pwned3").exists());
+            assert!(!d.join("pwned3").exists());
+            // No library list: nothing checked.
+            let plain = run(&d, &bin, &root.path().join("no-passfile"));
+            assert_eq!(parse_preload_check(&plain, &libs), None);
+            assert!(!plain.contains("pkglibdir"), "{plain}");
         }
 
         #[test]

@@ -654,3 +654,32 @@ rule!(
     hot_standby_off,
     with_cluster("[settings]\nhot_standby = false\n")
 );
+rule!(
+    wal_level_minimal,
+    with_cluster("[settings]\nwal_level = \"minimal\"\nmax_wal_senders = 0\n")
+);
+rule!(
+    wal_level_minimal_on_one_node,
+    with_cluster("[nodes.db2.settings]\nwal_level = \"minimal\"\n")
+);
+rule!(
+    too_few_replication_slots,
+    with_cluster("[settings]\nmax_replication_slots = 0\n")
+);
+rule!(
+    too_few_replication_slots_for_extra_slots,
+    with_cluster("[settings]\nmax_replication_slots = 1\n[[slots]]\nname = \"barman\"\n")
+);
+rule!(
+    too_few_wal_senders_for_extra_slots,
+    with_cluster("[settings]\nmax_wal_senders = 2\n[[slots]]\nname = \"barman\"\n")
+);
+
+#[test]
+fn just_enough_slots_and_senders_are_valid() {
+    let cfg = load(&with_cluster(
+        "[settings]\nmax_replication_slots = 2\nmax_wal_senders = 3\nwal_level = \"logical\"\n[[slots]]\nname = \"barman\"\n",
+    ))
+    .expect("valid");
+    assert_eq!(cfg.extra_slots, ["barman"]);
+}

@@ -854,3 +854,170 @@ fn after_a_primary_restart_apply_returns_once_its_standbys_stream_again() {
     }
     assert!(shown.contains("stream again"), "{shown}");
 }
+
+/// `pg_ctl restart` by hand on node `i`, as an operator would after an
+/// ALTER SYSTEM: expected to fail here (the server does not come back).
+fn restart_by_hand_fails(lab: &Lab, i: usize, why: &str) {
+    let dd = lab.data_dir();
+    let log = format!(
+        "{}/pgrepl-postgresql.log",
+        dd.rsplit_once('/').expect("parent").0
+    );
+    let out = lab.exec(
+        i,
+        &["pg_ctl", "-D", &dd, "-l", &log, "-w", "-t", "30", "restart"],
+    );
+    assert!(!out.status.success(), "the restart must fail: {out:?}");
+    let logged = lab.exec(i, &["tail", "-n", "20", &log]);
+    let logged = String::from_utf8_lossy(&logged.stdout);
+    assert!(logged.contains(why), "{logged}");
+    assert_ne!(lab.try_sql(i, "SELECT 1").status.code(), Some(0));
+}
+
+fn refused(out: &Output, what: &str) -> String {
+    assert_eq!(out.status.code(), Some(1), "{}", text(out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains(what), "{}", text(out));
+    err
+}
+
+/// Issue 12, case 1: lowering max_replication_slots below the slots in use.
+/// Validate refuses a value below what the file implies, the plan blocks
+/// one below the slots a node holds (an unmanaged one included) and apply
+/// changes nothing; a primary left down by such a value (set by hand)
+/// comes back with a plain apply once the file is fixed.
+#[test]
+fn too_few_replication_slots_are_refused_and_a_primary_they_stopped_comes_back() {
+    let Some(lab) = converged_lab("too_few_replication_slots") else {
+        return;
+    };
+    lab.sql(1, "SELECT pg_create_physical_replication_slot('stray')");
+    let before = crate::support::node_fingerprint(&lab, 1);
+    crate::support::edit_config(
+        &lab,
+        "max_replication_slots = 10",
+        "max_replication_slots = 1",
+    );
+    let err = refused(
+        &pgrepl(&lab, &["validate"]),
+        "max_replication_slots on `node1` is 1, below the 2 slots it may hold",
+    );
+    assert!(
+        err.contains("pgrepl.toml:") && err.contains("at least 2"),
+        "{err}"
+    );
+    // Enough for the file's nodes, not for node1's three slots.
+    crate::support::edit_config(
+        &lab,
+        "max_replication_slots = 1",
+        "max_replication_slots = 2",
+    );
+    refused(
+        &pgrepl(&lab, &["plan"]),
+        "would hold 3 replication slots (node2, node3, stray) with max_replication_slots = 2",
+    );
+    refused(
+        &pgrepl(&lab, &["apply", "--auto-approve"]),
+        "nothing was changed",
+    );
+    assert_eq!(crate::support::node_fingerprint(&lab, 1), before);
+    // What apply used to do: the primary restarted with 2 never comes back.
+    lab.sql(1, "ALTER SYSTEM SET max_replication_slots = 2");
+    restart_by_hand_fails(&lab, 1, "too many replication slots active before shutdown");
+    refused(
+        &pgrepl(&lab, &["plan"]),
+        "has 3 replication slots in pg_replslot and would start with max_replication_slots = 2",
+    );
+    crate::support::edit_config(
+        &lab,
+        "max_replication_slots = 2",
+        "max_replication_slots = 10",
+    );
+    let plan = text(&pgrepl(&lab, &["plan"]));
+    let set = plan.find("node1.setting.max_replication_slots");
+    let start = plan.find("node1.service");
+    assert!(set.is_some() && set < start, "{plan}");
+    let started = Instant::now();
+    apply_ok(&lab, &[]);
+    eprintln!("apply of the fixed file: {:?}", started.elapsed());
+    plan_is_empty(&lab);
+    assert!(is_primary(&lab, 1));
+    assert_eq!(lab.sql(1, "SHOW max_replication_slots"), "10");
+}
+
+/// Issue 12, case 3: settings that stop a server. Validate refuses
+/// wal_level = minimal and too few WAL senders; the plan blocks a preload
+/// library the nodes do not have and apply changes nothing. Nodes left
+/// down by such values (set by hand) come back with a plain apply of the
+/// fixed file: the values are rewritten offline before the start.
+#[test]
+fn settings_that_stop_a_server_are_refused_and_nodes_they_stopped_come_back() {
+    let Some(lab) = converged_lab("settings_that_stop_a_server") else {
+        return;
+    };
+    let before: Vec<String> = (1..=3)
+        .map(|i| crate::support::node_fingerprint(&lab, i))
+        .collect();
+    crate::support::edit_config(&lab, "wal_level = \"replica\"", "wal_level = \"minimal\"");
+    refused(
+        &pgrepl(&lab, &["validate"]),
+        "wal_level is minimal on `node1`",
+    );
+    crate::support::edit_config(&lab, "wal_level = \"minimal\"", "wal_level = \"replica\"");
+    crate::support::edit_config(&lab, "max_wal_senders = 10", "max_wal_senders = 2");
+    refused(
+        &pgrepl(&lab, &["validate"]),
+        "max_wal_senders on `node1` is 2, too low for 3 nodes",
+    );
+    crate::support::edit_config(&lab, "max_wal_senders = 2", "max_wal_senders = 10");
+    crate::support::edit_config(
+        &lab,
+        "wal_level = \"replica\"",
+        "wal_level = \"replica\"\nshared_preload_libraries = \"pg_stat_statementz\"",
+    );
+    let libdir = format!("/usr/lib/postgresql/{}/lib", lab.major());
+    let err = refused(
+        &pgrepl(&lab, &["plan"]),
+        &format!("shared_preload_libraries names pg_stat_statementz, which is not in {libdir}"),
+    );
+    assert!(err.contains("3 nodes could not be planned"), "{err}");
+    refused(
+        &pgrepl(&lab, &["apply", "--auto-approve"]),
+        "nothing was changed",
+    );
+    let after: Vec<String> = (1..=3)
+        .map(|i| crate::support::node_fingerprint(&lab, i))
+        .collect();
+    assert_eq!(after, before);
+    // What apply used to do: node2 restarted with the typo stays down, and
+    // a stopped node is checked from its files too.
+    lab.sql(
+        2,
+        "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statementz'",
+    );
+    restart_by_hand_fails(&lab, 2, "pg_stat_statementz");
+    refused(
+        &pgrepl(&lab, &["plan"]),
+        &format!(
+            "node2: is stopped and cannot be started: it would start with shared_preload_libraries naming pg_stat_statementz, which is not in {libdir}"
+        ),
+    );
+    // And node3 restarted with wal_level = minimal (the file says replica).
+    lab.sql(3, "ALTER SYSTEM SET wal_level = 'minimal'");
+    restart_by_hand_fails(&lab, 3, "wal_level");
+    crate::support::edit_config(&lab, "pg_stat_statementz", "pg_stat_statements");
+    let started = Instant::now();
+    apply_ok(&lab, &[]);
+    eprintln!("apply of the fixed file: {:?}", started.elapsed());
+    plan_is_empty(&lab);
+    for i in 1..=3 {
+        assert_eq!(
+            lab.sql(i, "SHOW shared_preload_libraries"),
+            "pg_stat_statements"
+        );
+        assert_eq!(lab.sql(i, "SHOW wal_level"), "replica");
+    }
+    assert!(is_primary(&lab, 1));
+    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "t");
+    assert_eq!(lab.sql(3, "SELECT pg_is_in_recovery()"), "t");
+}

@@ -6,6 +6,7 @@
 //! and checks the ordering and secrecy rules of SPEC section 3.
 
 mod builder;
+mod guards;
 mod issue12;
 mod props;
 

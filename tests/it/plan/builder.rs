@@ -314,6 +314,8 @@ fn missing_node(cfg: &Config, name: &str) -> NodeState {
         rewind_interrupted: false,
         building_bytes: None,
         managers: Vec::new(),
+        slots_on_disk: None,
+        preload: None,
     });
     n
 }
