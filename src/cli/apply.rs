@@ -133,6 +133,9 @@ async fn apply(
     };
     let mut report = Report::default();
     let mut result = apply::run_steps(cfg, &plan, &mut sessions, &mut report).await;
+    // What the plan showed ends here; whatever follows is said as such.
+    let planned_done = report.done.len();
+    let mut after_apply: Vec<String> = Vec::new();
     // Steps that only become known once new standbys run (their own
     // settings): one more round, then the final check.
     let mut remaining = None;
@@ -156,6 +159,16 @@ async fn apply(
                 remaining = Some(next);
                 break;
             }
+            let found: Vec<String> = next
+                .changes
+                .iter()
+                .map(|s| format!("{} {}", s.action.symbol(), s.address))
+                .collect();
+            eprintln!(
+                "Known only now that the plan's steps ran: {}",
+                found.join(", ")
+            );
+            after_apply.extend(found);
             if let Err(e) = apply::run_steps(cfg, &next, &mut sessions, &mut report).await {
                 result = Err(e);
                 break;
@@ -185,8 +198,17 @@ async fn apply(
             // What the final plan could not tell (a standby between WAL
             // receivers, say) is said, not swallowed.
             eprint!("{}", render::problems(&p, stderr_style()));
+            let extra = if after_apply.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({planned_done} planned; {} known only after apply: {})",
+                    report.done.len() - planned_done,
+                    after_apply.join(", ")
+                )
+            };
             println!(
-                "Apply complete: {} step{} in {secs:.2}s. A fresh plan shows no changes.",
+                "Apply complete: {} step{}{extra} in {secs:.2}s. A fresh plan shows no changes.",
                 report.done.len(),
                 if report.done.len() == 1 { "" } else { "s" }
             );

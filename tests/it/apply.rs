@@ -9,8 +9,7 @@ use crate::lab::Lab;
 use crate::support::{node_fingerprint, pgrepl_cmd, pgrepl_env as pgrepl, text};
 
 fn apply_ok(lab: &Lab, env: &[(&str, &str)]) -> Output {
-    let out = pgrepl(lab, &["apply", "--auto-approve"], env);
-    assert_eq!(out.status.code(), Some(0), "apply failed:\n{}", text(&out));
+    let out = crate::support::apply_ok_env(lab, &[], env);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("A fresh plan shows no changes")
             || String::from_utf8_lossy(&out.stdout).contains("No changes."),

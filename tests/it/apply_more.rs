@@ -16,10 +16,7 @@ use crate::support::{
 };
 
 fn apply_ok(lab: &Lab, extra: &[&str]) -> Output {
-    let mut args = vec!["apply", "--auto-approve"];
-    args.extend_from_slice(extra);
-    let out = pgrepl(lab, &args);
-    assert_eq!(out.status.code(), Some(0), "apply failed:\n{}", text(&out));
+    let out = crate::support::apply_ok(lab, extra);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("A fresh plan shows no changes"),
         "{}",

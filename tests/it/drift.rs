@@ -10,9 +10,7 @@ use crate::lab::Lab;
 use crate::support::{edit_config, pgrepl, plan_is_empty, text, wait_for};
 
 fn apply_ok(lab: &Lab) -> String {
-    let out = pgrepl(lab, &["apply", "--auto-approve"]);
-    assert_eq!(out.status.code(), Some(0), "apply failed:\n{}", text(&out));
-    text(&out)
+    text(&crate::support::apply_ok(lab, &[]))
 }
 
 fn plan_exit(lab: &Lab) -> (Option<i32>, String) {

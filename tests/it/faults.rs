@@ -209,13 +209,7 @@ fn ids_on(lab: &Lab, i: usize) -> BTreeSet<i64> {
         .collect()
 }
 
-fn apply_ok(lab: &Lab, extra: &[&str]) -> Output {
-    let mut args = vec!["apply", "--auto-approve"];
-    args.extend_from_slice(extra);
-    let out = pgrepl(lab, &args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    out
-}
+use crate::support::apply_ok;
 
 /// What to do at the pause point.
 #[derive(Clone, Copy, Debug)]
@@ -640,7 +634,7 @@ fn synchronous_standby_names_are_set_on_the_candidate_before_its_promotion() {
     assert_eq!(names, "FIRST 1 (\"node1\", \"node3\")");
     let done = String::from_utf8_lossy(&out.stdout);
     assert!(
-        done.contains(&format!("Apply complete: {planned} steps")),
+        done.contains(&format!("Apply complete: {planned} steps in")),
         "the plan showed {planned} steps:\n{}",
         text(&out)
     );
@@ -813,7 +807,8 @@ fn re_pointing_a_standby_plans_its_old_slot_drop_and_apply_runs_exactly_the_plan
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!("Apply complete: {planned} steps")),
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("Apply complete: {planned} steps in")),
         "the plan showed {planned} steps:\n{plan}\n{}",
         text(&out)
     );

@@ -9,9 +9,7 @@ use crate::support::{edit_config, pgrepl, plan_is_empty, text};
 
 fn apply_ok(lab: &Lab) -> String {
     let started = Instant::now();
-    let out = pgrepl(lab, &["apply", "--auto-approve"]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(0), "apply failed:\n{all}");
+    let all = text(&crate::support::apply_ok(lab, &[]));
     eprintln!("apply took {:.1}s", started.elapsed().as_secs_f64());
     all
 }

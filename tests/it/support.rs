@@ -141,3 +141,39 @@ pub fn kept_old_data_dirs(lab: &Lab, i: usize) -> Output {
         ],
     )
 }
+
+/// `apply --auto-approve EXTRA` that must succeed, with `env` added.
+/// Steps apply found only after the plan's ran (apply says "known only after
+/// apply") are collected by `after_apply_steps`.
+pub fn apply_ok_env(lab: &Lab, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut args = vec!["apply", "--auto-approve"];
+    args.extend_from_slice(extra);
+    let out = pgrepl_env(lab, &args, env);
+    assert_eq!(out.status.code(), Some(0), "apply failed:\n{}", text(&out));
+    let extra = after_apply_steps(&out);
+    if !extra.is_empty() {
+        // Visible in any run (libtest does not capture it): what plans miss.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "AFTER-APPLY {}: {}",
+            std::thread::current().name().unwrap_or("?"),
+            extra.join(", ")
+        );
+    }
+    out
+}
+
+/// `apply --auto-approve EXTRA` that must succeed.
+pub fn apply_ok(lab: &Lab, extra: &[&str]) -> Output {
+    apply_ok_env(lab, extra, &[])
+}
+
+/// The steps an apply ran that its plan had not shown.
+pub fn after_apply_steps(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("Known only now that the plan's steps ran: "))
+        .flat_map(|l| l.split(", ").map(String::from).collect::<Vec<_>>())
+        .collect()
+}
