@@ -1447,6 +1447,61 @@ impl Differ<'_> {
         }
     }
 
+    /// A base backup copies the upstream's configuration files: where this
+    /// standby wants another value than its upstream (a per-node setting,
+    /// synchronous_standby_names), it is written offline before the first
+    /// start, so the plan shows it and no restart or later round is needed.
+    fn copied_settings(&mut self, want: &NodeDesired, upstream: &str) {
+        let name = want.name.as_str();
+        let Some(up) = self.want.nodes.get(upstream) else {
+            return;
+        };
+        for setting in want.settings.values() {
+            let theirs = up.settings.get(&setting.name);
+            let same = match (theirs, &setting.normalized) {
+                (Some(t), Some(w)) => t.normalized.as_ref() == Some(w),
+                (Some(t), None) => t.value == setting.value,
+                (None, _) => false,
+            };
+            if same {
+                continue;
+            }
+            let (after, before) = match guc::lookup(&setting.name) {
+                Some(def) => (
+                    setting
+                        .normalized
+                        .as_ref()
+                        .map_or_else(|| toml_text(&setting.value), |v| v.display_with_unit(def)),
+                    theirs.map(|t| {
+                        t.normalized
+                            .as_ref()
+                            .map_or_else(|| toml_text(&t.value), |v| v.display_with_unit(def))
+                    }),
+                ),
+                None => (
+                    toml_text(&setting.value),
+                    theirs.map(|t| toml_text(&t.value)),
+                ),
+            };
+            let mut s = step(
+                name,
+                format!("{name}.setting.{}", setting.name),
+                Action::Create,
+                Op::SetSetting {
+                    name: setting.name.clone(),
+                    sql_value: sql_literal(&after),
+                    offline: Some(after.clone()),
+                },
+            );
+            s.before = before.map(|b| format!("{} (copied from {upstream})", display_value(&b)));
+            s.after = Some(display_value(&after));
+            s.reason = format!(
+                "the base backup copies {upstream}'s settings; written into postgresql.auto.conf before the first start"
+            );
+            self.steps.push(s);
+        }
+    }
+
     fn new_standby(&mut self, want: &NodeDesired) {
         let name = want.name.as_str();
         let Some(upstream) = want.upstream.clone() else {
@@ -1567,6 +1622,7 @@ impl Differ<'_> {
             });
         }
         self.steps.push(s);
+        self.copied_settings(want, &upstream);
         let mut s = step(
             name,
             format!("{name}.recovery"),

@@ -282,6 +282,13 @@ fn rerun_converges(lab: &Lab, force_allowed: bool, what: &str) -> String {
         text(&out)
     );
     plan_is_empty(lab);
+    let extra = crate::support::after_apply_steps(&out);
+    assert!(
+        extra.is_empty(),
+        "{what}: the rerun ran steps its plan did not show: {}\n{}",
+        extra.join(", "),
+        text(&out)
+    );
     format!("{shown}\n{}", text(&out))
 }
 

@@ -142,25 +142,22 @@ pub fn kept_old_data_dirs(lab: &Lab, i: usize) -> Output {
     )
 }
 
-/// `apply --auto-approve EXTRA` that must succeed, with `env` added.
-/// Steps apply found only after the plan's ran (apply says "known only after
-/// apply") are collected by `after_apply_steps`.
+/// `apply --auto-approve EXTRA` that must succeed, with `env` added, and
+/// run no step its plan did not show (every lab scenario checks that the
+/// plan is complete).
 pub fn apply_ok_env(lab: &Lab, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let mut args = vec!["apply", "--auto-approve"];
     args.extend_from_slice(extra);
     let out = pgrepl_env(lab, &args, env);
     assert_eq!(out.status.code(), Some(0), "apply failed:\n{}", text(&out));
+    // The plan is the whole truth: apply ran exactly the steps it showed.
     let extra = after_apply_steps(&out);
-    if !extra.is_empty() {
-        // Visible in any run (libtest does not capture it): what plans miss.
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "AFTER-APPLY {}: {}",
-            std::thread::current().name().unwrap_or("?"),
-            extra.join(", ")
-        );
-    }
+    assert!(
+        extra.is_empty(),
+        "apply ran steps its plan did not show: {}\n{}",
+        extra.join(", "),
+        text(&out)
+    );
     out
 }
 
