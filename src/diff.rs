@@ -1649,7 +1649,7 @@ impl Differ<'_> {
             },
         );
         s.after = Some("running, streaming".into());
-        s.reason = "start the new standby and wait until it streams".into();
+        s.reason = "start the new standby and wait until it streams; what it does not inherit from its upstream as that runs then is checked once it runs (known after apply)".into();
         self.steps.push(s);
         // Settings that differ from what the base backup copies from the
         // upstream are set once it runs (known after apply).

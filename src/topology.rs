@@ -196,13 +196,13 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                 s.before = Some(format!("{} (stopped)", old.name));
                 s.reason = if clean && has_it {
                     format!(
-                        "finishes a switchover: {o} shut down cleanly at {shutdown_lsn} and {want} received its shutdown checkpoint; {}promote {want}; {o} restarts as its standby without pg_rewind",
+                        "finishes a switchover: {o} shut down cleanly at {shutdown_lsn} and {want} received its shutdown checkpoint; {}promote {want}; {o} restarts as its standby without pg_rewind; {o}'s slots and settings are checked once it runs (known after apply)",
                         sync_note(cfg, want),
                         o = old.name
                     )
                 } else {
                     format!(
-                        "switchover: {o} is stopped ({}) and {want} has not received all of its WAL, so {o} starts again as the primary first; then CHECKPOINT and fast shutdown of {o}, wait until {want} received its shutdown checkpoint, {}promote {want}; {o} restarts as its standby without pg_rewind",
+                        "switchover: {o} is stopped ({}) and {want} has not received all of its WAL, so {o} starts again as the primary first; then CHECKPOINT and fast shutdown of {o}, wait until {want} received its shutdown checkpoint, {}promote {want}; {o} restarts as its standby without pg_rewind; {o}'s slots and settings are checked once it runs (known after apply)",
                         control.state,
                         sync_note(cfg, want),
                         o = old.name
@@ -511,7 +511,9 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
             RebaseCause::Diverged => "diverged".into(),
         });
         s.after = Some(format!("standby of {want}"));
-        s.reason = format!("{why}; re-base by {method}");
+        s.reason = format!(
+            "{why}; re-base by {method}; its own settings and hba are checked once it streams again (known after apply)"
+        );
         t.steps.push(s);
         t.deferred.insert(n.name.clone());
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::lab::Lab;
 use crate::support::{node_fingerprint, pgrepl_cmd, pgrepl_env as pgrepl, text};
 
+#[track_caller]
 fn apply_ok(lab: &Lab, env: &[(&str, &str)]) -> Output {
     let out = crate::support::apply_ok_env(lab, &[], env);
     assert!(

@@ -15,6 +15,7 @@ use crate::support::{
     set_primary, text, wait_for,
 };
 
+#[track_caller]
 fn apply_ok(lab: &Lab, extra: &[&str]) -> Output {
     let out = crate::support::apply_ok(lab, extra);
     assert!(

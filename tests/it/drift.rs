@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::lab::Lab;
 use crate::support::{edit_config, pgrepl, plan_is_empty, text, wait_for};
 
+#[track_caller]
 fn apply_ok(lab: &Lab) -> String {
     text(&crate::support::apply_ok(lab, &[]))
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::lab::Lab;
 use crate::support::{edit_config, pgrepl, plan_is_empty, text};
 
+#[track_caller]
 fn apply_ok(lab: &Lab) -> String {
     let started = Instant::now();
     let all = text(&crate::support::apply_ok(lab, &[]));

@@ -16,6 +16,7 @@ fn apply(lab: &Lab, extra: &[&str]) -> Output {
     pgrepl(lab, &args)
 }
 
+#[track_caller]
 fn apply_ok(lab: &Lab, extra: &[&str]) -> String {
     text(&crate::support::apply_ok(lab, extra))
 }
