@@ -324,6 +324,20 @@ struct Differ<'a> {
     late: Vec<Step>,
 }
 
+/// `NODE.setting.NAME` written into a stopped server's postgresql.auto.conf.
+fn offline_setting_step(node: &str, name: &str, action: Action, value: &str) -> Step {
+    step(
+        node,
+        format!("{node}.setting.{name}"),
+        action,
+        Op::SetSetting {
+            name: name.to_string(),
+            sql_value: sql_literal(value),
+            offline: Some(value.to_string()),
+        },
+    )
+}
+
 /// `- NODE.slot.SLOT`: a slot pgrepl made that no standby will use.
 pub(crate) fn drop_slot_step(node: &str, slot: &str, before: &str, reason: String) -> Step {
     let mut s = step(
@@ -488,16 +502,7 @@ impl Differ<'_> {
             if equal {
                 continue;
             }
-            let mut s = step(
-                name,
-                format!("{name}.setting.{}", setting.name),
-                Action::Update,
-                Op::SetSetting {
-                    name: setting.name.clone(),
-                    sql_value: sql_literal(&after),
-                    offline: Some(after.clone()),
-                },
-            );
+            let mut s = offline_setting_step(name, &setting.name, Action::Update, &after);
             s.before = Some(display_value(current));
             s.after = Some(display_value(&after));
             s.reason = "written into postgresql.auto.conf while the server is stopped; takes effect at its start".into();
@@ -1483,16 +1488,7 @@ impl Differ<'_> {
                     theirs.map(|t| toml_text(&t.value)),
                 ),
             };
-            let mut s = step(
-                name,
-                format!("{name}.setting.{}", setting.name),
-                Action::Create,
-                Op::SetSetting {
-                    name: setting.name.clone(),
-                    sql_value: sql_literal(&after),
-                    offline: Some(after.clone()),
-                },
-            );
+            let mut s = offline_setting_step(name, &setting.name, Action::Create, &after);
             s.before = before.map(|b| format!("{} (copied from {upstream})", display_value(&b)));
             s.after = Some(display_value(&after));
             s.reason = format!(
