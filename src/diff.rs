@@ -922,10 +922,32 @@ impl Differ<'_> {
             },
         );
         s.after = Some(format!("managed block of {rules} rules"));
-        s.reason = if had_block {
-            "the managed block differs from the file".into()
-        } else {
-            "pg_hba.conf has no pgrepl block yet".into()
+        // First match wins: a rule above the block shadows what it admits.
+        let before_block: Vec<(usize, &str)> = current
+            .lines()
+            .enumerate()
+            .take_while(|(_, l)| !l.starts_with(HBA_BEGIN))
+            .filter(|(_, l)| {
+                let t = l.trim();
+                !t.is_empty() && !t.starts_with('#')
+            })
+            .map(|(i, l)| (i + 1, l.trim()))
+            .collect();
+        s.reason = match before_block.first() {
+            Some((line, rule)) if had_block => {
+                self.warn(
+                    Some(&want.name),
+                    format!(
+                        "{} line {line} (`{rule}`) stands before pgrepl's block and shadows its rules (the first matching line wins); the block moves above it",
+                        server.hba_file
+                    ),
+                );
+                format!(
+                    "a rule stands before the managed block (line {line}); the block moves above it"
+                )
+            }
+            _ if had_block => "the managed block differs from the file".into(),
+            _ => "pg_hba.conf has no pgrepl block yet".into(),
         };
         s.diff = Some(unified_diff(&current, &next, "pg_hba.conf"));
         self.steps.push(s);

@@ -1830,3 +1830,35 @@ fn a_base_backup_needs_room_for_its_wal_and_a_margin_too() {
         why.message
     );
 }
+
+#[test]
+fn a_rule_above_the_managed_hba_block_is_warned_about_and_the_block_moves_above_it() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    let f = builder::files(&mut obs, "db2");
+    let hba = f.hba_conf.clone().expect("hba");
+    let at = hba.find("# BEGIN pgrepl managed").expect("block");
+    f.hba_conf = Some(format!(
+        "{}host replication all 0.0.0.0/0 reject\n{}",
+        &hba[..at],
+        &hba[at..]
+    ));
+    let plan = diff::plan(&cfg, &obs);
+    let s = plan
+        .changes
+        .iter()
+        .find(|s| s.address == "db2.hba")
+        .unwrap_or_else(|| panic!("{:#?}", steps(&plan)));
+    assert!(
+        s.reason.contains("before the managed block"),
+        "{}",
+        s.reason
+    );
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.message.contains("reject") && w.message.contains("shadows")),
+        "{:?}",
+        plan.warnings
+    );
+}
