@@ -217,7 +217,7 @@ async fn apply(
         Some(p) if p.is_empty() && args.force => {
             eprint!("{}", render::problems(&p, stderr_style()));
             println!(
-                "Apply complete: {} steps in {secs:.2}s; the nodes above could not be reached and are left for a later apply.",
+                "Apply complete: {} steps in {secs:.2}s; the nodes above could not be planned (unreachable, or run by another manager) and are left for a later apply.",
                 report.done.len()
             );
             Ok(ExitCode::SUCCESS)
