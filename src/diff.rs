@@ -324,6 +324,21 @@ struct Differ<'a> {
     late: Vec<Step>,
 }
 
+/// `NODE.recovery`: primary_conninfo, primary_slot_name, standby.signal and
+/// the passfile, as the file wants them.
+fn write_recovery_step(node: &str, action: Action, rec: &desired::RecoveryDesired) -> Step {
+    step(
+        node,
+        format!("{node}.recovery"),
+        action,
+        Op::WriteRecovery {
+            primary_conninfo: rec.primary_conninfo.clone(),
+            primary_slot_name: rec.primary_slot_name.clone(),
+            passfile: rec.passfile.clone(),
+        },
+    )
+}
+
 /// `NODE.setting.NAME` written into a stopped server's postgresql.auto.conf.
 fn offline_setting_step(node: &str, name: &str, action: Action, value: &str) -> Step {
     step(
@@ -598,16 +613,7 @@ impl Differ<'_> {
         if what.is_empty() {
             return;
         }
-        let mut s = step(
-            name,
-            format!("{name}.recovery"),
-            Action::Update,
-            Op::WriteRecovery {
-                primary_conninfo: rec.primary_conninfo.clone(),
-                primary_slot_name: rec.primary_slot_name.clone(),
-                passfile: rec.passfile.clone(),
-            },
-        );
+        let mut s = write_recovery_step(name, Action::Update, rec);
         s.before = Some(format!("stopped: {}", what.join(", ")));
         s.after = Some(format!(
             "standby.signal, primary_conninfo = '{}', primary_slot_name = '{}'",
@@ -1322,16 +1328,7 @@ impl Differ<'_> {
             .settings
             .get("primary_conninfo")
             .is_some_and(|p| p.context == "postmaster");
-        let mut s = step(
-            name,
-            format!("{name}.recovery"),
-            Action::Update,
-            Op::WriteRecovery {
-                primary_conninfo: rec.primary_conninfo.clone(),
-                primary_slot_name: rec.primary_slot_name.clone(),
-                passfile: rec.passfile.clone(),
-            },
-        );
+        let mut s = write_recovery_step(name, Action::Update, rec);
         s.before = Some(
             what.iter()
                 .map(|(_, b, _)| b.as_str())
@@ -1641,16 +1638,7 @@ impl Differ<'_> {
         }
         self.steps.push(s);
         self.copied_settings(want, &upstream);
-        let mut s = step(
-            name,
-            format!("{name}.recovery"),
-            Action::Create,
-            Op::WriteRecovery {
-                primary_conninfo: rec.primary_conninfo.clone(),
-                primary_slot_name: rec.primary_slot_name.clone(),
-                passfile: rec.passfile.clone(),
-            },
-        );
+        let mut s = write_recovery_step(name, Action::Create, &rec);
         s.after = Some(format!(
             "primary_conninfo = '{}', primary_slot_name = '{}', standby.signal",
             rec.primary_conninfo, rec.primary_slot_name

@@ -1226,12 +1226,7 @@ async fn write_recovery(
     }
     write_passfile(ctx, passfile).await?;
     let dd = ctx.node.postgres.data_dir.clone();
-    let running = ctx
-        .session
-        .run(&[&ctx.bin("pg_ctl"), "status", "-D", &dd])
-        .await?
-        .code
-        == Some(0);
+    let running = server_runs(ctx.session, ctx.node).await?;
     if running {
         let client = ctx.client().await?;
         client
@@ -1770,12 +1765,7 @@ async fn rebase(
         bail!("re-basing needs a connection to the source {source}");
     };
     // Stop the diverged node (it must never run as if it were fine).
-    let running = ctx
-        .session
-        .run(&[&ctx.bin("pg_ctl"), "status", "-D", &dd])
-        .await?
-        .code
-        == Some(0);
+    let running = server_runs(ctx.session, ctx.node).await?;
     if running {
         control(ctx.session, ctx.node, "stop").await?;
         (ctx.progress)("stopped (fast shutdown)");

@@ -195,13 +195,11 @@ pub fn preload_wanted(node: &Node) -> Vec<String> {
         .collect()
 }
 
-async fn read_files(cfg: &Config, session: &NodeSession, node: &Node) -> anyhow::Result<FileFacts> {
+/// `sh -c GATHER_SCRIPT` with the node's paths, then `extra`.
+fn gather_argv(cfg: &Config, node: &Node, extra: &[&str]) -> Vec<String> {
     let pg = &node.postgres;
     let conf_dir = pg.config_dir.as_deref().unwrap_or(&pg.data_dir);
-    let passfile = crate::desired::passfile_path(cfg, node);
-    let libraries = preload_wanted(node);
-    let joined = libraries.join("\n");
-    let mut argv = vec![
+    let mut argv: Vec<String> = [
         "sh",
         "-c",
         parse::GATHER_SCRIPT,
@@ -209,11 +207,23 @@ async fn read_files(cfg: &Config, session: &NodeSession, node: &Node) -> anyhow:
         &pg.data_dir,
         &pg.bin_dir,
         conf_dir,
-        &passfile,
-    ];
-    if !libraries.is_empty() {
-        argv.extend(["-", joined.as_str()]);
-    }
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    argv.push(crate::desired::passfile_path(cfg, node));
+    argv.extend(extra.iter().map(|a| a.to_string()));
+    argv
+}
+
+async fn read_files(cfg: &Config, session: &NodeSession, node: &Node) -> anyhow::Result<FileFacts> {
+    let libraries = preload_wanted(node);
+    let joined = libraries.join("\n");
+    let argv = if libraries.is_empty() {
+        gather_argv(cfg, node, &[])
+    } else {
+        gather_argv(cfg, node, &["-", joined.as_str()])
+    };
     let out = session.run(&argv).await?;
     if !out.success() {
         anyhow::bail!(
@@ -231,20 +241,7 @@ async fn read_files(cfg: &Config, session: &NodeSession, node: &Node) -> anyhow:
 /// The gather script's repmgrd search alone (its last argument `repmgrd`).
 /// A failed search counts as a repmgrd: pgrepl cannot rule one out.
 async fn find_repmgrd(cfg: &Config, session: &NodeSession, node: &Node) -> Vec<ManagerFacts> {
-    let pg = &node.postgres;
-    let conf_dir = pg.config_dir.as_deref().unwrap_or(&pg.data_dir);
-    let passfile = crate::desired::passfile_path(cfg, node);
-    let argv = [
-        "sh",
-        "-c",
-        parse::GATHER_SCRIPT,
-        "pgrepl-gather",
-        &pg.data_dir,
-        &pg.bin_dir,
-        conf_dir,
-        &passfile,
-        "repmgrd",
-    ];
+    let argv = gather_argv(cfg, node, &["repmgrd"]);
     let failed = |why: String| {
         vec![ManagerFacts {
             manager: Manager::Repmgrd,
