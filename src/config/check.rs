@@ -1064,24 +1064,13 @@ fn check_wal_senders(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<String, 
     let others = nodes.len() as i64 - 1;
     let extra = raw.slots.len() as i64;
     let need = others + extra + 1;
-    let mut reported = Vec::new();
-    for (name, node) in nodes {
-        let Some(have) = int_setting(node, "max_wal_senders", 10) else {
-            continue;
-        };
-        if have >= need {
-            continue;
-        }
-        let span = effective_setting_span(raw, name, "max_wal_senders");
-        let slots = if extra > 0 {
-            format!(", and a backup tool streams through each of the {extra} [[slots]]")
-        } else {
-            String::new()
-        };
-        once_per_line(
-            c,
-            &mut reported,
-            span,
+    let slots = if extra > 0 {
+        format!(", and a backup tool streams through each of the {extra} [[slots]]")
+    } else {
+        String::new()
+    };
+    check_at_least(c, raw, nodes, "max_wal_senders", need, |name, have| {
+        (
             format!(
                 "max_wal_senders on `{name}` is {have}, too low for {} nodes",
                 nodes.len()
@@ -1089,8 +1078,8 @@ fn check_wal_senders(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<String, 
             format!(
                 "any node may become primary and stream to all {others} other nodes{slots}, and a base backup needs two senders: set max_wal_senders to at least {need}"
             ),
-        );
-    }
+        )
+    });
 }
 
 /// PostgreSQL refuses to start with more replication slots on disk than
@@ -1104,31 +1093,52 @@ fn check_replication_slots(c: &mut Checker, raw: &RawConfig, nodes: &IndexMap<St
     let others = nodes.len() as i64 - 1;
     let extra = raw.slots.len() as i64;
     let need = others + extra;
+    let slots = if extra > 0 {
+        format!(" plus the {extra} [[slots]]")
+    } else {
+        String::new()
+    };
+    check_at_least(
+        c,
+        raw,
+        nodes,
+        "max_replication_slots",
+        need,
+        |name, have| {
+            (
+                format!(
+                    "max_replication_slots on `{name}` is {have}, below the {need} slots it may hold"
+                ),
+                format!(
+                    "any node may become the primary and then holds one slot for each of the {others} other nodes{slots}; with fewer, PostgreSQL refuses to start (\"too many replication slots active before shutdown\"): set max_replication_slots to at least {need}"
+                ),
+            )
+        },
+    );
+}
+
+/// Reports each node whose integer `setting` (PostgreSQL's default 10 when
+/// the file leaves it out) is below `need`, once per line of the file that
+/// sets it; `explain(node, value)` gives the message and the hint.
+fn check_at_least(
+    c: &mut Checker,
+    raw: &RawConfig,
+    nodes: &IndexMap<String, Node>,
+    setting: &str,
+    need: i64,
+    explain: impl Fn(&str, i64) -> (String, String),
+) {
     let mut reported = Vec::new();
     for (name, node) in nodes {
-        let Some(have) = int_setting(node, "max_replication_slots", 10) else {
+        let Some(have) = int_setting(node, setting, 10) else {
             continue;
         };
         if have >= need {
             continue;
         }
-        let span = effective_setting_span(raw, name, "max_replication_slots");
-        let slots = if extra > 0 {
-            format!(" plus the {extra} [[slots]]")
-        } else {
-            String::new()
-        };
-        once_per_line(
-            c,
-            &mut reported,
-            span,
-            format!(
-                "max_replication_slots on `{name}` is {have}, below the {need} slots it may hold"
-            ),
-            format!(
-                "any node may become the primary and then holds one slot for each of the {others} other nodes{slots}; with fewer, PostgreSQL refuses to start (\"too many replication slots active before shutdown\"): set max_replication_slots to at least {need}"
-            ),
-        );
+        let span = effective_setting_span(raw, name, setting);
+        let (message, hint) = explain(name, have);
+        once_per_line(c, &mut reported, span, message, hint);
     }
 }
 
