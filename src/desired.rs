@@ -9,9 +9,7 @@ use indexmap::IndexMap;
 
 use crate::config::{Config, HbaRule, Node, Setting, SyncMode, host_cidr};
 use crate::guc;
-
-pub const HBA_BEGIN: &str = "# BEGIN pgrepl managed";
-pub const HBA_END: &str = "# END pgrepl managed";
+use crate::hba::{self, HBA_BEGIN, HBA_END};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredState {
@@ -138,40 +136,6 @@ pub fn synchronous_standby_names(cfg: &Config) -> String {
     format!("{mode} {count} ({})", names.join(", "))
 }
 
-fn hba_line(
-    kind: &str,
-    database: &str,
-    user: &str,
-    address: Option<&str>,
-    method: &str,
-    options: Option<&str>,
-) -> String {
-    let mut l = format!("{kind:<8} {database:<12} {user:<16}");
-    if let Some(a) = address {
-        l.push_str(&format!(" {a:<20}"));
-    }
-    l.push(' ');
-    l.push_str(method);
-    if let Some(o) = options {
-        l.push(' ');
-        l.push_str(o);
-    }
-    l.trim_end().to_string()
-}
-
-fn quote_hba_word(w: &str) -> String {
-    // Role names are free text in the file; pg_hba needs quotes around
-    // anything that is not a plain word or could read as a keyword.
-    let plain = !w.is_empty()
-        && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !["all", "sameuser", "samerole", "samegroup", "replication"].contains(&w);
-    if plain {
-        w.to_string()
-    } else {
-        format!("\"{}\"", w.replace('"', "\"\""))
-    }
-}
-
 /// The managed block for `node`: replication and rewind rules for every
 /// other node, then `[[hba]]`.
 pub fn hba_block(cfg: &Config, node: &Node) -> Vec<String> {
@@ -179,10 +143,10 @@ pub fn hba_block(cfg: &Config, node: &Node) -> Vec<String> {
         "{HBA_BEGIN} (cluster \"{}\"): edits inside this block are overwritten",
         cfg.cluster.name
     )];
-    let repl_user = quote_hba_word(&cfg.replication.user);
+    let repl_user = hba::quote_word(&cfg.replication.user);
     for other in cfg.nodes.values().filter(|o| o.name != node.name) {
         let addr = host_cidr(&other.host);
-        lines.push(hba_line(
+        lines.push(hba::rule_line(
             "host",
             "replication",
             &repl_user,
@@ -192,10 +156,10 @@ pub fn hba_block(cfg: &Config, node: &Node) -> Vec<String> {
         ));
     }
     if let Some(rw) = &cfg.rewind {
-        let user = quote_hba_word(&rw.user);
+        let user = hba::quote_word(&rw.user);
         for other in cfg.nodes.values().filter(|o| o.name != node.name) {
             let addr = host_cidr(&other.host);
-            lines.push(hba_line(
+            lines.push(hba::rule_line(
                 "host",
                 "postgres",
                 &user,
@@ -214,7 +178,7 @@ pub fn hba_block(cfg: &Config, node: &Node) -> Vec<String> {
         options,
     } in &cfg.hba
     {
-        lines.push(hba_line(
+        lines.push(hba::rule_line(
             kind,
             database,
             user,
@@ -333,12 +297,5 @@ mod tests {
         assert_eq!(conninfo_value("it's"), "'it\\'s'");
         assert_eq!(conninfo_value("back\\slash"), "'back\\\\slash'");
         assert_eq!(conninfo_value(""), "''");
-    }
-
-    #[test]
-    fn hba_words_are_quoted_when_needed() {
-        assert_eq!(quote_hba_word("replicator"), "replicator");
-        assert_eq!(quote_hba_word("all"), "\"all\"");
-        assert_eq!(quote_hba_word("we\"ird user"), "\"we\"\"ird user\"");
     }
 }

@@ -10,18 +10,21 @@ use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::desired::{self, DesiredState, HBA_BEGIN, HBA_END, NodeDesired, RoleKind as DRoleKind};
+use crate::desired::{self, DesiredState, NodeDesired, RoleKind as DRoleKind};
 use crate::gather::{DataDir, NodeState, Observed, ServerFacts, digest};
 use crate::guc::{self, Normalized};
-use crate::plan::{Action, NodeLabel, Op, Plan, RoleKind, Step, Warning};
+use crate::hba::{self, HBA_BEGIN, HBA_END};
+use crate::plan::{Action, NodeLabel, Op, Plan, RoleKind, Step, Warning, step};
 use crate::scram;
+use crate::space;
+use crate::text::{human_bytes, sql_literal};
 
 /// The plan that makes `obs` equal to the file.
 pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
     let want = desired::desired_state(cfg);
     // Role changes first: switchover, failover, re-bases. Their nodes'
     // ordinary differences are planned in the round after (apply runs it).
-    let topo = crate::topology::plan_topology(cfg, obs, crate::topology::APPLY_TIME);
+    let topo = crate::topology::plan_topology(cfg, obs, crate::plan::APPLY_TIME);
     let mut d = Differ {
         cfg,
         want: &want,
@@ -226,18 +229,7 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
                 ),
                 None => "one node at a time; settings that need it take effect".into(),
             };
-            Step {
-                address: format!("{node}.service"),
-                node: node.clone(),
-                action: Action::Update,
-                before: None,
-                after: Some(format!("restart for {}", why.join(", "))),
-                restart: true,
-                reason,
-                sensitive: false,
-                diff: None,
-                op: Op::Restart { catch_up_with },
-            }
+            step::restart(&node, &why.join(", "), catch_up_with, reason)
         })
         .collect();
     steps.splice(insert_at..insert_at, restart_steps);
@@ -324,64 +316,15 @@ struct Differ<'a> {
     late: Vec<Step>,
 }
 
-/// `NODE.recovery`: primary_conninfo, primary_slot_name, standby.signal and
-/// the passfile, as the file wants them.
-fn write_recovery_step(node: &str, action: Action, rec: &desired::RecoveryDesired) -> Step {
-    step(
+/// `NODE.recovery` as the file wants it.
+fn write_recovery(node: &str, action: Action, rec: &desired::RecoveryDesired) -> Step {
+    step::write_recovery(
         node,
-        format!("{node}.recovery"),
         action,
-        Op::WriteRecovery {
-            primary_conninfo: rec.primary_conninfo.clone(),
-            primary_slot_name: rec.primary_slot_name.clone(),
-            passfile: rec.passfile.clone(),
-        },
+        &rec.primary_conninfo,
+        &rec.primary_slot_name,
+        &rec.passfile,
     )
-}
-
-/// `NODE.setting.NAME` written into a stopped server's postgresql.auto.conf.
-fn offline_setting_step(node: &str, name: &str, action: Action, value: &str) -> Step {
-    step(
-        node,
-        format!("{node}.setting.{name}"),
-        action,
-        Op::SetSetting {
-            name: name.to_string(),
-            sql_value: sql_literal(value),
-            offline: Some(value.to_string()),
-        },
-    )
-}
-
-/// `- NODE.slot.SLOT`: a slot pgrepl made that no standby will use.
-pub(crate) fn drop_slot_step(node: &str, slot: &str, before: &str, reason: String) -> Step {
-    let mut s = step(
-        node,
-        format!("{node}.slot.{slot}"),
-        Action::Delete,
-        Op::DropSlot {
-            name: slot.to_string(),
-        },
-    );
-    s.before = Some(before.to_string());
-    s.reason = reason;
-    s
-}
-
-/// A step with only its address, action and operation filled in.
-pub(crate) fn step(node: &str, address: String, action: Action, op: Op) -> Step {
-    Step {
-        address,
-        node: node.to_string(),
-        action,
-        before: None,
-        after: None,
-        restart: false,
-        reason: String::new(),
-        sensitive: false,
-        diff: None,
-        op,
-    }
 }
 
 impl Differ<'_> {
@@ -517,7 +460,7 @@ impl Differ<'_> {
             if equal {
                 continue;
             }
-            let mut s = offline_setting_step(name, &setting.name, Action::Update, &after);
+            let mut s = step::offline_setting(name, &setting.name, Action::Update, &after);
             s.before = Some(display_value(current));
             s.after = Some(display_value(&after));
             s.reason = "written into postgresql.auto.conf while the server is stopped; takes effect at its start".into();
@@ -532,17 +475,14 @@ impl Differ<'_> {
             stuck_below_recorded(want, &auto, files.control.as_ref())
         };
         let primary = self.want.primary.clone();
-        let mut s = step(
+        let mut s = step::start(
             name,
-            format!("{name}.service"),
             Action::Update,
-            Op::Start {
-                once_with: stuck
-                    .iter()
-                    .map(|(n, recorded, _)| (n.clone(), recorded.to_string()))
-                    .collect(),
-                catch_up_with: (!stuck.is_empty()).then(|| primary.clone()),
-            },
+            stuck
+                .iter()
+                .map(|(n, recorded, _)| (n.clone(), recorded.to_string()))
+                .collect(),
+            (!stuck.is_empty()).then(|| primary.clone()),
         );
         s.before = Some(format!("stopped ({state})"));
         s.after = Some(if want.is_primary {
@@ -613,7 +553,7 @@ impl Differ<'_> {
         if what.is_empty() {
             return;
         }
-        let mut s = write_recovery_step(name, Action::Update, rec);
+        let mut s = write_recovery(name, Action::Update, rec);
         s.before = Some(format!("stopped: {}", what.join(", ")));
         s.after = Some(format!(
             "standby.signal, primary_conninfo = '{}', primary_slot_name = '{}'",
@@ -667,7 +607,7 @@ impl Differ<'_> {
             .files
             .as_ref()
             .and_then(|f| f.hba_conf.as_deref())
-            .and_then(unclosed_hba_block)
+            .and_then(hba::unclosed_block)
         {
             self.block(
                 name,
@@ -694,11 +634,10 @@ impl Differ<'_> {
             .iter()
             .any(|s| s.node == name && s.needs_reload())
         {
-            let mut s = step(name, format!("{name}.service"), Action::Update, Op::Reload);
-            s.after = Some("reload".into());
-            s.reason =
-                "pg_reload_conf() makes hba, sighup settings and recovery settings live".into();
-            self.steps.push(s);
+            self.steps.push(step::reload(
+                name,
+                "pg_reload_conf() makes hba, sighup settings and recovery settings live",
+            ));
         }
         self.slots(want, server);
         self.unmanaged_slot_warnings(want, server);
@@ -908,24 +847,21 @@ impl Differ<'_> {
             .as_ref()
             .and_then(|f| f.hba_conf.clone())
             .unwrap_or_default();
-        let next = render_hba(&current, &want.hba_block);
+        let next = hba::render(&current, &want.hba_block);
         if next == current {
             return;
         }
         let had_block = current.lines().any(|l| l.starts_with(HBA_BEGIN));
         let rules = want.hba_block.len().saturating_sub(2);
-        let mut s = step(
+        let mut s = step::write_hba(
             &want.name,
-            format!("{}.hba", want.name),
             if had_block {
                 Action::Update
             } else {
                 Action::Create
             },
-            Op::WriteHba {
-                path: server.hba_file.clone(),
-                content: next.clone(),
-            },
+            &server.hba_file,
+            next.clone(),
         );
         s.after = Some(format!("managed block of {rules} rules"));
         // First match wins: a rule above the block shadows what it admits.
@@ -974,18 +910,9 @@ impl Differ<'_> {
                     self.cfg.rewind.as_ref().map_or("", |r| r.password.expose()),
                 ),
             };
-            let address = format!("role.{}", role.name);
             match server.roles.get(&role.name) {
                 None => {
-                    let mut s = step(
-                        primary,
-                        address,
-                        Action::Create,
-                        Op::CreateRole {
-                            name: role.name.clone(),
-                            kind,
-                        },
-                    );
+                    let mut s = step::create_role(primary, &role.name, kind);
                     s.after = Some(format!("{attrs_text}, password (sensitive)"));
                     s.reason = "the role does not exist".into();
                     self.steps.push(s);
@@ -1077,18 +1004,8 @@ impl Differ<'_> {
                             None => "password missing".to_string(),
                         });
                     }
-                    let mut s = step(
-                        primary,
-                        address,
-                        Action::Update,
-                        Op::UpdateRole {
-                            name: role.name.clone(),
-                            kind,
-                            password: pw,
-                            attributes,
-                            grants,
-                        },
-                    );
+                    let mut s =
+                        step::update_role(primary, &role.name, kind, pw, attributes, grants);
                     s.sensitive = pw;
                     if !before.is_empty() {
                         s.before = Some(before.join(", "));
@@ -1163,16 +1080,8 @@ impl Differ<'_> {
                     && !guc::normalize_desired(def, &toml::Value::String(pending.clone()))
                         .is_ok_and(|v| &v == want_v)
                 {
-                    let mut s = step(
-                        name,
-                        format!("{name}.setting.{}", setting.name),
-                        Action::Update,
-                        Op::SetSetting {
-                            name: setting.name.clone(),
-                            sql_value: want_v.to_alter_system_value(def),
-                            offline: None,
-                        },
-                    );
+                    let mut s =
+                        step::set_setting(name, &setting.name, want_v.to_alter_system_value(def));
                     s.before = Some(format!(
                         "{} (in postgresql.auto.conf, waiting for a restart)",
                         display_value(pending)
@@ -1202,16 +1111,7 @@ impl Differ<'_> {
                     list.push(setting.name.clone());
                 }
             }
-            let mut s = step(
-                name,
-                format!("{name}.setting.{}", setting.name),
-                Action::Update,
-                Op::SetSetting {
-                    name: setting.name.clone(),
-                    sql_value,
-                    offline: None,
-                },
-            );
+            let mut s = step::set_setting(name, &setting.name, sql_value);
             s.before = Some(display_value(&before));
             s.after = Some(display_value(&after));
             s.restart = restart;
@@ -1236,16 +1136,7 @@ impl Differ<'_> {
         if live == Some(after.as_str()) {
             return;
         }
-        let mut s = step(
-            node,
-            format!("{node}.setting.{name}"),
-            Action::Update,
-            Op::SetSetting {
-                name: name.to_string(),
-                sql_value: sql_literal(&after),
-                offline: None,
-            },
-        );
+        let mut s = step::set_setting(node, name, sql_literal(&after));
         s.before = Some(live.map_or_else(|| "(not set)".to_string(), display_value));
         s.after = Some(display_value(&after));
         s.reason = "ALTER SYSTEM; takes effect at the reload (a custom setting: a placeholder until a library defines it)".into();
@@ -1328,7 +1219,7 @@ impl Differ<'_> {
             .settings
             .get("primary_conninfo")
             .is_some_and(|p| p.context == "postmaster");
-        let mut s = write_recovery_step(name, Action::Update, rec);
+        let mut s = write_recovery(name, Action::Update, rec);
         s.before = Some(
             what.iter()
                 .map(|(_, b, _)| b.as_str())
@@ -1385,7 +1276,7 @@ impl Differ<'_> {
                         .as_deref()
                         .unwrap_or("its new upstream")
                 );
-                self.late.push(drop_slot_step(
+                self.late.push(step::drop_slot(
                     &want.name,
                     &slot.name,
                     "physical slot, in use",
@@ -1393,7 +1284,7 @@ impl Differ<'_> {
                 ));
             } else if !slot.active {
                 let reason = format!("no standby streams from {} through it any more", want.name);
-                self.steps.push(drop_slot_step(
+                self.steps.push(step::drop_slot(
                     &want.name,
                     &slot.name,
                     "physical slot, inactive",
@@ -1405,13 +1296,7 @@ impl Differ<'_> {
             if server.slots.iter().any(|s| &s.name == slot) {
                 continue;
             }
-            let mut s = step(
-                &want.name,
-                format!("{}.slot.{slot}", want.name),
-                Action::Create,
-                Op::CreateSlot { name: slot.clone() },
-            );
-            s.after = Some("physical slot".into());
+            let mut s = step::create_slot(&want.name, slot);
             s.reason = if self.want.nodes.contains_key(slot) {
                 format!("standby {slot} streams through it")
             } else {
@@ -1507,7 +1392,7 @@ impl Differ<'_> {
                     theirs.map(|t| toml_text(&t.value)),
                 ),
             };
-            let mut s = offline_setting_step(name, &setting.name, Action::Create, &after);
+            let mut s = step::offline_setting(name, &setting.name, Action::Create, &after);
             s.before = before.map(|b| format!("{} (copied from {upstream})", display_value(&b)));
             s.after = Some(display_value(&after));
             s.reason = format!(
@@ -1553,27 +1438,20 @@ impl Differ<'_> {
             return;
         }
         // A copy that cannot fit fails half-way: refuse it up front.
-        let size = cluster_size(self.obs, &upstream);
-        let free = self
-            .obs
-            .nodes
-            .get(name)
-            .and_then(|n| n.files.as_ref())
-            .and_then(|f| f.disk_free_bytes);
-        if let (Some(size), Some(free)) = (size, free)
-            && free < backup_room(size)
-        {
+        let free = seen_files.and_then(|f| f.disk_free_bytes);
+        if let Some(short) = space::shortfall(self.obs, &upstream, free) {
             self.block(
                 name,
                 format!(
                     "needs room for a copy of {upstream}'s {} of databases, about {} with the WAL written during the copy and a margin, but the file system of its data directory has {} free; free some space (or put the data directory elsewhere) and plan again",
-                    human_bytes(size),
-                    human_bytes(backup_room(size)),
-                    human_bytes(free)
+                    human_bytes(short.size),
+                    human_bytes(short.needs),
+                    human_bytes(short.free)
                 ),
             );
             return;
         }
+        let size = space::cluster_size(self.obs, &upstream);
         // The upstream must hold the slot first; when the upstream is itself
         // new, its slot step is planned here too.
         let slot = (!rec.primary_slot_name.is_empty()).then(|| rec.primary_slot_name.clone());
@@ -1588,28 +1466,12 @@ impl Differ<'_> {
                 s.node == upstream && matches!(&s.op, Op::CreateSlot { name } if name == slot_name)
             });
             if !up_has_slot && !planned {
-                let mut s = step(
-                    &upstream,
-                    format!("{upstream}.slot.{slot_name}"),
-                    Action::Create,
-                    Op::CreateSlot {
-                        name: slot_name.clone(),
-                    },
-                );
-                s.after = Some("physical slot".into());
+                let mut s = step::create_slot(&upstream, slot_name);
                 s.reason = format!("standby {name} streams through it");
                 self.steps.push(s);
             }
         }
-        let mut s = step(
-            name,
-            format!("{name}.standby"),
-            Action::Create,
-            Op::BaseBackup {
-                upstream: upstream.clone(),
-                slot: slot.clone(),
-            },
-        );
+        let mut s = step::base_backup(name, &upstream, slot.clone());
         let about = size.map_or(String::new(), |b| format!(" (about {})", human_bytes(b)));
         s.after = Some(match &slot {
             Some(sl) => format!("base backup of {upstream} through slot {sl}{about}"),
@@ -1638,22 +1500,14 @@ impl Differ<'_> {
         }
         self.steps.push(s);
         self.copied_settings(want, &upstream);
-        let mut s = write_recovery_step(name, Action::Create, &rec);
+        let mut s = write_recovery(name, Action::Create, &rec);
         s.after = Some(format!(
             "primary_conninfo = '{}', primary_slot_name = '{}', standby.signal",
             rec.primary_conninfo, rec.primary_slot_name
         ));
         s.reason = "a new standby".into();
         self.steps.push(s);
-        let mut s = step(
-            name,
-            format!("{name}.service"),
-            Action::Create,
-            Op::Start {
-                once_with: Default::default(),
-                catch_up_with: None,
-            },
-        );
+        let mut s = step::start(name, Action::Create, Default::default(), None);
         s.after = Some("running, streaming".into());
         s.reason = "start the new standby and wait until it streams; what it does not inherit from its upstream as that runs then is checked once it runs (known after apply)".into();
         self.steps.push(s);
@@ -1746,132 +1600,6 @@ fn display_value(v: &str) -> String {
     } else {
         v.to_string()
     }
-}
-
-/// A single-quoted SQL literal (`'` doubled, `E''` when a backslash is present).
-pub fn sql_literal(s: &str) -> String {
-    let body = s.replace('\'', "''");
-    if s.contains('\\') {
-        format!("E'{}'", body.replace('\\', "\\\\"))
-    } else {
-        format!("'{body}'")
-    }
-}
-
-/// The size of all databases a copy of `upstream` carries: measured on a
-/// primary only, and a standby is its primary's physical copy.
-pub(crate) fn cluster_size(obs: &Observed, upstream: &str) -> Option<u64> {
-    let measured = |n: &NodeState| n.server.as_ref()?.database_size_bytes;
-    obs.nodes
-        .get(upstream)
-        .and_then(measured)
-        .or_else(|| obs.nodes.values().find_map(measured))
-        .and_then(|b| u64::try_from(b).ok())
-}
-
-/// The room a base backup of `size` bytes of databases needs: the copy, the
-/// WAL streamed while it runs (`-X stream`), and a margin: 10% and 64 MB
-/// (four 16 MB segments).
-pub(crate) fn backup_room(size: u64) -> u64 {
-    size.saturating_add(size / 10).saturating_add(64 << 20)
-}
-
-/// Bytes as people read them: `512 B`, `1.5 MB` (1024-based, as PostgreSQL).
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
-/// pg_hba.conf with the managed block in place: the old block removed, the
-/// new one before the first rule (after the leading comments, before the
-/// comment lines that belong to that rule), every line outside the block
-/// kept as it is. The caller checks first that every block is closed
-/// ([`unclosed_hba_block`]): an unclosed one would swallow the rules after it.
-pub fn render_hba(current: &str, block: &[String]) -> String {
-    let mut outside: Vec<&str> = Vec::new();
-    let mut inside = false;
-    for line in current.lines() {
-        if line.starts_with(HBA_BEGIN) {
-            inside = true;
-            continue;
-        }
-        if inside {
-            if line.starts_with(HBA_END) {
-                inside = false;
-            }
-            continue;
-        }
-        outside.push(line);
-    }
-    let first_rule = outside
-        .iter()
-        .position(|l| {
-            let t = l.trim();
-            !t.is_empty() && !t.starts_with('#')
-        })
-        .unwrap_or(outside.len());
-    // The comment lines right above the first rule describe it: the block
-    // goes before them, not between a comment and its rule.
-    let mut first_rule = first_rule;
-    if first_rule < outside.len() {
-        while first_rule > 0 && outside[first_rule - 1].trim_start().starts_with('#') {
-            first_rule -= 1;
-        }
-    }
-    let mut lines: Vec<&str> = outside[..first_rule].to_vec();
-    // Keep one blank line before and after the block for readability.
-    while lines.last().is_some_and(|l| l.trim().is_empty()) {
-        lines.pop();
-    }
-    let mut out = String::new();
-    for l in &lines {
-        out.push_str(l);
-        out.push('\n');
-    }
-    if !lines.is_empty() {
-        out.push('\n');
-    }
-    for l in block {
-        out.push_str(l);
-        out.push('\n');
-    }
-    let rest: Vec<&str> = outside[first_rule..].to_vec();
-    let rest_start = rest
-        .iter()
-        .position(|l| !l.trim().is_empty())
-        .unwrap_or(rest.len());
-    if rest_start < rest.len() {
-        out.push('\n');
-        for l in &rest[rest_start..] {
-            out.push_str(l);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// The 1-based line of a `# BEGIN pgrepl managed` that no `# END pgrepl
-/// managed` closes, if any.
-pub fn unclosed_hba_block(current: &str) -> Option<usize> {
-    let mut open = None;
-    for (i, line) in current.lines().enumerate() {
-        if line.starts_with(HBA_BEGIN) {
-            open = Some(i + 1);
-        } else if line.starts_with(HBA_END) {
-            open = None;
-        }
-    }
-    open
 }
 
 pub fn unified_diff(old: &str, new: &str, name: &str) -> String {

@@ -36,17 +36,6 @@ pub fn blocked_message(m: &ManagerFacts) -> String {
     )
 }
 
-/// Whether `shared_preload_libraries` (as `SHOW` prints it) loads repmgr's
-/// library: `repmgr`, `'$libdir/repmgr'`, `repmgr.so`. repmgrd refuses to
-/// run without it, so only such a server can have a repmgrd.
-pub fn preloads_repmgr(shared_preload_libraries: &str) -> bool {
-    shared_preload_libraries.split(',').any(|lib| {
-        let lib = lib.trim().trim_matches(|c| c == '"' || c == '\'');
-        let base = lib.rsplit('/').next().unwrap_or(lib);
-        base.strip_suffix(".so").unwrap_or(base) == "repmgr"
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,28 +118,6 @@ mod tests {
                 text.starts_with(&format!("is managed by {manager}; ")),
                 "{text}"
             );
-        }
-    }
-
-    #[test]
-    fn repmgr_in_shared_preload_libraries() {
-        for yes in [
-            "repmgr",
-            "pg_stat_statements, repmgr",
-            "'$libdir/repmgr'",
-            "\"repmgr.so\"",
-            " repmgr ,auto_explain",
-        ] {
-            assert!(preloads_repmgr(yes), "{yes}");
-        }
-        for no in [
-            "",
-            "pg_stat_statements",
-            "repmgr_ext",
-            "myrepmgr",
-            "pglogical",
-        ] {
-            assert!(!preloads_repmgr(no), "{no}");
         }
     }
 }

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::diff::human_bytes;
 use crate::gather::{DataDir, Lsn, NodeState, Observed};
+use crate::text::human_bytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -85,7 +85,7 @@ pub fn derive(cfg: &Config, obs: &Observed) -> ClusterStatus {
         .collect();
     // The same analysis the plan uses: a node that must be re-based has
     // diverged (it may look alive: a diverged standby sits "waiting").
-    let topo = crate::topology::plan_topology(cfg, obs, crate::topology::APPLY_TIME);
+    let topo = crate::topology::plan_topology(cfg, obs, crate::plan::APPLY_TIME);
     // A re-base that only a promotion this plan would make calls for (a
     // standby ahead of the failover candidate) is not a divergence yet.
     for step in topo.steps.iter().filter(|s| {

@@ -14,9 +14,10 @@
 use std::collections::HashSet;
 
 use crate::config::Config;
-use crate::diff::{human_bytes, step};
 use crate::gather::{Lsn, NodeState, Observed};
-use crate::plan::{Action, Op, Step, Warning};
+use crate::plan::{Op, Step, Warning, step};
+use crate::space;
+use crate::text::human_bytes;
 use crate::timeline::{self, Divergence};
 
 #[derive(Debug, Default)]
@@ -77,9 +78,6 @@ fn received(n: &NodeState) -> Option<Lsn> {
         .as_ref()
         .and_then(|s| s.receive_lsn.max(s.replay_lsn))
 }
-
-/// Stands for the time apply runs in a planned path; the executor fills it in.
-pub const APPLY_TIME: &str = "<UTC time of apply>";
 
 /// Where a re-based node's old data directory goes if it must be replaced.
 pub fn keep_as(data_dir: &str, now: &str) -> String {
@@ -260,15 +258,7 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                     t.data_loss = true;
                 }
                 t.steps.extend(pre_slots);
-                let mut s = step(
-                    want,
-                    "cluster.primary".into(),
-                    Action::Update,
-                    Op::Promote {
-                        old: old_name.clone(),
-                        synchronous_standby_names: sync_names(cfg),
-                    },
-                );
+                let mut s = step::promote(want, &old_name, sync_names(cfg));
                 let gone = obs
                     .nodes
                     .get(&old_name)
@@ -277,7 +267,6 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
                     "{old_name} ({})",
                     if gone { "unreachable" } else { "not running" }
                 ));
-                s.after = Some(want.clone());
                 let state = if gone {
                     "cannot be reached"
                 } else {
@@ -459,18 +448,14 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
             format!("a fresh base backup; the old data directory is kept at {keep}")
         };
         // The old directory stays beside the new copy: both must fit.
-        if !rewind
-            && let (Some(size), Some(free)) =
-                (crate::diff::cluster_size(obs, want), files.disk_free_bytes)
-            && free < crate::diff::backup_room(size)
-        {
+        if !rewind && let Some(short) = space::shortfall(obs, want, files.disk_free_bytes) {
             t.blocked.push(Warning {
                 node: Some(n.name.clone()),
                 message: format!(
                     "{} {why}, and is re-based by {method}; that copy needs about {} (databases, the WAL written during the copy, a margin) but its file system has {} free; free some space and plan again",
                     n.name,
-                    human_bytes(crate::diff::backup_room(size)),
-                    human_bytes(free)
+                    human_bytes(short.needs),
+                    human_bytes(short.free)
                 ),
             });
             continue;
@@ -481,28 +466,11 @@ pub fn plan_topology(cfg: &Config, obs: &Observed, now: &str) -> Topology {
             .iter()
             .any(|s| matches!(&s.op, Op::CreateSlot { name } if *name == n.name));
         if cfg.replication.slots && !slot_there && !slot_planned {
-            let mut s = step(
-                want,
-                format!("{want}.slot.{}", n.name),
-                Action::Create,
-                Op::CreateSlot {
-                    name: n.name.clone(),
-                },
-            );
-            s.after = Some("physical slot".into());
+            let mut s = step::create_slot(want, &n.name);
             s.reason = format!("{} streams through it once re-based", n.name);
             t.steps.push(s);
         }
-        let mut s = step(
-            &n.name,
-            format!("{}.timeline", n.name),
-            Action::Replace,
-            Op::Rebase {
-                source: want.clone(),
-                rewind,
-                keep_as: keep,
-            },
-        );
+        let mut s = step::rebase(&n.name, want, rewind, keep);
         s.before = Some(match cause {
             RebaseCause::Crashed => "crashed (end of WAL unknown)".into(),
             RebaseCause::RewindInterrupted => "pg_rewind interrupted".into(),
@@ -555,7 +523,7 @@ fn after_switchover(cfg: &Config, old: &NodeState) -> Vec<Step> {
                 "after the switchover {} is a standby: no standby streams from it through it",
                 old.name
             );
-            out.push(crate::diff::drop_slot_step(
+            out.push(step::drop_slot(
                 &old.name,
                 &slot.name,
                 "physical slot",
@@ -571,46 +539,21 @@ fn after_switchover(cfg: &Config, old: &NodeState) -> Vec<Step> {
     ) && !live.setting.is_empty()
         && let Some(v) = &setting.normalized
     {
-        let mut s = step(
-            &old.name,
-            format!("{}.setting.{name}", old.name),
-            Action::Update,
-            Op::SetSetting {
-                name: name.into(),
-                sql_value: v.to_alter_system_value(def),
-                offline: None,
-            },
-        );
+        let mut s = step::set_setting(&old.name, name, v.to_alter_system_value(def));
         s.before = Some(live.setting.clone());
         s.after = Some(v.display_with_unit(def));
         s.reason = "after the switchover: only the primary names synchronous standbys".into();
         out.push(s);
-        let mut r = step(
+        out.push(step::reload(
             &old.name,
-            format!("{}.service", old.name),
-            Action::Update,
-            Op::Reload,
-        );
-        r.after = Some("reload".into());
-        r.reason = "pg_reload_conf() makes the setting live".into();
-        out.push(r);
+            "pg_reload_conf() makes the setting live",
+        ));
     }
     out
 }
 
 fn switchover_step(cfg: &Config, want: &str, from: &str) -> Step {
-    let mut s = step(
-        want,
-        "cluster.primary".into(),
-        Action::Update,
-        Op::Switchover {
-            from: from.to_string(),
-            synchronous_standby_names: sync_names(cfg),
-        },
-    );
-    s.before = Some(from.to_string());
-    s.after = Some(want.to_string());
-    s
+    step::switchover(want, from, sync_names(cfg))
 }
 
 /// Slots for the candidate's future downstreams, created while it is a standby.
@@ -626,15 +569,7 @@ fn candidate_slots(cfg: &Config, cand: &NodeState) -> Vec<Step> {
         .unwrap_or_default();
     for d in cfg.downstreams(&cand.name) {
         if !have.contains(d.name.as_str()) {
-            let mut s = step(
-                &cand.name,
-                format!("{}.slot.{}", cand.name, d.name),
-                Action::Create,
-                Op::CreateSlot {
-                    name: d.name.clone(),
-                },
-            );
-            s.after = Some("physical slot".into());
+            let mut s = step::create_slot(&cand.name, &d.name);
             s.reason = format!("{} will stream from the new primary through it", d.name);
             out.push(s);
         }

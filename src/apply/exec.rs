@@ -8,10 +8,11 @@ use anyhow::{Context, anyhow, bail};
 use tokio_postgres::Client;
 
 use crate::config::{Config, Node, Service};
-use crate::desired::{self, HBA_BEGIN};
-use crate::diff::sql_literal;
+use crate::desired;
+use crate::hba::HBA_BEGIN;
 use crate::plan::{Op, RoleKind, Step};
 use crate::scram;
+use crate::text::sql_literal;
 use crate::transport::NodeSession;
 
 /// How long a standby may take to stream after it starts.
@@ -1167,7 +1168,7 @@ async fn own_hba_offline(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     let current = ctx
         .run_ok(&["cat", &path], "reading the copied pg_hba.conf")
         .await?;
-    let next = crate::diff::render_hba(&current, &desired::hba_block(ctx.cfg, ctx.node));
+    let next = crate::hba::render(&current, &desired::hba_block(ctx.cfg, ctx.node));
     if next != current {
         ctx.run_stdin_ok(
             &["sh", "-c", WRITE_FILE, "pgrepl-write", &path],
@@ -1748,7 +1749,7 @@ async fn keep_diverged_wal(
     Ok(format!(
         "the diverged WAL ({n} segment{} of timeline {timeline} from {first}, {}) is kept at {keep_as}",
         if n == 1 { "" } else { "s" },
-        crate::diff::human_bytes(bytes)
+        crate::text::human_bytes(bytes)
     ))
 }
 
@@ -1758,7 +1759,7 @@ async fn rebase(
     rewind: bool,
     keep_as: &str,
 ) -> anyhow::Result<String> {
-    let keep_as = &keep_as.replace(crate::topology::APPLY_TIME, &crate::apply::utc_now());
+    let keep_as = &keep_as.replace(crate::plan::APPLY_TIME, &crate::apply::utc_now());
     let cfg = ctx.cfg;
     let dd = ctx.node.postgres.data_dir.clone();
     let Some((src, src_session)) = ctx.peer.take() else {

@@ -140,7 +140,7 @@ async fn gather_node_with(
             if server
                 .settings
                 .get("shared_preload_libraries")
-                .is_some_and(|s| crate::manager::preloads_repmgr(&s.setting))
+                .is_some_and(|s| parse::preloads_repmgr(&s.setting))
             {
                 files
                     .managers

@@ -309,6 +309,17 @@ pub fn preload_names(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether `shared_preload_libraries` (as `SHOW` prints it) loads repmgr's
+/// library: `repmgr`, `'$libdir/repmgr'`, `repmgr.so`. repmgrd refuses to
+/// run without it, so only such a server can have a repmgrd.
+pub fn preloads_repmgr(shared_preload_libraries: &str) -> bool {
+    shared_preload_libraries.split(',').any(|lib| {
+        let lib = lib.trim().trim_matches(|c| c == '"' || c == '\'');
+        let base = lib.rsplit('/').next().unwrap_or(lib);
+        base.strip_suffix(".so").unwrap_or(base) == "repmgr"
+    })
+}
+
 /// The `manager NAME EVIDENCE` lines of the gather script's output: one
 /// entry per manager in the order first seen, its evidence in line order.
 /// Unknown names are left out: the script prints none.
@@ -1248,6 +1259,28 @@ fs 4096 10 5\n";
             let out = run_in("dash", &d, root.path(), &["repmgrd"]);
             assert!(out.lines().all(|l| l.starts_with("manager ")), "{out}");
             drop(fake);
+        }
+    }
+
+    #[test]
+    fn repmgr_in_shared_preload_libraries() {
+        for yes in [
+            "repmgr",
+            "pg_stat_statements, repmgr",
+            "'$libdir/repmgr'",
+            "\"repmgr.so\"",
+            " repmgr ,auto_explain",
+        ] {
+            assert!(preloads_repmgr(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "pg_stat_statements",
+            "repmgr_ext",
+            "myrepmgr",
+            "pglogical",
+        ] {
+            assert!(!preloads_repmgr(no), "{no}");
         }
     }
 }

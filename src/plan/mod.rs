@@ -4,6 +4,7 @@
 //! and old -> new value for people, its `Op` for the executor.
 
 pub mod render;
+pub mod step;
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,10 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT_VERSION: &str = "1";
+
+/// Stands for the time apply runs in a planned path (a re-base's
+/// `keep_as`); the executor fills it in.
+pub const APPLY_TIME: &str = "<UTC time of apply>";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -334,7 +334,7 @@ fn running_node(cfg: &Config, name: &str, converged: bool) -> NodeState {
         .as_deref()
         .unwrap_or(&node.postgres.data_dir);
     let hba_conf = if converged {
-        diff::render_hba(DEBIAN_HBA, &node_want.hba_block)
+        pgrepl::hba::render(DEBIAN_HBA, &node_want.hba_block)
     } else {
         DEBIAN_HBA.to_string()
     };

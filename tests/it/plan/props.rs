@@ -719,8 +719,8 @@ proptest! {
         let want = pgrepl::desired::desired_state(&cfg);
         let block = &want.nodes[&cfg.cluster.primary].hba_block;
         let current = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
-        let once = diff::render_hba(&current, block);
-        let twice = diff::render_hba(&once, block);
+        let once = pgrepl::hba::render(&current, block);
+        let twice = pgrepl::hba::render(&once, block);
         prop_assert_eq!(&once, &twice);
         // Every line outside the block is kept, in order.
         let outside: Vec<&str> = current.lines().filter(|l| !l.trim().is_empty()).collect();
