@@ -25,6 +25,8 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
     // Role changes first: switchover, failover, re-bases. Their nodes'
     // ordinary differences are planned in the round after (apply runs it).
     let topo = crate::topology::plan_topology(cfg, obs, crate::plan::APPLY_TIME);
+    let (data_loss, needs_force, refused) = (topo.data_loss(), topo.needs_force(), topo.refused());
+    let topo_blocked = topo.blocked();
     let mut d = Differ {
         cfg,
         want: &want,
@@ -72,7 +74,7 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         (ordinary, rebases)
     };
     warnings.splice(0..0, topo.warnings);
-    blocked.splice(0..0, topo.blocked);
+    blocked.splice(0..0, topo_blocked);
     // Raised, standbys restart first; lowered, the primary first. Both in one
     // round, no order works (a standby refuses to start with a value below
     // its primary's): the raise goes now, the lowering in the next round.
@@ -184,14 +186,6 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         });
         side = sides(&deferred_names, &restarts);
     }
-    let needs_force = topo.needs_force.clone();
-    let refused = topo.refused.clone();
-    let data_loss = topo.data_loss.then(|| {
-        blocked
-            .iter()
-            .find(|b| b.message.contains("--allow-data-loss"))
-            .map_or_else(|| "the candidate lags".to_string(), |b| b.message.clone())
-    });
     // Insert restarts before the first new-standby step, one node at a time.
     let insert_at = steps
         .iter()

@@ -88,19 +88,12 @@ pub fn derive(cfg: &Config, obs: &Observed) -> ClusterStatus {
     let topo = crate::topology::plan_topology(cfg, obs, crate::plan::APPLY_TIME);
     // A re-base that only a promotion this plan would make calls for (a
     // standby ahead of the failover candidate) is not a divergence yet.
-    for step in topo.steps.iter().filter(|s| {
-        matches!(s.op, crate::plan::Op::Rebase { .. }) && !topo.after_promotion.contains(&s.node)
-    }) {
-        if let Some(n) = nodes.iter_mut().find(|n| n.name == step.node) {
+    for rebase in topo.rebases.iter().filter(|r| !r.after_promotion) {
+        if let Some(n) = nodes.iter_mut().find(|n| n.name == rebase.node) {
             n.role = Role::Diverged;
             n.healthy = false;
-            let why = step
-                .reason
-                .split("; re-base by")
-                .next()
-                .unwrap_or(&step.reason);
             n.problems
-                .push(format!("{why}; `pgrepl apply` re-bases it"));
+                .push(format!("{}; `pgrepl apply` re-bases it", rebase.why()));
         }
     }
     ClusterStatus {

@@ -1,0 +1,193 @@
+//! What keeps a role change or a re-base from being planned, and what a
+//! failover risks: types that decisions read and the plan's text renders.
+
+use std::fmt;
+
+use super::Rebase;
+use crate::gather::Lsn;
+use crate::space::Shortfall;
+use crate::text::human_bytes;
+
+/// A node that cannot be planned now, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Obstacle {
+    /// The file names an unreachable node primary and no primary runs:
+    /// a failover to it would promote nothing. Refused even with --force.
+    CandidateUnreachable {
+        candidate: String,
+        /// The most advanced reachable standby and what it received.
+        best: Option<(String, Lsn)>,
+    },
+    /// The old primary runs, but the candidate cannot take over cleanly.
+    NotReady { candidate: String, why: NotReady },
+    /// The candidate is a standby and there is no old primary to replace.
+    NoOldPrimary { candidate: String },
+    /// A failover candidate further behind than `max_lag_on_failover`:
+    /// apply needs --allow-data-loss.
+    CandidateBehind {
+        candidate: String,
+        behind: u64,
+        best: String,
+        max_lag: u64,
+    },
+    /// A re-base by base backup whose copy does not fit beside the old
+    /// data directory.
+    NoRoomToRebase { rebase: Rebase, short: Shortfall },
+}
+
+/// Why a running standby cannot be switched over to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    /// Its system identifier differs from the old primary's.
+    OtherInitdb,
+    NotStreaming,
+    Behind {
+        lag: u64,
+        primary: String,
+        max_lag: u64,
+    },
+}
+
+impl Obstacle {
+    /// The node the plan reports it on.
+    pub fn node(&self) -> &str {
+        match self {
+            Obstacle::CandidateUnreachable { candidate, .. }
+            | Obstacle::NotReady { candidate, .. }
+            | Obstacle::NoOldPrimary { candidate }
+            | Obstacle::CandidateBehind { candidate, .. } => candidate,
+            Obstacle::NoRoomToRebase { rebase, .. } => &rebase.node,
+        }
+    }
+
+    /// Apply refuses the plan even with --force.
+    pub fn refuses(&self) -> bool {
+        matches!(self, Obstacle::CandidateUnreachable { .. })
+    }
+
+    /// Applying anyway discards committed data: --allow-data-loss.
+    pub fn loses_data(&self) -> bool {
+        matches!(self, Obstacle::CandidateBehind { .. })
+    }
+}
+
+impl fmt::Display for Obstacle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Obstacle::CandidateUnreachable {
+                candidate: want,
+                best: Some((name, lsn)),
+            } => write!(
+                f,
+                "cannot fail over to {want}: it cannot be reached and no primary runs; the most advanced reachable standby is {name} (received up to {lsn}): name {name} as primary, or bring {want} back, and plan again"
+            ),
+            Obstacle::CandidateUnreachable {
+                candidate: want,
+                best: None,
+            } => write!(
+                f,
+                "cannot fail over to {want}: it cannot be reached, and neither a primary nor a standby can be reached; bring the nodes back and plan again"
+            ),
+            Obstacle::NotReady {
+                candidate: want,
+                why,
+            } => write!(
+                f,
+                "cannot switch over to {want}: {why}; wait, or fix it, and plan again"
+            ),
+            Obstacle::NoOldPrimary { candidate: want } => write!(
+                f,
+                "{want} runs as a standby and no primary is running, stopped or unreachable to fail over from; check the nodes and plan again"
+            ),
+            Obstacle::CandidateBehind {
+                candidate: want,
+                behind,
+                best,
+                max_lag,
+            } => write!(
+                f,
+                "{want} is {} behind {best} (max_lag_on_failover {}): promoting it would lose committed data; name {best} as primary, or use --allow-data-loss",
+                human_bytes(*behind),
+                human_bytes(*max_lag),
+            ),
+            Obstacle::NoRoomToRebase { rebase, short } => write!(
+                f,
+                "{} {}, and is re-based by {}; that copy needs about {} (databases, the WAL written during the copy, a margin) but its file system has {} free; free some space and plan again",
+                rebase.node,
+                rebase.why(),
+                rebase.how(),
+                human_bytes(short.needs),
+                human_bytes(short.free)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for NotReady {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotReady::OtherInitdb => {
+                f.write_str("it comes from another initdb (system identifier differs)")
+            }
+            NotReady::NotStreaming => f.write_str("it is not streaming"),
+            NotReady::Behind {
+                lag,
+                primary,
+                max_lag,
+            } => write!(
+                f,
+                "it is {} behind {primary} (max_lag_on_failover {})",
+                human_bytes(*lag),
+                human_bytes(*max_lag)
+            ),
+        }
+    }
+}
+
+/// A planned failover: promoting `candidate` discards whatever the old
+/// primary committed after what the candidate received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverRisk {
+    pub old: String,
+    pub old_state: OldPrimary,
+    pub candidate: String,
+    pub received: Lsn,
+}
+
+/// What became of the primary a failover replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldPrimary {
+    Unreachable,
+    NotRunning,
+}
+
+impl OldPrimary {
+    /// As the `before` column names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            OldPrimary::Unreachable => "unreachable",
+            OldPrimary::NotRunning => "not running",
+        }
+    }
+
+    /// As a sentence says it: "the old primary {state}".
+    pub fn state(self) -> &'static str {
+        match self {
+            OldPrimary::Unreachable => "cannot be reached",
+            OldPrimary::NotRunning => "is not running",
+        }
+    }
+}
+
+impl fmt::Display for FailoverRisk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "failover: {old} {}; promoting {} discards whatever {old} committed after {}",
+            self.old_state.state(),
+            self.candidate,
+            self.received,
+            old = self.old,
+        )
+    }
+}
