@@ -1,0 +1,152 @@
+//! (DesiredState, ObservedState) -> Plan. Pure: no IO, not async.
+//!
+//! Apply order (SPEC section 3): the primary's hba, roles and settings
+//! first, then its slots; then the running standbys; then restarts, one
+//! node at a time, standbys first (the primary first when a
+//! hot-standby-sensitive setting is lowered); then new standbys, upstreams
+//! before their downstreams.
+//!
+//! Role changes (switchover, failover, re-base) come from `topology`; each
+//! node's own differences from [`Differ`], one file per state a node can
+//! be in: running, stopped, without a data directory (a new standby).
+
+mod differ;
+mod facts;
+mod restart;
+mod roles;
+mod running;
+mod settings;
+mod standby;
+mod stopped;
+
+use crate::config::Config;
+use crate::desired::{self, RecoveryDesired};
+use crate::gather::Observed;
+use crate::plan::{APPLY_TIME, Action, NodeLabel, Op, Plan, Step, step};
+use crate::topology::{self, Topology};
+
+use differ::Differ;
+pub use facts::{facts, passfile_digest};
+
+/// The plan that makes `obs` equal to the file.
+pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
+    let want = desired::desired_state(cfg);
+    // Role changes first: switchover, failover, re-bases. Their nodes'
+    // ordinary differences are planned in the round after (apply runs it).
+    let topo = topology::plan_topology(cfg, obs, APPLY_TIME);
+    let mut d = Differ::new(cfg, &want, obs, topo.deferred.clone());
+    d.run();
+    let (data_loss, needs_force, refused) = (topo.data_loss(), topo.needs_force(), topo.refused());
+    let mut blocked = topo.blocked();
+    blocked.append(&mut d.blocked);
+    let Topology {
+        steps: topo_steps,
+        mut warnings,
+        ..
+    } = topo;
+    warnings.append(&mut d.warnings);
+    let (mut steps, rebases) = role_change_first(topo_steps, d.steps);
+    let restarts = d.restarts.into_steps(cfg, obs, &mut steps, &mut warnings);
+    // Restarts, then re-bases, go before the first new-standby step.
+    for late in [restarts, rebases] {
+        let at = steps
+            .iter()
+            .position(|s| matches!(s.op, Op::BaseBackup { .. }))
+            .unwrap_or(steps.len());
+        steps.splice(at..at, late);
+    }
+    let mut plan = Plan::new(
+        cfg.cluster.name.clone(),
+        labels(cfg),
+        steps,
+        warnings,
+        blocked,
+        facts(cfg, obs),
+    );
+    plan.data_loss = data_loss;
+    plan.needs_force = needs_force;
+    plan.refused = refused;
+    plan
+}
+
+/// The ordinary steps with the topology's: a role change comes first (the
+/// other nodes' differences wait for it). Re-bases alone come after the
+/// ordinary steps, like new standbys: they copy from the primary, whose
+/// roles, hba and slots must be there first; those are returned apart,
+/// without the slots the ordinary diff plans too.
+fn role_change_first(topo: Vec<Step>, ordinary: Vec<Step>) -> (Vec<Step>, Vec<Step>) {
+    let role_change = topo
+        .iter()
+        .any(|s| matches!(s.op, Op::Switchover { .. } | Op::Promote { .. }));
+    if role_change {
+        let mut steps = topo;
+        steps.extend(ordinary);
+        return (steps, Vec::new());
+    }
+    let rebases = topo
+        .into_iter()
+        .filter(|t| !ordinary.iter().any(|o| o.address == t.address))
+        .collect();
+    (ordinary, rebases)
+}
+
+/// Every node of the file as the plan's headers show it.
+fn labels(cfg: &Config) -> Vec<NodeLabel> {
+    cfg.nodes
+        .values()
+        .map(|n| NodeLabel {
+            name: n.name.clone(),
+            host: n.host.clone(),
+            role: if n.upstream.is_none() {
+                "primary"
+            } else {
+                "standby"
+            }
+            .into(),
+            upstream: n.upstream.clone(),
+        })
+        .collect()
+}
+
+/// How far down the upstream chain a node is (primary = 0).
+fn depth(cfg: &Config, node: &str) -> usize {
+    let mut d = 0;
+    let mut cur = node;
+    while let Some(up) = cfg.nodes.get(cur).and_then(|n| n.upstream.as_deref()) {
+        d += 1;
+        cur = up;
+        if d > cfg.nodes.len() {
+            break;
+        }
+    }
+    d
+}
+
+/// `NODE.recovery` as the file wants it.
+fn write_recovery(node: &str, action: Action, rec: &RecoveryDesired) -> Step {
+    step::write_recovery(
+        node,
+        action,
+        &rec.primary_conninfo,
+        &rec.primary_slot_name,
+        &rec.passfile,
+    )
+}
+
+/// A value of the file as PostgreSQL reads it in postgresql.conf.
+fn toml_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Boolean(b) => if *b { "on" } else { "off" }.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A value as the plan shows it: an empty one as `''`.
+fn display_value(v: &str) -> String {
+    if v.is_empty() {
+        "''".into()
+    } else {
+        v.to_string()
+    }
+}
