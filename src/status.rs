@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::gather::{DataDir, Lsn, NodeState, Observed};
+use crate::gather::{DataDir, Lsn, NodeState, Observed, ServerFacts};
 use crate::text::human_bytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,29 +108,7 @@ fn node_by_host<'a>(obs: &'a Observed, host: &str) -> Option<&'a NodeState> {
 }
 
 fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
-    let mut st = NodeStatus {
-        name: n.name.clone(),
-        host: n.host.clone(),
-        reachable: n.reachable(),
-        role: Role::Unknown,
-        healthy: false,
-        problems: Vec::new(),
-        timeline: None,
-        lsn: None,
-        received_lsn: None,
-        lag_bytes: None,
-        lag_seconds: None,
-        upstream: None,
-        slot: None,
-        slot_wal_status: None,
-        slot_retained_bytes: None,
-        sync_state: None,
-        system_identifier: None,
-        disk_free_bytes: n.files.as_ref().and_then(|f| f.disk_free_bytes),
-        disk_total_bytes: n.files.as_ref().and_then(|f| f.disk_total_bytes),
-        database_size_bytes: n.server.as_ref().and_then(|s| s.database_size_bytes),
-        gather_ms: n.gather_ms,
-    };
+    let mut st = NodeStatus::new(n);
     if let Some(u) = &n.unreachable {
         st.role = Role::Unreachable;
         st.problems.push(format!("unreachable: {}", u.message));
@@ -158,21 +136,15 @@ fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
     }
     let Some(server) = &n.server else {
         if !files.running {
-            st.role = Role::Stopped;
-            let c = files.control.as_ref();
-            st.timeline = c.and_then(|c| c.min_recovery_end_timeline.or(c.checkpoint_timeline));
-            st.lsn = c.and_then(|c| c.min_recovery_end_lsn.or(c.checkpoint_lsn));
-            let state = c.map_or("unknown", |c| c.state.as_str());
-            st.problems.push(format!(
-                "PostgreSQL is not running (cluster state: {state})"
-            ));
-            slot_on_upstream(cfg, obs, n, &mut st);
+            stopped(cfg, obs, n, &mut st);
         }
         return st;
     };
     st.system_identifier = Some(server.system_identifier.clone());
     st.timeline = Some(server.timeline);
-    if !server.in_recovery {
+    if server.in_recovery {
+        standby(cfg, obs, n, server, &mut st);
+    } else {
         st.role = Role::Primary;
         st.lsn = server.current_lsn;
         if cfg.cluster.primary == n.name {
@@ -183,75 +155,133 @@ fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
                 cfg.cluster.primary
             ));
         }
-    } else {
-        st.role = Role::Standby;
-        st.lsn = server.replay_lsn;
-        st.received_lsn = server.receive_lsn;
-        match &server.wal_receiver {
-            Some(w) => {
-                st.upstream = w.sender_host.as_deref().map(|h| {
-                    node_by_host(obs, h).map_or_else(|| h.to_string(), |u| u.name.clone())
-                });
-                st.slot = w.slot_name.clone();
-                if w.status == "streaming" {
-                    st.healthy = true;
-                } else {
-                    st.problems
-                        .push(format!("WAL receiver is {}, not streaming", w.status));
-                }
-            }
-            None => {
-                st.problems
-                    .push("in recovery but not streaming: no WAL receiver (check primary_conninfo and the upstream's log)".into());
-                slot_on_upstream(cfg, obs, n, &mut st);
-            }
-        }
-        if server.replay_paused {
-            st.healthy = false;
-            st.problems.push(
-                "WAL replay is paused (pg_wal_replay_pause()): it receives WAL but applies none of it, so its data grows old and a promotion would wait for the backlog; resume with `SELECT pg_wal_replay_resume()`"
-                    .into(),
-            );
-        }
-        // Lag against the upstream's view, and the slot there.
-        if let Some(up) = st.upstream.as_deref().and_then(|u| obs.nodes.get(u))
-            && let Some(up_server) = &up.server
-        {
-            let up_lsn = up_server.current_lsn.or(up_server.receive_lsn);
-            if let (Some(a), Some(b)) = (up_lsn, st.lsn) {
-                st.lag_bytes = Some(a.0.saturating_sub(b.0));
-            }
-            if let Some(r) = up_server.replication.iter().find(|r| {
-                r.application_name == n.name || r.client_addr.as_deref() == Some(n.host.as_str())
-            }) {
-                st.sync_state = r.sync_state.clone();
-                st.lag_seconds = r.replay_lag_s.or(Some(0.0));
-            }
-            if let Some(slot) = st
-                .slot
-                .as_deref()
-                .and_then(|s| up_server.slots.iter().find(|x| x.name == s))
-            {
-                st.slot_wal_status = slot.wal_status.clone();
-                st.slot_retained_bytes = slot.retained_bytes;
-                if slot.wal_status.as_deref() == Some("lost") {
-                    st.healthy = false;
-                    st.problems.push(format!(
-                        "slot {} on {} lost WAL this standby needs: it must be re-based",
-                        slot.name, up.name
-                    ));
-                }
-            }
-        }
-        if cfg.cluster.primary == n.name {
-            st.healthy = false;
-            st.problems.push(
-                "the cluster file names this node the primary: `pgrepl apply` switches over"
-                    .to_string(),
-            );
+    }
+    same_initdb(cfg, obs, &mut st);
+    st
+}
+
+impl NodeStatus {
+    /// What is known of any node before its role: the facts gathered.
+    fn new(n: &NodeState) -> NodeStatus {
+        NodeStatus {
+            name: n.name.clone(),
+            host: n.host.clone(),
+            reachable: n.reachable(),
+            role: Role::Unknown,
+            healthy: false,
+            problems: Vec::new(),
+            timeline: None,
+            lsn: None,
+            received_lsn: None,
+            lag_bytes: None,
+            lag_seconds: None,
+            upstream: None,
+            slot: None,
+            slot_wal_status: None,
+            slot_retained_bytes: None,
+            sync_state: None,
+            system_identifier: None,
+            disk_free_bytes: n.files.as_ref().and_then(|f| f.disk_free_bytes),
+            disk_total_bytes: n.files.as_ref().and_then(|f| f.disk_total_bytes),
+            database_size_bytes: n.server.as_ref().and_then(|s| s.database_size_bytes),
+            gather_ms: n.gather_ms,
         }
     }
-    // Every node must come from the same initdb.
+}
+
+/// PostgreSQL is not running: where pg_control says its WAL ends.
+fn stopped(cfg: &Config, obs: &Observed, n: &NodeState, st: &mut NodeStatus) {
+    st.role = Role::Stopped;
+    let c = n.files.as_ref().and_then(|f| f.control.as_ref());
+    st.timeline = c.and_then(|c| c.min_recovery_end_timeline.or(c.checkpoint_timeline));
+    st.lsn = c.and_then(|c| c.min_recovery_end_lsn.or(c.checkpoint_lsn));
+    let state = c.map_or("unknown", |c| c.state.as_str());
+    st.problems.push(format!(
+        "PostgreSQL is not running (cluster state: {state})"
+    ));
+    slot_on_upstream(cfg, obs, n, st);
+}
+
+/// A running standby: healthy when it streams and replays.
+fn standby(cfg: &Config, obs: &Observed, n: &NodeState, server: &ServerFacts, st: &mut NodeStatus) {
+    st.role = Role::Standby;
+    st.lsn = server.replay_lsn;
+    st.received_lsn = server.receive_lsn;
+    match &server.wal_receiver {
+        Some(w) => {
+            st.upstream = w
+                .sender_host
+                .as_deref()
+                .map(|h| node_by_host(obs, h).map_or_else(|| h.to_string(), |u| u.name.clone()));
+            st.slot = w.slot_name.clone();
+            if w.status == "streaming" {
+                st.healthy = true;
+            } else {
+                st.problems
+                    .push(format!("WAL receiver is {}, not streaming", w.status));
+            }
+        }
+        None => {
+            st.problems
+                .push("in recovery but not streaming: no WAL receiver (check primary_conninfo and the upstream's log)".into());
+            slot_on_upstream(cfg, obs, n, st);
+        }
+    }
+    if server.replay_paused {
+        st.healthy = false;
+        st.problems.push(
+            "WAL replay is paused (pg_wal_replay_pause()): it receives WAL but applies none of it, so its data grows old and a promotion would wait for the backlog; resume with `SELECT pg_wal_replay_resume()`"
+                .into(),
+        );
+    }
+    if let Some(up) = st.upstream.as_deref().and_then(|u| obs.nodes.get(u)) {
+        upstream_view(n, up, st);
+    }
+    if cfg.cluster.primary == n.name {
+        st.healthy = false;
+        st.problems.push(
+            "the cluster file names this node the primary: `pgrepl apply` switches over"
+                .to_string(),
+        );
+    }
+}
+
+/// A streaming standby as its upstream sees it: the lag, and its slot there.
+fn upstream_view(n: &NodeState, up: &NodeState, st: &mut NodeStatus) {
+    let Some(up_server) = &up.server else {
+        return;
+    };
+    let up_lsn = up_server.current_lsn.or(up_server.receive_lsn);
+    if let (Some(a), Some(b)) = (up_lsn, st.lsn) {
+        st.lag_bytes = Some(a.0.saturating_sub(b.0));
+    }
+    if let Some(r) = up_server
+        .replication
+        .iter()
+        .find(|r| r.application_name == n.name || r.client_addr.as_deref() == Some(n.host.as_str()))
+    {
+        st.sync_state = r.sync_state.clone();
+        st.lag_seconds = r.replay_lag_s.or(Some(0.0));
+    }
+    if let Some(slot) = st
+        .slot
+        .as_deref()
+        .and_then(|s| up_server.slots.iter().find(|x| x.name == s))
+    {
+        st.slot_wal_status = slot.wal_status.clone();
+        st.slot_retained_bytes = slot.retained_bytes;
+        if slot.wal_status.as_deref() == Some("lost") {
+            st.healthy = false;
+            st.problems.push(format!(
+                "slot {} on {} lost WAL this standby needs: it must be re-based",
+                slot.name, up.name
+            ));
+        }
+    }
+}
+
+/// Every node must come from the same initdb as the primary.
+fn same_initdb(cfg: &Config, obs: &Observed, st: &mut NodeStatus) {
     if let Some(primary_sysid) = obs
         .nodes
         .get(&cfg.cluster.primary)
@@ -268,7 +298,6 @@ fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
             "system identifier differs from the primary's ({primary_sysid}): a different cluster; it must be re-based"
         ));
     }
-    st
 }
 
 /// A standby that does not stream (stopped, or without a WAL receiver):
