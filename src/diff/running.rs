@@ -120,14 +120,35 @@ impl Differ<'_> {
         server: &ServerFacts,
     ) -> bool {
         let name = want.name.as_str();
-        let mut why = Vec::new();
+        let why: Vec<String> = [
+            self.too_many_slots(want, server),
+            self.missing_preload(want, seen, server),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if why.is_empty() {
+            return false;
+        }
+        self.block(
+            name,
+            format!(
+                "cannot take the file's settings, which would keep it from starting: {}",
+                why.join("; ")
+            ),
+        );
+        true
+    }
+
+    /// `max_replication_slots` below the slots it holds once this plan's
+    /// own slot steps ran (see `slots`).
+    fn too_many_slots(&self, want: &NodeDesired, server: &ServerFacts) -> Option<String> {
         let limit = self.wanted_int(want, "max_replication_slots").or_else(|| {
             server
                 .settings
                 .get("max_replication_slots")
                 .and_then(|p| p.setting.parse().ok())
-        });
-        // What it holds once this plan's own slot steps ran (see `slots`).
+        })?;
         let mut held: Vec<&str> = server
             .slots
             .iter()
@@ -143,79 +164,80 @@ impl Differ<'_> {
                 held.push(w);
             }
         }
-        if let Some(limit) = limit
-            && (held.len() as i64) > limit
-        {
-            let unmanaged: Vec<&str> = held
-                .iter()
-                .copied()
-                .filter(|s| !want.slots.iter().any(|w| w == s))
-                .collect();
-            let drop = if unmanaged.is_empty() {
-                String::new()
-            } else {
+        if (held.len() as i64) <= limit {
+            return None;
+        }
+        let unmanaged: Vec<&str> = held
+            .iter()
+            .copied()
+            .filter(|s| !want.slots.iter().any(|w| w == s))
+            .collect();
+        let drop = if unmanaged.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "drop the slots no standby needs (SELECT pg_drop_replication_slot('{}')), or ",
+                unmanaged[0]
+            )
+        };
+        Some(format!(
+            "it would hold {} replication slots ({}) with max_replication_slots = {limit}; PostgreSQL refuses to start with more slots than that (FATAL: too many replication slots active before shutdown), and creating one beyond it fails: {drop}set max_replication_slots to at least {} in the file",
+            held.len(),
+            held.join(", "),
+            held.len()
+        ))
+    }
+
+    /// `shared_preload_libraries` naming a library the node does not have:
+    /// refused when the file changes it, else (the server runs with it)
+    /// a warning.
+    fn missing_preload(
+        &mut self,
+        want: &NodeDesired,
+        seen: &NodeState,
+        server: &ServerFacts,
+    ) -> Option<String> {
+        let name = want.name.as_str();
+        let check = seen.files.as_ref().and_then(|f| f.preload.as_ref())?;
+        if check.missing.is_empty() {
+            return None;
+        }
+        let wanted = self.cfg.nodes[name]
+            .settings
+            .get("shared_preload_libraries")
+            .map(|_| crate::gather::preload_wanted(&self.cfg.nodes[name]))
+            .unwrap_or_default();
+        let live = server
+            .settings
+            .get("shared_preload_libraries")
+            .map(|p| crate::gather::parse::preload_names(&p.setting))
+            .unwrap_or_default();
+        let path = server
+            .settings
+            .get("dynamic_library_path")
+            .map_or("$libdir", |p| p.setting.as_str());
+        let libdir = check.libdir.as_deref().unwrap_or("$libdir");
+        let missing = check.missing.join(", ");
+        if wanted == live {
+            self.warn(
+                Some(name),
                 format!(
-                    "drop the slots no standby needs (SELECT pg_drop_replication_slot('{}')), or ",
-                    unmanaged[0]
-                )
-            };
-            why.push(format!(
-                "it would hold {} replication slots ({}) with max_replication_slots = {limit}; PostgreSQL refuses to start with more slots than that (FATAL: too many replication slots active before shutdown), and creating one beyond it fails: {drop}set max_replication_slots to at least {} in the file",
-                held.len(),
-                held.join(", "),
-                held.len()
+                    "shared_preload_libraries loads {missing}, which is no longer in {libdir}: the server runs, but its next start will fail; reinstall the library or remove it from the file"
+                ),
+            );
+        } else if path != "$libdir" && check.missing.iter().any(|m| !m.contains('/')) {
+            self.warn(
+                Some(name),
+                format!(
+                    "shared_preload_libraries names {missing}, not found in {libdir}; dynamic_library_path is '{path}', which pgrepl does not search: make sure the server finds it before its restart"
+                ),
+            );
+        } else {
+            return Some(format!(
+                "shared_preload_libraries names {missing}, which is not in {libdir} (neither NAME nor NAME.so): the server would not start at the restart; fix the name in the file, or install the library on the node first"
             ));
         }
-        if let Some(check) = seen.files.as_ref().and_then(|f| f.preload.as_ref())
-            && !check.missing.is_empty()
-        {
-            let wanted = self.cfg.nodes[name]
-                .settings
-                .get("shared_preload_libraries")
-                .map(|_| crate::gather::preload_wanted(&self.cfg.nodes[name]))
-                .unwrap_or_default();
-            let live = server
-                .settings
-                .get("shared_preload_libraries")
-                .map(|p| crate::gather::parse::preload_names(&p.setting))
-                .unwrap_or_default();
-            let path = server
-                .settings
-                .get("dynamic_library_path")
-                .map_or("$libdir", |p| p.setting.as_str());
-            let libdir = check.libdir.as_deref().unwrap_or("$libdir");
-            let missing = check.missing.join(", ");
-            if wanted == live {
-                self.warn(
-                    Some(name),
-                    format!(
-                        "shared_preload_libraries loads {missing}, which is no longer in {libdir}: the server runs, but its next start will fail; reinstall the library or remove it from the file"
-                    ),
-                );
-            } else if path != "$libdir" && check.missing.iter().any(|m| !m.contains('/')) {
-                self.warn(
-                    Some(name),
-                    format!(
-                        "shared_preload_libraries names {missing}, not found in {libdir}; dynamic_library_path is '{path}', which pgrepl does not search: make sure the server finds it before its restart"
-                    ),
-                );
-            } else {
-                why.push(format!(
-                    "shared_preload_libraries names {missing}, which is not in {libdir} (neither NAME nor NAME.so): the server would not start at the restart; fix the name in the file, or install the library on the node first"
-                ));
-            }
-        }
-        if why.is_empty() {
-            return false;
-        }
-        self.block(
-            name,
-            format!(
-                "cannot take the file's settings, which would keep it from starting: {}",
-                why.join("; ")
-            ),
-        );
-        true
+        None
     }
 
     fn hba(&mut self, want: &NodeDesired, seen: &NodeState, server: &ServerFacts) {

@@ -10,7 +10,7 @@ use super::{display_value, toml_text, write_recovery};
 use crate::desired::{NodeDesired, RecoveryDesired};
 use crate::gather::{ControlData, FileFacts, NodeState};
 use crate::guc::{self, Normalized};
-use crate::plan::{Action, step};
+use crate::plan::{Action, Step, step};
 
 impl Differ<'_> {
     pub(super) fn stopped_node(&mut self, want: &NodeDesired, seen: &NodeState) {
@@ -18,10 +18,6 @@ impl Differ<'_> {
         let Some(files) = seen.files.as_ref() else {
             return;
         };
-        let state = files
-            .control
-            .as_ref()
-            .map_or("unknown", |c| c.state.as_str());
         if want.is_primary
             && let Some(other) =
                 self.obs.nodes.values().find(|n| {
@@ -40,17 +36,36 @@ impl Differ<'_> {
         if self.stopped_start_guards(want, files) {
             return;
         }
-        // Planned from its files: drift in postgresql.auto.conf is repaired
-        // before the start, so a value that keeps it from starting (or one
-        // the file no longer wants) never stays in the way.
         let auto = files
             .auto_conf
             .as_deref()
             .map(crate::gather::parse::conf_settings)
             .unwrap_or_default();
+        self.offline_settings(want, &auto);
+        if let Some(rec) = &want.recovery {
+            self.stopped_recovery(name, files, &auto, rec);
+        }
+        let stuck = if want.is_primary {
+            Vec::new()
+        } else {
+            stuck_below_recorded(want, &auto, files.control.as_ref())
+        };
+        let state = files
+            .control
+            .as_ref()
+            .map_or("unknown", |c| c.state.as_str());
+        let s = self.start(want, state, &stuck);
+        self.steps.push(s);
+    }
+
+    /// Planned from its files: drift in postgresql.auto.conf is repaired
+    /// before the start, so a value that keeps it from starting (or one
+    /// the file no longer wants) never stays in the way. A setting not
+    /// there is checked once it runs.
+    fn offline_settings(&mut self, want: &NodeDesired, auto: &IndexMap<String, String>) {
         for setting in want.settings.values() {
             let Some(current) = auto.get(&setting.name) else {
-                continue; // not set there: checked once it runs
+                continue;
             };
             let def = guc::lookup(&setting.name);
             let (equal, after) = match (def, &setting.normalized) {
@@ -67,23 +82,20 @@ impl Differ<'_> {
             if equal {
                 continue;
             }
-            let mut s = step::offline_setting(name, &setting.name, Action::Update, &after);
+            let mut s = step::offline_setting(&want.name, &setting.name, Action::Update, &after);
             s.before = Some(display_value(current));
             s.after = Some(display_value(&after));
             s.reason = "written into postgresql.auto.conf while the server is stopped; takes effect at its start".into();
             self.steps.push(s);
         }
-        if let Some(rec) = &want.recovery {
-            self.stopped_recovery(name, files, &auto, rec);
-        }
-        let stuck = if want.is_primary {
-            Vec::new()
-        } else {
-            stuck_below_recorded(want, &auto, files.control.as_ref())
-        };
-        let primary = self.want.primary.clone();
+    }
+
+    /// `~ NODE.service`: the start, once with the values its pg_control
+    /// records (`stuck`) when its own are lower.
+    fn start(&self, want: &NodeDesired, state: &str, stuck: &[(String, i64, i64)]) -> Step {
+        let primary = &self.want.primary;
         let mut s = step::start(
-            name,
+            &want.name,
             Action::Update,
             stuck
                 .iter()
@@ -123,7 +135,7 @@ impl Differ<'_> {
                 s.reason
             );
         }
-        self.steps.push(s);
+        s
     }
 
     /// A stopped standby's recovery settings, read from postgresql.auto.conf
