@@ -3,8 +3,8 @@
 //! Nothing here touches the network. The only reads are the environment
 //! variables and files that hold passwords, through `Sources`.
 
+use core::net::IpAddr;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -11,5 +11,6 @@ mod manager;
 mod plan;
 mod plan_lab;
 mod status;
+mod structure;
 mod support;
 mod switchover;
