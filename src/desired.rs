@@ -6,6 +6,7 @@
 //! primary_conninfo, and synchronous_standby_names on the primary.
 
 use indexmap::IndexMap;
+use sha2::{Digest, Sha256};
 
 use crate::config::{Config, HbaRule, Node, Setting, SyncMode, host_cidr};
 use crate::guc;
@@ -284,6 +285,26 @@ pub fn passfile_content(cfg: &Config) -> String {
         ));
     }
     out
+}
+
+/// The passfile's SHA-256, as `sha256sum` prints it on the node.
+pub fn passfile_digest(cfg: &Config) -> String {
+    let d = Sha256::digest(passfile_content(cfg).as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How far down the upstream chain a node is (primary = 0).
+pub fn depth(cfg: &Config, node: &str) -> usize {
+    let mut d = 0;
+    let mut cur = node;
+    while let Some(up) = cfg.nodes.get(cur).and_then(|n| n.upstream.as_deref()) {
+        d += 1;
+        cur = up;
+        if d > cfg.nodes.len() {
+            break;
+        }
+    }
+    d
 }
 
 #[cfg(test)]

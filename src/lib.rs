@@ -5,9 +5,24 @@
 //! -> plan (ordered steps, rendering; pure) -> apply (each step re-checks its
 //! precondition and is safe to repeat).
 //!
-//! Invariants:
-//! - `config`, `guc`, desired state, diff and plan do no IO (except reading the
-//!   password sources at load time) and are not async.
+//! The pure core imports downwards only, as a tree:
+//! - leaves: `guc` (settings as data), `hba` (pg_hba.conf text), `text`
+//!   (sizes, SQL literals), `plan` (steps, their builders and addresses,
+//!   `--target`, rendering);
+//! - `config` -> `desired` (what every node must look like);
+//! - the observed model (`gather`'s types) -> `timeline`, `manager`, `space`;
+//! - `topology` (switchover, failover, re-base) -> `diff` (each node's own
+//!   differences, and the whole plan) and `status` (role and health).
+//!
+//! Invariants (tests/it/structure.rs checks the first two):
+//! - No import cycle among the modules.
+//! - `config`, `guc`, `desired`, `diff`, `plan`, `timeline`, `topology`,
+//!   `manager`, `status`, `hba`, `text` and `space` do no IO (except reading
+//!   the password sources at load time) and are not async.
+//! - Decisions read types, never prose: why a node is re-based, what stands
+//!   in a role change's way and what a failover risks are enums
+//!   (`topology::RebaseCause`, `Obstacle`, `FailoverRisk`) that the text
+//!   renders.
 //! - Only `transport` talks to SSH and PostgreSQL.
 //! - Secrets live in `config::Secret`, which renders as `(sensitive)`.
 

@@ -1,4 +1,4 @@
-//! Other managers (SPEC section 10): a node run by Patroni, repmgrd or
+//! Other managers: a node run by Patroni, repmgrd or
 //! pg_auto_failover is never acted on. Gathering finds their signs
 //! (`gather::ManagerFacts`); this module decides from those facts alone.
 //! Pure: no IO.

@@ -4,10 +4,9 @@
 
 use std::collections::HashSet;
 
-use super::depth;
 use super::restart::{RestartFor, Restarts};
 use crate::config::Config;
-use crate::desired::{DesiredState, NodeDesired};
+use crate::desired::{DesiredState, NodeDesired, depth};
 use crate::gather::{DataDir, Observed};
 use crate::guc::Normalized;
 use crate::plan::{Step, Warning};
@@ -102,7 +101,7 @@ impl Differ<'_> {
                 self.block(&want.name, format!("could not be read: {why}"));
                 continue;
             };
-            // SPEC 10: another manager runs this node; nothing is planned on it.
+            // Another manager runs this node; nothing is planned on it.
             if let Some(m) = crate::manager::managed_by(seen) {
                 self.block(&want.name, crate::manager::blocked_message(m));
                 continue;

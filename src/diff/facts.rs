@@ -2,10 +2,9 @@
 //! a saved plan made from other facts (stale). Secrets only as digests.
 
 use indexmap::IndexMap;
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::desired;
+use crate::desired::{self, passfile_digest};
 use crate::gather::{Observed, digest};
 
 /// Every observed fact the plan depends on, for stale-plan detection.
@@ -97,10 +96,4 @@ pub fn facts(cfg: &Config, obs: &Observed) -> IndexMap<String, String> {
         }
     }
     f
-}
-
-/// The passfile's SHA-256, as `sha256sum` prints it on the node.
-pub fn passfile_digest(cfg: &Config) -> String {
-    let d = Sha256::digest(desired::passfile_content(cfg).as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,6 +1,6 @@
 //! (DesiredState, ObservedState) -> Plan. Pure: no IO, not async.
 //!
-//! Apply order (SPEC section 3): the primary's hba, roles and settings
+//! Apply order: the primary's hba, roles and settings
 //! first, then its slots; then the running standbys; then restarts, one
 //! node at a time, standbys first (the primary first when a
 //! hot-standby-sensitive setting is lowered); then new standbys, upstreams
@@ -18,15 +18,16 @@ mod running;
 mod settings;
 mod standby;
 mod stopped;
+mod values;
 
 use crate::config::Config;
-use crate::desired::{self, RecoveryDesired};
+use crate::desired;
 use crate::gather::Observed;
-use crate::plan::{APPLY_TIME, Action, NodeLabel, Op, Plan, Step, step};
+use crate::plan::{APPLY_TIME, NodeLabel, Op, Plan, Step};
 use crate::topology::{self, Topology};
 
 use differ::Differ;
-pub use facts::{facts, passfile_digest};
+pub use facts::facts;
 
 /// The plan that makes `obs` equal to the file.
 pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
@@ -106,47 +107,4 @@ fn labels(cfg: &Config) -> Vec<NodeLabel> {
             upstream: n.upstream.clone(),
         })
         .collect()
-}
-
-/// How far down the upstream chain a node is (primary = 0).
-fn depth(cfg: &Config, node: &str) -> usize {
-    let mut d = 0;
-    let mut cur = node;
-    while let Some(up) = cfg.nodes.get(cur).and_then(|n| n.upstream.as_deref()) {
-        d += 1;
-        cur = up;
-        if d > cfg.nodes.len() {
-            break;
-        }
-    }
-    d
-}
-
-/// `NODE.recovery` as the file wants it.
-fn write_recovery(node: &str, action: Action, rec: &RecoveryDesired) -> Step {
-    step::write_recovery(
-        node,
-        action,
-        &rec.primary_conninfo,
-        &rec.primary_slot_name,
-        &rec.passfile,
-    )
-}
-
-/// A value of the file as PostgreSQL reads it in postgresql.conf.
-fn toml_text(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Boolean(b) => if *b { "on" } else { "off" }.to_string(),
-        other => other.to_string(),
-    }
-}
-
-/// A value as the plan shows it: an empty one as `''`.
-fn display_value(v: &str) -> String {
-    if v.is_empty() {
-        "''".into()
-    } else {
-        v.to_string()
-    }
 }

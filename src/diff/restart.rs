@@ -3,8 +3,8 @@
 //! first; lowered, the primary first, each standby once it replayed the
 //! primary's change. What no order serves in one round waits for a second.
 
-use super::depth;
 use crate::config::Config;
+use crate::desired::depth;
 use crate::gather::Observed;
 use crate::plan::{Op, Step, Warning, step};
 

@@ -3,10 +3,9 @@
 //! primary), settings, recovery settings (on a standby) and slots.
 
 use super::differ::Differ;
-use super::passfile_digest;
 use super::restart::RestartFor;
-use super::write_recovery;
-use crate::desired::NodeDesired;
+use super::values::write_recovery;
+use crate::desired::{NodeDesired, passfile_digest};
 use crate::gather::{NodeState, ServerFacts};
 use crate::hba::{self, HBA_BEGIN, HBA_END};
 use crate::plan::{Action, Op, step};

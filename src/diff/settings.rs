@@ -3,7 +3,7 @@
 
 use super::differ::Differ;
 use super::restart::RestartFor;
-use super::{display_value, toml_text};
+use super::values::{display_value, toml_text};
 use crate::desired::NodeDesired;
 use crate::gather::{NodeState, ServerFacts};
 use crate::guc::{self, Normalized};

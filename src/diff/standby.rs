@@ -3,7 +3,7 @@
 //! written before its first start.
 
 use super::differ::Differ;
-use super::{display_value, toml_text, write_recovery};
+use super::values::{display_value, toml_text, write_recovery};
 use crate::desired::NodeDesired;
 use crate::guc;
 use crate::plan::{Action, Op, Step, step};

@@ -5,9 +5,8 @@
 use indexmap::IndexMap;
 
 use super::differ::Differ;
-use super::passfile_digest;
-use super::{display_value, toml_text, write_recovery};
-use crate::desired::{NodeDesired, RecoveryDesired};
+use super::values::{display_value, toml_text, write_recovery};
+use crate::desired::{NodeDesired, RecoveryDesired, passfile_digest};
 use crate::gather::{ControlData, FileFacts, NodeState};
 use crate::guc::{self, Normalized};
 use crate::plan::{Action, Step, step};

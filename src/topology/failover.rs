@@ -3,10 +3,9 @@
 //! --force; a candidate behind the most advanced standby by more than
 //! `max_lag_on_failover` needs --allow-data-loss too.
 
-use super::{
-    FailoverRisk, Obstacle, OldPrimary, Topology, candidate_slots, is_primary, is_standby,
-    received, sync_names, sync_note,
-};
+use super::nodes::{is_primary, is_standby, received};
+use super::outcome::{FailoverRisk, Obstacle, OldPrimary, Topology};
+use super::promote::{candidate_slots, sync_names, sync_note};
 use crate::config::Config;
 use crate::gather::{Lsn, NodeState, Observed};
 use crate::plan::step;

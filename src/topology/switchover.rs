@@ -3,10 +3,9 @@
 //! primary stopped by hand, is finished as a switchover, never as a
 //! failover). The old primary rejoins as a standby without pg_rewind.
 
-use super::{
-    NotReady, Obstacle, Topology, candidate_slots, managed_elsewhere, received, sync_names,
-    sync_note,
-};
+use super::nodes::{managed_elsewhere, received};
+use super::outcome::{NotReady, Obstacle, Topology};
+use super::promote::{candidate_slots, sync_names, sync_note};
 use crate::config::Config;
 use crate::gather::{ControlData, NodeState, Observed};
 use crate::plan::{Step, step};

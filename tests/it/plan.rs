@@ -3,7 +3,7 @@
 //! and snapshots what users read: the text plan (stdout), the problems
 //! (stderr) and the JSON, which must validate against
 //! `schemas/plan.schema.json`. A property test plans random observed states
-//! and checks the ordering and secrecy rules of SPEC section 3.
+//! and checks the ordering and secrecy rules.
 
 mod builder;
 mod guards;
@@ -23,7 +23,7 @@ use builder::{alter_system, converged, cut, fresh, load, node, server};
 /// The passwords the test cluster files read (crate::config::FakeSources).
 pub const SECRETS: [&str; 2] = ["s3cret-repl", "s3cret-rewind"];
 
-/// The cluster of SPEC section 1: a primary and two standbys; `settings`
+/// The example cluster: a primary and two standbys; `settings`
 /// lines are added to `[settings]`.
 fn orders(settings: &str) -> Config {
     load(&orders_text(settings))

@@ -10,7 +10,6 @@ use std::sync::{LazyLock, Mutex};
 use indexmap::IndexMap;
 use pgrepl::config::{self, Config};
 use pgrepl::desired::{self, DesiredState};
-use pgrepl::diff;
 use pgrepl::gather::{
     ControlData, DataDir, FileFacts, Lsn, NodeState, Observed, PgSetting, ReplicationFacts,
     RoleFacts, ServerFacts, SlotFacts, UnreachableInfo, WalReceiverFacts,
@@ -348,7 +347,7 @@ fn running_node(cfg: &Config, name: &str, converged: bool) -> NodeState {
     files.hba_conf = Some(hba_conf);
     files.auto_conf = Some(auto_conf(&settings));
     if converged && standby {
-        files.passfile_sha256 = Some(diff::passfile_digest(cfg));
+        files.passfile_sha256 = Some(desired::passfile_digest(cfg));
         files.passfile_mode = Some("600".into());
     }
     let mut roles = IndexMap::new();

@@ -11,7 +11,7 @@ use super::{orders_text, steps};
 
 const LIBDIR: &str = "/usr/lib/postgresql/15/lib";
 
-/// SPEC's three nodes with `from` in `[settings]` replaced by `to`.
+/// The three-node example cluster with `from` in `[settings]` replaced by `to`.
 fn orders_with(from: &str, to: &str) -> Config {
     let text = orders_text("");
     assert_eq!(text.matches(from).count(), 1, "{from}");

@@ -1,7 +1,7 @@
 //! Planning random observed states: every node in any shape (converged,
 //! untouched, unreachable, empty, stopped, in the wrong role...) with random
 //! setting, hba, role, slot and recovery drift. Planning never panics and
-//! every plan keeps the rules of SPEC section 3.
+//! every plan keeps the ordering and secrecy rules.
 
 use std::collections::HashSet;
 
@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use super::builder::{self, load};
 use super::{assert_no_secrets, orders_text, plan_schema, schema_errors};
 
-/// Config `which`: 0 is SPEC's three nodes, then `MORE_CONFIGS`.
+/// Config `which`: 0 is the three-node example cluster, then `MORE_CONFIGS`.
 fn config(which: usize) -> Config {
     match which {
         0 => load(&orders_text("")),
@@ -23,7 +23,7 @@ fn config(which: usize) -> Config {
     }
 }
 
-/// The other shapes; the first is SPEC's three nodes (`super::orders_text`).
+/// The other shapes; the first is the three-node example cluster (`super::orders_text`).
 const MORE_CONFIGS: [&str; 4] = [
     // A cascade, per-node settings, the conf files outside the data directory.
     r#"

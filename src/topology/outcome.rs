@@ -1,12 +1,65 @@
-//! What keeps a role change or a re-base from being planned, and what a
-//! failover risks: types that decisions read and the plan's text renders.
+//! What topology planning yields: its steps, and what keeps a role change
+//! or a re-base from being planned, and what a failover risks, as types
+//! that decisions read and the plan's text renders.
 
+use std::collections::HashSet;
 use std::fmt;
 
-use super::Rebase;
+use super::cause::Rebase;
 use crate::gather::Lsn;
+use crate::plan::{Step, Warning};
 use crate::space::Shortfall;
 use crate::text::human_bytes;
+
+#[derive(Debug, Default)]
+pub struct Topology {
+    /// Before the role change (slots on the candidate), then the role change,
+    /// then re-bases.
+    pub steps: Vec<Step>,
+    /// Nodes whose ordinary diff waits for the next round (their role changes now).
+    pub deferred: HashSet<String>,
+    /// The nodes re-based by `steps`, and why.
+    pub rebases: Vec<Rebase>,
+    /// What keeps a role change or a re-base from being planned.
+    pub obstacles: Vec<Obstacle>,
+    pub warnings: Vec<Warning>,
+    /// A failover is planned: what it discards (apply needs --force).
+    pub failover: Option<FailoverRisk>,
+}
+
+impl Topology {
+    /// The obstacles as the plan lists its blocked nodes.
+    pub fn blocked(&self) -> Vec<Warning> {
+        self.obstacles
+            .iter()
+            .map(|o| Warning {
+                node: Some(o.node().to_string()),
+                message: o.to_string(),
+            })
+            .collect()
+    }
+
+    /// Why apply needs --force: a failover.
+    pub fn needs_force(&self) -> Option<String> {
+        self.failover.as_ref().map(FailoverRisk::to_string)
+    }
+
+    /// Why apply needs --allow-data-loss too: the candidate lags.
+    pub fn data_loss(&self) -> Option<String> {
+        self.obstacles
+            .iter()
+            .find(|o| o.loses_data())
+            .map(Obstacle::to_string)
+    }
+
+    /// Why apply refuses the plan even with --force.
+    pub fn refused(&self) -> Option<String> {
+        self.obstacles
+            .iter()
+            .find(|o| o.refuses())
+            .map(Obstacle::to_string)
+    }
+}
 
 /// A node that cannot be planned now, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
