@@ -141,17 +141,13 @@ impl Restarts {
         if raised.is_empty() || lowered.is_empty() {
             return None;
         }
-        self.defer(&lowered, steps);
-        deferred.extend(lowered.iter().cloned());
-        Some(Warning {
-            node: None,
-            message: format!(
-                "this change raises {} and lowers {}; a raise restarts the standbys first and a lowering the primary first, so apply lowers {} in a second round, after these restarts (a saved plan stops before it: plan and apply again)",
-                raised.join(", "),
-                lowered.join(", "),
-                lowered.join(", ")
-            ),
-        })
+        let why = format!(
+            "this change raises {} and lowers {}; a raise restarts the standbys first and a lowering the primary first, so apply lowers {}",
+            raised.join(", "),
+            lowered.join(", "),
+            lowered.join(", ")
+        );
+        Some(self.second_round(&lowered, steps, deferred, why))
     }
 
     /// A standby that must restart both before the primary (for one name)
@@ -179,27 +175,37 @@ impl Restarts {
             .filter(|c| &c.node == primary && c.wanted < c.live && !deferred.contains(&c.name))
             .map(|c| c.name.clone())
             .collect();
-        self.defer(&lowered_by_primary, steps);
-        deferred.extend(lowered_by_primary.iter().cloned());
-        Some(Warning {
-            node: None,
-            message: format!(
-                "{} must restart before the primary for one setting and after it for {}; apply lowers {} in a second round, after these restarts (a saved plan stops before it: plan and apply again)",
-                stuck.join(", "),
-                lowered_by_primary.join(", "),
-                lowered_by_primary.join(", ")
-            ),
-        })
+        let why = format!(
+            "{} must restart before the primary for one setting and after it for {}; apply lowers {}",
+            stuck.join(", "),
+            lowered_by_primary.join(", "),
+            lowered_by_primary.join(", ")
+        );
+        Some(self.second_round(&lowered_by_primary, steps, deferred, why))
     }
 
-    /// Takes the settings `names` out of this round: their steps, and the
-    /// restarts only they needed.
-    fn defer(&mut self, names: &[String], steps: &mut Vec<Step>) {
+    /// Takes the settings `names` out of this round, into `deferred`: their
+    /// steps, and the restarts only they needed. The warning says `why`.
+    fn second_round(
+        &mut self,
+        names: &[String],
+        steps: &mut Vec<Step>,
+        deferred: &mut Vec<String>,
+        why: String,
+    ) -> Warning {
         steps.retain(|s| !matches!(&s.op, Op::SetSetting { name, .. } if names.contains(name)));
-        for (_, why) in self.nodes.iter_mut() {
-            why.retain(|w| !matches!(w, RestartFor::Setting(n) if names.contains(n)));
+        for (_, restart_for) in self.nodes.iter_mut() {
+            restart_for.retain(|w| !matches!(w, RestartFor::Setting(n) if names.contains(n)));
         }
-        self.nodes.retain(|(_, why)| !why.is_empty());
+        self.nodes
+            .retain(|(_, restart_for)| !restart_for.is_empty());
+        deferred.extend(names.iter().cloned());
+        Warning {
+            node: None,
+            message: format!(
+                "{why} in a second round, after these restarts (a saved plan stops before it: plan and apply again)"
+            ),
+        }
     }
 
     /// Each standby's side of the primary's restart, from the values of

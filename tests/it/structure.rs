@@ -440,7 +440,12 @@ fn cycles(imports: &[Import]) -> Vec<String> {
         let Some(path) = path_back(&graph, start) else {
             continue;
         };
-        seen.extend(reaching(&graph, start).intersection(&reachable(&graph, start)));
+        // Its strongly connected set: what it reaches that reaches it back.
+        seen.extend(
+            reachable(&graph, start)
+                .into_iter()
+                .filter(|&m| reachable(&graph, m).contains(start)),
+        );
         let mut text = format!("import cycle: {}", path.join(" -> "));
         for pair in path.windows(2) {
             let first = imports
@@ -496,17 +501,6 @@ fn reachable<'a>(
         }
     }
     seen
-}
-
-fn reaching<'a>(
-    graph: &BTreeMap<&'a str, BTreeSet<&'a str>>,
-    target: &'a str,
-) -> BTreeSet<&'a str> {
-    graph
-        .keys()
-        .copied()
-        .filter(|&m| reachable(graph, m).contains(target))
-        .collect()
 }
 
 /// `path:line: what` for every sign of IO or async in a pure module.
