@@ -244,3 +244,88 @@ impl fmt::Display for FailoverRisk {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{Method, RebaseCause};
+
+    #[test]
+    fn apply_gates_read_the_kind_of_obstacle() {
+        let mut t = Topology {
+            obstacles: vec![Obstacle::NoOldPrimary {
+                candidate: "db2".into(),
+            }],
+            ..Topology::default()
+        };
+        assert_eq!(
+            (t.data_loss(), t.refused(), t.needs_force()),
+            (None, None, None)
+        );
+        t.obstacles.push(Obstacle::CandidateBehind {
+            candidate: "db2".into(),
+            behind: 3 << 20,
+            best: "db3".into(),
+            max_lag: 1 << 20,
+        });
+        t.failover = Some(FailoverRisk {
+            old: "db1".into(),
+            old_state: OldPrimary::Unreachable,
+            candidate: "db2".into(),
+            received: Lsn(0x3000000),
+        });
+        assert_eq!(
+            t.data_loss().as_deref(),
+            Some(
+                "db2 is 3.0 MB behind db3 (max_lag_on_failover 1.0 MB): promoting it would lose committed data; name db3 as primary, or use --allow-data-loss"
+            )
+        );
+        assert_eq!(
+            t.needs_force().as_deref(),
+            Some(
+                "failover: db1 cannot be reached; promoting db2 discards whatever db1 committed after 0/3000000"
+            )
+        );
+        assert_eq!(t.refused(), None);
+        t.obstacles.push(Obstacle::CandidateUnreachable {
+            candidate: "db1".into(),
+            best: None,
+        });
+        assert!(
+            t.refused()
+                .is_some_and(|r| r.starts_with("cannot fail over to db1"))
+        );
+        let blocked = t.blocked();
+        assert_eq!(blocked.len(), 3);
+        assert_eq!(blocked[1].node.as_deref(), Some("db2"));
+    }
+
+    #[test]
+    fn a_rebase_blocked_for_room_says_why_and_how() {
+        let rebase = Rebase {
+            node: "db3".into(),
+            source: "db1".into(),
+            cause: RebaseCause::OtherCluster {
+                system_identifier: "7".into(),
+            },
+            method: Method::BaseBackup(None),
+            keep_as: "/d.pgrepl-old-T".into(),
+            after_promotion: false,
+        };
+        assert!(!rebase.cause.rewindable());
+        assert_eq!(rebase.cause.label(), "another cluster");
+        let o = Obstacle::NoRoomToRebase {
+            rebase,
+            short: Shortfall {
+                size: 1 << 30,
+                needs: 2 << 30,
+                free: 1 << 20,
+            },
+        };
+        assert_eq!(o.node(), "db3");
+        assert_eq!(
+            o.to_string(),
+            "db3 its system identifier 7 differs from db1's: another cluster, and is re-based by a fresh base backup; the old data directory is kept at /d.pgrepl-old-T; that copy needs about 2.0 GB (databases, the WAL written during the copy, a margin) but its file system has 1.0 MB free; free some space and plan again"
+        );
+    }
+}
