@@ -57,8 +57,15 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         .iter()
         .any(|s| matches!(s.op, Op::Switchover { .. } | Op::Promote { .. }));
     let (mut steps, rebases) = if role_change {
-        let mut steps = topo.steps;
+        // The old primary's slots go last: its standbys stream from it
+        // (it is their upstream again once it runs as a standby) until
+        // their re-pointing among the ordinary steps.
+        let (drops, mut steps): (Vec<Step>, Vec<Step>) = topo
+            .steps
+            .into_iter()
+            .partition(|s| matches!(s.op, Op::DropSlot { .. }));
         steps.extend(ordinary);
+        steps.extend(drops);
         (steps, Vec::new())
     } else {
         let rebases: Vec<Step> = topo

@@ -336,7 +336,11 @@ fn a_second_apply_fails_fast_while_the_lock_is_held() {
         return;
     };
     // Another apply holds the lock on node1 (held exactly as pgrepl holds it).
-    let lock = format!("/var/lib/postgresql/15/.pgrepl-lab{}.lock", lab.k());
+    let lock = format!(
+        "/var/lib/postgresql/{}/.pgrepl-lab{}.lock",
+        lab.major(),
+        lab.k()
+    );
     let mut holder = lab
         .ssh(1)
         .arg(format!(
