@@ -211,7 +211,8 @@ fn enum_values(schema: &Value) -> Vec<&str> {
 
 // ---- Markdown
 
-/// A heading and the key tables under it (tables whose first column is `key`).
+/// A heading and the tables under it whose first column is named `first`
+/// (`key`, `address`).
 struct Section {
     heading: String,
     /// The tables it documents: `[ssh]`, `[[hba]]`, `replication.password`.
@@ -277,7 +278,7 @@ fn prose_lines(md: &str) -> Vec<(usize, &str)> {
     out
 }
 
-fn sections(md: &str) -> Vec<Section> {
+fn sections(md: &str, first: &str) -> Vec<Section> {
     let mut out = vec![Section {
         heading: String::new(),
         paths: Vec::new(),
@@ -306,7 +307,7 @@ fn sections(md: &str) -> Vec<Section> {
                 if row
                     .iter()
                     .all(|c| c.chars().all(|ch| ch == '-' || ch == ':')) => {}
-            Some(h) if h.first().is_some_and(|c| c == "key") => {
+            Some(h) if h.first().is_some_and(|c| c == first) => {
                 let section = out.last_mut().expect("a section");
                 section.rows.push(Row {
                     key: row[0].trim_matches('`').to_string(),
@@ -334,7 +335,7 @@ fn literal(cell: &str) -> Option<Value> {
 
 fn check_cluster_file(schema: &Value, md: &str) -> Vec<String> {
     let mut problems = Vec::new();
-    let sections = sections(md);
+    let sections = sections(md, "key");
     let all = tables(schema);
     let mut by_path: HashMap<&str, Vec<&SchemaTable>> = HashMap::new();
     for t in &all {
@@ -615,12 +616,19 @@ fn check_plan_doc(schema: &Value, md: &str) -> Vec<String> {
     let pattern = serde_json::json!({ "type": "string", "pattern": address["pattern"] });
     let matches = jsonschema::validator_for(&pattern).expect("a valid pattern");
     let example = |a: &str| a.replace("NODE", "db1").replace("NAME", "x");
-    let documented: Vec<String> = prose_lines(md)
+    let documented: Vec<String> = sections(md, "address")
         .into_iter()
-        .filter(|(_, l)| l.starts_with("| `"))
-        .filter_map(|(_, l)| cells(l).first().map(|c| c.trim_matches('`').to_string()))
-        .filter(|a| a.contains('.') && matches.is_valid(&Value::String(example(a))))
+        .flat_map(|s| s.rows)
+        .map(|r| r.key)
         .collect();
+    for a in documented
+        .iter()
+        .filter(|a| !matches.is_valid(&Value::String(example(a))))
+    {
+        problems.push(format!(
+            "the docs list the address `{a}`, which the schema's pattern refuses"
+        ));
+    }
     let described: Vec<&str> = address["description"]
         .as_str()
         .unwrap_or("")
@@ -1053,6 +1061,14 @@ fn plan_doc_check_catches_drift() {
         (
             md.replace("`refused`", "refused"),
             "the plan field `refused`",
+        ),
+        (
+            md.replace("| `NODE.hba` |", "| `NODE.pg_hba` |"),
+            "the address `NODE.pg_hba`",
+        ),
+        (
+            md.replace("\"format_version\": \"1\"", "\"format_version\": \"2\""),
+            "fails the plan schema",
         ),
     ];
     for (doc, needle) in cases {
