@@ -3,6 +3,7 @@
 mod apply;
 mod apply_more;
 mod config;
+mod docs;
 mod drift;
 mod faults;
 mod lab;
