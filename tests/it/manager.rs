@@ -157,9 +157,12 @@ fn a_live_repmgrd_for_a_node_that_preloads_repmgr_blocks_it() {
     let out = pgrepl(&lab, &["apply", "--auto-approve"]);
     assert_eq!(out.status.code(), Some(0), "converge:\n{}", text(&out));
 
-    // node2's server preloads a library named repmgr: pg_stat_statements'
+    // node2's server preloads a library named repmgr: another library's
     // code under that name (the lab has no repmgr package), by path.
     let dd = lab.data_dir();
+    let libdir = String::from_utf8_lossy(&lab.exec(2, &["pg_config", "--pkglibdir"]).stdout)
+        .trim()
+        .to_string();
     lab.stop(2);
     let out = lab.exec(
         2,
@@ -167,14 +170,15 @@ fn a_live_repmgrd_for_a_node_that_preloads_repmgr_blocks_it() {
             "sh",
             "-c",
             "set -e
-cp \"$2/pg_stat_statements.so\" \"$HOME/repmgr.so\"
+for l in pg_stat_statements auto_explain plpgsql; do [ -e \"$2/$l.so\" ] && break; done
+cp \"$2/$l.so\" \"$HOME/repmgr.so\"
 printf \"shared_preload_libraries = '%s'\\n\" \"$HOME/repmgr\" >>\"$1/postgresql.conf\"
 printf \"node_id=2\\nconninfo='host=node2 dbname=repmgr'\\ndata_directory='%s/'\\n\" \"$1\" >\"$HOME/repmgr.conf\"
 printf '%s' \"$3\" >\"$HOME/repmgrd\"
 chmod 755 \"$HOME/repmgrd\"",
             "sh",
             &dd,
-            &format!("/usr/lib/postgresql/{}/lib", lab.major()),
+            &libdir,
             FAKE_REPMGRD,
         ],
     );
