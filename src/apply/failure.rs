@@ -139,6 +139,10 @@ fn io(kind: ErrorKind) -> Recurrence {
 
 /// What to do next after a failed apply, for the operator.
 pub fn next_step(err: &anyhow::Error) -> String {
+    if err.downcast_ref::<super::Locked>().is_some() {
+        return "another apply holds the lock: once it is done, run `pgrepl plan` and `pgrepl apply`"
+            .into();
+    }
     let step = err.downcast_ref::<StepFailed>();
     match recurrence(err) {
         Recurrence::Transient(what) => {
@@ -231,6 +235,16 @@ mod tests {
             "{hint}"
         );
         assert!(!hint.contains("again to continue"), "{hint}");
+    }
+
+    #[test]
+    fn a_held_lock_says_to_wait_for_the_other_apply() {
+        let err = anyhow::Error::new(super::super::Locked("cluster \"c\" is locked".into()));
+        assert!(
+            next_step(&err).contains("once it is done"),
+            "{}",
+            next_step(&err)
+        );
     }
 
     #[test]

@@ -55,15 +55,28 @@ pub async fn lock_cluster(
                 for l in locks {
                     l.release().await;
                 }
-                bail!(
+                return Err(Locked(format!(
                     "cluster \"{}\" is locked: {other} (lock {path} on {name}); nothing was changed. Wait for it to finish and plan again",
                     cfg.cluster.name
-                );
+                ))
+                .into());
             }
         }
     }
     Ok(locks)
 }
+
+/// The cluster lock is held by another apply: its message says by whom.
+#[derive(Debug)]
+pub struct Locked(pub String);
+
+impl std::fmt::Display for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Locked {}
 
 pub fn lock_path(cfg: &Config, node: &crate::config::Node) -> String {
     let pass = crate::desired::passfile_path(cfg, node);
