@@ -208,6 +208,9 @@ fn ctrl_c_stops_apply_at_a_step_boundary_with_130() {
         "the running step finished: {err}"
     );
     assert!(err.contains("run `pgrepl apply` again"), "{err}");
+    // It stopped before the end: node1's stale slot is still to drop.
+    let left = crate::support::pgrepl(&lab, &["plan", "--detailed-exitcode"]);
+    assert_eq!(left.status.code(), Some(2), "{}", text(&left));
     apply_ok(&lab, &[]);
     plan_is_empty(&lab);
 }
