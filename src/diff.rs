@@ -57,8 +57,15 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
         .iter()
         .any(|s| matches!(s.op, Op::Switchover { .. } | Op::Promote { .. }));
     let (mut steps, rebases) = if role_change {
-        let mut steps = topo.steps;
+        // The old primary's slots go last: its standbys stream from it
+        // (it is their upstream again once it runs as a standby) until
+        // their re-pointing among the ordinary steps.
+        let (drops, mut steps): (Vec<Step>, Vec<Step>) = topo
+            .steps
+            .into_iter()
+            .partition(|s| matches!(s.op, Op::DropSlot { .. }));
         steps.extend(ordinary);
+        steps.extend(drops);
         (steps, Vec::new())
     } else {
         let rebases: Vec<Step> = topo
@@ -456,10 +463,45 @@ impl Differ<'_> {
                 },
             }
         }
+        for (name, seen) in &self.obs.nodes {
+            self.stale_cluster_files(name, seen);
+        }
         let late = std::mem::take(&mut self.late);
         self.steps.extend(late);
         for want in new_standbys {
             self.new_standby(want);
+        }
+    }
+
+    /// The passfile and lock a former name of the cluster left beside a
+    /// node's data directory: removed last, after the node's recovery
+    /// settings name the new passfile and were reloaded.
+    fn stale_cluster_files(&mut self, name: &str, seen: &NodeState) {
+        let (Some(files), Some(node)) = (&seen.files, self.cfg.nodes.get(name)) else {
+            return;
+        };
+        if self.deferred.contains(name)
+            || self.blocked.iter().any(|b| b.node.as_deref() == Some(name))
+        {
+            return;
+        }
+        for old in &files.stale_clusters {
+            let paths = desired::cluster_files(node, old);
+            let mut s = step(
+                name,
+                format!("{name}.cluster_files.{old}"),
+                Action::Delete,
+                Op::RemoveClusterFiles {
+                    cluster: old.clone(),
+                    paths: paths.clone(),
+                },
+            );
+            s.before = Some(paths.join(", "));
+            s.reason = format!(
+                "left by cluster \"{old}\", this data directory's former cluster name: its passfile holds passwords; removed after {name}'s recovery settings name {}",
+                desired::passfile_path(self.cfg, node)
+            );
+            self.late.push(s);
         }
     }
 
@@ -589,9 +631,7 @@ impl Differ<'_> {
         auto: &IndexMap<String, String>,
         rec: &desired::RecoveryDesired,
     ) {
-        let passfile_ok = files.passfile_sha256.as_deref()
-            == Some(passfile_digest(self.cfg).as_str())
-            && files.passfile_mode.as_deref() == Some("600");
+        let passfile_ok = passfile_ok(self.cfg, name, Some(files));
         let conninfo = auto.get("primary_conninfo").map_or("", String::as_str);
         let slot = auto.get("primary_slot_name").map_or("", String::as_str);
         let mut what = Vec::new();
@@ -1263,9 +1303,7 @@ impl Differ<'_> {
                 .unwrap_or_default()
         };
         let files = seen.files.as_ref();
-        let passfile_ok = files.and_then(|f| f.passfile_sha256.as_deref())
-            == Some(passfile_digest(self.cfg).as_str())
-            && files.and_then(|f| f.passfile_mode.as_deref()) == Some("600");
+        let passfile_ok = passfile_ok(self.cfg, name, files);
         let conninfo_ok = live("primary_conninfo") == rec.primary_conninfo;
         let slot_ok = live("primary_slot_name") == rec.primary_slot_name;
         let signal_ok = files.is_some_and(|f| f.standby_signal);
@@ -1453,7 +1491,31 @@ impl Differ<'_> {
                     ),
                 );
             }
-            if want.slots.contains(&slot.name) || slot.active || managed {
+            if want.slots.contains(&slot.name) || managed {
+                continue;
+            }
+            if slot.active {
+                // A standby pgrepl built names its walsender after itself
+                // and streams through the slot of the same name: a node
+                // taken out of the file still streams until it is stopped.
+                if let Some(r) = server
+                    .replication
+                    .iter()
+                    .find(|r| r.application_name == slot.name)
+                {
+                    self.warn(
+                        Some(&want.name),
+                        format!(
+                            "slot {s} is not in the file, yet a standby named {s}{from} streams through it (a node removed from the file?): pgrepl leaves both alone; stop that server, then drop the slot with pg_drop_replication_slot('{s}'), or it keeps WAL for as long as it exists",
+                            from = r
+                                .client_addr
+                                .as_deref()
+                                .map(|a| format!(" (from {a})"))
+                                .unwrap_or_default(),
+                            s = slot.name
+                        ),
+                    );
+                }
                 continue;
             }
             // A slot that never reserved WAL (restart_lsn NULL) holds none yet.
@@ -1726,10 +1788,21 @@ fn without_node<'a>(error: &'a str, node: &str) -> &'a str {
         .unwrap_or(error)
 }
 
-/// The passfile's SHA-256, as `sha256sum` prints it on the node.
-pub fn passfile_digest(cfg: &Config) -> String {
-    let d = Sha256::digest(desired::passfile_content(cfg).as_bytes());
+/// The passfile's SHA-256 on node `name`, as `sha256sum` prints it there.
+pub fn passfile_digest(cfg: &Config, node: &crate::config::Node) -> String {
+    let d = Sha256::digest(desired::passfile_content(cfg, node).as_bytes());
     d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether node `name`'s passfile is the file's, mode 0600.
+fn passfile_ok(cfg: &Config, name: &str, files: Option<&crate::gather::FileFacts>) -> bool {
+    let Some(node) = cfg.nodes.get(name) else {
+        return false;
+    };
+    files.is_some_and(|f| {
+        f.passfile_sha256.as_deref() == Some(passfile_digest(cfg, node).as_str())
+            && f.passfile_mode.as_deref() == Some("600")
+    })
 }
 
 fn toml_text(v: &toml::Value) -> String {
@@ -1905,10 +1978,12 @@ pub fn facts(cfg: &Config, obs: &Observed) -> IndexMap<String, String> {
             digest(files.hba_conf.as_deref().unwrap_or("")),
         );
         // Whether it matches, never a hash of it: the passfile holds passwords.
-        let passfile = match (&files.passfile_sha256, files.passfile_mode.as_deref()) {
-            (None, _) => "missing",
-            (Some(d), Some("600")) if *d == passfile_digest(cfg) => "matches",
-            _ => "differs",
+        let passfile = if files.passfile_sha256.is_none() {
+            "missing"
+        } else if passfile_ok(cfg, name, Some(files)) {
+            "matches"
+        } else {
+            "differs"
         };
         f.insert(format!("{name}.passfile"), passfile.into());
         // Only when present: a saved plan made before a manager took the

@@ -49,7 +49,10 @@ pub async fn lock_cluster(
     for (name, session) in sessions {
         let node = &cfg.nodes[name];
         let path = lock_path(cfg, node);
-        match session.lock(&path, &holder).await? {
+        match session
+            .lock(&path, &holder, &node.postgres.data_dir)
+            .await?
+        {
             Ok(lock) => locks.push(lock),
             Err(other) => {
                 for l in locks {

@@ -325,7 +325,11 @@ fn a_rule_postgresql_rejects_leaves_the_old_pg_hba_conf() {
 fn a_second_apply_fails_fast_while_the_lock_is_held() {
     let lab = Lab::for_test("a_second_apply_fails_fast_while_the_lock_is_held", 2);
     // Another apply holds the lock on node1 (held exactly as pgrepl holds it).
-    let lock = format!("/var/lib/postgresql/15/.pgrepl-lab{}.lock", lab.k());
+    let lock = format!(
+        "/var/lib/postgresql/{}/.pgrepl-lab{}.lock",
+        lab.major(),
+        lab.k()
+    );
     let mut holder = lab
         .ssh(1)
         .arg(format!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::lab::Lab;
-use crate::support::{apply_ok, edit_config, pgrepl, plan_is_empty, text, wait_for};
+use crate::support::{apply_ok, edit_config, pgrepl, plan_is_empty, sender_of, text, wait_for};
 
 fn plan_exit(lab: &Lab) -> (Option<i32>, String) {
     let out = pgrepl(lab, &["plan", "--detailed-exitcode"]);
@@ -210,6 +210,107 @@ fn status_shows_a_stopped_standbys_slot_and_a_paused_replay() {
     assert_eq!(code, Some(2), "{out}");
     assert!(
         out.contains("slot node3 is inactive: node3 does not stream through it; it retains"),
+        "{out}"
+    );
+}
+
+/// The `.pgrepl-*` files beside node `i`'s data directory.
+fn pgrepl_files(lab: &Lab, i: usize) -> Vec<String> {
+    let dd = lab.data_dir();
+    let parent = dd.rsplit_once('/').expect("absolute").0.to_string();
+    let out = lab.exec(i, &["ls", "-A", &parent]);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(".pgrepl-"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Case 9: renaming `cluster.name` left the old passfile (live passwords)
+/// and lock files on every node. Now the plan removes them, after the
+/// standbys' recovery settings name the new passfile, and the standbys
+/// keep streaming.
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn renaming_the_cluster_removes_the_former_names_passfile_and_locks() {
+    let lab = Lab::for_test(
+        "renaming_the_cluster_removes_the_former_names_passfile_and_locks",
+        3,
+    );
+    apply_ok(&lab, &[]);
+    let old = format!("lab{}", lab.k());
+    for i in 2..=3 {
+        let files = pgrepl_files(&lab, i);
+        assert!(
+            files.contains(&format!(".pgrepl-{old}.pgpass")),
+            "{files:?}"
+        );
+    }
+    edit_config(&lab, &format!("name = \"{old}\""), "name = \"renamed\"");
+    let (code, out) = plan_exit(&lab);
+    assert_eq!(code, Some(2), "{out}");
+    for i in 1..=3 {
+        assert!(
+            out.contains(&format!("- node{i}.cluster_files.{old}")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("its passfile holds passwords"), "{out}");
+    apply_ok(&lab, &[]);
+    for i in 1..=3 {
+        let files = pgrepl_files(&lab, i);
+        assert!(
+            !files
+                .iter()
+                .any(|f| f.starts_with(&format!(".pgrepl-{old}."))),
+            "node{i}: {files:?}"
+        );
+        assert!(
+            files.contains(&".pgrepl-renamed.lock".to_string()),
+            "node{i}: {files:?}"
+        );
+    }
+    for i in 2..=3 {
+        assert!(
+            pgrepl_files(&lab, i).contains(&".pgrepl-renamed.pgpass".to_string()),
+            "node{i}"
+        );
+        wait_for(
+            "the standby to stream again",
+            Duration::from_secs(10),
+            || sender_of(&lab, i).ends_with(":streaming"),
+        );
+    }
+    plan_is_empty(&lab);
+}
+
+/// Case 9: a node taken out of the file keeps streaming through its slot;
+/// the plan says so (it leaves both alone) instead of staying silent.
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_node_removed_from_the_file_is_named_with_the_slot_it_leaves() {
+    let lab = Lab::for_test(
+        "a_node_removed_from_the_file_is_named_with_the_slot_it_leaves",
+        3,
+    );
+    apply_ok(&lab, &[]);
+    let config = std::fs::read_to_string(lab.config_path()).expect("config");
+    let start = config.find("[nodes.node3]").expect("node3 section");
+    let end = config[start + 1..]
+        .find("\n[")
+        .map_or(config.len(), |e| start + 1 + e + 1);
+    let without = format!("{}{}", &config[..start], &config[end..]);
+    std::fs::write(lab.config_path(), without).expect("write config");
+    // Its pg_hba rule goes with it (the connection it has stays up).
+    let (code, out) = plan_exit(&lab);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("~ node1.hba"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "slot node3 is not in the file, yet a standby named node3 (from {}) streams through it",
+            lab.host(3)
+        )),
         "{out}"
     );
 }

@@ -857,7 +857,10 @@ fn restart_by_hand_fails(lab: &Lab, i: usize, why: &str) {
         i,
         &["pg_ctl", "-D", &dd, "-l", &log, "-w", "-t", "30", "restart"],
     );
-    assert!(!out.status.success(), "the restart must fail: {out:?}");
+    // pg_ctl 18 exits 0 when the postmaster it started exits at once
+    // ("server shut down because of recovery target settings"): what
+    // counts is that the server is down and says why.
+    let _ = out;
     let logged = lab.exec(i, &["tail", "-n", "20", &log]);
     let logged = String::from_utf8_lossy(&logged.stdout);
     assert!(logged.contains(why), "{logged}");
@@ -970,7 +973,11 @@ fn settings_that_stop_a_server_are_refused_and_nodes_they_stopped_come_back() {
         "wal_level = \"replica\"",
         "wal_level = \"replica\"\nshared_preload_libraries = \"pg_stat_statementz\"",
     );
-    let libdir = format!("/usr/lib/postgresql/{}/lib", lab.major());
+    // The server's own library directory, as its pg_config tells it.
+    let libdir = String::from_utf8_lossy(&lab.exec(1, &["pg_config", "--pkglibdir"]).stdout)
+        .trim()
+        .to_string();
+    assert!(libdir.starts_with('/'), "pg_config --pkglibdir: {libdir}");
     let err = refused(
         &pgrepl(&lab, &["plan"]),
         4,

@@ -211,7 +211,7 @@ fn hostile_arguments_reach_the_node_intact_and_execute_nothing() {
     let text = std::fs::read_to_string(lab.config_path()).expect("lab config");
     let hostile_dir = "/var/lib/postgresql/it's a \"dir\" $(touch /tmp/pgrepl-pwned) `touch /tmp/pgrepl-pwned2`;x";
     let hostile_text = text.replace(
-        "data_dir = \"/var/lib/postgresql/15/main\"",
+        &format!("data_dir = \"{}\"", lab.data_dir()),
         &format!("data_dir = {}", toml::Value::String(hostile_dir.into())),
     );
     assert_ne!(text, hostile_text, "the lab file's data_dir line changed");

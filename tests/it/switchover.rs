@@ -300,6 +300,14 @@ fn without_wal_log_hints_the_diverged_node_gets_a_base_backup_and_is_kept() {
         .expect("config")
         .replace("wal_log_hints = true", "wal_log_hints = false");
     std::fs::write(&path, cfg).expect("config");
+    // Data checksums serve pg_rewind as wal_log_hints does; initdb turns
+    // them on from PostgreSQL 18. Without both, only a base backup works.
+    if lab.sql(1, "SHOW data_checksums") == "on" {
+        lab.stop(1);
+        let out = lab.exec(1, &["pg_checksums", "--disable", "-D", &lab.data_dir()]);
+        assert!(out.status.success(), "{}", text(&out));
+        lab.start(1);
+    }
     apply_ok(&lab, &[]);
     lab.cut(1);
     set_primary(&lab, "node2");
