@@ -1373,7 +1373,9 @@ async fn bounded<T>(
 ) -> anyhow::Result<T> {
     match tokio::time::timeout(limit, fut).await {
         Ok(r) => r.with_context(|| what.to_string()),
-        Err(_) => bail!("{what}: no answer within {}s", limit.as_secs()),
+        // The timeout stays in the chain: a rerun may pass (apply::failure).
+        Err(elapsed) => Err(anyhow::Error::new(elapsed)
+            .context(format!("{what}: no answer within {}s", limit.as_secs()))),
     }
 }
 

@@ -512,12 +512,13 @@ impl NodeSession {
         };
         let (status, out, err) = timeout(limit, fut)
             .await
-            .map_err(|_| {
-                anyhow!(
+            .map_err(|elapsed| {
+                // The timeout stays in the chain: a rerun may pass (apply::failure).
+                anyhow::Error::new(elapsed).context(format!(
                     "{}: `{program}` did not finish within {}",
                     self.node,
                     humantime(limit)
-                )
+                ))
             })?
             .with_context(|| format!("{}: running `{program}` over SSH failed", self.node))?;
         Ok(RemoteOutput {

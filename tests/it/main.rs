@@ -2,6 +2,7 @@
 
 mod apply;
 mod apply_more;
+mod cli;
 mod config;
 mod docs;
 mod drift;
