@@ -210,10 +210,6 @@ fn entries(name: &str) -> &'static [GucDef] {
     gucs.get(lo..hi).unwrap_or_default()
 }
 
-fn lookup_builtin(name: &str) -> Option<&'static GucDef> {
-    entries(name).last()
-}
-
 /// Whether `def`'s facts hold for the given major.
 fn covers(def: &GucDef, major: u32) -> bool {
     def.since <= major && def.until.is_none_or(|u| major <= u)
@@ -240,19 +236,7 @@ pub fn is_custom_name(name: &str) -> bool {
 /// with the facts of the newest major that has them; use [`lookup_in`] for
 /// a given server.
 pub fn lookup(name: &str) -> Option<&'static GucDef> {
-    if let Some(def) = lookup_builtin(name) {
-        return Some(def);
-    }
-    if let Some((_, new, _)) = OLD_NAMES
-        .iter()
-        .find(|(old, _, _)| old.eq_ignore_ascii_case(name))
-    {
-        return lookup_builtin(new);
-    }
-    if is_custom_name(name) {
-        return Some(&CUSTOM);
-    }
-    None
+    resolve(name, None)
 }
 
 /// Finds a GUC as a server of the given major (12, 13, ...) knows it: the
@@ -261,19 +245,27 @@ pub fn lookup(name: &str) -> Option<&'static GucDef> {
 /// `ssl_groups` in 18), [`CUSTOM`] for dotted names. `None` when that major
 /// has no such setting (see [`lookup`] and [`lifetime`] for when it has).
 pub fn lookup_in(name: &str, major: u32) -> Option<&'static GucDef> {
-    if let Some(def) = entries(name).iter().find(|d| covers(d, major)) {
-        return Some(def);
+    resolve(name, Some(major))
+}
+
+/// [`lookup_in`] for `Some(major)`, [`lookup`] (the newest facts, any
+/// major's obsolete names) for `None`.
+fn resolve(name: &str, major: Option<u32>) -> Option<&'static GucDef> {
+    let all = entries(name);
+    let found = match major {
+        Some(m) => all.iter().find(|d| covers(d, m)),
+        None => all.last(),
+    };
+    if found.is_some() {
+        return found;
     }
     if let Some((_, new, _)) = OLD_NAMES
         .iter()
-        .find(|(old, _, since)| old.eq_ignore_ascii_case(name) && *since <= major)
+        .find(|(old, _, since)| old.eq_ignore_ascii_case(name) && major.is_none_or(|m| *since <= m))
     {
-        return lookup_in(new, major);
+        return resolve(new, major);
     }
-    if is_custom_name(name) {
-        return Some(&CUSTOM);
-    }
-    None
+    is_custom_name(name).then_some(&CUSTOM)
 }
 
 /// The first and last major that have the setting of `def` under its name

@@ -632,6 +632,23 @@ fn canonical_string(def: &GucDef, s: &str) -> String {
     }
 }
 
+/// The elements of a list setting written as a TOML array (strings, or
+/// integers taken as their text).
+fn array_items(def: &GucDef, items: &[toml::Value]) -> Result<Vec<String>, ValueError> {
+    items
+        .iter()
+        .map(|item| match item {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            other => Err(ValueError::WrongType {
+                name: def.name.to_string(),
+                expected: "an array of strings".to_string(),
+                found: format!("an array containing {}", toml_type(other)),
+            }),
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------
 // log_connections (18+)
 // ---------------------------------------------------------------------------
@@ -696,22 +713,7 @@ fn normalize_log_connections(def: &GucDef, value: &toml::Value) -> Result<Normal
         V::Boolean(b) => Ok(Normalized::Bool(*b)),
         V::String(s) => log_connections(def, s, true),
         V::Integer(i @ (0 | 1)) => log_connections(def, &i.to_string(), true),
-        V::Array(items) => {
-            let mut elements = Vec::with_capacity(items.len());
-            for item in items {
-                match item {
-                    V::String(s) => elements.push(join_list(&[s.clone()], false)),
-                    other => {
-                        return Err(ValueError::WrongType {
-                            name: def.name.to_string(),
-                            expected: "an array of strings".to_string(),
-                            found: format!("an array containing {}", toml_type(other)),
-                        });
-                    }
-                }
-            }
-            log_connections(def, &elements.join(", "), true)
-        }
+        V::Array(items) => log_connections(def, &join_list(&array_items(def, items)?, false), true),
         other => Err(wrong_type(def, other)),
     }
 }
@@ -867,20 +869,7 @@ pub fn normalize_desired(def: &GucDef, value: &toml::Value) -> Result<Normalized
                 if *b { "on" } else { "off" }.to_string(),
             )),
             V::Array(items) if list_kind(def) != ListKind::NotList => {
-                let mut elements = Vec::with_capacity(items.len());
-                for item in items {
-                    match item {
-                        V::String(s) => elements.push(s.clone()),
-                        V::Integer(i) => elements.push(i.to_string()),
-                        other => {
-                            return Err(ValueError::WrongType {
-                                name: def.name.to_string(),
-                                expected: "an array of strings".to_string(),
-                                found: format!("an array containing {}", toml_type(other)),
-                            });
-                        }
-                    }
-                }
+                let mut elements = array_items(def, items)?;
                 let ident = identifier_list(def.name);
                 if case_insensitive_string(def.name) {
                     for e in &mut elements {
