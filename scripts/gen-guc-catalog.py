@@ -508,9 +508,11 @@ def main():
             with open(os.path.join(args.from_dumps, f"{m}.tsv")) as f:
                 dumps[m] = f.read()
         else:
+            bindir = os.path.join(args.pg_root, str(m), "bin")
+            if not os.path.exists(os.path.join(bindir, "postgres")):
+                sys.exit(f"PostgreSQL {m} is not in {bindir} (bash lab/lab.sh --pg {m} install)")
             print(f"dumping PostgreSQL {m} ...", file=sys.stderr)
-            dumps[m] = dump_from_server(os.path.join(args.pg_root, str(m), "bin"),
-                                        args.port_base + m)
+            dumps[m] = dump_from_server(bindir, args.port_base + m)
         if args.save_dumps:
             os.makedirs(args.save_dumps, exist_ok=True)
             with open(os.path.join(args.save_dumps, f"{m}.tsv"), "w") as f:

@@ -637,81 +637,97 @@ fn refused(version: Option<u32>, line: &str) -> String {
 
 #[test]
 fn a_file_is_checked_with_its_majors_facts() {
-    // An 18-only setting: 18 takes it, 15 refuses it saying from when it exists.
-    let line = "idle_replication_slot_timeout = \"2d\"";
-    let set = setting_of(Some(18), line);
-    assert_eq!(set.normalized, Some(Normalized::Integer(172_800)));
-    let e = refused(Some(15), line);
-    assert!(
-        e.contains("`idle_replication_slot_timeout` does not exist in PostgreSQL 15")
-            && e.contains(
-                "it exists from PostgreSQL 18 on: remove it or raise `cluster.postgres_version`"
-            ),
-        "{e}"
-    );
-    // Without a version: any major's setting, the newest facts.
-    assert!(load_file(None, line).is_ok());
-    assert!(load_file(None, "log_connections = \"receipt\"").is_ok());
-
-    // 17's failover slots, refused by 16.
-    assert!(load_file(Some(17), "sync_replication_slots = true").is_ok());
-    let e = refused(Some(16), "synchronized_standby_slots = \"db2\"");
-    assert!(e.contains("it exists from PostgreSQL 17 on"), "{e}");
-
-    // Removed and renamed settings name their successor, or say remove it.
-    let e = refused(Some(16), "force_parallel_mode = \"on\"");
-    assert!(
-        e.contains("it was removed after PostgreSQL 15: use `debug_parallel_query` instead"),
-        "{e}"
-    );
-    let e = refused(Some(16), "vacuum_defer_cleanup_age = 0");
-    assert!(
-        e.contains("it was removed after PostgreSQL 15: remove it"),
-        "{e}"
-    );
-    let e = refused(Some(17), "old_snapshot_threshold = -1");
-    assert!(
-        e.contains("it was removed after PostgreSQL 16: remove it"),
-        "{e}"
-    );
-    let e = refused(Some(17), "db_user_namespace = false");
-    assert!(
-        e.contains("`db_user_namespace` does not exist in PostgreSQL 17"),
-        "{e}"
-    );
-    assert!(load_file(Some(16), "db_user_namespace = false").is_ok());
-    // 18 reads the old name as the new one.
-    let set = setting_of(Some(18), "ssl_ecdh_curve = \"prime256v1\"");
-    assert_eq!(set.name, "ssl_groups");
+    // Refused by that major, saying what it has instead.
+    let refusals: &[(u32, &str, &str)] = &[
+        // An 18-only setting.
+        (
+            15,
+            "idle_replication_slot_timeout = \"2d\"",
+            "`idle_replication_slot_timeout` does not exist in PostgreSQL 15\n",
+        ),
+        (
+            15,
+            "idle_replication_slot_timeout = \"2d\"",
+            "it exists from PostgreSQL 18 on: remove it or raise `cluster.postgres_version`",
+        ),
+        // 17's failover slots.
+        (
+            16,
+            "synchronized_standby_slots = \"db2\"",
+            "it exists from PostgreSQL 17 on",
+        ),
+        // Removed and renamed settings name their successor, or say remove it.
+        (
+            16,
+            "force_parallel_mode = \"on\"",
+            "it was removed after PostgreSQL 15: use `debug_parallel_query` instead",
+        ),
+        (
+            16,
+            "vacuum_defer_cleanup_age = 0",
+            "it was removed after PostgreSQL 15: remove it",
+        ),
+        (
+            17,
+            "old_snapshot_threshold = -1",
+            "it was removed after PostgreSQL 16: remove it",
+        ),
+        (
+            17,
+            "db_user_namespace = false",
+            "`db_user_namespace` does not exist in PostgreSQL 17",
+        ),
+        // Values: that major's type, range and enum values.
+        (
+            17,
+            "log_connections = \"receipt\"",
+            "\"receipt\" is not a boolean for log_connections",
+        ),
+        (
+            16,
+            "maintenance_work_mem = \"64kB\"",
+            "out of range for maintenance_work_mem",
+        ),
+        (
+            14,
+            "compute_query_id = \"regres\"",
+            "`compute_query_id` takes one of: auto, on, off",
+        ),
+        (
+            15,
+            "compute_query_id = \"regres\"",
+            "`compute_query_id` takes one of: auto, regress, on, off",
+        ),
+    ];
+    for (major, line, want) in refusals {
+        let e = refused(Some(*major), line);
+        assert!(e.contains(want), "{major}: {line}: {e}");
+    }
+    // Taken by that major (or, without a version, by any: the newest facts).
+    let accepted: &[(Option<u32>, &str)] = &[
+        (Some(18), "idle_replication_slot_timeout = \"2d\""),
+        (None, "idle_replication_slot_timeout = \"2d\""),
+        (None, "log_connections = \"receipt\""),
+        (Some(17), "sync_replication_slots = true"),
+        (Some(16), "db_user_namespace = false"),
+        (Some(17), "maintenance_work_mem = \"64kB\""),
+        (Some(15), "log_connections = \"of\""),
+    ];
+    for (major, line) in accepted {
+        assert!(load_file(*major, line).is_ok(), "{major:?}: {line}");
+    }
     assert_eq!(
-        setting_of(Some(17), "ssl_ecdh_curve = \"prime256v1\"").name,
-        "ssl_ecdh_curve"
-    );
-
-    // Values: the major's type and range.
-    let e = refused(Some(17), "log_connections = \"receipt\"");
-    assert!(
-        e.contains("\"receipt\" is not a boolean for log_connections"),
-        "{e}"
+        setting_of(Some(18), "idle_replication_slot_timeout = \"2d\"").normalized,
+        Some(Normalized::Integer(172_800))
     );
     assert_eq!(
         setting_of(Some(18), "log_connections = \"receipt\"").normalized,
         Some(Normalized::String("receipt".into()))
     );
-    assert!(load_file(Some(17), "maintenance_work_mem = \"64kB\"").is_ok());
-    let e = refused(Some(16), "maintenance_work_mem = \"64kB\"");
-    assert!(e.contains("out of range for maintenance_work_mem"), "{e}");
-    // The help lists that major's enum values.
-    let e = refused(Some(14), "compute_query_id = \"regres\"");
-    assert!(
-        e.contains("`compute_query_id` takes one of: auto, on, off"),
-        "{e}"
-    );
-    let e = refused(Some(15), "compute_query_id = \"regres\"");
-    assert!(
-        e.contains("`compute_query_id` takes one of: auto, regress, on, off"),
-        "{e}"
-    );
+    // 18 reads the old name as the new one; 17 has its own.
+    let ecdh = "ssl_ecdh_curve = \"prime256v1\"";
+    assert_eq!(setting_of(Some(18), ecdh).name, "ssl_groups");
+    assert_eq!(setting_of(Some(17), ecdh).name, "ssl_ecdh_curve");
 }
 
 #[test]
