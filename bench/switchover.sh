@@ -361,6 +361,13 @@ rebase_part() { # K METHOD(rewind|basebackup)
 	if [ "$method" = basebackup ]; then
 		sed -i 's/^wal_log_hints = true$/wal_log_hints = false/' "$(lab_conf "$k")"
 		grep -q '^wal_log_hints = false$' "$(lab_conf "$k")" || bench_die "lab $k: could not set wal_log_hints = false"
+		# Data checksums serve pg_rewind too (initdb turns them on from 18).
+		if [ "$(sql "$k" 1 "SHOW data_checksums")" = on ]; then
+			bash "$BENCH_LAB" --k "$k" stop 1 >/dev/null
+			bash "$BENCH_LAB" --k "$k" exec 1 sh -c 'exec pg_checksums --disable -D /var/lib/postgresql/*/main' >&2 ||
+				bench_die "lab $k: pg_checksums --disable failed"
+			bash "$BENCH_LAB" --k "$k" start 1 >/dev/null
+		fi
 	fi
 	bash "$BENCH_LAB" --k "$k" exec 1 pgbench -i -q -s "$SCALE" postgres >"$BENCH_TMP/pgbench-$k.log" 2>&1 ||
 		{ cat "$BENCH_TMP/pgbench-$k.log" >&2; bench_die "lab $k: pgbench -i failed"; }

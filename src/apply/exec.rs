@@ -122,6 +122,9 @@ pub async fn execute(ctx: &mut Ctx<'_>, step: &Step) -> anyhow::Result<String> {
             passfile,
         } => write_recovery(ctx, primary_conninfo, primary_slot_name, passfile).await,
         Op::DropSlot { name } => drop_slot(ctx, name).await,
+        Op::RemoveClusterFiles { cluster, paths } => {
+            remove_cluster_files(ctx, cluster, paths).await
+        }
         Op::Switchover {
             from,
             synchronous_standby_names,
@@ -1043,7 +1046,7 @@ T="$F.pgrepl-new"
 cat > "$T" && chmod 600 "$T" && mv -f "$T" "$F""#;
 
 async fn write_passfile(ctx: &Ctx<'_>, path: &str) -> anyhow::Result<()> {
-    let content = desired::passfile_content(ctx.cfg);
+    let content = desired::passfile_content(ctx.cfg, ctx.node);
     ctx.run_stdin_ok(
         &["sh", "-c", WRITE_PASSFILE, "pgrepl-passfile", path],
         content.as_bytes(),
@@ -1294,6 +1297,39 @@ async fn drop_slot(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<String> {
     }
 }
 
+/// `sh -c REMOVE_CLUSTER_FILES pgrepl LOCK FILE...`: removes the files
+/// unless LOCK (if it exists) is held by a live apply.
+const REMOVE_CLUSTER_FILES: &str = r#"L=$1; shift
+if [ -e "$L" ]; then
+  exec 9>>"$L" || exit 71
+  flock -n 9 || { echo "its lock is held: $(cat "$L.holder" 2>/dev/null)" >&2; exit 75; }
+fi
+rm -f -- "$@""#;
+
+async fn remove_cluster_files(
+    ctx: &mut Ctx<'_>,
+    cluster: &str,
+    paths: &[String],
+) -> anyhow::Result<String> {
+    // Only the files a former name of this cluster keeps here, whatever a
+    // saved plan says.
+    if cluster == ctx.cfg.cluster.name || paths != desired::cluster_files(ctx.node, cluster) {
+        bail!(
+            "the step names files that are not cluster {cluster}'s beside {}; plan again",
+            ctx.node.postgres.data_dir
+        );
+    }
+    let lock = paths
+        .iter()
+        .find(|p| p.ends_with(".lock"))
+        .map_or("", String::as_str);
+    let mut argv = vec!["sh", "-c", REMOVE_CLUSTER_FILES, "pgrepl-remove", lock];
+    argv.extend(paths.iter().map(String::as_str));
+    ctx.run_ok(&argv, &format!("removing cluster {cluster}'s files"))
+        .await?;
+    Ok(format!("removed cluster {cluster}'s passfile and lock"))
+}
+
 fn log_file_of(node: &Node) -> String {
     let dd = node.postgres.data_dir.trim_end_matches('/');
     let parent = dd
@@ -1338,7 +1374,9 @@ async fn bounded<T>(
 ) -> anyhow::Result<T> {
     match tokio::time::timeout(limit, fut).await {
         Ok(r) => r.with_context(|| what.to_string()),
-        Err(_) => bail!("{what}: no answer within {}s", limit.as_secs()),
+        // The timeout stays in the chain: a rerun may pass (apply::failure).
+        Err(elapsed) => Err(anyhow::Error::new(elapsed)
+            .context(format!("{what}: no answer within {}s", limit.as_secs()))),
     }
 }
 
@@ -1572,7 +1610,7 @@ async fn switchover(
         String::new()
     };
     let passfile = desired::passfile_path(cfg, old);
-    let content = desired::passfile_content(cfg);
+    let content = desired::passfile_content(cfg, old);
     let out = old_session
         .run_with_stdin(
             &["sh", "-c", WRITE_PASSFILE, "pgrepl-passfile", &passfile],

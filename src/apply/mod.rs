@@ -1,8 +1,15 @@
 //! Executes a plan: lock, then each step in order (new standbys built in
-//! parallel), stop at the first failure; a rerun continues from live state.
+//! parallel), stop at the first failure or at a step boundary once
+//! cancelled; a rerun continues from live state. `converge` owns a run's
+//! rounds, `failure` says whether a failure repeats.
 
+mod converge;
 pub mod exec;
+pub mod failure;
 pub mod pause;
+
+pub use converge::{Cancel, Cancelled, Converged, Failed, Refusal, Run, Verdict, begin};
+pub use failure::{StepFailed, Transient};
 
 pub use exec::quote_ident;
 
@@ -42,21 +49,37 @@ pub async fn lock_cluster(
     for (name, session) in sessions {
         let node = &cfg.nodes[name];
         let path = lock_path(cfg, node);
-        match session.lock(&path, &holder).await? {
+        match session
+            .lock(&path, &holder, &node.postgres.data_dir)
+            .await?
+        {
             Ok(lock) => locks.push(lock),
             Err(other) => {
                 for l in locks {
                     l.release().await;
                 }
-                bail!(
+                return Err(Locked(format!(
                     "cluster \"{}\" is locked: {other} (lock {path} on {name}); nothing was changed. Wait for it to finish and plan again",
                     cfg.cluster.name
-                );
+                ))
+                .into());
             }
         }
     }
     Ok(locks)
 }
+
+/// The cluster lock is held by another apply: its message says by whom.
+#[derive(Debug)]
+pub struct Locked(pub String);
+
+impl std::fmt::Display for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Locked {}
 
 pub fn lock_path(cfg: &Config, node: &crate::config::Node) -> String {
     let pass = crate::desired::passfile_path(cfg, node);
@@ -107,6 +130,7 @@ pub async fn run_steps(
     plan: &Plan,
     sessions: &mut IndexMap<String, NodeSession>,
     report: &mut Report,
+    cancel: &Cancel,
 ) -> anyhow::Result<()> {
     let built: HashSet<String> = plan
         .changes
@@ -119,6 +143,7 @@ pub async fn run_steps(
     let (builds, others): (Vec<&Step>, Vec<&Step>) =
         plan.changes.iter().partition(|s| built.contains(&s.node));
     for step in others {
+        cancel.check()?;
         run_one(cfg, step, sessions, report).await?;
     }
     // Waves: a build starts once its upstream is not being built any more.
@@ -152,6 +177,7 @@ pub async fn run_steps(
         if wave.is_empty() {
             bail!("cannot order the new standbys: {}", pending.join(", "));
         }
+        cancel.check()?;
         let mut tasks = Vec::new();
         for name in &wave {
             let steps: Vec<Step> = builds
@@ -161,11 +187,15 @@ pub async fn run_steps(
                 .collect();
             let mut session = sessions
                 .shift_remove(name)
-                .ok_or_else(|| anyhow!("{name}: no SSH session (unreachable?)"))?;
+                .ok_or_else(|| unreachable_node(name))?;
             tasks.push(async move {
                 let mut done = Vec::new();
                 let mut result = Ok(());
                 for step in &steps {
+                    if let Err(e) = cancel.check() {
+                        result = Err(e);
+                        break;
+                    }
                     match run_with_session(cfg, step, &mut session, None).await {
                         Ok(line) => done.push(line),
                         Err(e) => {
@@ -232,22 +262,16 @@ async fn run_one(
         _ => None,
     };
     let mut peer = match &peer_name {
-        Some(p) => Some(sessions.shift_remove(p).ok_or_else(|| {
-            anyhow!(
-                "{}: step {} failed: no SSH session to {p} (unreachable?)",
-                step.node,
-                step.address
-            )
-        })?),
+        Some(p) => Some(
+            sessions
+                .shift_remove(p)
+                .ok_or_else(|| unreachable_node(p).context(failed(step)))?,
+        ),
         None => None,
     };
     let result = match sessions.get_mut(&step.node) {
         Some(session) => run_with_session(cfg, step, session, peer.as_mut()).await,
-        None => Err(anyhow!(
-            "{}: step {} failed: no SSH session (the node is unreachable)",
-            step.node,
-            step.address
-        )),
+        None => Err(unreachable_node(&step.node).context(failed(step))),
     };
     if let (Some(name), Some(p)) = (peer_name, peer) {
         sessions.insert(name, p);
@@ -298,6 +322,18 @@ async fn run_with_session(
             ));
             Ok(format!("{} ({secs:.2}s)", describe(step)))
         }
-        Err(e) => Err(e.context(format!("{}: step {} failed", step.node, step.address))),
+        Err(e) => Err(e.context(failed(step))),
     }
+}
+
+fn failed(step: &Step) -> StepFailed {
+    StepFailed {
+        node: step.node.clone(),
+        address: step.address.clone(),
+    }
+}
+
+/// No SSH session to `node`: it was found unreachable, which passes.
+fn unreachable_node(node: &str) -> anyhow::Error {
+    anyhow!("no SSH session").context(Transient(format!("{node} is unreachable")))
 }

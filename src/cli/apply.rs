@@ -1,40 +1,22 @@
-//! `pgrepl apply`: plan (or load a saved plan), confirm, lock, execute,
-//! and confirm that a fresh plan is empty.
+//! `pgrepl apply`: load the file (or a saved plan), show the plan, ask,
+//! then let `apply::Run::converge` do the work, and say how it ended.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use indexmap::IndexMap;
+use anyhow::{Context, anyhow};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use super::ApplyArgs;
+use super::error::{Kind, eprint_text, print_text, stdout_closed};
 use super::plan::{PlanFile, config_digest, stderr_style, style};
-use crate::apply::{self, Report};
+use super::{ApplyArgs, CommandError, Exit};
+use crate::apply::{self, Cancel, Converged, Failed, Refusal, Verdict, failure};
 use crate::config::{self, Config};
-use crate::diff;
-use crate::gather;
-use crate::plan::{Op, Plan, render};
-use crate::transport::NodeSession;
+use crate::plan::{Plan, render};
 
-pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
-    let saved: Option<PlanFile> = match &args.planfile {
-        Some(p) => {
-            if !args.target.is_empty() {
-                bail!(
-                    "--target cannot be combined with a saved plan: the plan already is what will be done"
-                );
-            }
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read the plan file {}", p.display()))?;
-            Some(
-                serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not a pgrepl plan file", p.display()))?,
-            )
-        }
-        None => None,
-    };
+pub fn run(args: &ApplyArgs) -> Result<Exit, CommandError> {
+    let saved = saved_plan(args)?;
     let config_path: PathBuf = match (&saved, args.config_given()) {
         (Some(pf), false) => pf.config_path.clone(),
         _ => args.file.config.clone(),
@@ -43,235 +25,202 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     if let Some(pf) = &saved
         && config_digest(&config_path)? != pf.config_digest
     {
-        bail!(
+        return Err(CommandError::failed(format!(
             "Saved plan is stale: the cluster file {} changed since the plan was made; nothing was changed. Run `pgrepl plan` again",
             config_path.display()
-        );
+        )));
     }
-    super::block_on(apply(&cfg, args, saved))?
+    super::block_on(apply(&cfg, args, saved.map(|pf| pf.plan)))?
 }
 
-async fn close_all(sessions: IndexMap<String, NodeSession>) {
-    for s in sessions.into_values() {
-        s.close().await;
-    }
-}
-
-async fn apply(
-    cfg: &Config,
-    args: &ApplyArgs,
-    saved: Option<PlanFile>,
-) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
-    let (observed, mut sessions) = gather::gather(cfg).await;
-    let unreachable: IndexMap<String, gather::UnreachableInfo> = observed
-        .nodes
-        .values()
-        .filter_map(|n| n.unreachable.clone().map(|u| (n.name.clone(), u)))
-        .collect();
-    let plan: Plan = match saved {
-        Some(pf) => {
-            let now = diff::facts(cfg, &observed);
-            let stale = stale_facts(&pf.plan.facts, &now);
-            if !stale.is_empty() {
-                close_all(sessions).await;
-                bail!(
-                    "Saved plan is stale: {}; nothing was changed. Run `pgrepl plan` again",
-                    stale.join("; ")
-                );
-            }
-            pf.plan
-        }
-        None => diff::plan(cfg, &observed).restrict_to(&args.target),
+fn saved_plan(args: &ApplyArgs) -> anyhow::Result<Option<PlanFile>> {
+    let Some(p) = &args.planfile else {
+        return Ok(None);
     };
-    eprint!("{}", render::problems(&plan, stderr_style()));
-    if let Some(why) = &plan.refused {
-        close_all(sessions).await;
-        bail!("{why}; nothing was changed (--force does not override this)");
-    }
-    if let Some(why) = &plan.needs_force
-        && !args.force
-    {
-        close_all(sessions).await;
-        bail!("{why}; this is a failover, which needs --force; nothing was changed");
-    }
-    if let Some(why) = &plan.data_loss
-        && !args.allow_data_loss
-    {
-        close_all(sessions).await;
-        bail!("{why}; nothing was changed");
-    }
-    if !plan.blocked.is_empty() && !args.force {
-        close_all(sessions).await;
-        bail!(
-            "{} node(s) could not be planned (see above); nothing was changed. Fix them, use --target to act on the others, or --force to act without them (failover)",
-            plan.blocked.len()
+    if !args.target.is_empty() {
+        anyhow::bail!(
+            "--target cannot be combined with a saved plan: the plan already is what will be done"
         );
     }
-    if plan.is_empty() {
-        println!(
-            "No changes. Cluster \"{}\" matches the configuration.",
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("cannot read the plan file {}", p.display()))?;
+    let file = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a pgrepl plan file", p.display()))?;
+    Ok(Some(file))
+}
+
+async fn apply(cfg: &Config, args: &ApplyArgs, saved: Option<Plan>) -> Result<Exit, CommandError> {
+    // Ctrl-C before any change stops at once; after, at a step boundary.
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot catch Ctrl-C")?;
+    let run = tokio::select! {
+        run = apply::begin(cfg, saved, &args.target, args.force) => run?,
+        _ = sigint.recv() => return Err(cancelled_before_any_change()),
+    };
+    eprint_text(&render::problems(&run.plan, stderr_style()));
+    if let Some(refusal) = run.refusal(args.allow_data_loss) {
+        run.close().await;
+        return Err(match refusal {
+            Refusal::Blocked(why) => CommandError::new(Kind::Blocked, anyhow!(why)),
+            Refusal::Refused(why) => CommandError::failed(why),
+        });
+    }
+    if run.plan.is_empty() {
+        run.close().await;
+        print_text(&format!(
+            "No changes. Cluster \"{}\" matches the configuration.\n",
             cfg.cluster.name
-        );
-        close_all(sessions).await;
-        return Ok(ExitCode::SUCCESS);
+        ))?;
+        return Ok(Exit::Success);
     }
     if args.planfile.is_none() {
-        print!("{}", render::text(&plan, style()));
+        print_text(&render::text(&run.plan, style()))?;
     }
-    if !args.auto_approve && !confirm()? {
-        close_all(sessions).await;
-        eprintln!("Apply cancelled; nothing was changed.");
-        return Ok(ExitCode::from(1));
-    }
-    let locks = match apply::lock_cluster(cfg, &sessions).await {
-        Ok(l) => l,
-        Err(e) => {
-            close_all(sessions).await;
+    if !args.auto_approve {
+        let answer = tokio::select! {
+            answer = confirm() => answer,
+            _ = sigint.recv() => Err(cancelled_before_any_change()),
+        };
+        if let Err(e) = answer {
+            run.close().await;
             return Err(e);
         }
-    };
-    let mut report = Report::default();
-    let mut result = apply::run_steps(cfg, &plan, &mut sessions, &mut report).await;
-    // What the plan showed ends here; whatever follows is said as such.
-    let planned_done = report.done.len();
-    let mut after_apply: Vec<String> = Vec::new();
-    // Steps that only become known once new standbys run (their own
-    // settings): one more round, then the final check.
-    let mut remaining = None;
-    if result.is_ok() {
-        // A saved plan runs exactly its approved steps: no further rounds.
-        let rounds = if args.planfile.is_some() { 1 } else { 4 };
-        for round in 0..rounds {
-            let (observed, s) =
-                gather::regather(cfg, std::mem::take(&mut sessions), &unreachable).await;
-            sessions = s;
-            let next = diff::plan(cfg, &observed).restrict_to(&args.target);
-            // A role change or a re-base the operator did not approve is
-            // never run as a follow-up: it is reported for a new plan.
-            let unapproved = next.changes.iter().any(|s| {
-                matches!(
-                    s.op,
-                    Op::Switchover { .. } | Op::Promote { .. } | Op::Rebase { .. }
-                )
-            });
-            if next.is_empty() || unapproved || round + 1 == rounds {
-                remaining = Some(next);
-                break;
-            }
-            let found: Vec<String> = next
-                .changes
-                .iter()
-                .map(|s| format!("{} {}", s.action.symbol(), s.address))
-                .collect();
-            eprintln!(
-                "Known only now that the plan's steps ran: {}",
-                found.join(", ")
+    }
+    let cancel = Arc::new(Cancel::default());
+    let listener = tokio::spawn(stop_on_ctrl_c(sigint, Arc::clone(&cancel)));
+    let result = run.converge(&cancel).await;
+    listener.abort();
+    match result {
+        Ok(done) => converged(done),
+        Err(failed) => Err(failure_error(failed)),
+    }
+}
+
+/// The first Ctrl-C asks the run to stop after its running step; a second
+/// one stops at once, as a kill would (a rerun continues from live state).
+async fn stop_on_ctrl_c(mut sigint: Signal, cancel: Arc<Cancel>) {
+    while sigint.recv().await.is_some() {
+        if cancel.request() {
+            eprint_text(
+                "\nCtrl-C: stopping once the running step is done (Ctrl-C again stops at once).\n",
             );
-            after_apply.extend(found);
-            if let Err(e) = apply::run_steps(cfg, &next, &mut sessions, &mut report).await {
-                result = Err(e);
-                break;
-            }
-        }
-    }
-    for l in locks {
-        l.release().await;
-    }
-    close_all(sessions).await;
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        if report.done.is_empty() {
-            eprintln!("Nothing was done before the failure.");
         } else {
-            eprintln!("Done before the failure:");
-            for d in &report.done {
-                eprintln!("  {d}");
-            }
+            eprint_text(
+                "\nCtrl-C again: stopping now. Run `pgrepl apply` again to continue from the state that is now live.\n",
+            );
+            std::process::exit(i32::from(Exit::Cancelled.code()));
         }
-        eprintln!("Run `pgrepl apply` again to continue from the state that is now live.");
-        return Ok(ExitCode::from(1));
     }
-    let secs = started.elapsed().as_secs_f64();
-    match remaining {
-        Some(p) if p.is_empty() && p.blocked.is_empty() => {
+}
+
+fn cancelled_before_any_change() -> CommandError {
+    CommandError::new(
+        Kind::Cancelled,
+        anyhow!("cancelled (Ctrl-C); nothing was changed"),
+    )
+}
+
+/// Says how a run that ran its steps ended.
+fn converged(done: Converged) -> Result<Exit, CommandError> {
+    let n = done.done.len();
+    let secs = done.secs;
+    match done.verdict {
+        Verdict::Clean(p) => {
             // What the final plan could not tell (a standby between WAL
             // receivers, say) is said, not swallowed.
-            eprint!("{}", render::problems(&p, stderr_style()));
-            let extra = if after_apply.is_empty() {
+            eprint_text(&render::problems(&p, stderr_style()));
+            let extra = if done.after_apply.is_empty() {
                 String::new()
             } else {
                 format!(
-                    " ({planned_done} planned; {} known only after apply: {})",
-                    report.done.len() - planned_done,
-                    after_apply.join(", ")
+                    " ({} planned; {} known only after apply: {})",
+                    done.planned,
+                    n - done.planned,
+                    done.after_apply.join(", ")
                 )
             };
-            println!(
-                "Apply complete: {} step{}{extra} in {secs:.2}s. A fresh plan shows no changes.",
-                report.done.len(),
-                if report.done.len() == 1 { "" } else { "s" }
-            );
-            Ok(ExitCode::SUCCESS)
+            print_text(&format!(
+                "Apply complete: {n} step{}{extra} in {secs:.2}s. A fresh plan shows no changes.\n",
+                if n == 1 { "" } else { "s" }
+            ))?;
+            Ok(Exit::Success)
         }
-        Some(p) if p.is_empty() && args.force => {
-            eprint!("{}", render::problems(&p, stderr_style()));
-            println!(
-                "Apply complete: {} steps in {secs:.2}s; the nodes above could not be planned (unreachable, or run by another manager) and are left for a later apply.",
-                report.done.len()
-            );
-            Ok(ExitCode::SUCCESS)
+        Verdict::CleanWithout(p) => {
+            eprint_text(&render::problems(&p, stderr_style()));
+            print_text(&format!(
+                "Apply complete: {n} steps in {secs:.2}s; the nodes above could not be planned (unreachable, or run by another manager) and are left for a later apply.\n"
+            ))?;
+            Ok(Exit::Success)
         }
-        Some(p)
-            if p.changes.iter().any(|s| {
-                matches!(
-                    s.op,
-                    Op::Switchover { .. } | Op::Promote { .. } | Op::Rebase { .. }
-                )
-            }) =>
-        {
-            eprintln!(
-                "error: the {} approved step(s) are done, but a fresh plan now shows a role change or a re-base, which pgrepl never runs without review:",
-                report.done.len()
-            );
-            eprint!("{}", render::text(&p, stderr_style()));
-            eprintln!("Run `pgrepl plan` to review it.");
-            Ok(ExitCode::from(1))
+        Verdict::NeedsReview(p) => Err(CommandError::failed(format!(
+            "the {n} approved step(s) are done, but a fresh plan now shows a role change or a re-base, which pgrepl never runs without review:"
+        ))
+        .note(render::text(&p, stderr_style()))
+        .hint("run `pgrepl plan` to review it")),
+        Verdict::Differs(p) => {
+            let left: Vec<String> = p
+                .changes
+                .iter()
+                .map(|s| format!("  {} {}", s.action.symbol(), s.address))
+                .collect();
+            Err(
+                CommandError::failed("after apply, the cluster still differs from the file:")
+                    .note(render::problems(&p, stderr_style()))
+                    .note(left.join("\n")),
+            )
         }
-        Some(p) => {
-            eprintln!("error: after apply, the cluster still differs from the file:");
-            eprint!("{}", render::problems(&p, stderr_style()));
-            for s in &p.changes {
-                eprintln!("  {} {}", s.action.symbol(), s.address);
-            }
-            Ok(ExitCode::from(1))
-        }
-        None => Ok(ExitCode::from(1)),
     }
 }
 
-fn stale_facts(saved: &IndexMap<String, String>, now: &IndexMap<String, String>) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, v) in saved {
-        match now.get(k) {
-            Some(n) if n == v => {}
-            Some(n) => out.push(format!("{k} changed ({v} -> {n})")),
-            None => out.push(format!("{k} is gone")),
-        }
+/// A failed or cancelled run: what was done, and whether a rerun helps.
+fn failure_error(failed: Failed) -> CommandError {
+    let what = if failed.cancelled() {
+        "Ctrl-C"
+    } else {
+        "the failure"
+    };
+    let done = if failed.done.is_empty() {
+        format!("Nothing was done before {what}.")
+    } else {
+        let mut lines = vec![format!("Done before {what}:")];
+        lines.extend(failed.done.iter().map(|d| format!("  {d}")));
+        lines.join("\n")
+    };
+    if failed.cancelled() {
+        return CommandError::new(Kind::Cancelled, failed.error)
+            .note(done)
+            .hint("run `pgrepl apply` again to continue from the state that is now live");
     }
-    for k in now.keys().filter(|k| !saved.contains_key(*k)) {
-        out.push(format!("{k} is new"));
-    }
-    out
+    let next = failure::next_step(&failed.error);
+    CommandError::new(Kind::Failed, failed.error)
+        .note(done)
+        .hint(next)
 }
 
-fn confirm() -> anyhow::Result<bool> {
+/// Asks on the terminal; only `yes` goes on.
+async fn confirm() -> Result<(), CommandError> {
     if !std::io::stdin().is_terminal() {
-        bail!("no terminal to confirm on and no --auto-approve: nothing was changed");
+        return Err(CommandError::failed(
+            "no terminal to confirm on and no --auto-approve: nothing was changed",
+        ));
     }
-    print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
-    std::io::stdout().flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(line.trim() == "yes")
+    if stdout_closed() {
+        return Err(CommandError::failed(
+            "the plan could not be shown (standard output is closed): nothing was changed",
+        ));
+    }
+    print_text("\nDo you want to perform these actions? Only 'yes' will be accepted: ")?;
+    let line = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .context("reading the answer")?
+    .context("reading the answer")?;
+    if line.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(CommandError::failed(
+            "Apply cancelled; nothing was changed.",
+        ))
+    }
 }

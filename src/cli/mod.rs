@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand; parse, call, print — never decide.
 
 mod apply;
+pub mod error;
 pub mod plan;
 mod status;
 mod validate;
@@ -8,14 +9,16 @@ mod validate;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+pub use error::{CommandError, Exit};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "pgrepl",
     version,
     about = "Keep a PostgreSQL streaming-replication cluster equal to a TOML file",
-    after_help = "Exit codes: 0 success, 1 error, 2 changes present (plan --detailed-exitcode)."
+    after_help = error::EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -32,6 +35,19 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Show every node's role, timeline, position, lag, slot and health.
     Status(StatusArgs),
+    /// Print a shell completion script (e.g. `pgrepl completions bash >
+    /// /etc/bash_completion.d/pgrepl`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page, in roff: pgrepl(1), or pgrepl-COMMAND(1) for a
+    /// command (e.g. `pgrepl man plan > pgrepl-plan.1; man ./pgrepl-plan.1`).
+    Man {
+        /// The command whose page to print.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,7 +60,7 @@ pub struct PlanArgs {
     /// Print the plan as JSON (schemas/plan.schema.json).
     #[arg(long)]
     pub json: bool,
-    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    /// Exit 0 when there are no changes, 2 when there are (1 on error, 4 when blocked).
     #[arg(long)]
     pub detailed_exitcode: bool,
     /// Limit the plan to these resource addresses (and what they depend on).
@@ -103,21 +119,49 @@ pub struct FileArg {
     pub config: PathBuf,
 }
 
-/// Runs the parsed command and returns the process exit code.
+/// Runs the parsed command and returns the process exit code; an error is
+/// printed here, and nowhere else.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Apply(args) => apply::run(&args),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { command } => man(command.as_deref()),
     };
-    match result {
-        Ok(code) => code,
+    let exit = match result {
+        Ok(exit) => exit,
         Err(err) => {
-            report_error(&err);
-            ExitCode::from(1)
+            error::report(&err);
+            err.exit()
         }
-    }
+    };
+    ExitCode::from(exit.code())
+}
+
+fn completions(shell: clap_complete::Shell) -> Result<Exit, CommandError> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "pgrepl", &mut script);
+    error::print_text(&String::from_utf8_lossy(&script))?;
+    Ok(Exit::Success)
+}
+
+fn man(command: Option<&str>) -> Result<Exit, CommandError> {
+    let mut cli = Cli::command();
+    // Built, a subcommand is named `pgrepl-NAME` in its page.
+    cli.build();
+    let cmd = match command {
+        None => cli,
+        Some(name) => cli.find_subcommand(name).cloned().ok_or_else(|| {
+            CommandError::failed(format!("no command {name:?}"))
+                .hint("the commands are listed by `pgrepl --help`")
+        })?,
+    };
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut page)?;
+    error::print_text(&String::from_utf8_lossy(&page))?;
+    Ok(Exit::Success)
 }
 
 /// Runs the async part of a command. Everything a command needs is awaited
@@ -131,13 +175,4 @@ pub fn block_on<F: std::future::Future>(fut: F) -> anyhow::Result<F::Output> {
     let out = rt.block_on(fut);
     rt.shutdown_background();
     Ok(out)
-}
-
-/// Prints an error once, with its chain of causes.
-pub fn report_error(err: &anyhow::Error) {
-    if let Some(config_err) = err.downcast_ref::<crate::config::ConfigError>() {
-        eprintln!("{config_err}");
-    } else {
-        eprintln!("error: {err:#}");
-    }
 }

@@ -1,13 +1,12 @@
 //! `pgrepl plan`: gather, diff, print; optionally save the plan for apply.
 
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
-use super::PlanArgs;
+use super::error::{Kind, eprint_text, print_text};
+use super::{CommandError, Exit, PlanArgs};
 use crate::config::{self, Config};
 use crate::gather::{self, Observed};
 use crate::plan::{Plan, render};
@@ -51,7 +50,7 @@ pub fn config_digest(path: &Path) -> anyhow::Result<String> {
     Ok(gather::digest(&text))
 }
 
-pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &PlanArgs) -> Result<Exit, CommandError> {
     let cfg = config::load(&args.file.config)?;
     let plan = super::block_on(async {
         let (plan, _, sessions) = make_plan(&cfg, &args.target).await;
@@ -60,40 +59,52 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         }
         plan
     })?;
-    eprint!("{}", render::problems(&plan, stderr_style()));
+    eprint_text(&render::problems(&plan, stderr_style()));
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&render::json(&plan))?);
+        print_text(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&render::json(&plan))?
+        ))?;
     } else {
-        print!("{}", render::text(&plan, style()));
+        print_text(&render::text(&plan, style()))?;
     }
     if let Some(out) = &args.out {
-        let file = PlanFile {
-            pgrepl_version: env!("CARGO_PKG_VERSION").to_string(),
-            config_path: std::fs::canonicalize(&args.file.config)
-                .unwrap_or_else(|_| args.file.config.clone()),
-            config_digest: config_digest(&args.file.config)?,
-            plan: plan.clone(),
-        };
-        let text = serde_json::to_string_pretty(&file)?;
-        std::fs::write(out, text)
-            .with_context(|| format!("cannot write the plan file {}", out.display()))?;
-        eprintln!(
-            "Saved the plan to {}; run `pgrepl apply {}` to perform exactly these steps.",
-            out.display(),
-            out.display()
-        );
+        save(args, out, &plan)?;
     }
     if !plan.blocked.is_empty() {
-        eprintln!(
-            "error: {} node{} could not be planned (see above); the plan is incomplete: fix that and plan again",
-            plan.blocked.len(),
-            if plan.blocked.len() == 1 { "" } else { "s" }
-        );
-        return Ok(ExitCode::from(1));
+        let n = plan.blocked.len();
+        return Err(CommandError::new(
+            Kind::Blocked,
+            anyhow::anyhow!(
+                "{n} node{} could not be planned (see above); the plan is incomplete",
+                if n == 1 { "" } else { "s" }
+            ),
+        )
+        .hint("fix that and plan again"));
     }
     Ok(if args.detailed_exitcode && !plan.is_empty() {
-        ExitCode::from(2)
+        Exit::Changes
     } else {
-        ExitCode::SUCCESS
+        Exit::Success
     })
+}
+
+/// Writes the plan file `out` for `pgrepl apply PLANFILE`.
+fn save(args: &PlanArgs, out: &Path, plan: &Plan) -> anyhow::Result<()> {
+    let file = PlanFile {
+        pgrepl_version: env!("CARGO_PKG_VERSION").to_string(),
+        config_path: std::fs::canonicalize(&args.file.config)
+            .unwrap_or_else(|_| args.file.config.clone()),
+        config_digest: config_digest(&args.file.config)?,
+        plan: plan.clone(),
+    };
+    let text = serde_json::to_string_pretty(&file)?;
+    std::fs::write(out, text)
+        .with_context(|| format!("cannot write the plan file {}", out.display()))?;
+    eprint_text(&format!(
+        "Saved the plan to {}; run `pgrepl apply {}` to perform exactly these steps.\n",
+        out.display(),
+        out.display()
+    ));
+    Ok(())
 }

@@ -1,11 +1,10 @@
-//! `pgrepl status`: one row per node; exit 0 only when every node is healthy.
+//! `pgrepl status`: one row per node; exit 0 only when every node is
+//! healthy, 3 otherwise.
 
-use std::process::ExitCode;
-
-use super::StatusArgs;
+use super::{CommandError, Exit, StatusArgs, error::print_text};
 use crate::{config, gather, status};
 
-pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &StatusArgs) -> Result<Exit, CommandError> {
     let cfg = config::load(&args.file.config)?;
     let st = super::block_on(async {
         let (observed, sessions) = gather::gather(&cfg).await;
@@ -15,13 +14,13 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         status::derive(&cfg, &observed)
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+        print_text(&format!("{}\n", serde_json::to_string_pretty(&st)?))?;
     } else {
-        print!("{}", status::render_table(&st));
+        print_text(&status::render_table(&st))?;
     }
     Ok(if st.healthy {
-        ExitCode::SUCCESS
+        Exit::Success
     } else {
-        ExitCode::from(1)
+        Exit::Unhealthy
     })
 }

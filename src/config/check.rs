@@ -87,7 +87,7 @@ pub const SSLMODES: &[&str] = &[
     "verify-ca",
     "verify-full",
 ];
-pub const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 12..=17;
+pub const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 12..=18;
 
 struct Checker<'a> {
     base_dir: &'a Path,
@@ -249,7 +249,11 @@ fn check_cluster(c: &mut Checker, raw: &RawConfig) -> Cluster {
                 c.error(
                     v.span(),
                     format!("unsupported postgres_version {major}"),
-                    "pgrepl supports PostgreSQL majors 12 to 17; write the major only, e.g. 15",
+                    format!(
+                        "pgrepl supports PostgreSQL majors {} to {}; write the major only, e.g. 15",
+                        SUPPORTED_MAJORS.start(),
+                        SUPPORTED_MAJORS.end()
+                    ),
                 );
                 None
             }
@@ -912,7 +916,8 @@ fn check_settings(
         if let Some(m) = major
             && !guc::available_in(def, m)
         {
-            let help = match (def.until, guc::successor(&name)) {
+            let (since, until) = guc::lifetime(def);
+            let help = match (until, guc::successor(&name)) {
                 (Some(u), Some(next)) if u < m => {
                     format!("it was removed after PostgreSQL {u}: use `{next}` instead")
                 }
@@ -920,8 +925,7 @@ fn check_settings(
                     format!("it was removed after PostgreSQL {u}: remove it")
                 }
                 _ => format!(
-                    "it exists from PostgreSQL {} on: remove it or raise `cluster.postgres_version`",
-                    def.since
+                    "it exists from PostgreSQL {since} on: remove it or raise `cluster.postgres_version`"
                 ),
             };
             c.error(
@@ -931,6 +935,8 @@ fn check_settings(
             );
             continue;
         }
+        // That major's facts (type, range, enum values), when the file names it.
+        let def = major.and_then(|m| guc::lookup_in(&name, m)).unwrap_or(def);
         match guc::normalize_desired(def, value.get_ref()) {
             Ok(n) => {
                 out.insert(

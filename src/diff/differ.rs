@@ -6,10 +6,10 @@ use std::collections::HashSet;
 
 use super::restart::{RestartFor, Restarts};
 use crate::config::Config;
-use crate::desired::{DesiredState, NodeDesired, depth};
-use crate::gather::{DataDir, Observed};
+use crate::desired::{self, DesiredState, NodeDesired, depth};
+use crate::gather::{DataDir, NodeState, Observed};
 use crate::guc::Normalized;
-use crate::plan::{Step, Warning};
+use crate::plan::{Step, Warning, step};
 
 pub(super) struct Differ<'a> {
     pub(super) cfg: &'a Config,
@@ -131,10 +131,37 @@ impl Differ<'_> {
                 },
             }
         }
+        for (name, seen) in &self.obs.nodes {
+            self.stale_cluster_files(name, seen);
+        }
         let late = std::mem::take(&mut self.late);
         self.steps.extend(late);
         for want in new_standbys {
             self.new_standby(want);
+        }
+    }
+
+    /// The passfile and lock a former name of the cluster left beside a
+    /// node's data directory: removed last, after the node's recovery
+    /// settings name the new passfile and were reloaded.
+    fn stale_cluster_files(&mut self, name: &str, seen: &NodeState) {
+        let (Some(files), Some(node)) = (&seen.files, self.cfg.nodes.get(name)) else {
+            return;
+        };
+        if self.deferred.contains(name)
+            || self.blocked.iter().any(|b| b.node.as_deref() == Some(name))
+        {
+            return;
+        }
+        for old in &files.stale_clusters {
+            let paths = desired::cluster_files(node, old);
+            let mut s = step::remove_cluster_files(name, old, paths.clone());
+            s.before = Some(paths.join(", "));
+            s.reason = format!(
+                "left by cluster \"{old}\", this data directory's former cluster name: its passfile holds passwords; removed after {name}'s recovery settings name {}",
+                desired::passfile_path(self.cfg, node)
+            );
+            self.late.push(s);
         }
     }
 }

@@ -3,8 +3,9 @@
 
 use indexmap::IndexMap;
 
+use super::values::passfile_ok;
 use crate::config::Config;
-use crate::desired::{self, passfile_digest};
+use crate::desired;
 use crate::gather::{Observed, digest};
 
 /// Every observed fact the plan depends on, for stale-plan detection.
@@ -30,10 +31,12 @@ pub fn facts(cfg: &Config, obs: &Observed) -> IndexMap<String, String> {
             digest(files.hba_conf.as_deref().unwrap_or("")),
         );
         // Whether it matches, never a hash of it: the passfile holds passwords.
-        let passfile = match (&files.passfile_sha256, files.passfile_mode.as_deref()) {
-            (None, _) => "missing",
-            (Some(d), Some("600")) if *d == passfile_digest(cfg) => "matches",
-            _ => "differs",
+        let passfile = if files.passfile_sha256.is_none() {
+            "missing"
+        } else if passfile_ok(cfg, name, Some(files)) {
+            "matches"
+        } else {
+            "differs"
         };
         f.insert(format!("{name}.passfile"), passfile.into());
         // Only when present: a saved plan made before a manager took the

@@ -80,8 +80,14 @@ fn role_change_first(topo: Vec<Step>, ordinary: Vec<Step>) -> (Vec<Step>, Vec<St
         .iter()
         .any(|s| matches!(s.op, Op::Switchover { .. } | Op::Promote { .. }));
     if role_change {
-        let mut steps = topo;
+        // The old primary's slots go last: its standbys stream from it
+        // (it is their upstream again once it runs as a standby) until
+        // their re-pointing among the ordinary steps.
+        let (drops, mut steps): (Vec<Step>, Vec<Step>) = topo
+            .into_iter()
+            .partition(|s| matches!(s.op, Op::DropSlot { .. }));
         steps.extend(ordinary);
+        steps.extend(drops);
         return (steps, Vec::new());
     }
     let rebases = topo

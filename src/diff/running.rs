@@ -4,8 +4,8 @@
 
 use super::differ::Differ;
 use super::restart::RestartFor;
-use super::values::write_recovery;
-use crate::desired::{NodeDesired, passfile_digest};
+use super::values::{passfile_ok, write_recovery};
+use crate::desired::NodeDesired;
 use crate::gather::{NodeState, ServerFacts};
 use crate::hba::{self, HBA_BEGIN, HBA_END};
 use crate::plan::{Action, Op, step};
@@ -304,9 +304,7 @@ impl Differ<'_> {
                 .unwrap_or_default()
         };
         let files = seen.files.as_ref();
-        let passfile_ok = files.and_then(|f| f.passfile_sha256.as_deref())
-            == Some(passfile_digest(self.cfg).as_str())
-            && files.and_then(|f| f.passfile_mode.as_deref()) == Some("600");
+        let passfile_ok = passfile_ok(self.cfg, name, files);
         let conninfo_ok = live("primary_conninfo") == rec.primary_conninfo;
         let slot_ok = live("primary_slot_name") == rec.primary_slot_name;
         let signal_ok = files.is_some_and(|f| f.standby_signal);
@@ -488,7 +486,31 @@ impl Differ<'_> {
                     ),
                 );
             }
-            if want.slots.contains(&slot.name) || slot.active || managed {
+            if want.slots.contains(&slot.name) || managed {
+                continue;
+            }
+            if slot.active {
+                // A standby pgrepl built names its walsender after itself
+                // and streams through the slot of the same name: a node
+                // taken out of the file still streams until it is stopped.
+                if let Some(r) = server
+                    .replication
+                    .iter()
+                    .find(|r| r.application_name == slot.name)
+                {
+                    self.warn(
+                        Some(&want.name),
+                        format!(
+                            "slot {s} is not in the file, yet a standby named {s}{from} streams through it (a node removed from the file?): pgrepl leaves both alone; stop that server, then drop the slot with pg_drop_replication_slot('{s}'), or it keeps WAL for as long as it exists",
+                            from = r
+                                .client_addr
+                                .as_deref()
+                                .map(|a| format!(" (from {a})"))
+                                .unwrap_or_default(),
+                            s = slot.name
+                        ),
+                    );
+                }
                 continue;
             }
             // A slot that never reserved WAL (restart_lsn NULL) holds none yet.

@@ -5,8 +5,8 @@
 use indexmap::IndexMap;
 
 use super::differ::Differ;
-use super::values::{display_value, toml_text, write_recovery};
-use crate::desired::{NodeDesired, RecoveryDesired, passfile_digest};
+use super::values::{display_value, passfile_ok, toml_text, write_recovery};
+use crate::desired::{NodeDesired, RecoveryDesired};
 use crate::gather::{ControlData, FileFacts, NodeState};
 use crate::guc::{self, Normalized};
 use crate::plan::{Action, Step, step};
@@ -147,9 +147,7 @@ impl Differ<'_> {
         auto: &IndexMap<String, String>,
         rec: &RecoveryDesired,
     ) {
-        let passfile_ok = files.passfile_sha256.as_deref()
-            == Some(passfile_digest(self.cfg).as_str())
-            && files.passfile_mode.as_deref() == Some("600");
+        let passfile_ok = passfile_ok(self.cfg, name, Some(files));
         let conninfo = auto.get("primary_conninfo").map_or("", String::as_str);
         let slot = auto.get("primary_slot_name").map_or("", String::as_str);
         let mut what = Vec::new();

@@ -1,7 +1,10 @@
-//! The file's values as the plan writes them, and the recovery step the
-//! file wants: shared by the running, stopped and new-standby diffs.
+//! The file's values as the plan writes them, the recovery step the file
+//! wants, whether a node's passfile is the file's: shared by the running,
+//! stopped and new-standby diffs and the facts.
 
-use crate::desired::RecoveryDesired;
+use crate::config::Config;
+use crate::desired::{RecoveryDesired, passfile_digest};
+use crate::gather::FileFacts;
 use crate::plan::{Action, Step, step};
 
 /// `NODE.recovery` as the file wants it.
@@ -31,4 +34,15 @@ pub(super) fn display_value(v: &str) -> String {
     } else {
         v.to_string()
     }
+}
+
+/// Whether node `name`'s passfile is the file's, mode 0600.
+pub(super) fn passfile_ok(cfg: &Config, name: &str, files: Option<&FileFacts>) -> bool {
+    let Some(node) = cfg.nodes.get(name) else {
+        return false;
+    };
+    files.is_some_and(|f| {
+        f.passfile_sha256.as_deref() == Some(passfile_digest(cfg, node).as_str())
+            && f.passfile_mode.as_deref() == Some("600")
+    })
 }

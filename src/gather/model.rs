@@ -122,6 +122,11 @@ pub struct FileFacts {
     /// server's are `ServerFacts::slots`): PostgreSQL refuses to start with
     /// more than `max_replication_slots`.
     pub slots_on_disk: Option<u32>,
+    /// Other cluster names this data directory's files were kept under
+    /// (`.pgrepl-NAME.pgpass` beside it, whose header names this data
+    /// directory): left by a rename of the cluster.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stale_clusters: Vec<String>,
     /// The libraries the file preloads, looked for on the node; `None` when
     /// the file preloads none (or the node was not asked).
     pub preload: Option<PreloadCheck>,

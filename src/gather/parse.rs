@@ -41,7 +41,7 @@ use super::model::{ControlData, DataDir, FileFacts, Lsn, Manager, ManagerFacts, 
 /// (Debian's `/usr/lib/postgresql/MAJOR/lib`); either counts only when it
 /// holds `plpgsql.so`, which every server has. A running server answers
 /// both over SQL instead.
-pub const GATHER_SCRIPT: &str = r#"D=$1; B=$2; C=$3; P=$4
+pub const GATHER_SCRIPT: &str = r##"D=$1; B=$2; C=$3; P=$4
 emit() { n=$1; shift; if out=$("$@" 2>/dev/null | base64 -w0); then printf '%s %s\n' "$n" "$out"; fi; }
 nl='
 '
@@ -181,10 +181,25 @@ if [ -f "$P" ]; then
   h=$(sha256sum <"$P") && echo "passfile_sha256 ${h%% *}"
   stat -c 'passfile_mode %a' "$P"
 fi
+for f in "${P%/*}"/.pgrepl-*.pgpass; do
+  { [ "$f" = "$P" ] || ! [ -f "$f" ]; } && continue
+  n=${f##*/.pgrepl-}; n=${n%.pgpass}
+  case $n in ''|*[!a-z0-9_-]*) continue ;; esac
+  IFS= read -r h 2>/dev/null <"$f" || continue
+  [ "$h" = "# pgrepl passfile: cluster $n, data directory $D" ] && echo "stale_cluster $n"
+done
+for f in "${P%/*}"/.pgrepl-*.lock.holder; do
+  n=${f##*/.pgrepl-}; n=${n%.lock.holder}
+  { [ "${P%/*}/.pgrepl-$n.pgpass" = "$P" ] || ! [ -f "$f" ]; } && continue
+  case $n in ''|*[!a-z0-9_-]*) continue ;; esac
+  while IFS= read -r h; do
+    [ "$h" = "data_dir=$D" ] && { echo "stale_cluster $n"; break; }
+  done 2>/dev/null <"$f"
+done
 [ -e "$D.pgrepl-rewinding" ] && echo "rewind_interrupted 1"
 [ -d "$D.pgrepl-building" ] && du -sb -- "$D.pgrepl-building" 2>/dev/null | { read -r s _; echo "building_bytes $s"; }
 exit 0
-"#;
+"##;
 
 fn decode(b64: &str) -> Option<String> {
     STANDARD
@@ -261,6 +276,16 @@ pub fn parse_gather_output(out: &str) -> Result<FileFacts, String> {
             .and_then(|v| v.trim().parse().ok()),
         managers,
         slots_on_disk: fields.get("replslots").and_then(|v| v.trim().parse().ok()),
+        stale_clusters: out
+            .lines()
+            .filter_map(|l| l.strip_prefix("stale_cluster "))
+            .map(str::to_string)
+            .fold(Vec::new(), |mut v, n| {
+                if !v.contains(&n) {
+                    v.push(n);
+                }
+                v
+            }),
         preload: None,
     })
 }
@@ -845,6 +870,48 @@ fs 4096 10 5\n";
                 .map(|e| e.expect("entry").file_name())
                 .collect();
             assert_eq!(names.len(), 1, "nothing executed: {names:?}");
+        }
+
+        /// A renamed cluster's passfile and lock holder beside the data
+        /// directory are found by the data directory they name; another
+        /// data directory's, a foreign file, and odd names are not.
+        #[test]
+        fn a_former_cluster_name_is_found_by_its_data_directory() {
+            let root = tempfile::tempdir().expect("tempdir");
+            let base = root.path().join("it's a \"dir\" $(touch pwned) `x` \\ -n");
+            let d = base.join("main");
+            std::fs::create_dir_all(&d).expect("mkdir");
+            let dd = d.to_str().expect("utf-8");
+            let header = |cluster: &str, dir: &str| {
+                format!(
+                    "{}\n*:*:*:r:secret\n",
+                    crate::desired::passfile_header(cluster, dir)
+                )
+            };
+            let current = base.join(".pgrepl-now.pgpass");
+            write(&current, &header("now", dd));
+            write(&base.join(".pgrepl-old.pgpass"), &header("old", dd));
+            write(
+                &base.join(".pgrepl-other.pgpass"),
+                &header("other", "/elsewhere/main"),
+            );
+            write(&base.join(".pgrepl-bare.pgpass"), "*:*:*:r:secret\n");
+            write(&base.join(".pgrepl-Bad$.pgpass"), &header("Bad$", dd));
+            write(
+                &base.join(".pgrepl-older.lock.holder"),
+                &format!("pid=1\nholder=x\ndata_dir={dd}\n"),
+            );
+            write(
+                &base.join(".pgrepl-now.lock.holder"),
+                &format!("pid=1\ndata_dir={dd}\n"),
+            );
+            write(
+                &base.join(".pgrepl-theirs.lock.holder"),
+                "pid=1\ndata_dir=/elsewhere/main\n",
+            );
+            let f = parse_gather_output(&run(&d, root.path(), &current)).expect("parses");
+            assert_eq!(f.stale_clusters, ["old", "older"]);
+            assert!(!root.path().join("pwned").exists());
         }
 
         /// A stopped node: its slots on disk, and the preloaded libraries

@@ -1,5 +1,6 @@
-//! GUC knowledge: which settings PostgreSQL 12–17 has, their types, units,
-//! contexts and enum values ([`catalog`], generated as static data), and
+//! GUC knowledge: which settings PostgreSQL 12–18 has, their types, units,
+//! contexts, ranges and enum values in each major ([`catalog`], generated as
+//! static data from the live servers of 15–18), and
 //! value normalisation that mirrors PostgreSQL's own parsing, so that a
 //! value from the cluster file and a live value from `pg_settings` can be
 //! compared ("in sync or not"):
@@ -12,6 +13,11 @@
 //! assert_eq!(desired, observed);
 //! assert_eq!(desired.display_with_unit(def), "1GB");
 //! ```
+//!
+//! A setting whose facts changed between majors (`log_connections`: a bool
+//! in 12–17, a list in 18; `autovacuum_max_workers`: restart in 12–17,
+//! reload in 18) has one [`GucDef`] per run of majors with the same facts:
+//! [`lookup_in`] gives a given major's, [`lookup`] the newest.
 //!
 //! Names are case-insensitive, like PostgreSQL's. Names with a dot
 //! (`pg_stat_statements.max`) are custom (extension) settings, which
@@ -137,7 +143,7 @@ pub struct GucDef {
     /// The base unit, as `pg_settings.unit` shows it: `"8kB"` (pages),
     /// `"kB"`, `"MB"`, `"B"`, `"ms"`, `"s"`, `"min"`; `None` when unitless.
     pub unit: Option<&'static str>,
-    /// When it can change (of the newest major that has it; see [`context_in`]).
+    /// When it can change.
     pub context: Context,
     /// The documented enum values, as `pg_settings.enumvals` lists them.
     pub enum_values: &'static [&'static str],
@@ -145,9 +151,11 @@ pub struct GucDef {
     pub min: Option<f64>,
     /// Maximum, in the base unit (`pg_settings.max_val`).
     pub max: Option<f64>,
-    /// The first major version that has it (12 when older than 12).
+    /// The first major version these facts hold for (12 when older than
+    /// 12). The setting may be older: see [`lifetime`].
     pub since: u32,
-    /// The last major version that has it; `None` while it still exists.
+    /// The last major version these facts hold for; `None` for the newest
+    /// facts of a setting that still exists.
     pub until: Option<u32>,
     /// A hot standby needs at least the primary's value (else it refuses to
     /// start or pauses recovery).
@@ -170,7 +178,10 @@ pub static CUSTOM: GucDef = GucDef {
     hot_standby_sensitive: false,
 };
 
-/// Every built-in GUC PostgreSQL 12–17 knows, sorted by lower-case name.
+/// Every built-in GUC PostgreSQL 12–18 knows, sorted by lower-case name,
+/// then by first major: a setting whose facts differ between majors has one
+/// entry per run of majors with the same facts ([`GucDef::since`] ..=
+/// [`GucDef::until`]), the entries of one name never overlapping.
 pub fn catalog() -> &'static [GucDef] {
     catalog::GUCS
 }
@@ -182,17 +193,26 @@ fn cmp_ignore_case(a: &str, b: &str) -> Ordering {
 }
 
 /// Obsolete names PostgreSQL still maps to current ones
-/// (`map_old_guc_names` in guc.c).
-const OLD_NAMES: &[(&str, &str)] = &[
-    ("sort_mem", "work_mem"),
-    ("vacuum_mem", "maintenance_work_mem"),
+/// (`map_old_guc_names` in guc.c), with the first major that maps them.
+const OLD_NAMES: &[(&str, &str, u32)] = &[
+    ("sort_mem", "work_mem", 12),
+    ("vacuum_mem", "maintenance_work_mem", 12),
+    // Its own setting in 12-17 (the catalog has it until 17).
+    ("ssl_ecdh_curve", "ssl_groups", 18),
 ];
 
-fn lookup_builtin(name: &str) -> Option<&'static GucDef> {
-    catalog::GUCS
-        .binary_search_by(|d| cmp_ignore_case(d.name, name))
-        .ok()
-        .and_then(|i| catalog::GUCS.get(i))
+/// The catalog entries of one built-in name, oldest first; empty when
+/// unknown.
+fn entries(name: &str) -> &'static [GucDef] {
+    let gucs = catalog::GUCS;
+    let lo = gucs.partition_point(|d| cmp_ignore_case(d.name, name) == Ordering::Less);
+    let hi = gucs.partition_point(|d| cmp_ignore_case(d.name, name) != Ordering::Greater);
+    gucs.get(lo..hi).unwrap_or_default()
+}
+
+/// Whether `def`'s facts hold for the given major.
+fn covers(def: &GucDef, major: u32) -> bool {
+    def.since <= major && def.until.is_none_or(|u| major <= u)
 }
 
 /// Whether `name` is a valid custom setting name: two or more identifiers
@@ -212,22 +232,50 @@ pub fn is_custom_name(name: &str) -> bool {
 /// Finds a GUC by name, case-insensitively. Obsolete aliases PostgreSQL
 /// still accepts (`sort_mem`, `vacuum_mem`) resolve to the current
 /// setting, so use [`GucDef::name`] as the canonical key. Custom dotted
-/// names resolve to [`CUSTOM`]. Settings of every major 12–17 are found;
-/// check [`available_in`] for a given server.
+/// names resolve to [`CUSTOM`]. Settings of every major 12–18 are found,
+/// with the facts of the newest major that has them; use [`lookup_in`] for
+/// a given server.
 pub fn lookup(name: &str) -> Option<&'static GucDef> {
-    if let Some(def) = lookup_builtin(name) {
-        return Some(def);
+    resolve(name, None)
+}
+
+/// Finds a GUC as a server of the given major (12, 13, ...) knows it: the
+/// facts (type, context, range, enum values) of that major, an obsolete
+/// name resolved when that major still accepts it (`ssl_ecdh_curve` is
+/// `ssl_groups` in 18), [`CUSTOM`] for dotted names. `None` when that major
+/// has no such setting (see [`lookup`] and [`lifetime`] for when it has).
+pub fn lookup_in(name: &str, major: u32) -> Option<&'static GucDef> {
+    resolve(name, Some(major))
+}
+
+/// [`lookup_in`] for `Some(major)`, [`lookup`] (the newest facts, any
+/// major's obsolete names) for `None`.
+fn resolve(name: &str, major: Option<u32>) -> Option<&'static GucDef> {
+    let all = entries(name);
+    let found = match major {
+        Some(m) => all.iter().find(|d| covers(d, m)),
+        None => all.last(),
+    };
+    if found.is_some() {
+        return found;
     }
-    if let Some((_, new)) = OLD_NAMES
+    if let Some((_, new, _)) = OLD_NAMES
         .iter()
-        .find(|(old, _)| old.eq_ignore_ascii_case(name))
+        .find(|(old, _, since)| old.eq_ignore_ascii_case(name) && major.is_none_or(|m| *since <= m))
     {
-        return lookup_builtin(new);
+        return resolve(new, major);
     }
-    if is_custom_name(name) {
-        return Some(&CUSTOM);
+    is_custom_name(name).then_some(&CUSTOM)
+}
+
+/// The first and last major that have the setting of `def` under its name
+/// (`None`: it still exists), over all its catalog entries.
+pub fn lifetime(def: &GucDef) -> (u32, Option<u32>) {
+    let all = entries(def.name);
+    match (all.first(), all.last()) {
+        (Some(first), Some(last)) => (first.since, last.until),
+        _ => (def.since, def.until),
     }
-    None
 }
 
 /// Whether `def` is the custom placeholder [`CUSTOM`] (or a definition
@@ -278,7 +326,7 @@ pub(crate) fn closest<'a>(
 
 /// The closest known GUC name for a "did you mean" hint (edit distance,
 /// case-insensitive, `-` read as `_`); `None` when nothing is close.
-/// Settings that still exist in 17 are preferred over removed ones.
+/// Settings that still exist in 18 are preferred over removed ones.
 pub fn suggest(name: &str) -> Option<&'static str> {
     if let Some(new) = successor(name) {
         return Some(new);
@@ -298,6 +346,7 @@ pub fn successor(name: &str) -> Option<&'static str> {
         ("force_parallel_mode", "debug_parallel_query"),
         ("checkpoint_segments", "max_wal_size"),
         ("standby_slot_names", "synchronized_standby_slots"),
+        ("ssl_ecdh_curve", "ssl_groups"),
         ("enable_resultcache", "enable_memoize"),
         (
             "debug_invalidate_system_caches_always",
@@ -374,21 +423,18 @@ pub fn owned_setting(name: &str) -> Option<&'static str> {
     })
 }
 
-/// Whether the given major version (12, 13, ...) has this GUC. Custom
-/// settings exist everywhere.
+/// Whether the given major version (12, 13, ...) has this GUC under
+/// `def`'s name (whichever of its entries `def` is), directly or as an
+/// obsolete name it still accepts. Custom settings exist everywhere.
 pub fn available_in(def: &GucDef, major: u32) -> bool {
-    is_custom(def) || (def.since <= major && def.until.is_none_or(|u| major <= u))
+    is_custom(def) || lookup_in(def.name, major).is_some()
 }
 
-/// The context of a GUC in a given major version: the few settings whose
-/// context changed between 12 and 17 (`primary_conninfo`,
-/// `primary_slot_name`: restart in 12; `restore_command`: restart in 12–13).
+/// The context of a GUC in a given major version (`primary_conninfo`:
+/// restart in 12, reload since 13; `autovacuum_max_workers`: restart in
+/// 12–17, reload in 18); `def`'s own when that major lacks it.
 pub fn context_in(def: &GucDef, major: u32) -> Context {
-    match def.name {
-        "primary_conninfo" | "primary_slot_name" if major <= 12 => Context::Postmaster,
-        "restore_command" if major <= 13 => Context::Postmaster,
-        _ => def.context,
-    }
+    lookup_in(def.name, major).map_or(def.context, |d| d.context)
 }
 
 /// Why `ALTER SYSTEM` cannot set this GUC, or `None` when it can.

@@ -46,23 +46,36 @@ fn observed(name: &str, setting: &str, unit: Option<&str>) -> Normalized {
 // Catalog
 // ---------------------------------------------------------------------------
 
+/// The facts of one entry that differ between majors, for comparing
+/// neighbouring entries of one name.
+fn facts(d: &GucDef) -> String {
+    format!(
+        "{:?} {:?} {:?} {:?} {:?} {:?}",
+        d.vartype, d.unit, d.context, d.enum_values, d.min, d.max
+    )
+}
+
 #[test]
 fn catalog_is_sorted_unique_and_consistent() {
     let gucs = catalog();
-    assert!(gucs.len() > 380, "{} entries", gucs.len());
+    assert!(gucs.len() > 420, "{} entries", gucs.len());
     for w in gucs.windows(2) {
-        assert_eq!(
-            super::cmp_ignore_case(w[0].name, w[1].name),
-            std::cmp::Ordering::Less,
-            "{} / {}",
-            w[0].name,
-            w[1].name
-        );
+        match super::cmp_ignore_case(w[0].name, w[1].name) {
+            std::cmp::Ordering::Less => {}
+            // Entries of one name: consecutive runs of majors, each with
+            // other facts than the one before.
+            std::cmp::Ordering::Equal => {
+                assert_eq!(w[0].name, w[1].name);
+                assert_eq!(w[0].until.map(|u| u + 1), Some(w[1].since), "{}", w[0].name);
+                assert_ne!(facts(&w[0]), facts(&w[1]), "{}", w[0].name);
+            }
+            std::cmp::Ordering::Greater => panic!("{} / {}", w[0].name, w[1].name),
+        }
     }
     for d in gucs {
-        assert!((12..=17).contains(&d.since), "{}", d.name);
+        assert!((12..=18).contains(&d.since), "{}", d.name);
         if let Some(u) = d.until {
-            assert!(d.since <= u && u < 17, "{}", d.name);
+            assert!(d.since <= u && u < 18, "{}", d.name);
         }
         if let Some(u) = d.unit {
             assert!(BaseUnit::from_pg(u).is_some(), "{}: unit {u}", d.name);
@@ -76,14 +89,58 @@ fn catalog_is_sorted_unique_and_consistent() {
             VarType::Enum => assert!(!d.enum_values.is_empty(), "{}", d.name),
             _ => assert!(d.enum_values.is_empty(), "{}", d.name),
         }
-        if matches!(d.vartype, VarType::Integer | VarType::Real) {
+        // server_version_num's range is the server's version: left out.
+        if matches!(d.vartype, VarType::Integer | VarType::Real) && d.name != "server_version_num" {
             let (Some(min), Some(max)) = (d.min, d.max) else {
                 panic!("{} has no range", d.name)
             };
             assert!(min <= max, "{}", d.name);
         }
         assert!(!d.name.contains('.'), "{}", d.name);
-        assert_eq!(lookup(d.name), Some(d));
+        assert_eq!(lookup_in(d.name, d.since), Some(d));
+        assert_eq!(lookup_in(d.name, d.until.unwrap_or(18)), Some(d));
+        assert_eq!(lookup(d.name), gucs.iter().rfind(|e| e.name == d.name));
+    }
+}
+
+/// SHA-256 of the facts of every setting a major has, as
+/// `facts_sha256` in scripts/gen-guc-catalog.py computes it from the
+/// dumps (min and max as the bits of an f64).
+fn facts_sha256(major: u32) -> String {
+    use sha2::{Digest, Sha256};
+    let mut lines: Vec<(String, String)> = catalog()
+        .iter()
+        .filter_map(|d| lookup_in(d.name, major).filter(|m| std::ptr::eq(*m, d)))
+        .map(|d| {
+            let bits =
+                |v: Option<f64>| v.map_or(String::new(), |v| format!("{:016x}", v.to_bits()));
+            let line = format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                d.name,
+                d.vartype.as_str(),
+                d.unit.unwrap_or(""),
+                d.context.as_str(),
+                d.enum_values.join(","),
+                bits(d.min),
+                bits(d.max)
+            );
+            (d.name.to_lowercase(), line)
+        })
+        .collect();
+    lines.sort();
+    let text: String = lines.into_iter().map(|(_, l)| l).collect();
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn catalog_holds_what_the_generator_derived_for_each_major() {
+    let majors: Vec<u32> = catalog::FACTS_SHA256.iter().map(|(m, _)| *m).collect();
+    assert_eq!(majors, (12..=18).collect::<Vec<_>>());
+    for (major, sha) in catalog::FACTS_SHA256 {
+        assert_eq!(&facts_sha256(*major), sha, "PostgreSQL {major}");
     }
 }
 
@@ -137,6 +194,7 @@ fn hot_standby_sensitive_settings() {
 
 #[test]
 fn hidden_settings_are_known() {
+    // Probed on the live 15-18 servers (they are not in pg_settings).
     for n in [
         "default_with_oids",
         "is_superuser",
@@ -145,59 +203,81 @@ fn hidden_settings_are_known() {
         "session_authorization",
         "ssl_renegotiation_limit",
     ] {
-        assert!(lookup(n).is_some(), "{n}");
+        assert!((12..=18).all(|m| lookup_in(n, m).is_some()), "{n}");
     }
 }
 
 #[test]
 fn versions() {
-    let cases: &[(&str, &[u32])] = &[
-        ("wal_keep_segments", &[12]),
-        ("wal_keep_size", &[13, 14, 15, 16, 17]),
-        ("max_slot_wal_keep_size", &[13, 14, 15, 16, 17]),
-        ("ignore_invalid_pages", &[13, 14, 15, 16, 17]),
-        ("operator_precedence_warning", &[12, 13]),
-        ("vacuum_cleanup_index_scale_factor", &[12, 13]),
-        ("stats_temp_directory", &[12, 13, 14]),
-        ("recovery_init_sync_method", &[14, 15, 16, 17]),
-        ("remove_temp_files_after_crash", &[14, 15, 16, 17]),
-        ("client_connection_check_interval", &[14, 15, 16, 17]),
-        ("idle_session_timeout", &[14, 15, 16, 17]),
-        ("log_startup_progress_interval", &[15, 16, 17]),
-        ("archive_library", &[15, 16, 17]),
-        ("promote_trigger_file", &[12, 13, 14, 15]),
-        ("vacuum_defer_cleanup_age", &[12, 13, 14, 15]),
-        ("force_parallel_mode", &[12, 13, 14, 15]),
-        ("lc_collate", &[12, 13, 14, 15]),
-        ("debug_parallel_query", &[16, 17]),
-        ("createrole_self_grant", &[16, 17]),
-        ("reserved_connections", &[16, 17]),
-        ("vacuum_buffer_usage_limit", &[16, 17]),
-        ("old_snapshot_threshold", &[12, 13, 14, 15, 16]),
-        ("db_user_namespace", &[12, 13, 14, 15, 16]),
-        ("trace_recovery_messages", &[12, 13, 14, 15, 16]),
-        ("summarize_wal", &[17]),
-        ("wal_summary_keep_time", &[17]),
-        ("sync_replication_slots", &[17]),
-        ("synchronized_standby_slots", &[17]),
-        ("allow_alter_system", &[17]),
-        ("transaction_timeout", &[17]),
-        ("io_combine_limit", &[17]),
-        (
-            "restrict_nonsystem_relation_kind",
-            &[12, 13, 14, 15, 16, 17],
-        ),
-        ("allow_in_place_tablespaces", &[12, 13, 14, 15, 16, 17]),
-        ("hot_standby", &[12, 13, 14, 15, 16, 17]),
-        ("primary_conninfo", &[12, 13, 14, 15, 16, 17]),
+    use std::ops::RangeInclusive as R;
+    let cases: &[(&str, R<u32>)] = &[
+        ("wal_keep_segments", 12..=12),
+        ("wal_keep_size", 13..=18),
+        ("max_slot_wal_keep_size", 13..=18),
+        ("ignore_invalid_pages", 13..=18),
+        ("operator_precedence_warning", 12..=13),
+        ("vacuum_cleanup_index_scale_factor", 12..=13),
+        ("stats_temp_directory", 12..=14),
+        ("recovery_init_sync_method", 14..=18),
+        ("remove_temp_files_after_crash", 14..=18),
+        ("client_connection_check_interval", 14..=18),
+        ("idle_session_timeout", 14..=18),
+        ("log_startup_progress_interval", 15..=18),
+        ("archive_library", 15..=18),
+        // Removed or renamed in 16.
+        ("promote_trigger_file", 12..=15),
+        ("vacuum_defer_cleanup_age", 12..=15),
+        ("force_parallel_mode", 12..=15),
+        ("lc_collate", 12..=15),
+        ("lc_ctype", 12..=15),
+        ("debug_parallel_query", 16..=18),
+        ("createrole_self_grant", 16..=18),
+        ("reserved_connections", 16..=18),
+        ("vacuum_buffer_usage_limit", 16..=18),
+        ("scram_iterations", 16..=18),
+        // Removed in 17.
+        ("old_snapshot_threshold", 12..=16),
+        ("db_user_namespace", 12..=16),
+        ("trace_recovery_messages", 12..=16),
+        ("summarize_wal", 17..=18),
+        ("wal_summary_keep_time", 17..=18),
+        ("sync_replication_slots", 17..=18),
+        ("synchronized_standby_slots", 17..=18),
+        ("allow_alter_system", 17..=18),
+        ("transaction_timeout", 17..=18),
+        ("io_combine_limit", 17..=18),
+        // New in 18.
+        ("idle_replication_slot_timeout", 18..=18),
+        ("max_active_replication_origins", 18..=18),
+        ("md5_password_warnings", 18..=18),
+        ("io_method", 18..=18),
+        ("autovacuum_worker_slots", 18..=18),
+        ("vacuum_truncate", 18..=18),
+        ("ssl_groups", 18..=18),
+        // Back-patched in minor releases: in every major of their branch.
+        ("restrict_nonsystem_relation_kind", 12..=18),
+        ("allow_in_place_tablespaces", 12..=18),
+        ("file_extend_method", 16..=18),
+        ("output_plugin_libraries", 14..=18),
+        ("hot_standby", 12..=18),
+        ("primary_conninfo", 12..=18),
+        ("extension_destdir", 12..=18),
     ];
     for (name, majors) in cases {
         let d = def(name);
-        for m in 12..=17 {
+        for m in 12..=18 {
             assert_eq!(available_in(d, m), majors.contains(&m), "{name} in {m}");
+            assert_eq!(
+                lookup_in(name, m).is_some(),
+                majors.contains(&m),
+                "{name} in {m}"
+            );
         }
+        let last = (*majors.end() < 18).then_some(*majors.end());
+        assert_eq!(lifetime(d), (*majors.start(), last), "{name}");
     }
     assert!(available_in(&CUSTOM, 12));
+    assert!(available_in(&CUSTOM, 18));
 }
 
 #[test]
@@ -212,6 +292,16 @@ fn contexts_by_version() {
     assert_eq!(context_in(def("restore_command"), 13), Context::Postmaster);
     assert_eq!(context_in(def("restore_command"), 14), Context::Sighup);
     assert_eq!(context_in(def("max_connections"), 12), Context::Postmaster);
+    // 18 starts the autovacuum workers it may need up front
+    // (autovacuum_worker_slots): their number changes on reload.
+    let workers = def("autovacuum_max_workers");
+    assert_eq!(context_in(workers, 17), Context::Postmaster);
+    assert_eq!(context_in(workers, 18), Context::Sighup);
+    assert_eq!(workers.context, Context::Sighup);
+    assert_eq!(
+        lookup_in("autovacuum_max_workers", 15).map(|d| d.context),
+        Some(Context::Postmaster)
+    );
     assert!(Context::Postmaster.needs_restart());
     assert!(!Context::Sighup.needs_restart());
     for c in [
@@ -234,6 +324,427 @@ fn contexts_by_version() {
     ] {
         assert_eq!(VarType::from_pg(t.as_str()), Some(t));
     }
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL 16-18 (from the live 16.2, 17.10 and 18.6 servers)
+// ---------------------------------------------------------------------------
+
+/// The definition a server of `major` has.
+fn def_in(name: &str, major: u32) -> &'static GucDef {
+    match lookup_in(name, major) {
+        Some(d) => d,
+        None => panic!("{name} is not in PostgreSQL {major}"),
+    }
+}
+
+fn desired_in(name: &str, major: u32, v: V) -> Result<Normalized, ValueError> {
+    normalize_desired(def_in(name, major), &v)
+}
+
+#[test]
+fn settings_new_in_17_and_18_for_replication() {
+    // 18: a slot unused for this long is invalidated at a checkpoint.
+    let d = def_in("idle_replication_slot_timeout", 18);
+    assert_eq!(
+        (d.vartype, d.unit, d.context),
+        (VarType::Integer, Some("s"), Context::Sighup)
+    );
+    assert_eq!((d.min, d.max), (Some(0.0), Some(2147483647.0)));
+    assert_eq!(
+        desired_in("idle_replication_slot_timeout", 18, s("1d")),
+        Ok(Normalized::Integer(86400))
+    );
+    assert_eq!(Normalized::Integer(86400).display_with_unit(d), "1d");
+    assert!(lookup_in("idle_replication_slot_timeout", 17).is_none());
+    assert_eq!(lifetime(def("idle_replication_slot_timeout")), (18, None));
+
+    // 17: failover slots and WAL summaries.
+    for name in ["sync_replication_slots", "summarize_wal"] {
+        let d = def_in(name, 17);
+        assert_eq!(
+            (d.vartype, d.context),
+            (VarType::Bool, Context::Sighup),
+            "{name}"
+        );
+        assert!(lookup_in(name, 16).is_none(), "{name}");
+    }
+    let d = def_in("synchronized_standby_slots", 17);
+    assert_eq!((d.vartype, d.context), (VarType::String, Context::Sighup));
+    assert_eq!(list_kind(d), ListKind::List);
+    assert_eq!(
+        desired_in("synchronized_standby_slots", 18, s("db2 ,db3")),
+        Ok(Normalized::String("db2, db3".into()))
+    );
+    assert!(lookup_in("synchronized_standby_slots", 16).is_none());
+    let d = def_in("wal_summary_keep_time", 17);
+    assert_eq!((d.unit, d.context), (Some("min"), Context::Sighup));
+    assert_eq!(
+        desired_in("wal_summary_keep_time", 17, s("10d")),
+        Ok(Normalized::Integer(14400))
+    );
+}
+
+#[test]
+fn settings_removed_or_renamed_in_16_to_18() {
+    // What the catalog says for each, and what a file is told to use instead.
+    let cases = [
+        ("vacuum_defer_cleanup_age", (12, Some(15)), None),
+        ("promote_trigger_file", (12, Some(15)), None),
+        (
+            "force_parallel_mode",
+            (12, Some(15)),
+            Some("debug_parallel_query"),
+        ),
+        ("old_snapshot_threshold", (12, Some(16)), None),
+        ("db_user_namespace", (12, Some(16)), None),
+        ("trace_recovery_messages", (12, Some(16)), None),
+        ("ssl_ecdh_curve", (12, Some(17)), Some("ssl_groups")),
+    ];
+    for (name, life, next) in cases {
+        assert_eq!(lifetime(def(name)), life, "{name}");
+        assert_eq!(successor(name), next, "{name}");
+    }
+    // debug_parallel_query takes what force_parallel_mode took.
+    assert_eq!(
+        def("debug_parallel_query").enum_values,
+        def("force_parallel_mode").enum_values
+    );
+    assert_eq!(
+        desired_in("debug_parallel_query", 16, V::Boolean(true)),
+        Ok(Normalized::Enum("on".into()))
+    );
+    // 18 still reads ssl_ecdh_curve, as ssl_groups; 17 has its own.
+    assert_eq!(def_in("ssl_ecdh_curve", 17).name, "ssl_ecdh_curve");
+    assert_eq!(def_in("ssl_ecdh_curve", 18).name, "ssl_groups");
+    assert_eq!(def_in("SSL_ECDH_CURVE", 18).name, "ssl_groups");
+    assert!(available_in(def("ssl_ecdh_curve"), 18));
+    assert!(lookup_in("ssl_groups", 17).is_none());
+    // The newest facts of a removed setting are its last major's.
+    assert_eq!(def("ssl_ecdh_curve").until, Some(17));
+}
+
+#[test]
+fn ranges_that_changed_between_majors() {
+    // 17 lowered maintenance_work_mem's minimum from 1MB to 64kB.
+    assert_eq!(
+        desired_in("maintenance_work_mem", 17, s("64kB")),
+        Ok(Normalized::Integer(64))
+    );
+    let e = desired_in("maintenance_work_mem", 16, s("64kB")).expect_err("16: 1MB at least");
+    assert!(e.to_string().contains("out of range"), "{e}");
+    // 18 raised io_combine_limit's maximum from 256kB (32 pages) to 1MB.
+    assert_eq!(
+        desired_in("io_combine_limit", 18, s("1MB")),
+        Ok(Normalized::Integer(128))
+    );
+    assert!(desired_in("io_combine_limit", 17, s("1MB")).is_err());
+    assert_eq!(
+        desired_in("io_combine_limit", 17, s("256kB")),
+        Ok(Normalized::Integer(32))
+    );
+    // 18 raised log_rotation_size's maximum from 2GB - 1kB to 2TB - 1kB.
+    assert_eq!(
+        desired_in("log_rotation_size", 18, s("4GB")),
+        Ok(Normalized::Integer(4 * 1024 * 1024))
+    );
+    assert!(desired_in("log_rotation_size", 17, s("4GB")).is_err());
+    // Without a major: the newest facts.
+    assert_eq!(def("maintenance_work_mem").min, Some(64.0));
+    assert_eq!(def("io_combine_limit").max, Some(128.0));
+}
+
+#[test]
+fn enum_values_by_major() {
+    // compute_query_id = regress is 15+ (regression tests).
+    assert_eq!(
+        desired_in("compute_query_id", 15, s("regress")),
+        Ok(Normalized::Enum("regress".into()))
+    );
+    let e = desired_in("compute_query_id", 14, s("regress")).expect_err("14");
+    assert!(
+        e.to_string().contains("expected one of auto, on, off"),
+        "{e}"
+    );
+    // 18's asynchronous I/O; io_uring is compiled in with liburing (Debian's
+    // builds), though the wheel dumped lacks it.
+    assert_eq!(
+        def_in("io_method", 18).enum_values,
+        &["sync", "worker", "io_uring"]
+    );
+    assert_eq!(
+        desired_in("io_method", 18, s("IO_URING")),
+        Ok(Normalized::Enum("io_uring".into()))
+    );
+    assert!(lookup_in("io_method", 17).is_none());
+    assert_eq!(
+        def_in("file_copy_method", 18).enum_values,
+        &["copy", "clone"]
+    );
+    assert_eq!(
+        def_in("file_extend_method", 16).enum_values,
+        &["posix_fallocate", "write_zeros"]
+    );
+    // lz4 and zstd in every major that has them as enum values, whatever the
+    // build that was dumped.
+    for m in 15..=18 {
+        assert_eq!(
+            def_in("wal_compression", m).enum_values,
+            &["pglz", "lz4", "zstd", "on", "off"],
+            "{m}"
+        );
+        assert_eq!(
+            desired_in("default_toast_compression", m, s("lz4")),
+            Ok(Normalized::Enum("lz4".into())),
+            "{m}"
+        );
+    }
+}
+
+#[test]
+fn log_connections_is_a_list_in_18_and_a_bool_before() {
+    assert_eq!(def_in("log_connections", 17).vartype, VarType::Bool);
+    let d18 = def_in("log_connections", 18);
+    assert_eq!(d18.vartype, VarType::String);
+    assert_eq!(d18.context, Context::SuperuserBackend);
+    assert!(std::ptr::eq(def("log_connections"), d18));
+
+    // A boolean means the same in every major, read with either definition
+    // (a plan reads a node's live value with the newest).
+    for m in [12, 15, 17, 18] {
+        for (v, b) in [
+            (V::Boolean(true), true),
+            (s("on"), true),
+            (s("yes"), true),
+            (s("1"), true),
+            (V::Boolean(false), false),
+            (s("OFF"), false),
+        ] {
+            assert_eq!(
+                desired_in("log_connections", m, v.clone()),
+                Ok(Normalized::Bool(b)),
+                "{m} {v}"
+            );
+        }
+    }
+    for (live, b) in [
+        ("on", true),
+        ("true", true),
+        ("off", false),
+        ("", false),
+        ("0", false),
+    ] {
+        assert_eq!(
+            observed("log_connections", live, None),
+            Normalized::Bool(b),
+            "{live:?}"
+        );
+        assert_eq!(
+            normalize_observed(def_in("log_connections", 15), live, None).ok(),
+            (!live.is_empty()).then_some(Normalized::Bool(b)),
+            "{live:?}"
+        );
+    }
+    // 18's aspects: case-insensitive, white space ignored.
+    let want = Normalized::String("receipt, authentication".into());
+    assert_eq!(
+        desired_in("log_connections", 18, s("Receipt ,authentication")),
+        Ok(want.clone())
+    );
+    assert_eq!(
+        desired_in(
+            "log_connections",
+            18,
+            V::Array(vec![s("receipt"), s("authentication")])
+        ),
+        Ok(want.clone())
+    );
+    assert_eq!(
+        observed("log_connections", "receipt,authentication", None),
+        want
+    );
+    assert_eq!(want.to_alter_system_value(d18), "'receipt, authentication'");
+    assert_eq!(Normalized::Bool(true).to_alter_system_value(d18), "'on'");
+    assert_eq!(
+        desired_in("log_connections", 18, s("setup_durations")),
+        Ok(Normalized::String("setup_durations".into()))
+    );
+    // 18 refuses what it does not log, and boolean prefixes ("of" is off in 17).
+    let e = desired_in("log_connections", 18, s("receipt,bogus")).expect_err("bogus");
+    assert!(
+        e.to_string()
+            .contains(r#""bogus" is not something it logs"#)
+            && e.to_string()
+                .contains("receipt, authentication, authorization, setup_durations, all"),
+        "{e}"
+    );
+    assert!(desired_in("log_connections", 18, s("of")).is_err());
+    assert!(desired_in("log_connections", 18, s("receipt,on")).is_err());
+    assert!(desired_in("log_connections", 18, s("receipt,")).is_err());
+    assert_eq!(
+        desired_in("log_connections", 17, s("of")),
+        Ok(Normalized::Bool(false))
+    );
+    // 17 refuses 18's aspects.
+    let e = desired_in("log_connections", 17, s("receipt")).expect_err("17");
+    assert_eq!(
+        e.to_string(),
+        r#""receipt" is not a boolean for log_connections: use true or false"#
+    );
+    let e = desired_in("log_connections", 18, V::Float(1.5)).expect_err("float");
+    assert!(e.to_string().contains("true, false, or a string"), "{e}");
+}
+
+/// Loads a cluster file with the given `postgres_version` and `[settings]`.
+fn load_file(version: Option<u32>, settings: &str) -> Result<crate::config::Config, String> {
+    struct Env;
+    impl crate::config::Sources for Env {
+        fn env(&self, _: &str) -> Option<String> {
+            Some("pw".into())
+        }
+        fn read_secret_file(&self, p: &std::path::Path) -> Result<String, String> {
+            Err(format!("{} is not read here", p.display()))
+        }
+    }
+    let version = version.map_or(String::new(), |v| format!("postgres_version = {v}\n"));
+    let text = format!(
+        "[cluster]\nname = \"t\"\nprimary = \"db1\"\n{version}\
+         [nodes.db1]\nhost = \"10.0.0.1\"\n[nodes.db2]\nhost = \"10.0.0.2\"\n\
+         [replication]\nuser = \"r\"\npassword = {{ env = \"PW\" }}\n\
+         [settings]\n{settings}\n"
+    );
+    crate::config::load_str(&text, std::path::Path::new("pgrepl.toml"), &Env)
+        .map_err(|e| e.to_string())
+}
+
+fn setting_of(version: Option<u32>, line: &str) -> crate::config::Setting {
+    let cfg = match load_file(version, line) {
+        Ok(c) => c,
+        Err(e) => panic!("{version:?} {line}: {e}"),
+    };
+    match cfg.nodes["db1"].settings.values().next() {
+        Some(s) => s.clone(),
+        None => panic!("{line}: no setting"),
+    }
+}
+
+fn refused(version: Option<u32>, line: &str) -> String {
+    match load_file(version, line) {
+        Ok(_) => panic!("{version:?} {line}: accepted"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn a_file_is_checked_with_its_majors_facts() {
+    // Refused by that major, saying what it has instead.
+    let refusals: &[(u32, &str, &str)] = &[
+        // An 18-only setting.
+        (
+            15,
+            "idle_replication_slot_timeout = \"2d\"",
+            "`idle_replication_slot_timeout` does not exist in PostgreSQL 15\n",
+        ),
+        (
+            15,
+            "idle_replication_slot_timeout = \"2d\"",
+            "it exists from PostgreSQL 18 on: remove it or raise `cluster.postgres_version`",
+        ),
+        // 17's failover slots.
+        (
+            16,
+            "synchronized_standby_slots = \"db2\"",
+            "it exists from PostgreSQL 17 on",
+        ),
+        // Removed and renamed settings name their successor, or say remove it.
+        (
+            16,
+            "force_parallel_mode = \"on\"",
+            "it was removed after PostgreSQL 15: use `debug_parallel_query` instead",
+        ),
+        (
+            16,
+            "vacuum_defer_cleanup_age = 0",
+            "it was removed after PostgreSQL 15: remove it",
+        ),
+        (
+            17,
+            "old_snapshot_threshold = -1",
+            "it was removed after PostgreSQL 16: remove it",
+        ),
+        (
+            17,
+            "db_user_namespace = false",
+            "`db_user_namespace` does not exist in PostgreSQL 17",
+        ),
+        // Values: that major's type, range and enum values.
+        (
+            17,
+            "log_connections = \"receipt\"",
+            "\"receipt\" is not a boolean for log_connections",
+        ),
+        (
+            16,
+            "maintenance_work_mem = \"64kB\"",
+            "out of range for maintenance_work_mem",
+        ),
+        (
+            14,
+            "compute_query_id = \"regres\"",
+            "`compute_query_id` takes one of: auto, on, off",
+        ),
+        (
+            15,
+            "compute_query_id = \"regres\"",
+            "`compute_query_id` takes one of: auto, regress, on, off",
+        ),
+    ];
+    for (major, line, want) in refusals {
+        let e = refused(Some(*major), line);
+        assert!(e.contains(want), "{major}: {line}: {e}");
+    }
+    // Taken by that major (or, without a version, by any: the newest facts).
+    let accepted: &[(Option<u32>, &str)] = &[
+        (Some(18), "idle_replication_slot_timeout = \"2d\""),
+        (None, "idle_replication_slot_timeout = \"2d\""),
+        (None, "log_connections = \"receipt\""),
+        (Some(17), "sync_replication_slots = true"),
+        (Some(16), "db_user_namespace = false"),
+        (Some(17), "maintenance_work_mem = \"64kB\""),
+        (Some(15), "log_connections = \"of\""),
+    ];
+    for (major, line) in accepted {
+        assert!(load_file(*major, line).is_ok(), "{major:?}: {line}");
+    }
+    assert_eq!(
+        setting_of(Some(18), "idle_replication_slot_timeout = \"2d\"").normalized,
+        Some(Normalized::Integer(172_800))
+    );
+    assert_eq!(
+        setting_of(Some(18), "log_connections = \"receipt\"").normalized,
+        Some(Normalized::String("receipt".into()))
+    );
+    // 18 reads the old name as the new one; 17 has its own.
+    let ecdh = "ssl_ecdh_curve = \"prime256v1\"";
+    assert_eq!(setting_of(Some(18), ecdh).name, "ssl_groups");
+    assert_eq!(setting_of(Some(17), ecdh).name, "ssl_ecdh_curve");
+}
+
+#[test]
+fn supported_majors_are_12_to_18() {
+    assert!(load_file(Some(12), "").is_ok());
+    assert!(load_file(Some(18), "").is_ok());
+    for bad in [11, 19] {
+        let e = refused(Some(bad), "");
+        assert!(
+            e.contains(&format!("unsupported postgres_version {bad}"))
+                && e.contains("pgrepl supports PostgreSQL majors 12 to 18"),
+            "{e}"
+        );
+    }
+    // The catalog describes every supported major and no other.
+    assert!(catalog().iter().all(|d| (12..=18).contains(&d.since)));
+    assert_eq!(catalog().iter().filter_map(|d| d.until).max(), Some(17));
 }
 
 // ---------------------------------------------------------------------------
@@ -735,7 +1246,8 @@ fn integers_pages() {
         err("shared_buffers", s("64kB")),
         "\"64kB\" is out of range for shared_buffers (128kB .. 8589934584kB)"
     );
-    assert!(err("io_combine_limit", s("512kB")).contains("out of range"));
+    // 1MB at most since 18 (256kB in 17).
+    assert!(err("io_combine_limit", s("2MB")).contains("out of range"));
 }
 
 #[test]

@@ -200,6 +200,10 @@ fn type_expected(def: &GucDef) -> String {
             }
             _ => "a number".to_string(),
         },
+        VarType::String if is_log_connections_list(def) => format!(
+            "true, false, or a string or an array of strings, each one of {}",
+            LOG_CONNECTIONS_ASPECTS.join(", ")
+        ),
         VarType::String if list_kind(def) != ListKind::NotList => {
             "a string or an array of strings".to_string()
         }
@@ -453,7 +457,7 @@ const BOOLISH: &[(&str, &str)] = &[
 
 /// Hidden enum entries PostgreSQL accepts (the `hidden = true` rows of its
 /// `config_enum_entry` tables), mapped to the canonical value compared on.
-/// Only aliases valid in every major 12–17 are listed (`password_encryption
+/// Only aliases valid in every major 12–18 are listed (`password_encryption
 /// = on` meant md5 only up to 13, so it is refused).
 fn enum_aliases(name: &str) -> &'static [(&'static str, &'static str)] {
     match name {
@@ -628,6 +632,92 @@ fn canonical_string(def: &GucDef, s: &str) -> String {
     }
 }
 
+/// The elements of a list setting written as a TOML array (strings, or
+/// integers taken as their text).
+fn array_items(def: &GucDef, items: &[toml::Value]) -> Result<Vec<String>, ValueError> {
+    items
+        .iter()
+        .map(|item| match item {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            other => Err(ValueError::WrongType {
+                name: def.name.to_string(),
+                expected: "an array of strings".to_string(),
+                found: format!("an array containing {}", toml_type(other)),
+            }),
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// log_connections (18+)
+// ---------------------------------------------------------------------------
+
+/// What 18's `log_connections` logs, besides the booleans of 12–17.
+const LOG_CONNECTIONS_ASPECTS: &[&str] = &[
+    "receipt",
+    "authentication",
+    "authorization",
+    "setup_durations",
+    "all",
+];
+
+/// `log_connections` from 18 on: a list of [`LOG_CONNECTIONS_ASPECTS`]
+/// (case-insensitive, white space ignored), or one of the booleans 12–17
+/// took, spelled out (`on`, `true`, `yes`, `1`, `off`, `false`, `no`, `0`;
+/// no prefixes), or empty (nothing).
+fn is_log_connections_list(def: &GucDef) -> bool {
+    def.name == "log_connections" && def.vartype == VarType::String
+}
+
+/// 18's `log_connections` (see [`is_log_connections_list`]) normalised: a
+/// boolean, or the empty list, is `Bool` (what the bool of 12–17
+/// normalises to, so a value compares the same whichever major's definition
+/// read it); a list is `String`, lower-case, joined with `", "`. With
+/// `check`, an unknown aspect is refused.
+fn log_connections(def: &GucDef, s: &str, check: bool) -> Result<Normalized, ValueError> {
+    let elements: Vec<String> = split_list(s, true)
+        .into_iter()
+        .map(|e| e.to_lowercase())
+        .collect();
+    match elements.as_slice() {
+        [] => return Ok(Normalized::Bool(false)),
+        [one] => match one.as_str() {
+            "on" | "true" | "yes" | "1" => return Ok(Normalized::Bool(true)),
+            "off" | "false" | "no" | "0" => return Ok(Normalized::Bool(false)),
+            _ => {}
+        },
+        _ => {}
+    }
+    if check
+        && let Some(bad) = elements
+            .iter()
+            .find(|e| !LOG_CONNECTIONS_ASPECTS.contains(&e.as_str()))
+    {
+        return Err(ValueError::Invalid {
+            name: def.name.to_string(),
+            value: quote(s),
+            reason: format!(
+                "{} is not something it logs: write on or off, or a list of {}",
+                quote(bad),
+                LOG_CONNECTIONS_ASPECTS.join(", ")
+            ),
+        });
+    }
+    Ok(Normalized::String(elements.join(", ")))
+}
+
+fn normalize_log_connections(def: &GucDef, value: &toml::Value) -> Result<Normalized, ValueError> {
+    use toml::Value as V;
+    match value {
+        V::Boolean(b) => Ok(Normalized::Bool(*b)),
+        V::String(s) => log_connections(def, s, true),
+        V::Integer(i @ (0 | 1)) => log_connections(def, &i.to_string(), true),
+        V::Array(items) => log_connections(def, &join_list(&array_items(def, items)?, false), true),
+        other => Err(wrong_type(def, other)),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Public entry points
 // ---------------------------------------------------------------------------
@@ -712,6 +802,7 @@ pub fn normalize_desired(def: &GucDef, value: &toml::Value) -> Result<Normalized
             n => Ok(n),
         },
         VarType::Bool => normalize_bool(def, value),
+        VarType::String if is_log_connections_list(def) => normalize_log_connections(def, value),
         VarType::Integer => {
             let (v, written) = match value {
                 V::Integer(i) => {
@@ -778,20 +869,7 @@ pub fn normalize_desired(def: &GucDef, value: &toml::Value) -> Result<Normalized
                 if *b { "on" } else { "off" }.to_string(),
             )),
             V::Array(items) if list_kind(def) != ListKind::NotList => {
-                let mut elements = Vec::with_capacity(items.len());
-                for item in items {
-                    match item {
-                        V::String(s) => elements.push(s.clone()),
-                        V::Integer(i) => elements.push(i.to_string()),
-                        other => {
-                            return Err(ValueError::WrongType {
-                                name: def.name.to_string(),
-                                expected: "an array of strings".to_string(),
-                                found: format!("an array containing {}", toml_type(other)),
-                            });
-                        }
-                    }
-                }
+                let mut elements = array_items(def, items)?;
                 let ident = identifier_list(def.name);
                 if case_insensitive_string(def.name) {
                     for e in &mut elements {
@@ -847,6 +925,7 @@ pub fn normalize_observed(
         VarType::Enum => Ok(Normalized::Enum(
             canonical_enum(def, setting).unwrap_or_else(|| setting.to_ascii_lowercase()),
         )),
+        VarType::String if is_log_connections_list(def) => log_connections(def, setting, false),
         VarType::String => Ok(Normalized::String(canonical_string(def, setting))),
     }
 }

@@ -116,6 +116,14 @@ pub enum Op {
     DropSlot {
         name: String,
     },
+    /// Remove the passfile and lock files this node kept for `cluster`, a
+    /// former name of this cluster (a rename leaves them, and the passfile
+    /// holds live passwords). `paths` are those files, beside the data
+    /// directory; a lock another run holds is left, and the step fails.
+    RemoveClusterFiles {
+        cluster: String,
+        paths: Vec<String>,
+    },
     /// Clean switchover, run on the candidate (the step's node): CHECKPOINT
     /// and fast shutdown of `from`, wait until the candidate received the
     /// shutdown checkpoint, promote it, CHECKPOINT; `from` rejoins as its

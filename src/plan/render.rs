@@ -57,6 +57,7 @@ fn describe(step: &Step) -> String {
             | super::Op::Promote { .. }
             | super::Op::Rebase { .. }
             | super::Op::DropSlot { .. }
+            | super::Op::RemoveClusterFiles { .. }
             | super::Op::Restart {
                 catch_up_with: Some(_)
             }

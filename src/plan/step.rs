@@ -3,7 +3,8 @@
 //! Every address of the plan is written here, so `--target` and the
 //! docs can rely on one shape: `NODE.hba`, `NODE.setting.NAME`,
 //! `NODE.slot.SLOT`, `NODE.recovery`, `NODE.service`, `NODE.standby`,
-//! `NODE.timeline`, `role.NAME` and `cluster.primary`.
+//! `NODE.timeline`, `NODE.cluster_files.CLUSTER`, `role.NAME` and
+//! `cluster.primary`.
 
 use std::collections::BTreeMap;
 
@@ -143,6 +144,20 @@ pub fn drop_slot(node: &str, name: &str, before: &str, reason: String) -> Step {
     s.before = Some(before.to_string());
     s.reason = reason;
     s
+}
+
+/// `- NODE.cluster_files.CLUSTER`: the passfile and lock files a former
+/// name of the cluster left beside the data directory.
+pub fn remove_cluster_files(node: &str, cluster: &str, paths: Vec<String>) -> Step {
+    new(
+        node,
+        format!("{node}.cluster_files.{cluster}"),
+        Action::Delete,
+        Op::RemoveClusterFiles {
+            cluster: cluster.to_string(),
+            paths,
+        },
+    )
 }
 
 /// `NODE.recovery`: primary_conninfo, primary_slot_name, standby.signal and

@@ -88,6 +88,8 @@ fn needs(step: &Step, other: &Step) -> bool {
         // A new standby is built whole, whichever of its steps is targeted.
         (Op::BaseBackup { .. }, Op::WriteRecovery { .. }) => same_node,
         (_, Op::BaseBackup { .. }) => same_node,
+        // A former name's passfile goes once nothing names it.
+        (Op::RemoveClusterFiles { .. }, Op::WriteRecovery { .. } | Op::Reload) => same_node,
         (Op::SetSetting { .. } | Op::WriteHba { .. } | Op::WriteRecovery { .. }, Op::Reload) => {
             same_node && step.needs_reload()
         }

@@ -512,12 +512,13 @@ impl NodeSession {
         };
         let (status, out, err) = timeout(limit, fut)
             .await
-            .map_err(|_| {
-                anyhow!(
+            .map_err(|elapsed| {
+                // The timeout stays in the chain: a rerun may pass (apply::failure).
+                anyhow::Error::new(elapsed).context(format!(
                     "{}: `{program}` did not finish within {}",
                     self.node,
                     humantime(limit)
-                )
+                ))
             })?
             .with_context(|| format!("{}: running `{program}` over SSH failed", self.node))?;
         Ok(RemoteOutput {
@@ -601,8 +602,15 @@ impl NodeSession {
     /// lease (the holder file's mtime) every 2 s. A holder whose lease ran
     /// out, or whose pgrepl process on this machine is gone, is stale: it is
     /// ended (by its recorded PID) and the lock taken over.
-    pub async fn lock(&self, path: &str, holder: &str) -> anyhow::Result<Result<NodeLock, String>> {
-        match self.try_lock(path, holder, None).await? {
+    /// The holder file also names `data_dir`, so that the lock of a former
+    /// cluster name is recognised as this data directory's.
+    pub async fn lock(
+        &self,
+        path: &str,
+        holder: &str,
+        data_dir: &str,
+    ) -> anyhow::Result<Result<NodeLock, String>> {
+        match self.try_lock(path, holder, data_dir, None).await? {
             LockAttempt::Locked(l) => Ok(Ok(*l)),
             LockAttempt::Held {
                 text,
@@ -623,7 +631,7 @@ impl NodeSession {
                 if (same_host_dead || age_s > LOCK_LEASE_S)
                     && let Some(pid) = remote_pid
                 {
-                    return match self.try_lock(path, holder, Some(pid)).await? {
+                    return match self.try_lock(path, holder, data_dir, Some(pid)).await? {
                         LockAttempt::Locked(l) => Ok(Ok(*l)),
                         LockAttempt::Held { text, .. } => Ok(Err(text)),
                     };
@@ -637,9 +645,10 @@ impl NodeSession {
         &self,
         path: &str,
         holder: &str,
+        data_dir: &str,
         take_over: Option<u32>,
     ) -> anyhow::Result<LockAttempt> {
-        const SCRIPT: &str = r#"L=$1; H=$2; C=$3; K=$4
+        const SCRIPT: &str = r#"L=$1; H=$2; C=$3; K=$4; D=$5
 exec 9>>"$L" || exit 71
 if ! flock -n 9; then
   if [ -n "$K" ]; then
@@ -650,7 +659,7 @@ if ! flock -n 9; then
     cat "$L.holder" 2>/dev/null; exit 75
   fi
 fi
-printf 'pid=%s\nclient=%s\nholder=%s\n' "$$" "$C" "$H" > "$L.holder"
+printf 'pid=%s\nclient=%s\nholder=%s\ndata_dir=%s\n' "$$" "$C" "$H" "$D" > "$L.holder"
 echo locked
 while IFS= read -r _; do touch "$L.holder"; done"#;
         let client = format!("{}:{}", local_hostname(), std::process::id());
@@ -664,6 +673,7 @@ while IFS= read -r _; do touch "$L.holder"; done"#;
             holder,
             &client,
             &take_over,
+            data_dir,
         ]);
         let mut cmd = Session::to_raw_command(self.session.clone(), line);
         cmd.stdin(openssh::Stdio::piped())

@@ -7,12 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::lab::Lab;
-use crate::support::{edit_config, pgrepl, plan_is_empty, text, wait_for};
-
-#[track_caller]
-fn apply_ok(lab: &Lab) -> String {
-    text(&crate::support::apply_ok(lab, &[]))
-}
+use crate::support::{apply_ok, edit_config, pgrepl, plan_is_empty, sender_of, text, wait_for};
 
 fn plan_exit(lab: &Lab) -> (Option<i32>, String) {
     let out = pgrepl(lab, &["plan", "--detailed-exitcode"]);
@@ -37,12 +32,10 @@ fn node<'a>(v: &'a Value, name: &str) -> &'a Value {
 /// `CONNECTION LIMIT 0` planned "No changes" (exit 0), and a SUPERUSER
 /// rewind role went unmentioned.
 #[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
 fn a_role_that_cannot_log_in_is_drift_and_apply_repairs_it() {
-    let Some(lab) = Lab::for_test("a_role_that_cannot_log_in_is_drift_and_apply_repairs_it", 3)
-    else {
-        return;
-    };
-    apply_ok(&lab);
+    let lab = Lab::for_test("a_role_that_cannot_log_in_is_drift_and_apply_repairs_it", 3);
+    apply_ok(&lab, &[]);
     lab.sql(
         1,
         "ALTER ROLE replicator VALID UNTIL '2000-01-01 00:00:00+00'",
@@ -82,7 +75,7 @@ fn a_role_that_cannot_log_in_is_drift_and_apply_repairs_it() {
         "{facts}"
     );
 
-    let out = apply_ok(&lab);
+    let out = text(&apply_ok(&lab, &[]));
     assert!(out.contains("A fresh plan shows no changes"), "{out}");
     assert_eq!(
         lab.sql(
@@ -107,10 +100,9 @@ fn a_role_that_cannot_log_in_is_drift_and_apply_repairs_it() {
 /// Case 7: on main `"myapp.foo" = "bar"` was never set: the plan warned
 /// that it "does not exist" and said "No changes".
 #[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
 fn a_custom_setting_is_set_and_its_drift_repaired() {
-    let Some(lab) = Lab::for_test("a_custom_setting_is_set_and_its_drift_repaired", 3) else {
-        return;
-    };
+    let lab = Lab::for_test("a_custom_setting_is_set_and_its_drift_repaired", 3);
     // Unquoted, it is a TOML table: the error says to quote the name.
     edit_config(&lab, "[settings]\n", "[settings]\nmyapp.foo = \"bar\"\n");
     let out = pgrepl(&lab, &["validate"]);
@@ -123,7 +115,7 @@ fn a_custom_setting_is_set_and_its_drift_repaired() {
     );
     edit_config(&lab, "myapp.foo = \"bar\"", "\"myapp.foo\" = \"bar\"");
 
-    apply_ok(&lab);
+    apply_ok(&lab, &[]);
     let value = "SELECT coalesce(current_setting('myapp.foo', true), '(not set)')";
     for i in 1..=3 {
         assert_eq!(lab.sql(i, value), "bar", "node{i}");
@@ -143,7 +135,7 @@ fn a_custom_setting_is_set_and_its_drift_repaired() {
         "{out}"
     );
     assert!(!out.contains("does not exist"), "{out}");
-    apply_ok(&lab);
+    apply_ok(&lab, &[]);
     assert_eq!(lab.sql(2, value), "bar");
     plan_is_empty(&lab);
 }
@@ -152,14 +144,13 @@ fn a_custom_setting_is_set_and_its_drift_repaired() {
 /// plan said nothing of its slot retaining WAL; a standby whose replay was
 /// paused showed healthy.
 #[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
 fn status_shows_a_stopped_standbys_slot_and_a_paused_replay() {
-    let Some(lab) = Lab::for_test(
+    let lab = Lab::for_test(
         "status_shows_a_stopped_standbys_slot_and_a_paused_replay",
         3,
-    ) else {
-        return;
-    };
-    apply_ok(&lab);
+    );
+    apply_ok(&lab, &[]);
     wait_for("a healthy cluster", Duration::from_secs(10), || {
         status_json(&lab).0 == Some(0)
     });
@@ -168,7 +159,7 @@ fn status_shows_a_stopped_standbys_slot_and_a_paused_replay() {
     lab.sql(2, "SELECT pg_wal_replay_pause()");
     let (code, v) = status_json(&lab);
     let n2 = node(&v, "node2");
-    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(code, Some(3), "{v:#}");
     assert_eq!(n2["role"], "standby", "{n2:#}");
     assert_eq!(n2["healthy"], false, "{n2:#}");
     assert!(
@@ -194,7 +185,7 @@ fn status_shows_a_stopped_standbys_slot_and_a_paused_replay() {
         },
     );
     let (code, v) = status_json(&lab);
-    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(code, Some(3), "{v:#}");
     let n3 = node(&v, "node3");
     assert_eq!(n3["role"], "stopped", "{n3:#}");
     assert_eq!(n3["slot"], "node3", "{n3:#}");
@@ -219,6 +210,107 @@ fn status_shows_a_stopped_standbys_slot_and_a_paused_replay() {
     assert_eq!(code, Some(2), "{out}");
     assert!(
         out.contains("slot node3 is inactive: node3 does not stream through it; it retains"),
+        "{out}"
+    );
+}
+
+/// The `.pgrepl-*` files beside node `i`'s data directory.
+fn pgrepl_files(lab: &Lab, i: usize) -> Vec<String> {
+    let dd = lab.data_dir();
+    let parent = dd.rsplit_once('/').expect("absolute").0.to_string();
+    let out = lab.exec(i, &["ls", "-A", &parent]);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(".pgrepl-"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Case 9: renaming `cluster.name` left the old passfile (live passwords)
+/// and lock files on every node. Now the plan removes them, after the
+/// standbys' recovery settings name the new passfile, and the standbys
+/// keep streaming.
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn renaming_the_cluster_removes_the_former_names_passfile_and_locks() {
+    let lab = Lab::for_test(
+        "renaming_the_cluster_removes_the_former_names_passfile_and_locks",
+        3,
+    );
+    apply_ok(&lab, &[]);
+    let old = format!("lab{}", lab.k());
+    for i in 2..=3 {
+        let files = pgrepl_files(&lab, i);
+        assert!(
+            files.contains(&format!(".pgrepl-{old}.pgpass")),
+            "{files:?}"
+        );
+    }
+    edit_config(&lab, &format!("name = \"{old}\""), "name = \"renamed\"");
+    let (code, out) = plan_exit(&lab);
+    assert_eq!(code, Some(2), "{out}");
+    for i in 1..=3 {
+        assert!(
+            out.contains(&format!("- node{i}.cluster_files.{old}")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("its passfile holds passwords"), "{out}");
+    apply_ok(&lab, &[]);
+    for i in 1..=3 {
+        let files = pgrepl_files(&lab, i);
+        assert!(
+            !files
+                .iter()
+                .any(|f| f.starts_with(&format!(".pgrepl-{old}."))),
+            "node{i}: {files:?}"
+        );
+        assert!(
+            files.contains(&".pgrepl-renamed.lock".to_string()),
+            "node{i}: {files:?}"
+        );
+    }
+    for i in 2..=3 {
+        assert!(
+            pgrepl_files(&lab, i).contains(&".pgrepl-renamed.pgpass".to_string()),
+            "node{i}"
+        );
+        wait_for(
+            "the standby to stream again",
+            Duration::from_secs(10),
+            || sender_of(&lab, i).ends_with(":streaming"),
+        );
+    }
+    plan_is_empty(&lab);
+}
+
+/// Case 9: a node taken out of the file keeps streaming through its slot;
+/// the plan says so (it leaves both alone) instead of staying silent.
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_node_removed_from_the_file_is_named_with_the_slot_it_leaves() {
+    let lab = Lab::for_test(
+        "a_node_removed_from_the_file_is_named_with_the_slot_it_leaves",
+        3,
+    );
+    apply_ok(&lab, &[]);
+    let config = std::fs::read_to_string(lab.config_path()).expect("config");
+    let start = config.find("[nodes.node3]").expect("node3 section");
+    let end = config[start + 1..]
+        .find("\n[")
+        .map_or(config.len(), |e| start + 1 + e + 1);
+    let without = format!("{}{}", &config[..start], &config[end..]);
+    std::fs::write(lab.config_path(), without).expect("write config");
+    // Its pg_hba rule goes with it (the connection it has stays up).
+    let (code, out) = plan_exit(&lab);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("~ node1.hba"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "slot node3 is not in the file, yet a standby named node3 (from {}) streams through it",
+            lab.host(3)
+        )),
         "{out}"
     );
 }

@@ -5,15 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::lab::Lab;
-use crate::support::{edit_config, pgrepl, plan_is_empty, text};
-
-#[track_caller]
-fn apply_ok(lab: &Lab) -> String {
-    let started = Instant::now();
-    let all = text(&crate::support::apply_ok(lab, &[]));
-    eprintln!("apply took {:.1}s", started.elapsed().as_secs_f64());
-    all
-}
+use crate::support::{apply_ok, edit_config, pgrepl, plan_is_empty, text};
 
 fn streaming(lab: &Lab, i: usize) -> bool {
     lab.try_sql(i, "SELECT status FROM pg_stat_wal_receiver")
@@ -33,16 +25,15 @@ fn wait_streaming(lab: &Lab, i: usize) {
 /// replayed the primary's parameter change and made a restartpoint past
 /// it, so a later restart by hand (a reboot) starts too.
 #[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
 fn lowering_max_connections_leaves_every_standby_restartable() {
-    let Some(lab) = Lab::for_test("lowering_max_connections", 3) else {
-        return;
-    };
+    let lab = Lab::for_test("lowering_max_connections", 3);
     edit_config(
         &lab,
         "wal_level = \"replica\"",
         "wal_level = \"replica\"\nmax_connections = 100",
     );
-    apply_ok(&lab);
+    apply_ok(&lab, &[]);
     plan_is_empty(&lab);
     edit_config(&lab, "max_connections = 100", "max_connections = 80");
     let plan = text(&pgrepl(&lab, &["plan"]));
@@ -50,7 +41,7 @@ fn lowering_max_connections_leaves_every_standby_restartable() {
         plan.contains("replayed node1's WAL") && plan.contains("CHECKPOINT"),
         "{plan}"
     );
-    let applied = apply_ok(&lab);
+    let applied = text(&apply_ok(&lab, &[]));
     assert!(applied.contains("restartpoint at"), "{applied}");
     plan_is_empty(&lab);
     for i in 1..=3 {
@@ -73,16 +64,15 @@ fn lowering_max_connections_leaves_every_standby_restartable() {
 /// A plain apply starts it once with 100, lets it replay the primary's
 /// change, makes a restartpoint, and starts it with 80.
 #[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
 fn a_standby_stuck_below_its_recorded_max_connections_is_repaired_by_apply() {
-    let Some(lab) = Lab::for_test("stuck_standby_max_connections", 3) else {
-        return;
-    };
+    let lab = Lab::for_test("stuck_standby_max_connections", 3);
     edit_config(
         &lab,
         "wal_level = \"replica\"",
         "wal_level = \"replica\"\nmax_connections = 100",
     );
-    apply_ok(&lab);
+    apply_ok(&lab, &[]);
     // node2 stops with 100 recorded; the primary goes to 80 by hand.
     lab.stop(2);
     lab.sql(1, "ALTER SYSTEM SET max_connections = 80");
@@ -129,7 +119,7 @@ fn a_standby_stuck_below_its_recorded_max_connections_is_repaired_by_apply() {
         plan.contains("needs max_connections >= 100 until it replays node1's parameter change"),
         "{plan}"
     );
-    let applied = apply_ok(&lab);
+    let applied = text(&apply_ok(&lab, &[]));
     assert!(
         applied.contains("started once with max_connections = 100"),
         "{applied}"

@@ -2,7 +2,9 @@
 
 mod apply;
 mod apply_more;
+mod cli;
 mod config;
+mod docs;
 mod drift;
 mod faults;
 mod lab;

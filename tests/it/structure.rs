@@ -2,6 +2,8 @@
 //! as a tree, never in a cycle, and the pure modules do no IO and are not
 //! async. Read from the source text: the modules are those lib.rs declares,
 //! so a new module or a new import is checked without being listed here.
+//! Unit tests (`#[cfg(test)] mod ...`) are left out: like the integration
+//! tests, they stand above the code they test and may use any of it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -64,20 +66,22 @@ fn pure_modules_do_no_io() {
 
 /// The checks themselves, on planted files: a cycle through three modules
 /// (one import in a `use` group, one through `super::`), and `tokio` in a
-/// pure module, are each found and printed with where they are.
+/// pure module, are each found and printed with where they are; what unit
+/// tests import is not counted.
 #[test]
 fn the_checks_find_a_planted_cycle_and_io() {
     let modules: Vec<String> = ["a", "b", "c", "diff"].map(String::from).to_vec();
     let planted = [
         ("src/a.rs", "use crate::{b::Thing, text};\n"),
-        ("src/b/mod.rs", "mod inner;\n"),
+        ("src/b/mod.rs", "mod inner;\n#[cfg(test)]\nmod tests;\n"),
+        ("src/b/tests.rs", "use crate::diff;\n"),
         (
             "src/b/inner.rs",
             "// crate::a in a comment is no import\nfn f() { super::super::c::g() }\n",
         ),
         (
             "src/c.rs",
-            "fn g() { let s = \"crate::b\"; crate::a::h(s) }\n",
+            "fn g() { let s = \"crate::b\"; crate::a::h(s) }\n#[cfg(test)]\nmod tests {\n    use crate::diff;\n}\n",
         ),
         (
             "src/diff/x.rs",
@@ -88,7 +92,10 @@ fn the_checks_find_a_planted_cycle_and_io() {
         .iter()
         .map(|(path, text)| source(path, text))
         .collect();
-    let cycles = cycles(&imports(&sources, &modules));
+    let sources = without_test_files(sources);
+    let imports = imports(&sources, &modules);
+    assert!(!imports.iter().any(|i| i.to == "diff"), "{imports:?}");
+    let cycles = cycles(&imports);
     assert_eq!(cycles.len(), 1, "{cycles:?}");
     let cycle = &cycles[0];
     assert!(
@@ -137,7 +144,7 @@ fn sources(root: &Path, modules: &[String]) -> Vec<Source> {
     }
     assert!(!files.is_empty(), "no sources under {}", root.display());
     let base = root.parent().unwrap_or(root);
-    files
+    let all: Vec<Source> = files
         .iter()
         .map(|f| {
             let path = f
@@ -147,7 +154,83 @@ fn sources(root: &Path, modules: &[String]) -> Vec<Source> {
                 .into_owned();
             source(&path, &read(f))
         })
+        .collect();
+    without_test_files(all)
+}
+
+/// Leaves out the files that a `#[cfg(test)] mod NAME;` declares.
+fn without_test_files(all: Vec<Source>) -> Vec<Source> {
+    let tests: Vec<Vec<String>> = all
+        .iter()
+        .flat_map(|s| {
+            test_modules(&s.code).into_iter().map(|name| {
+                let mut m = s.modules.clone();
+                m.push(name);
+                m
+            })
+        })
+        .collect();
+    all.into_iter()
+        .filter(|s| !tests.iter().any(|t| s.modules.starts_with(t)))
         .collect()
+}
+
+/// The names of the modules declared `#[cfg(test)] mod NAME;` in `code`.
+fn test_modules(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        rest = &rest[at + "#[cfg(test)]".len()..];
+        let words: Vec<&str> = rest.split_whitespace().take(2).collect();
+        if let ["mod", name] = words[..]
+            && let Some(name) = name.strip_suffix(';')
+        {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+/// `code` with every inline `#[cfg(test)] mod NAME { ... }` blanked out
+/// (newlines kept).
+fn without_inline_tests(code: &str) -> String {
+    let mut out = code.to_string();
+    let mut from = 0;
+    while let Some(at) = out[from..].find("#[cfg(test)]").map(|a| a + from) {
+        from = at + "#[cfg(test)]".len();
+        let words: Vec<&str> = out[from..].split_whitespace().take(2).collect();
+        let (Some(&"mod"), Some(name)) = (words.first(), words.get(1)) else {
+            continue;
+        };
+        if name.ends_with(';') {
+            continue;
+        }
+        let Some(open) = out[from..].find('{').map(|o| o + from) else {
+            continue;
+        };
+        let mut depth = 0;
+        let mut end = out.len();
+        for (i, c) in out[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let blank: String = out[at..end]
+            .chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' })
+            .collect();
+        out.replace_range(at..end, &blank);
+        from = end;
+    }
+    out
 }
 
 fn collect_rs(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -175,7 +258,7 @@ fn source(path: &str, text: &str) -> Source {
     Source {
         path: path.to_string(),
         modules,
-        code: strip(text),
+        code: without_inline_tests(&strip(text)),
     }
 }
 

@@ -142,16 +142,29 @@ pub fn kept_old_data_dirs(lab: &Lab, i: usize) -> Output {
     )
 }
 
-/// `apply --auto-approve EXTRA` that must succeed, with `env` added, and
-/// run no step its plan did not show (every lab scenario checks that the
-/// plan is complete).
+/// `apply --auto-approve EXTRA` that must succeed, with `env` added: the
+/// one helper every lab test applies with. It checks that apply ends with
+/// a fresh plan showing no changes (or with nothing to do; with `--force`,
+/// nodes that could not be planned may be left), and that it ran no step
+/// its plan did not show (every lab scenario checks that the plan is
+/// complete).
 #[track_caller]
 pub fn apply_ok_env(lab: &Lab, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let may_follow = known_after_apply(lab, extra, env);
     let mut args = vec!["apply", "--auto-approve"];
     args.extend_from_slice(extra);
+    let started = Instant::now();
     let out = pgrepl_env(lab, &args, env);
+    eprintln!("apply took {:.1}s", started.elapsed().as_secs_f64());
     assert_eq!(out.status.code(), Some(0), "apply failed:\n{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("A fresh plan shows no changes")
+            || stdout.contains("No changes.")
+            || (extra.contains(&"--force") && stdout.contains("left for a later apply")),
+        "apply did not end with an empty plan:\n{}",
+        text(&out)
+    );
     // The plan is the whole truth: apply runs only the steps it showed, and
     // on the nodes whose plan said so, what is known only after apply.
     let unplanned = unplanned_steps(&out, &may_follow);

@@ -7,18 +7,14 @@ use std::time::Duration;
 
 use crate::lab::Lab;
 use crate::support::{
-    edit_config, kept_old_data_dirs, pgrepl, plan_is_empty, sender_of, set_primary, text, wait_for,
+    apply_ok, edit_config, kept_old_data_dirs, pgrepl, plan_is_empty, sender_of, set_primary, text,
+    wait_for,
 };
 
 fn apply(lab: &Lab, extra: &[&str]) -> Output {
     let mut args = vec!["apply", "--auto-approve"];
     args.extend_from_slice(extra);
     pgrepl(lab, &args)
-}
-
-#[track_caller]
-fn apply_ok(lab: &Lab, extra: &[&str]) -> String {
-    text(&crate::support::apply_ok(lab, extra))
 }
 
 /// Writes through whichever node accepts writes, recording every committed id.
@@ -51,13 +47,12 @@ fn ids_on(lab: &Lab, i: usize) -> std::collections::HashSet<i64> {
 }
 
 #[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
 fn switchover_under_write_load_loses_nothing_and_back_again() {
-    let Some(lab) = Lab::for_test(
+    let lab = Lab::for_test(
         "switchover_under_write_load_loses_nothing_and_back_again",
         3,
-    ) else {
-        return;
-    };
+    );
     apply_ok(&lab, &[]);
     for (from, to) in [(1usize, 2usize), (2, 1)] {
         let stop = Arc::new(AtomicBool::new(false));
@@ -77,7 +72,7 @@ fn switchover_under_write_load_loses_nothing_and_back_again() {
             let shown = text(&plan);
             assert!(shown.contains("cluster.primary"), "{shown}");
             assert!(shown.contains("switchover"), "{shown}");
-            let out = apply_ok(&lab, &[]);
+            let out = text(&apply_ok(&lab, &[]));
             assert!(
                 !out.contains("pg_rewind:"),
                 "a clean switchover needs no pg_rewind:\n{out}"
@@ -129,10 +124,9 @@ fn switchover_under_write_load_loses_nothing_and_back_again() {
 }
 
 #[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
 fn failover_then_the_diverged_old_primary_is_rewound() {
-    let Some(lab) = Lab::for_test("failover_then_the_diverged_old_primary_is_rewound", 3) else {
-        return;
-    };
+    let lab = Lab::for_test("failover_then_the_diverged_old_primary_is_rewound", 3);
     apply_ok(&lab, &[]);
     lab.cut(1);
     set_primary(&lab, "node2");
@@ -160,7 +154,7 @@ fn failover_then_the_diverged_old_primary_is_rewound() {
     lab.heal(1);
     // status calls it what it is, and unhealthy.
     let st = pgrepl(&lab, &["status", "--json"]);
-    assert_eq!(st.status.code(), Some(1), "{}", text(&st));
+    assert_eq!(st.status.code(), Some(3), "{}", text(&st));
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("json");
     let n1 = v["nodes"]
         .as_array()
@@ -177,7 +171,7 @@ fn failover_then_the_diverged_old_primary_is_rewound() {
     assert!(shown.contains("on timeline 1"), "{shown}");
     assert!(shown.contains("discarded"), "{shown}");
     assert!(shown.contains("pg_rewind"), "{shown}");
-    let out = apply_ok(&lab, &[]);
+    let out = text(&apply_ok(&lab, &[]));
     assert!(out.contains("by pg_rewind"), "{out}");
     // What pg_rewind discarded is kept beside the data directory: the
     // split-brain rows are in timeline 1's WAL there.
@@ -229,13 +223,12 @@ fn failover_then_the_diverged_old_primary_is_rewound() {
 }
 
 #[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
 fn a_lagging_failover_candidate_needs_allow_data_loss_and_the_standby_ahead_is_rewound() {
-    let Some(lab) = Lab::for_test(
+    let lab = Lab::for_test(
         "a_lagging_failover_candidate_needs_allow_data_loss_and_the_standby_ahead_is_rewound",
         3,
-    ) else {
-        return;
-    };
+    );
     apply_ok(&lab, &[]);
     edit_config(
         &lab,
@@ -272,7 +265,7 @@ fn a_lagging_failover_candidate_needs_allow_data_loss_and_the_standby_ahead_is_r
     assert!(text(&out).contains("nothing was changed"), "{}", text(&out));
     assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "t");
     // With the loss accepted: node2 is promoted, node3 (ahead) is rewound.
-    let out = apply_ok(&lab, &["--force", "--allow-data-loss"]);
+    let out = text(&apply_ok(&lab, &["--force", "--allow-data-loss"]));
     assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "f");
     assert!(out.contains("node3.timeline"), "{out}");
     assert!(out.contains("by pg_rewind"), "{out}");
@@ -296,18 +289,25 @@ fn a_lagging_failover_candidate_needs_allow_data_loss_and_the_standby_ahead_is_r
 }
 
 #[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
 fn without_wal_log_hints_the_diverged_node_gets_a_base_backup_and_is_kept() {
-    let Some(lab) = Lab::for_test(
+    let lab = Lab::for_test(
         "without_wal_log_hints_the_diverged_node_gets_a_base_backup_and_is_kept",
         2,
-    ) else {
-        return;
-    };
+    );
     let path = lab.config_path();
     let cfg = std::fs::read_to_string(&path)
         .expect("config")
         .replace("wal_log_hints = true", "wal_log_hints = false");
     std::fs::write(&path, cfg).expect("config");
+    // Data checksums serve pg_rewind as wal_log_hints does; initdb turns
+    // them on from PostgreSQL 18. Without both, only a base backup works.
+    if lab.sql(1, "SHOW data_checksums") == "on" {
+        lab.stop(1);
+        let out = lab.exec(1, &["pg_checksums", "--disable", "-D", &lab.data_dir()]);
+        assert!(out.status.success(), "{}", text(&out));
+        lab.start(1);
+    }
     apply_ok(&lab, &[]);
     lab.cut(1);
     set_primary(&lab, "node2");

@@ -314,6 +314,7 @@ fn missing_node(cfg: &Config, name: &str) -> NodeState {
         building_bytes: None,
         managers: Vec::new(),
         slots_on_disk: None,
+        stale_clusters: Vec::new(),
         preload: None,
     });
     n
@@ -347,7 +348,7 @@ fn running_node(cfg: &Config, name: &str, converged: bool) -> NodeState {
     files.hba_conf = Some(hba_conf);
     files.auto_conf = Some(auto_conf(&settings));
     if converged && standby {
-        files.passfile_sha256 = Some(desired::passfile_digest(cfg));
+        files.passfile_sha256 = Some(desired::passfile_digest(cfg, &cfg.nodes[name]));
         files.passfile_mode = Some("600".into());
     }
     let mut roles = IndexMap::new();

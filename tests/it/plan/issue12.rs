@@ -420,3 +420,81 @@ fn a_switchover_counts_what_the_candidate_has_not_replayed() {
         s.reason
     );
 }
+
+// ---- case 9: what a rename or a removal leaves behind is said, and removed
+
+/// A renamed cluster: the passfile and lock the former name left beside a
+/// data directory go, last, after the standby's recovery settings name the
+/// new passfile and were reloaded.
+#[test]
+fn a_former_cluster_names_files_are_removed_after_the_new_passfile_is_in_use() {
+    let cfg = load(&orders_text("").replace("name = \"orders\"", "name = \"shop\""));
+    let mut obs = converged(&cfg);
+    let files = builder::files;
+    files(&mut obs, "db1").stale_clusters = vec!["orders".into()];
+    files(&mut obs, "db2").stale_clusters = vec!["orders".into()];
+    files(&mut obs, "db2").passfile_sha256 = None;
+    let plan = diff::plan(&cfg, &obs);
+    assert_eq!(
+        steps(&plan),
+        [
+            "~ db2.recovery write_recovery",
+            "~ db2.service reload",
+            "- db1.cluster_files.orders remove_cluster_files",
+            "- db2.cluster_files.orders remove_cluster_files",
+        ]
+    );
+    let step = &plan.changes[3];
+    assert_eq!(
+        step.op,
+        pgrepl::plan::Op::RemoveClusterFiles {
+            cluster: "orders".into(),
+            paths: [
+                "/var/lib/postgresql/15/.pgrepl-orders.pgpass",
+                "/var/lib/postgresql/15/.pgrepl-orders.lock",
+                "/var/lib/postgresql/15/.pgrepl-orders.lock.holder",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    );
+    let text = shown(&plan);
+    assert!(
+        text.contains("former cluster name: its passfile holds passwords"),
+        "{text}"
+    );
+    // --target db2.cluster_files.orders brings the recovery change along.
+    let targeted = plan
+        .clone()
+        .restrict_to(&["db2.cluster_files.orders".to_string()]);
+    assert_eq!(
+        steps(&targeted),
+        [
+            "~ db2.recovery write_recovery",
+            "~ db2.service reload",
+            "- db2.cluster_files.orders remove_cluster_files",
+        ]
+    );
+}
+
+/// A node taken out of the file keeps streaming through its slot: the plan
+/// says so instead of staying silent about the slot it leaves behind.
+#[test]
+fn a_node_removed_from_the_file_that_still_streams_is_warned_about() {
+    let all = orders("");
+    let obs_all = converged(&all);
+    let cfg = load(&orders_text("").replace("[nodes.db3]\nhost = \"10.0.2.12\"\n", ""));
+    let mut obs = converged(&cfg);
+    // db1 still serves db3 as before: its slot, its walsender.
+    let was = obs_all.nodes["db1"].server.clone().expect("db1 server");
+    let s = server(&mut obs, "db1");
+    s.slots = was.slots.clone();
+    s.replication = was.replication.clone();
+    let plan = diff::plan(&cfg, &obs);
+    assert!(plan.changes.is_empty(), "{:?}", steps(&plan));
+    let w = warnings(&plan);
+    assert!(
+        w.contains("slot db3 is not in the file, yet a standby named db3 (from 10.0.2.12) streams through it"),
+        "{w}"
+    );
+}
