@@ -1,4 +1,7 @@
-//! Changes -> ordered steps, and their rendering as text and JSON. Pure.
+//! The plan: ordered steps, built by `step` (one builder per kind, every
+//! address), cut down by `--target` (`target.rs`), rendered as text and
+//! JSON (`render`). Pure, and a leaf of the core: it imports nothing of
+//! pgrepl but `text`.
 //!
 //! A `Step` is one line of the plan and one action of apply: its address
 //! and old -> new value for people, its `Op` for the executor.
