@@ -3,16 +3,14 @@
 //! a second round trip on a server that preloads repmgr, to look for repmgrd).
 //! Read-only: `SELECT`/`SHOW`, file reads, `pg_controldata`, `test -e`.
 
-pub mod model;
-pub mod parse;
-
 use std::time::Instant;
 
 use anyhow::Context;
 use indexmap::IndexMap;
 use tokio_postgres::Client;
 
-pub use model::*;
+pub use crate::digest::digest;
+pub use crate::observed::*;
 
 use crate::config::{Config, Node};
 use crate::transport::NodeSession;
@@ -580,15 +578,4 @@ fn custom_setting_names(node: &Node) -> Vec<String> {
         .filter(|n| crate::guc::is_custom_name(n))
         .cloned()
         .collect()
-}
-
-/// A short, one-way fingerprint (FNV-1a 64) of a verifier: enough to notice a
-/// change for plan staleness, useless to recover anything.
-pub fn digest(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
 }

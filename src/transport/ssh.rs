@@ -19,19 +19,7 @@ use tokio::time::{timeout, timeout_at};
 
 use super::quote::command_line;
 use crate::config::{KnownHosts, Node};
-
-/// Why a node could not be reached, each with its own next step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Unreachable {
-    Dns,
-    Refused,
-    NoRoute,
-    Timeout,
-    Auth,
-    HostKey,
-    Other,
-}
+pub use crate::observed::Unreachable;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectError {
@@ -225,7 +213,7 @@ fn control_dir() -> Option<PathBuf> {
 /// never reuses a connection made under other settings.
 fn master_key(node: &Node) -> String {
     let s = &node.ssh;
-    crate::gather::digest(&format!(
+    crate::digest::digest(&format!(
         "{}@{}:{}|{:?}|{:?}|{:?}",
         s.user, node.host, s.port, s.identity_file, s.known_hosts_file, s.known_hosts
     ))

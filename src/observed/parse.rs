@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use indexmap::IndexMap;
 
-use super::model::{ControlData, DataDir, FileFacts, Lsn, Manager, ManagerFacts, PreloadCheck};
+use super::{ControlData, DataDir, FileFacts, Lsn, Manager, ManagerFacts, PreloadCheck};
 
 /// The read-only script run on each node:
 /// `sh -c SCRIPT pgrepl DATA_DIR BIN_DIR CONF_DIR PASSFILE [MODE [LIBRARIES]]`,
