@@ -20,6 +20,7 @@ pub mod digest;
 pub mod gather;
 pub mod guc;
 pub mod manager;
+pub mod node;
 pub mod observed;
 pub mod plan;
 pub mod scram;

@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 use crate::config::{Config, Node, Service};
 use crate::desired::{self, HBA_BEGIN};
 use crate::diff::sql_literal;
+use crate::node::{Node as Remote, scripts};
 use crate::plan::{Op, RoleKind, Step};
 use crate::scram;
 use crate::transport::NodeSession;
@@ -38,12 +39,13 @@ impl Ctx<'_> {
         self.session.pg_client(pg.port, &pg.socket_dir).await
     }
 
+    /// This step's node, reached through its session.
+    fn here(&self) -> Remote<'_> {
+        Remote::new(self.node, self.session)
+    }
+
     async fn run_ok(&self, argv: &[&str], what: &str) -> anyhow::Result<String> {
-        let out = self.session.run(argv).await?;
-        if !out.success() {
-            bail!("{what} failed ({}): {}", out.exit(), out.stderr.trim());
-        }
-        Ok(out.stdout)
+        self.here().run_ok(argv, what).await
     }
 
     async fn run_stdin_ok(
@@ -52,18 +54,7 @@ impl Ctx<'_> {
         stdin: &[u8],
         what: &str,
     ) -> anyhow::Result<String> {
-        let out = self
-            .session
-            .run_with_stdin(
-                argv,
-                Some(stdin),
-                crate::transport::ssh::DEFAULT_COMMAND_TIMEOUT,
-            )
-            .await?;
-        if !out.success() {
-            bail!("{what} failed ({}): {}", out.exit(), out.stderr.trim());
-        }
-        Ok(out.stdout)
+        self.here().run_stdin_ok(argv, stdin, what).await
     }
 
     fn log_file(&self) -> String {
@@ -194,10 +185,10 @@ async fn set_setting(ctx: &mut Ctx<'_>, name: &str, sql_value: &str) -> anyhow::
 /// ALTER SYSTEM would (which needs a running server).
 async fn set_setting_offline(ctx: &mut Ctx<'_>, name: &str, value: &str) -> anyhow::Result<String> {
     let name = guc_ident(name)?;
-    if server_runs(ctx.session, ctx.node).await? {
+    if server_runs(ctx.here()).await? {
         bail!("the server runs now, so {name} is not written offline; plan again");
     }
-    write_auto_conf_offline(ctx.session, ctx.node, &[(name, value)], false).await?;
+    write_auto_conf_offline(ctx.here(), &[(name, value)], false).await?;
     Ok(format!(
         "{name} = {} in postgresql.auto.conf (server stopped)",
         crate::gather::parse::conf_quote(value)
@@ -205,33 +196,19 @@ async fn set_setting_offline(ctx: &mut Ctx<'_>, name: &str, value: &str) -> anyh
 }
 
 /// `pg_ctl status`: whether a postmaster serves the node's data directory.
-async fn server_runs(session: &NodeSession, node: &Node) -> anyhow::Result<bool> {
-    let pg_ctl = format!("{}/pg_ctl", node.postgres.bin_dir);
-    Ok(session
-        .run(&[&pg_ctl, "status", "-D", &node.postgres.data_dir])
+async fn server_runs(node: Remote<'_>) -> anyhow::Result<bool> {
+    let pg_ctl = node.bin("pg_ctl");
+    Ok(node
+        .run(&[&pg_ctl, "status", "-D", &node.spec.postgres.data_dir])
         .await?
         .code
         == Some(0))
 }
 
-/// Replaces the lines of postgresql.auto.conf that set `$3` (an extended
-/// regular expression of the names) with the `name = value` lines that
-/// follow, atomically; `$2` = 1 also creates standby.signal (after the
-/// settings, so a standby.signal never exists without them).
-const AUTO_CONF_OFFLINE: &str = r#"D=$1; SIG=$2; NAMES=$3; shift 3
-A="$D/postgresql.auto.conf"
-T="$A.pgrepl-new"
-{ [ -f "$A" ] && grep -v -i -E "^[[:space:]]*($NAMES)[[:space:]]*=" "$A"
-  while [ $# -ge 2 ]; do printf '%s = %s\n' "$1" "$2"; shift 2; done; } > "$T" || exit 1
-chmod 600 "$T" && mv -f "$T" "$A" || exit 1
-if [ "$SIG" = 1 ]; then touch "$D/standby.signal" || exit 1; fi
-exit 0"#;
-
 /// Writes settings into a stopped server's postgresql.auto.conf, each
 /// value quoted by the one rule PostgreSQL's config parser reads back.
 async fn write_auto_conf_offline(
-    session: &NodeSession,
-    node: &Node,
+    remote: Remote<'_>,
     settings: &[(&str, &str)],
     standby_signal: bool,
 ) -> anyhow::Result<()> {
@@ -244,24 +221,20 @@ async fn write_auto_conf_offline(
         .iter()
         .map(|(n, v)| (n.to_string(), crate::gather::parse::conf_quote(v)))
         .collect();
-    let mut argv: Vec<&str> = vec![
-        "sh",
-        "-c",
-        AUTO_CONF_OFFLINE,
-        "pgrepl-auto-conf",
-        &node.postgres.data_dir,
+    let mut args: Vec<&str> = vec![
+        &remote.spec.postgres.data_dir,
         if standby_signal { "1" } else { "0" },
         &names,
     ];
     for (n, v) in &quoted {
-        argv.push(n);
-        argv.push(v);
+        args.push(n);
+        args.push(v);
     }
-    let out = session.run(&argv).await?;
+    let out = remote.script(scripts::AUTO_CONF_OFFLINE, &args).await?;
     if !out.success() {
         bail!(
             "{}: writing postgresql.auto.conf failed ({}): {}",
-            node.name,
+            remote.name(),
             out.exit(),
             out.stderr.trim()
         );
@@ -342,36 +315,8 @@ async fn restart(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
 }
 
 async fn service(ctx: &mut Ctx<'_>, verb: &str) -> anyhow::Result<String> {
-    control(ctx.session, ctx.node, verb).await
+    control(ctx.here(), verb).await
 }
-
-/// pg_ctl without its 100 ms polling: `sh -c PG_CTL pgrepl B D W VERB LOG`.
-/// A stop watches postmaster.pid every 10 ms, as `pg_ctl stop -w` does ten
-/// times a second: done when the file is gone or its process is, failed
-/// after W seconds (by the clock, /proc/uptime). A start returns at once and
-/// pgrepl polls for connections. A restart is pg_ctl's own, which keeps the
-/// server's previous options (postmaster.opts), without waiting for the start.
-const PG_CTL: &str = r#"B=$1; D=$2; W=$3; V=$4; L=$5
-case $V in
-restart)
-  # A server pgrepl started once with other values (-c pgrepl.once=1):
-  # pg_ctl restart would keep them; a stop and a plain start drop them.
-  if grep -q 'pgrepl\.once=1' "$D/postmaster.opts" 2>/dev/null; then
-    "$B/pg_ctl" stop -D "$D" -m fast -w -t "$W" || exit
-    exec "$B/pg_ctl" start -D "$D" -W -l "$L"
-  fi
-  exec "$B/pg_ctl" restart -D "$D" -m fast -W -l "$L" ;;
-start) exec "$B/pg_ctl" start -D "$D" -W -l "$L" ;;
-esac
-pid=; read -r pid 2>/dev/null <"$D/postmaster.pid"
-"$B/pg_ctl" stop -D "$D" -m fast -W || exit
-read -r up _ </proc/uptime; until=$(( ${up%.*} + W ))
-while [ -e "$D/postmaster.pid" ]; do
-  case $pid in ''|*[!0-9]*) ;; *) kill -0 "$pid" 2>/dev/null || exit 0 ;; esac
-  read -r up _ </proc/uptime
-  [ "${up%.*}" -ge "$until" ] && { echo "pg_ctl: server does not shut down within ${W}s" >&2; exit 1; }
-  sleep 0.01
-done"#;
 
 /// Starts, stops or restarts PostgreSQL on `node` through its `service`;
 /// the one place that knows pg_ctl, systemd and pg_ctlcluster.
@@ -379,23 +324,14 @@ done"#;
 /// With pg_ctl, a start does not use `-w` (which looks ten times a second):
 /// pgrepl tries a connection every 20 ms instead, and returns once the
 /// server accepts it (a hot standby: once it is consistent).
-async fn control(session: &NodeSession, node: &Node, verb: &str) -> anyhow::Result<String> {
+async fn control(remote: Remote<'_>, verb: &str) -> anyhow::Result<String> {
+    let node = remote.spec;
     let pg = &node.postgres;
     let wait = PG_CTL_WAIT_S.to_string();
     let log = log_file_of(node);
     let argv: Vec<&str> = match &pg.service {
         // -l: without it the server keeps the SSH channel open and the command never returns.
-        Service::PgCtl => vec![
-            "sh",
-            "-c",
-            PG_CTL,
-            "pgrepl-pg_ctl",
-            &pg.bin_dir,
-            &pg.data_dir,
-            &wait,
-            verb,
-            &log,
-        ],
+        Service::PgCtl => scripts::PG_CTL.argv(&[&pg.bin_dir, &pg.data_dir, &wait, verb, &log]),
         Service::Systemd(unit) => vec!["sudo", "-n", "systemctl", verb, unit],
         Service::PgCtlCluster(c) => {
             let (v, n) = c.split_once('/').unwrap_or((c, "main"));
@@ -417,7 +353,7 @@ async fn control(session: &NodeSession, node: &Node, verb: &str) -> anyhow::Resu
             }
         }
     };
-    let out = session
+    let out = remote
         .run_with_stdin(&argv, None, Duration::from_secs(PG_CTL_WAIT_S + 30))
         .await?;
     let mut failure = (!out.success()).then(|| {
@@ -429,13 +365,10 @@ async fn control(session: &NodeSession, node: &Node, verb: &str) -> anyhow::Resu
         )
     });
     if failure.is_none() && matches!(pg.service, Service::PgCtl) && verb != "stop" {
-        failure = wait_accepting(session, node)
-            .await
-            .err()
-            .map(|e| format!("{e:#}"));
+        failure = wait_accepting(remote).await.err().map(|e| format!("{e:#}"));
     }
     if let Some(failure) = failure {
-        let tail = session
+        let tail = remote
             .run(&["tail", "-n", "15", &log])
             .await
             .map(|o| o.stdout)
@@ -459,21 +392,20 @@ async fn control(session: &NodeSession, node: &Node, verb: &str) -> anyhow::Resu
 /// Polls every 20 ms until the server accepts a connection, for at most
 /// `PG_CTL_WAIT_S`; every half second, checks that the postmaster still
 /// lives, so a server that fails to start is reported at once.
-async fn wait_accepting(session: &NodeSession, node: &Node) -> anyhow::Result<()> {
+async fn wait_accepting(remote: Remote<'_>) -> anyhow::Result<()> {
+    let node = remote.spec;
     let pg = &node.postgres;
-    let pg_ctl = format!("{}/pg_ctl", pg.bin_dir);
+    let pg_ctl = remote.bin("pg_ctl");
     let started = Instant::now();
     let deadline = started + Duration::from_secs(PG_CTL_WAIT_S);
     let mut last_check = started;
     let mut last_error = String::new();
     while Instant::now() < deadline {
-        match session.pg_client(pg.port, &pg.socket_dir).await {
+        match remote.pg_client().await {
             Ok(client) if client.simple_query("SELECT 1").await.is_ok() => {
                 // The server that answered is the one just started (another
                 // cluster on the same socket would answer too).
-                let status = session
-                    .run(&[&pg_ctl, "status", "-D", &pg.data_dir])
-                    .await?;
+                let status = remote.run(&[&pg_ctl, "status", "-D", &pg.data_dir]).await?;
                 if status.code == Some(0) {
                     return Ok(());
                 }
@@ -490,9 +422,7 @@ async fn wait_accepting(session: &NodeSession, node: &Node) -> anyhow::Result<()
         }
         if last_check.elapsed() >= Duration::from_millis(500) {
             last_check = Instant::now();
-            let status = session
-                .run(&[&pg_ctl, "status", "-D", &pg.data_dir])
-                .await?;
+            let status = remote.run(&[&pg_ctl, "status", "-D", &pg.data_dir]).await?;
             if matches!(status.code, Some(3) | Some(4)) {
                 bail!(
                     "{}: PostgreSQL exited while starting ({last_error})",
@@ -514,23 +444,11 @@ async fn wait_accepting(session: &NodeSession, node: &Node) -> anyhow::Result<()
     )
 }
 
-/// `pg_ctl status`'s exit code, then `standby` when standby.signal exists.
-const START_CHECK: &str = r#"B=$1; D=$2
-"$B/pg_ctl" status -D "$D" >/dev/null 2>&1; r=$?
-if [ -e "$D/standby.signal" ]; then echo "$r standby"; else echo "$r"; fi"#;
-
 async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
     let pg = &ctx.node.postgres;
     let check = ctx
         .run_ok(
-            &[
-                "sh",
-                "-c",
-                START_CHECK,
-                "pgrepl-start",
-                &pg.bin_dir,
-                &pg.data_dir,
-            ],
+            &scripts::STATUS.argv(&[&pg.bin_dir, &pg.data_dir]),
             "checking whether PostgreSQL runs",
         )
         .await?;
@@ -711,11 +629,11 @@ async fn start_once_with(
 ) -> anyhow::Result<String> {
     let me = ctx.node.name.clone();
     let pg = &ctx.node.postgres;
-    if server_runs(ctx.session, ctx.node).await? {
+    if server_runs(ctx.here()).await? {
         return start(ctx).await;
     }
     let sig = format!("{}/standby.signal", pg.data_dir);
-    if ctx.session.run(&["test", "-e", &sig]).await?.code != Some(0) {
+    if ctx.here().run(&["test", "-e", &sig]).await?.code != Some(0) {
         bail!("{me} has no standby.signal: not starting it; plan again");
     }
     let opts = once_options(once_with)?;
@@ -727,16 +645,9 @@ async fn start_once_with(
     let wait = PG_CTL_WAIT_S.to_string();
     let log = ctx.log_file();
     let argv: Vec<&str> = match &pg.service {
-        Service::PgCtl => vec![
-            "sh",
-            "-c",
-            r#"exec "$1/pg_ctl" start -D "$2" -W -l "$3" -o "$4""#,
-            "pgrepl-start-once",
-            &pg.bin_dir,
-            &pg.data_dir,
-            &log,
-            &opts,
-        ],
+        Service::PgCtl => {
+            scripts::PG_CTL.argv(&[&pg.bin_dir, &pg.data_dir, &wait, "start-once", &log, &opts])
+        }
         Service::PgCtlCluster(c) => {
             let (v, n) = c.split_once('/').unwrap_or((c, "main"));
             vec![
@@ -758,7 +669,7 @@ async fn start_once_with(
         ),
     };
     let out = ctx
-        .session
+        .here()
         .run_with_stdin(&argv, None, Duration::from_secs(PG_CTL_WAIT_S + 30))
         .await?;
     let mut failure = (!out.success()).then(|| {
@@ -769,14 +680,14 @@ async fn start_once_with(
         )
     });
     if failure.is_none() && matches!(pg.service, Service::PgCtl) {
-        failure = wait_accepting(ctx.session, ctx.node)
+        failure = wait_accepting(ctx.here())
             .await
             .err()
             .map(|e| format!("{e:#}"));
     }
     if let Some(failure) = failure {
         let tail = ctx
-            .session
+            .here()
             .run(&["tail", "-n", "15", &log])
             .await
             .map(|o| o.stdout)
@@ -792,7 +703,7 @@ async fn start_once_with(
     // and apply's next round restarts it, after the primary's.
     // pg_control's values are not in SQL: pg_controldata reads them from
     // the running server's file.
-    let recorded = controldata(ctx.session, ctx.node).await?.recorded_settings;
+    let recorded = controldata(ctx.here()).await?.recorded_settings;
     let client = ctx.client().await?;
     // The values the next start takes: the files' last line for each name.
     let rows = bounded(
@@ -825,7 +736,7 @@ async fn start_once_with(
             still_low.join(", ")
         ));
     }
-    control(ctx.session, ctx.node, "stop").await?;
+    control(ctx.here(), "stop").await?;
     let started = start(ctx).await?;
     Ok(format!(
         "started once with {shown}; {caught_up}; stopped; {started} with its own values"
@@ -859,7 +770,7 @@ pub async fn wait_streaming(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     }
     let log = ctx.log_file();
     let tail = ctx
-        .session
+        .here()
         .run(&["tail", "-n", "10", &log])
         .await
         .map(|o| o.stdout)
@@ -870,12 +781,6 @@ pub async fn wait_streaming(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     )
 }
 
-const WRITE_FILE: &str = r#"F=$1
-T="$F.pgrepl-new"
-cat > "$T" || exit 1
-if [ -e "$F" ]; then chmod --reference="$F" "$T" && cp -p "$F" "$F.pgrepl-bak" || exit 1; fi
-mv -f "$T" "$F""#;
-
 async fn write_hba(ctx: &mut Ctx<'_>, path: &str, content: &str) -> anyhow::Result<String> {
     if !content.lines().any(|l| l.starts_with(HBA_BEGIN)) {
         bail!("refusing to write a pg_hba.conf without pgrepl's block");
@@ -885,7 +790,7 @@ async fn write_hba(ctx: &mut Ctx<'_>, path: &str, content: &str) -> anyhow::Resu
         return Ok("already in place".into());
     }
     ctx.run_stdin_ok(
-        &["sh", "-c", WRITE_FILE, "pgrepl-write", path],
+        &scripts::WRITE_FILE.argv(&[path]),
         content.as_bytes(),
         "writing pg_hba.conf",
     )
@@ -1039,15 +944,10 @@ async fn create_slot(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<String> {
     Ok(format!("created slot {name}"))
 }
 
-const WRITE_PASSFILE: &str = r#"F=$1
-umask 077
-T="$F.pgrepl-new"
-cat > "$T" && chmod 600 "$T" && mv -f "$T" "$F""#;
-
 async fn write_passfile(ctx: &Ctx<'_>, path: &str) -> anyhow::Result<()> {
     let content = desired::passfile_content(ctx.cfg, ctx.node);
     ctx.run_stdin_ok(
-        &["sh", "-c", WRITE_PASSFILE, "pgrepl-passfile", path],
+        &scripts::WRITE_PASSFILE.argv(&[path]),
         content.as_bytes(),
         "writing the passfile",
     )
@@ -1071,15 +971,11 @@ async fn base_backup(
     // an interrupted backup never leaves a half-filled data directory; the
     // leftover of an earlier interrupted attempt is moved aside, not deleted.
     let prepare = ctx
-        .session
-        .run(&[
-            "sh",
-            "-c",
-            &format!("{STOP_ORPHANS}{PREPARE_BASE_BACKUP}"),
-            "pgrepl-prepare",
-            &dd,
-            &crate::apply::utc_now(),
-        ])
+        .here()
+        .script(
+            scripts::PREPARE_BASE_BACKUP,
+            &[&dd, &crate::apply::utc_now()],
+        )
         .await?;
     let target = match prepare.stdout.trim() {
         "direct" => dd.clone(),
@@ -1123,7 +1019,7 @@ async fn base_backup(
     let started = Instant::now();
     let mut last_shown = Instant::now() - Duration::from_secs(10);
     let out = ctx
-        .session
+        .here()
         .run_streaming(&argv, None, BASE_BACKUP_LIMIT, |line| {
             if last_shown.elapsed() >= Duration::from_millis(500) || line.contains("100%") {
                 last_shown = Instant::now();
@@ -1173,7 +1069,7 @@ async fn own_hba_offline(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     let next = crate::diff::render_hba(&current, &desired::hba_block(ctx.cfg, ctx.node));
     if next != current {
         ctx.run_stdin_ok(
-            &["sh", "-c", WRITE_FILE, "pgrepl-write", &path],
+            &scripts::WRITE_FILE.argv(&[&path]),
             next.as_bytes(),
             "writing pg_hba.conf",
         )
@@ -1181,42 +1077,6 @@ async fn own_hba_offline(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// Stops what a killed pgrepl left running on the node: a pg_basebackup or
-/// pg_rewind (by executable name) whose command line names `$1` and that
-/// sees the same file system (mount namespace) as this shell. The SSH
-/// channel's end does not stop a remote command, and an orphan writing on
-/// would race the rerun. SIGTERM, then SIGKILL after 10 s.
-const STOP_ORPHANS: &str = r#"stop_orphans() {
-  me=$(readlink /proc/$$/ns/mnt)
-  for p in /proc/[0-9]*; do
-    pid=${p#/proc/}
-    [ "$pid" = "$$" ] && continue
-    c=; read -r c 2>/dev/null <"$p/comm" || continue
-    case $c in pg_basebackup|pg_rewind) ;; *) continue ;; esac
-    [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$me" ] || continue
-    case $(tr '\000' ' ' <"$p/cmdline" 2>/dev/null) in *"$1"*) ;; *) continue ;; esac
-    echo "stopping $c (pid $pid) left running by an interrupted pgrepl" >&2
-    kill "$pid" 2>/dev/null
-    n=0
-    while kill -0 "$pid" 2>/dev/null; do
-      n=$((n + 1)); [ $n -ge 1000 ] && { kill -9 "$pid" 2>/dev/null; break; }
-      sleep 0.01
-    done
-  done
-}
-"#;
-
-/// Prints `direct` (an empty data directory exists: back up into it),
-/// `building` (none exists: back up beside it, then rename), or fails.
-/// An earlier interrupted copy in `$D.pgrepl-building` is pgrepl's own and
-/// holds nothing else (the plan showed its size): it is removed.
-const PREPARE_BASE_BACKUP: &str = r#"D=$1; TS=$2; B="$D.pgrepl-building"
-stop_orphans "$D"
-if [ -e "$B" ]; then rm -rf -- "$B" || exit 1; fi
-if [ ! -e "$D" ]; then mkdir -p "$(dirname "$D")" && echo building; exit 0; fi
-if [ -d "$D" ] && [ -z "$(ls -A "$D")" ]; then echo direct; exit 0; fi
-echo occupied"#;
 
 async fn write_recovery(
     ctx: &mut Ctx<'_>,
@@ -1229,7 +1089,7 @@ async fn write_recovery(
     }
     write_passfile(ctx, passfile).await?;
     let dd = ctx.node.postgres.data_dir.clone();
-    let running = server_runs(ctx.session, ctx.node).await?;
+    let running = server_runs(ctx.here()).await?;
     if running {
         let client = ctx.client().await?;
         client
@@ -1253,8 +1113,7 @@ async fn write_recovery(
         Ok("ALTER SYSTEM primary_conninfo, primary_slot_name; standby.signal; passfile".into())
     } else {
         write_auto_conf_offline(
-            ctx.session,
-            ctx.node,
+            ctx.here(),
             &[("primary_conninfo", conninfo), ("primary_slot_name", slot)],
             true,
         )
@@ -1296,15 +1155,6 @@ async fn drop_slot(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<String> {
     }
 }
 
-/// `sh -c REMOVE_CLUSTER_FILES pgrepl LOCK FILE...`: removes the files
-/// unless LOCK (if it exists) is held by a live apply.
-const REMOVE_CLUSTER_FILES: &str = r#"L=$1; shift
-if [ -e "$L" ]; then
-  exec 9>>"$L" || exit 71
-  flock -n 9 || { echo "its lock is held: $(cat "$L.holder" 2>/dev/null)" >&2; exit 75; }
-fi
-rm -f -- "$@""#;
-
 async fn remove_cluster_files(
     ctx: &mut Ctx<'_>,
     cluster: &str,
@@ -1322,10 +1172,13 @@ async fn remove_cluster_files(
         .iter()
         .find(|p| p.ends_with(".lock"))
         .map_or("", String::as_str);
-    let mut argv = vec!["sh", "-c", REMOVE_CLUSTER_FILES, "pgrepl-remove", lock];
-    argv.extend(paths.iter().map(String::as_str));
-    ctx.run_ok(&argv, &format!("removing cluster {cluster}'s files"))
-        .await?;
+    let mut args = vec![lock];
+    args.extend(paths.iter().map(String::as_str));
+    ctx.run_ok(
+        &scripts::REMOVE_CLUSTER_FILES.argv(&args),
+        &format!("removing cluster {cluster}'s files"),
+    )
+    .await?;
     Ok(format!("removed cluster {cluster}'s passfile and lock"))
 }
 
@@ -1338,22 +1191,19 @@ fn log_file_of(node: &Node) -> String {
 }
 
 /// `pg_controldata` of a stopped node: (cluster state, latest checkpoint).
-async fn controldata(
-    session: &NodeSession,
-    node: &Node,
-) -> anyhow::Result<crate::gather::ControlData> {
-    let out = session
+async fn controldata(remote: Remote<'_>) -> anyhow::Result<crate::gather::ControlData> {
+    let out = remote
         .run(&[
             "env",
             "LC_ALL=C",
-            &format!("{}/pg_controldata", node.postgres.bin_dir),
-            &node.postgres.data_dir,
+            &remote.bin("pg_controldata"),
+            &remote.spec.postgres.data_dir,
         ])
         .await?;
     if !out.success() {
         bail!(
             "{}: pg_controldata failed: {}",
-            node.name,
+            remote.name(),
             out.stderr.trim()
         );
     }
@@ -1414,15 +1264,15 @@ async fn set_sync_names(client: &Client, names: Option<&str>) -> anyhow::Result<
 /// Starts the old primary again as the primary, after a failure before the
 /// promotion. It must not carry standby.signal (then it was never the primary
 /// of this switchover).
-async fn start_old_primary(session: &NodeSession, old: &Node) -> anyhow::Result<()> {
-    let sig = format!("{}/standby.signal", old.postgres.data_dir);
-    if session.run(&["test", "-e", &sig]).await?.code == Some(0) {
+async fn start_old_primary(old: Remote<'_>) -> anyhow::Result<()> {
+    let sig = format!("{}/standby.signal", old.spec.postgres.data_dir);
+    if old.run(&["test", "-e", &sig]).await?.code == Some(0) {
         bail!(
             "{}: has standby.signal; not starting it as the primary",
-            old.name
+            old.name()
         );
     }
-    control(session, old, "start").await?;
+    control(old, "start").await?;
     Ok(())
 }
 
@@ -1449,19 +1299,20 @@ async fn switchover(
     let Some((old, old_session)) = ctx.peer.take() else {
         bail!("the switchover needs a connection to the old primary {from}");
     };
+    let old_node = Remote::new(old, old_session);
     let candidate_client = ctx.client().await?;
     if !in_recovery(&candidate_client).await? {
         return Ok(format!("{me} is already the primary"));
     }
-    let mut old_runs = server_runs(old_session, old).await?;
+    let mut old_runs = server_runs(old_node).await?;
     if !old_runs {
-        let cd = controldata(old_session, old).await?;
+        let cd = controldata(old_node).await?;
         let has_it = match (cd.state.as_str(), cd.checkpoint_lsn) {
             ("shut down", Some(lsn)) => received_past(&candidate_client, lsn).await?,
             _ => false,
         };
         if !has_it {
-            start_old_primary(old_session, old).await.with_context(|| {
+            start_old_primary(old_node).await.with_context(|| {
                 format!("{from} is stopped ({}) and {me} lacks some of its WAL, so it must run again first", cd.state)
             })?;
             (ctx.progress)(&format!(
@@ -1541,13 +1392,13 @@ async fn switchover(
         .await?;
         drop(old_client);
         super::pause::point("switchover:before-shutdown").await;
-        control(old_session, old, "stop").await?;
+        control(old_node, "stop").await?;
         (ctx.progress)(&format!("{from} stopped (fast shutdown)"));
         super::pause::point("switchover:after-shutdown").await;
     }
     // Until pg_promote is sent, the old primary is the one to run again.
     let before_promotion = async {
-        let cd = controldata(old_session, old).await?;
+        let cd = controldata(old_node).await?;
         let (Some(shutdown_lsn), "shut down") = (cd.checkpoint_lsn, cd.state.as_str()) else {
             bail!("{from} did not shut down cleanly ({})", cd.state);
         };
@@ -1575,7 +1426,7 @@ async fn switchover(
     let shutdown_lsn = match before_promotion.await {
         Ok(lsn) => lsn,
         Err(e) => {
-            return match start_old_primary(old_session, old).await {
+            return match start_old_primary(old_node).await {
                 Ok(()) => Err(e.context(format!(
                     "nothing was promoted; {from} was started again as the primary"
                 ))),
@@ -1610,9 +1461,9 @@ async fn switchover(
     };
     let passfile = desired::passfile_path(cfg, old);
     let content = desired::passfile_content(cfg, old);
-    let out = old_session
+    let out = old_node
         .run_with_stdin(
-            &["sh", "-c", WRITE_PASSFILE, "pgrepl-passfile", &passfile],
+            &scripts::WRITE_PASSFILE.argv(&[&passfile]),
             Some(content.as_bytes()),
             crate::transport::ssh::DEFAULT_COMMAND_TIMEOUT,
         )
@@ -1621,8 +1472,7 @@ async fn switchover(
         bail!("{from}: writing the passfile failed: {}", out.stderr.trim());
     }
     write_auto_conf_offline(
-        old_session,
-        old,
+        old_node,
         &[
             ("primary_conninfo", &conninfo),
             ("primary_slot_name", &slot),
@@ -1631,7 +1481,7 @@ async fn switchover(
     )
     .await?;
     super::pause::point("switchover:before-old-start").await;
-    control(old_session, old, "start").await?;
+    control(old_node, "start").await?;
     let mut old_ctx = Ctx {
         cfg,
         node: old,
@@ -1689,35 +1539,6 @@ async fn promote(ctx: &mut Ctx<'_>, old: &str, sync_names: Option<&str>) -> anyh
     ))
 }
 
-/// Copies the WAL segments of timeline `$2` from segment `$3` on, and every
-/// timeline history file, out of `$1/pg_wal` into the new directory `$4`;
-/// prints how many segments. pg_rewind discards them. With `$5`, the
-/// segment of a clean shutdown's checkpoint (the end of WAL), nothing after
-/// it is copied; without it, segments older than `$3` itself are skipped.
-/// Either way, what is left out are recycled files waiting to be reused
-/// under a future name, not WAL this node wrote after the fork.
-const KEEP_DIVERGED_WAL: &str = r#"D=$1; T=$2; FIRST=$3; OUT=$4; LAST=${5:-}
-cd "$D/pg_wal" || exit 1
-mkdir -m 700 "$OUT" || exit 1
-fail() { rm -rf -- "$OUT"; exit 1; }
-from=$((0x${FIRST#"$T"})); n=0
-to=; [ -n "$LAST" ] && to=$((0x${LAST#"$T"}))
-for f in *; do
-  case $f in
-    *.history) cp -p -- "$f" "$OUT/" || fail ;;
-    "$T"????????????????|"$T"????????????????.partial)
-      r=${f#"$T"}; r=${r%.partial}
-      case $r in *[!0-9A-F]*) continue ;; esac
-      [ $((0x$r)) -ge "$from" ] || continue
-      [ -n "$to" ] && [ $((0x$r)) -gt "$to" ] && continue
-      [ -e "$FIRST" ] && [ "$FIRST" -nt "$f" ] && continue
-      cp -p -- "$f" "$OUT/" || fail
-      n=$((n + 1))
-      ;;
-  esac
-done
-echo "$n""#;
-
 /// Keeps the WAL a rewind discards, for the operator to inspect or replay
 /// (pg_waldump): the node's own timeline from where the source's history
 /// forked off it. The node is stopped.
@@ -1726,7 +1547,7 @@ async fn keep_diverged_wal(
     src_client: &Client,
     keep_as: &str,
 ) -> anyhow::Result<String> {
-    let control = controldata(ctx.session, ctx.node).await?;
+    let control = controldata(ctx.here()).await?;
     let timeline = match control.state.as_str() {
         "shut down in recovery" | "in archive recovery" => control
             .min_recovery_end_timeline
@@ -1757,19 +1578,15 @@ async fn keep_diverged_wal(
     };
     // As long as a copy may take: the divergence can be gigabytes.
     let out = ctx
-        .session
+        .here()
         .run_with_stdin(
-            &[
-                "sh",
-                "-c",
-                KEEP_DIVERGED_WAL,
-                "pgrepl-keep-wal",
+            &scripts::KEEP_DIVERGED_WAL.argv(&[
                 &ctx.node.postgres.data_dir,
                 &format!("{timeline:08X}"),
                 &first,
                 keep_as,
                 &last,
-            ],
+            ]),
             None,
             BASE_BACKUP_LIMIT,
         )
@@ -1803,26 +1620,20 @@ async fn rebase(
         bail!("re-basing needs a connection to the source {source}");
     };
     // Stop the diverged node (it must never run as if it were fine).
-    let running = server_runs(ctx.session, ctx.node).await?;
+    let running = server_runs(ctx.here()).await?;
     if running {
-        control(ctx.session, ctx.node, "stop").await?;
+        control(ctx.here(), "stop").await?;
         (ctx.progress)("stopped (fast shutdown)");
     }
     super::pause::point("rebase:after-stop").await;
     // A pg_rewind that started and never finished leaves this marker: the
     // directory is then only good for keeping aside.
     let marker = format!("{}.pgrepl-rewinding", dd.trim_end_matches('/'));
-    let interrupted = ctx.session.run(&["test", "-e", &marker]).await?.code == Some(0);
+    let interrupted = ctx.here().run(&["test", "-e", &marker]).await?.code == Some(0);
     let rewind = rewind && !interrupted;
     // A pg_rewind or pg_basebackup of a killed earlier run may still write here.
     ctx.run_ok(
-        &[
-            "sh",
-            "-c",
-            &format!("{STOP_ORPHANS}stop_orphans \"$1\""),
-            "pgrepl-stop-orphans",
-            &dd,
-        ],
+        &scripts::STOP_ORPHANS.argv(&[&dd]),
         "stopping what an interrupted run left running",
     )
     .await?;
@@ -1872,7 +1683,7 @@ async fn rebase(
             .await?;
         let progress = ctx.progress;
         let out = ctx
-            .session
+            .here()
             .run_streaming(
                 &[
                     &ctx.bin("pg_rewind"),
@@ -1940,8 +1751,7 @@ async fn rebase(
         String::new()
     };
     write_auto_conf_offline(
-        ctx.session,
-        ctx.node,
+        ctx.here(),
         &[
             ("primary_conninfo", &conninfo),
             ("primary_slot_name", &slot),
@@ -1954,79 +1764,4 @@ async fn rebase(
     service(ctx, "start").await?;
     wait_streaming(ctx).await?;
     Ok(format!("re-based from {source} by {how}; streaming"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::process::Command;
-
-    /// KEEP_DIVERGED_WAL run by `sh` on a local pg_wal.
-    #[test]
-    fn keeps_the_diverged_segments_and_the_histories() {
-        let root = tempfile::tempdir().expect("tempdir");
-        let wal = root.path().join("data dir $(x)/pg_wal");
-        std::fs::create_dir_all(&wal).expect("mkdir");
-        for f in [
-            "000000010000000000000002",
-            "00000001000000000000000B",
-            "000000010000000000000003",
-            "00000001000000000000000A",
-            "000000010000000100000000",
-            "000000020000000000000003",
-            "00000002.history",
-            "000000010000000000000003.partial",
-            "00000001000000000000000G",
-        ] {
-            std::fs::write(wal.join(f), f).expect("write");
-        }
-        // 0B: a recycled segment, renamed ahead but last written long ago.
-        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
-        std::fs::File::options()
-            .write(true)
-            .open(wal.join("00000001000000000000000B"))
-            .and_then(|f| f.set_modified(old))
-            .expect("set mtime");
-        let keep = |to: &std::path::Path, last: &str| {
-            Command::new("sh")
-                .args(["-c", KEEP_DIVERGED_WAL, "pgrepl-keep-wal"])
-                .arg(wal.parent().expect("data dir"))
-                .args(["00000001", "000000010000000000000003"])
-                .arg(to)
-                .arg(last)
-                .output()
-                .expect("sh runs")
-        };
-        let out = root.path().join("kept");
-        let run = keep(&out, "");
-        assert!(run.status.success(), "{run:?}");
-        assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "4");
-        let mut kept: Vec<String> = std::fs::read_dir(&out)
-            .expect("kept dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        kept.sort();
-        assert_eq!(
-            kept,
-            [
-                "000000010000000000000003",
-                "000000010000000000000003.partial",
-                "00000001000000000000000A",
-                "000000010000000100000000",
-                "00000002.history"
-            ]
-        );
-        // Bounded by a clean shutdown's checkpoint segment: 0A and later are
-        // recycled files, whatever their times.
-        let bounded = root.path().join("bounded");
-        let run = keep(&bounded, "000000010000000000000003");
-        assert!(run.status.success(), "{run:?}");
-        assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "2");
-        assert!(bounded.join("000000010000000000000003.partial").exists());
-        assert!(!bounded.join("00000001000000000000000A").exists());
-        // The originals stay where they were (pg_rewind decides their fate).
-        assert!(wal.join("000000010000000000000003").exists());
-        // An existing target is never written into.
-        assert!(!keep(&out, "").status.success());
-    }
 }

@@ -13,6 +13,7 @@ pub use crate::digest::digest;
 pub use crate::observed::*;
 
 use crate::config::{Config, Node};
+use crate::node::{self, scripts};
 use crate::transport::NodeSession;
 
 /// Gathers every node concurrently; one node's failure never stops the others.
@@ -193,36 +194,29 @@ pub fn preload_wanted(node: &Node) -> Vec<String> {
         .collect()
 }
 
-/// `sh -c GATHER_SCRIPT` with the node's paths, then `extra`.
-fn gather_argv(cfg: &Config, node: &Node, extra: &[&str]) -> Vec<String> {
-    let pg = &node.postgres;
+/// The gather script with the node's paths, then `extra`.
+async fn run_gather(
+    cfg: &Config,
+    remote: node::Node<'_>,
+    extra: &[&str],
+) -> anyhow::Result<crate::transport::RemoteOutput> {
+    let pg = &remote.spec.postgres;
     let conf_dir = pg.config_dir.as_deref().unwrap_or(&pg.data_dir);
-    let mut argv: Vec<String> = [
-        "sh",
-        "-c",
-        parse::GATHER_SCRIPT,
-        "pgrepl-gather",
-        &pg.data_dir,
-        &pg.bin_dir,
-        conf_dir,
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
-    argv.push(crate::desired::passfile_path(cfg, node));
-    argv.extend(extra.iter().map(|a| a.to_string()));
-    argv
+    let passfile = crate::desired::passfile_path(cfg, remote.spec);
+    let mut args = vec![pg.data_dir.as_str(), &pg.bin_dir, conf_dir, &passfile];
+    args.extend_from_slice(extra);
+    remote.script(scripts::GATHER, &args).await
 }
 
 async fn read_files(cfg: &Config, session: &NodeSession, node: &Node) -> anyhow::Result<FileFacts> {
     let libraries = preload_wanted(node);
     let joined = libraries.join("\n");
-    let argv = if libraries.is_empty() {
-        gather_argv(cfg, node, &[])
+    let extra: &[&str] = if libraries.is_empty() {
+        &[]
     } else {
-        gather_argv(cfg, node, &["-", joined.as_str()])
+        &["-", joined.as_str()]
     };
-    let out = session.run(&argv).await?;
+    let out = run_gather(cfg, node::Node::new(node, session), extra).await?;
     if !out.success() {
         anyhow::bail!(
             "{}: reading the data directory failed: {}",
@@ -239,7 +233,6 @@ async fn read_files(cfg: &Config, session: &NodeSession, node: &Node) -> anyhow:
 /// The gather script's repmgrd search alone (its last argument `repmgrd`).
 /// A failed search counts as a repmgrd: pgrepl cannot rule one out.
 async fn find_repmgrd(cfg: &Config, session: &NodeSession, node: &Node) -> Vec<ManagerFacts> {
-    let argv = gather_argv(cfg, node, &["repmgrd"]);
     let failed = |why: String| {
         vec![ManagerFacts {
             manager: Manager::Repmgrd,
@@ -248,7 +241,7 @@ async fn find_repmgrd(cfg: &Config, session: &NodeSession, node: &Node) -> Vec<M
             )],
         }]
     };
-    match session.run(&argv).await {
+    match run_gather(cfg, node::Node::new(node, session), &["repmgrd"]).await {
         Ok(out) if out.success() => parse::parse_manager_lines(&out.stdout),
         Ok(out) => failed(out.stderr.trim().to_string()),
         Err(e) => failed(format!("{e:#}")),
