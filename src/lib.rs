@@ -23,6 +23,7 @@ pub mod manager;
 pub mod node;
 pub mod observed;
 pub mod plan;
+pub mod quote;
 pub mod scram;
 pub mod status;
 pub mod timeline;

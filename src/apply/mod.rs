@@ -11,8 +11,6 @@ pub mod pause;
 pub use converge::{Cancel, Cancelled, Converged, Failed, Refusal, Run, Verdict, begin};
 pub use failure::{StepFailed, Transient};
 
-pub use exec::quote_ident;
-
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::time::Instant;

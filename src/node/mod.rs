@@ -1,22 +1,30 @@
 //! Everything that reaches one node, typed: its SQL (`sql`), its shell
-//! scripts (`scripts`), its server (`service`), its files (`files`), the
-//! cluster lock (`lock`). Under it, `remote` is the one way a command
-//! reaches the node; `transport` carries it.
+//! scripts (`scripts`), its server (`service`), its files (`files`), its
+//! data directory's rebuilds (`datadir`), the cluster lock (`lock`). Under
+//! it, `remote` is the one way a command reaches the node; `transport`
+//! carries it.
 //!
 //! A `Node` is a handle over the node's SSH session for the length of a
 //! read or a step: gather and apply talk to nodes only through it.
 
+pub mod datadir;
+pub mod files;
 pub mod lock;
 pub mod remote;
 pub mod scripts;
+pub mod service;
+pub mod sql;
 
 use std::time::Duration;
 
 use anyhow::bail;
 
+pub use datadir::{BASE_BACKUP_LIMIT, BackupTarget, BaseBackup};
 pub use lock::{LOCK_LEASE_S, NodeLock};
 pub use remote::Access;
 pub use scripts::Script;
+pub use service::{PG_CTL_WAIT_S, STREAM_WAIT, ServerStatus};
+pub use sql::Sql;
 
 use crate::config;
 use crate::transport::{NodeSession, RemoteOutput};
@@ -93,12 +101,6 @@ impl<'a> Node<'a> {
             .run_with_stdin(argv, Some(stdin), self.session.command_timeout())
             .await?;
         ok(out, what)
-    }
-
-    /// A PostgreSQL connection to the node's server, through its socket.
-    pub async fn pg_client(&self) -> anyhow::Result<tokio_postgres::Client> {
-        let pg = &self.spec.postgres;
-        self.session.pg_client(pg.port, &pg.socket_dir).await
     }
 
     /// Runs `script` with `args`.

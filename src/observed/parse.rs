@@ -347,13 +347,6 @@ pub fn conf_settings(text: &str) -> IndexMap<String, String> {
     out
 }
 
-/// A value as a configuration file needs it: single-quoted, with `'` doubled
-/// and `\` escaped (PostgreSQL's config parser reads backslash escapes in
-/// quoted values).
-pub fn conf_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
-}
-
 pub fn redact_auto_conf(text: &str) -> String {
     text.lines()
         .map(|l| {
@@ -402,22 +395,6 @@ mod tests {
         assert_eq!(m["work_mem"], "64MB");
         assert_eq!(m["primary_conninfo"], "host=a passfile='/x y'");
         assert_eq!(m.len(), 3);
-    }
-
-    #[test]
-    fn conf_quote_round_trips_through_the_parser() {
-        for v in [
-            "plain",
-            "it's",
-            "back\\slash",
-            "'\\'",
-            "a b=c",
-            "",
-            "$(x) `y`",
-        ] {
-            let line = format!("x = {}", conf_quote(v));
-            assert_eq!(conf_settings(&line)["x"], v, "{line}");
-        }
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::{SHELLS, hostile, mode, nothing_ran, read, run, write};
 use crate::node::scripts::{AUTO_CONF_OFFLINE, REMOVE_CLUSTER_FILES, WRITE_FILE, WRITE_PASSFILE};
-use crate::observed::parse::{conf_quote, conf_settings};
+use crate::observed::parse::conf_settings;
+use crate::quote::conf_value;
 
 #[test]
 fn write_file_keeps_the_mode_and_the_previous_file() {
@@ -71,7 +72,7 @@ fn auto_conf_offline_replaces_the_named_settings() {
     std::fs::create_dir_all(&d).expect("mkdir");
     let conninfo = "host=-db1 user=rep passfile='/var/lib/it''s $(x)/.pgpass' \\";
     let slot = "-node2";
-    let (conninfo_q, slot_q) = (conf_quote(conninfo), conf_quote(slot));
+    let (conninfo_q, slot_q) = (conf_value(conninfo), conf_value(slot));
     for shell in SHELLS {
         write(
             &d.join("postgresql.auto.conf"),
