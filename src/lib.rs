@@ -8,7 +8,7 @@
 //! Invariants:
 //! - `config`, `guc`, desired state, diff and plan do no IO (except reading the
 //!   password sources at load time) and are not async.
-//! - Only `transport` talks to SSH and PostgreSQL.
+//! - Only `transport` and `node` talk to SSH and PostgreSQL.
 //! - Secrets live in `config::Secret`, which renders as `(sensitive)`.
 
 pub mod apply;
