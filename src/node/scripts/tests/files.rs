@@ -146,14 +146,24 @@ fn remove_cluster_files_leaves_a_held_lock_alone() {
             .args(["sleep", "60"])
             .spawn()
             .expect("flock");
-        let held = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let out = loop {
-            let out = run(shell, REMOVE_CLUSTER_FILES, root.path(), &args, None);
-            if out.status.code() == Some(75) || std::time::Instant::now() >= held {
-                break out;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
+        // Until it holds the lock (another flock cannot take it).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::process::Command::new("flock")
+            .args(["-n", "-E", "7"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .expect("flock -n")
+            .code()
+            != Some(7)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the holder never locked"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let out = run(shell, REMOVE_CLUSTER_FILES, root.path(), &args, None);
         let _ = holder.kill();
         let _ = holder.wait();
         assert_eq!(out.status.code(), Some(75), "{shell}: {out:?}");
