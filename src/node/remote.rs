@@ -5,7 +5,9 @@
 //!
 //! `Access` is where other ways in slot in (SSH + `sudo -n -u postgres`,
 //! SSH + `docker exec CONTAINER`): each wraps the argument vector before it
-//! is quoted, and nothing above this module changes.
+//! is quoted (`wrap`), and nothing above this module changes. A variant
+//! that needs data (a container name) borrows it from the cluster file, so
+//! that `Access`, and `Node` with it, stay `Copy`.
 
 use crate::config;
 use crate::transport::RemoteCommand;
