@@ -76,6 +76,22 @@ pub fn connection_limit_too_low(cfg: &Config, replication: bool, limit: i32) -> 
     limit >= 0 && limit < role_connections_needed(cfg, replication)
 }
 
+/// The libraries the file preloads on `node` (its `shared_preload_libraries`),
+/// without names holding a newline (no library file has one).
+pub fn preload_libraries(node: &Node) -> Vec<String> {
+    let Some(s) = node.settings.get("shared_preload_libraries") else {
+        return Vec::new();
+    };
+    let value = match &s.value {
+        toml::Value::String(v) => v.clone(),
+        other => other.to_string(),
+    };
+    crate::observed::parse::preload_names(&value)
+        .into_iter()
+        .filter(|n| !n.contains('\n'))
+        .collect()
+}
+
 /// The passfile pgrepl writes on every node: beside the data directory (not
 /// inside it, so base backups and pg_rewind never copy it), 0600.
 pub fn passfile_path(cfg: &Config, node: &Node) -> String {

@@ -3,7 +3,7 @@
 //! (`gather::ManagerFacts`); this module decides from those facts alone.
 //! Pure: no IO.
 
-use crate::gather::{Manager, ManagerFacts, NodeState};
+use crate::observed::{Manager, ManagerFacts, NodeState};
 
 /// The manager that runs this node, if any: the first one gathering found.
 pub fn managed_by(node: &NodeState) -> Option<&ManagerFacts> {
@@ -39,7 +39,7 @@ pub fn blocked_message(m: &ManagerFacts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gather::{DataDir, FileFacts};
+    use crate::observed::{DataDir, FileFacts};
 
     fn node(managers: Vec<ManagerFacts>) -> NodeState {
         NodeState {

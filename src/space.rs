@@ -1,7 +1,7 @@
 //! Disk space for a base backup: how big a copy of the cluster is, as
 //! observed, and the room it needs. Pure: the facts come from gather.
 
-use crate::gather::{NodeState, Observed};
+use crate::observed::{NodeState, Observed};
 
 /// A copy of `size` bytes of databases that needs `needs` bytes where
 /// only `free` are free.

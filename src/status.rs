@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::gather::{DataDir, Lsn, NodeState, Observed, ServerFacts};
+use crate::observed::{DataDir, Lsn, NodeState, Observed, ServerFacts};
 use crate::text::human_bytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,5 +1,5 @@
-//! Values written as text: sizes for people, strings as SQL literals.
-//! A leaf: it imports nothing of pgrepl, so any module may use it.
+//! Values written for people: sizes. A leaf: it imports nothing of
+//! pgrepl, so any module may use it (SQL literals are `quote`'s).
 
 /// Bytes as people read them: `512 B`, `1.5 MB` (1024-based, as PostgreSQL).
 pub fn human_bytes(b: u64) -> String {
@@ -17,16 +17,6 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
-/// A single-quoted SQL literal (`'` doubled, `E''` when a backslash is present).
-pub fn sql_literal(s: &str) -> String {
-    let body = s.replace('\'', "''");
-    if s.contains('\\') {
-        format!("E'{}'", body.replace('\\', "\\\\"))
-    } else {
-        format!("'{body}'")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,12 +28,5 @@ mod tests {
         assert_eq!(human_bytes(1024), "1.0 kB");
         assert_eq!(human_bytes(1536 << 10), "1.5 MB");
         assert_eq!(human_bytes(u64::MAX), "16777216.0 TB");
-    }
-
-    #[test]
-    fn sql_literals_survive_quotes_and_backslashes() {
-        assert_eq!(sql_literal(""), "''");
-        assert_eq!(sql_literal("it's"), "'it''s'");
-        assert_eq!(sql_literal("a\\b'"), "E'a\\\\b'''");
     }
 }

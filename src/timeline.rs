@@ -2,7 +2,7 @@
 //! timeline beyond the point where the primary's history forked off it?
 //! Pure: the facts come from gather (history files, pg_controldata, SQL).
 
-use crate::gather::{Lsn, NodeState};
+use crate::observed::{Lsn, NodeState};
 
 /// One line of a `%08X.history` file: `parentTLI <TAB> switchpoint <TAB> reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

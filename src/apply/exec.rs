@@ -1,78 +1,47 @@
 //! One executor per `Op`. Each re-reads the fact its step depends on right
 //! before acting and does nothing when the work is already done, so every
-//! step is safe to run twice.
+//! step is safe to run twice. The nodes are reached only through
+//! `node::Node`: this module decides, the node module does.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use tokio_postgres::Client;
 
-use crate::config::{Config, Node, Service};
+use crate::config::{self, Config, Service};
 use crate::desired;
 use crate::hba::HBA_BEGIN;
+use crate::node::{BackupTarget, BaseBackup, Node, STREAM_WAIT, Sql};
+use crate::observed::Lsn;
 use crate::plan::{Op, RoleKind, Step};
+use crate::quote::{conf_value, setting_name};
 use crate::scram;
-use crate::text::sql_literal;
 use crate::transport::NodeSession;
 
-/// How long a standby may take to stream after it starts.
-pub const STREAM_WAIT: Duration = Duration::from_secs(60);
-/// How long a base backup may take.
-pub const BASE_BACKUP_LIMIT: Duration = Duration::from_secs(6 * 3600);
-/// How long pg_ctl may wait for a start, stop or restart.
-pub const PG_CTL_WAIT_S: u64 = 120;
+use super::pause;
 
 pub struct Ctx<'a> {
     pub cfg: &'a Config,
-    pub node: &'a Node,
+    pub node: &'a config::Node,
     pub session: &'a mut NodeSession,
     /// The other node of a two-node step (switchover: the old primary;
     /// re-base: the source).
-    pub peer: Option<(&'a Node, &'a mut NodeSession)>,
+    pub peer: Option<(&'a config::Node, &'a mut NodeSession)>,
     /// Progress lines (base backup percentage) for the operator.
     pub progress: &'a (dyn Fn(&str) + Sync),
 }
 
-impl Ctx<'_> {
-    async fn client(&mut self) -> anyhow::Result<Client> {
-        let pg = &self.node.postgres;
-        self.session.pg_client(pg.port, &pg.socket_dir).await
+impl<'a> Ctx<'a> {
+    /// This step's node.
+    fn here(&self) -> Node<'_> {
+        Node::new(self.node, self.session)
     }
 
-    async fn run_ok(&self, argv: &[&str], what: &str) -> anyhow::Result<String> {
-        let out = self.session.run(argv).await?;
-        if !out.success() {
-            bail!("{what} failed ({}): {}", out.exit(), out.stderr.trim());
-        }
-        Ok(out.stdout)
-    }
-
-    async fn run_stdin_ok(
-        &self,
-        argv: &[&str],
-        stdin: &[u8],
-        what: &str,
-    ) -> anyhow::Result<String> {
-        let out = self
-            .session
-            .run_with_stdin(
-                argv,
-                Some(stdin),
-                crate::transport::ssh::DEFAULT_COMMAND_TIMEOUT,
-            )
-            .await?;
-        if !out.success() {
-            bail!("{what} failed ({}): {}", out.exit(), out.stderr.trim());
-        }
-        Ok(out.stdout)
-    }
-
-    fn log_file(&self) -> String {
-        log_file_of(self.node)
-    }
-
-    fn bin(&self, name: &str) -> String {
-        format!("{}/{name}", self.node.postgres.bin_dir)
+    /// The other node of a two-node step, for the rest of the step.
+    fn take_peer(&mut self) -> Option<Node<'a>> {
+        self.peer
+            .take()
+            .map(|(spec, session)| Node::new(spec, session))
     }
 }
 
@@ -141,194 +110,69 @@ pub async fn execute(ctx: &mut Ctx<'_>, step: &Step) -> anyhow::Result<String> {
     }
 }
 
-/// GUC names come from the catalog or are `ext.name`: plain words only.
-fn guc_ident(name: &str) -> anyhow::Result<&str> {
-    let ok = !name.is_empty()
-        && name.split('.').all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        });
-    if ok {
-        Ok(name)
-    } else {
-        bail!("refusing to set a setting named {name:?}")
-    }
-}
-
-/// A role name as an SQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 async fn set_setting(ctx: &mut Ctx<'_>, name: &str, sql_value: &str) -> anyhow::Result<String> {
-    let name = guc_ident(name)?;
-    let client = ctx.client().await?;
-    // Before PostgreSQL 17, ALTER SYSTEM refuses a custom name that this
-    // session has no placeholder for ("unrecognized configuration
-    // parameter"): a SET makes one, and RESET leaves the session's value to
-    // the files again, so the next reload sets it like any other session's.
+    let name = setting_name(name)?;
     let custom = crate::guc::is_custom_name(name);
-    if custom {
-        client
-            .simple_query(&format!("SET {name} = {sql_value}"))
-            .await
-            .with_context(|| format!("SET {name}"))?;
-    }
-    // ALTER SYSTEM cannot run in a transaction block and takes no parameters:
-    // sent alone, with the literal quoted by the plan.
-    let altered = client
-        .simple_query(&format!("ALTER SYSTEM SET {name} = {sql_value}"))
-        .await
-        .with_context(|| format!("ALTER SYSTEM SET {name}"));
-    if custom {
-        client
-            .simple_query(&format!("RESET {name}"))
-            .await
-            .with_context(|| format!("RESET {name}"))?;
-    }
-    altered?;
+    // The literal was quoted by the plan.
+    ctx.here()
+        .sql()
+        .await?
+        .alter_system(name, sql_value, custom)
+        .await?;
     Ok(format!("ALTER SYSTEM SET {name} = {sql_value}"))
 }
 
 /// A setting of a stopped server, written into postgresql.auto.conf as
 /// ALTER SYSTEM would (which needs a running server).
 async fn set_setting_offline(ctx: &mut Ctx<'_>, name: &str, value: &str) -> anyhow::Result<String> {
-    let name = guc_ident(name)?;
-    if server_runs(ctx.session, ctx.node).await? {
+    let name = setting_name(name)?;
+    let here = ctx.here();
+    if here.runs().await? {
         bail!("the server runs now, so {name} is not written offline; plan again");
     }
-    write_auto_conf_offline(ctx.session, ctx.node, &[(name, value)], false).await?;
+    here.write_auto_conf_offline(&[(name, value)], false)
+        .await?;
     Ok(format!(
         "{name} = {} in postgresql.auto.conf (server stopped)",
-        crate::gather::parse::conf_quote(value)
+        conf_value(value)
     ))
 }
 
-/// `pg_ctl status`: whether a postmaster serves the node's data directory.
-async fn server_runs(session: &NodeSession, node: &Node) -> anyhow::Result<bool> {
-    let pg_ctl = format!("{}/pg_ctl", node.postgres.bin_dir);
-    Ok(session
-        .run(&[&pg_ctl, "status", "-D", &node.postgres.data_dir])
-        .await?
-        .code
-        == Some(0))
-}
-
-/// Replaces the lines of postgresql.auto.conf that set `$3` (an extended
-/// regular expression of the names) with the `name = value` lines that
-/// follow, atomically; `$2` = 1 also creates standby.signal (after the
-/// settings, so a standby.signal never exists without them).
-const AUTO_CONF_OFFLINE: &str = r#"D=$1; SIG=$2; NAMES=$3; shift 3
-A="$D/postgresql.auto.conf"
-T="$A.pgrepl-new"
-{ [ -f "$A" ] && grep -v -i -E "^[[:space:]]*($NAMES)[[:space:]]*=" "$A"
-  while [ $# -ge 2 ]; do printf '%s = %s\n' "$1" "$2"; shift 2; done; } > "$T" || exit 1
-chmod 600 "$T" && mv -f "$T" "$A" || exit 1
-if [ "$SIG" = 1 ]; then touch "$D/standby.signal" || exit 1; fi
-exit 0"#;
-
-/// Writes settings into a stopped server's postgresql.auto.conf, each
-/// value quoted by the one rule PostgreSQL's config parser reads back.
-async fn write_auto_conf_offline(
-    session: &NodeSession,
-    node: &Node,
-    settings: &[(&str, &str)],
-    standby_signal: bool,
-) -> anyhow::Result<()> {
-    let names = settings
-        .iter()
-        .map(|(n, _)| guc_ident(n).map(|n| n.replace('.', "\\.")))
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .join("|");
-    let quoted: Vec<(String, String)> = settings
-        .iter()
-        .map(|(n, v)| (n.to_string(), crate::gather::parse::conf_quote(v)))
-        .collect();
-    let mut argv: Vec<&str> = vec![
-        "sh",
-        "-c",
-        AUTO_CONF_OFFLINE,
-        "pgrepl-auto-conf",
-        &node.postgres.data_dir,
-        if standby_signal { "1" } else { "0" },
-        &names,
-    ];
-    for (n, v) in &quoted {
-        argv.push(n);
-        argv.push(v);
-    }
-    let out = session.run(&argv).await?;
-    if !out.success() {
-        bail!(
-            "{}: writing postgresql.auto.conf failed ({}): {}",
-            node.name,
-            out.exit(),
-            out.stderr.trim()
-        );
-    }
-    Ok(())
-}
-
 async fn reload(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
-    let client = ctx.client().await?;
-    check_config_files(&client).await?;
-    client.simple_query("SELECT pg_reload_conf()").await?;
-    Ok("pg_reload_conf()".into())
-}
-
-/// pg_reload_conf() returns true even when the files are invalid: look first.
-async fn check_config_files(client: &Client) -> anyhow::Result<()> {
-    let rows = client
-        .query(
-            "SELECT coalesce(sourcefile, '') || ':' || coalesce(sourceline, 0) || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL AND error <> 'setting could not be applied'
-             UNION ALL
-             SELECT 'pg_hba.conf:' || coalesce(line_number, 0) || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL",
-            &[],
-        )
-        .await?;
-    if !rows.is_empty() {
-        let errs: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let sql = ctx.here().sql().await?;
+    // pg_reload_conf() returns true even when the files are invalid: look first.
+    let errors = sql.config_errors().await?;
+    if !errors.is_empty() {
         bail!(
             "configuration files are invalid, not reloading: {}",
-            errs.join("; ")
+            errors.join("; ")
         );
     }
-    Ok(())
+    sql.reload().await?;
+    Ok("pg_reload_conf()".into())
 }
 
 /// Restarts the node; the standbys that streamed from it before stream
 /// again when this returns (at most `STREAM_WAIT`), so "no changes" at the
 /// end of apply is the truth and not a cluster still reconnecting.
 async fn restart(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
-    const STREAMING: &str = "SELECT coalesce(array_agg(application_name ORDER BY application_name), '{}') FROM pg_stat_replication WHERE state = 'streaming'";
-    let before: Vec<String> = match ctx.client().await {
-        Ok(c) => bounded(
-            QUERY_LIMIT,
-            "reading pg_stat_replication",
-            c.query_one(STREAMING, &[]),
-        )
-        .await
-        .map(|r| r.get(0))
-        .unwrap_or_default(),
-        Err(_) => Vec::new(),
+    let here = ctx.here();
+    let streaming = move || async move {
+        match here.sql().await {
+            Ok(sql) => sql.streaming_standbys().await.ok(),
+            Err(_) => None,
+        }
     };
-    let done = service(ctx, "restart").await?;
+    let before = streaming().await.unwrap_or_default();
+    let done = here.restart().await?;
     if before.is_empty() {
         return Ok(done);
     }
     let deadline = Instant::now() + STREAM_WAIT;
     let mut now: Vec<String> = Vec::new();
     while Instant::now() < deadline {
-        if let Ok(c) = ctx.client().await
-            && let Ok(r) = bounded(
-                QUERY_LIMIT,
-                "reading pg_stat_replication",
-                c.query_one(STREAMING, &[]),
-            )
-            .await
-        {
-            now = r.get(0);
+        if let Some(names) = streaming().await {
+            now = names;
             if before.iter().all(|b| now.contains(b)) {
                 return Ok(format!("{done}; {} stream again", before.join(", ")));
             }
@@ -342,202 +186,10 @@ async fn restart(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
     )
 }
 
-async fn service(ctx: &mut Ctx<'_>, verb: &str) -> anyhow::Result<String> {
-    control(ctx.session, ctx.node, verb).await
-}
-
-/// pg_ctl without its 100 ms polling: `sh -c PG_CTL pgrepl B D W VERB LOG`.
-/// A stop watches postmaster.pid every 10 ms, as `pg_ctl stop -w` does ten
-/// times a second: done when the file is gone or its process is, failed
-/// after W seconds (by the clock, /proc/uptime). A start returns at once and
-/// pgrepl polls for connections. A restart is pg_ctl's own, which keeps the
-/// server's previous options (postmaster.opts), without waiting for the start.
-const PG_CTL: &str = r#"B=$1; D=$2; W=$3; V=$4; L=$5
-case $V in
-restart)
-  # A server pgrepl started once with other values (-c pgrepl.once=1):
-  # pg_ctl restart would keep them; a stop and a plain start drop them.
-  if grep -q 'pgrepl\.once=1' "$D/postmaster.opts" 2>/dev/null; then
-    "$B/pg_ctl" stop -D "$D" -m fast -w -t "$W" || exit
-    exec "$B/pg_ctl" start -D "$D" -W -l "$L"
-  fi
-  exec "$B/pg_ctl" restart -D "$D" -m fast -W -l "$L" ;;
-start) exec "$B/pg_ctl" start -D "$D" -W -l "$L" ;;
-esac
-pid=; read -r pid 2>/dev/null <"$D/postmaster.pid"
-"$B/pg_ctl" stop -D "$D" -m fast -W || exit
-read -r up _ </proc/uptime; until=$(( ${up%.*} + W ))
-while [ -e "$D/postmaster.pid" ]; do
-  case $pid in ''|*[!0-9]*) ;; *) kill -0 "$pid" 2>/dev/null || exit 0 ;; esac
-  read -r up _ </proc/uptime
-  [ "${up%.*}" -ge "$until" ] && { echo "pg_ctl: server does not shut down within ${W}s" >&2; exit 1; }
-  sleep 0.01
-done"#;
-
-/// Starts, stops or restarts PostgreSQL on `node` through its `service`;
-/// the one place that knows pg_ctl, systemd and pg_ctlcluster.
-///
-/// With pg_ctl, a start does not use `-w` (which looks ten times a second):
-/// pgrepl tries a connection every 20 ms instead, and returns once the
-/// server accepts it (a hot standby: once it is consistent).
-async fn control(session: &NodeSession, node: &Node, verb: &str) -> anyhow::Result<String> {
-    let pg = &node.postgres;
-    let wait = PG_CTL_WAIT_S.to_string();
-    let log = log_file_of(node);
-    let argv: Vec<&str> = match &pg.service {
-        // -l: without it the server keeps the SSH channel open and the command never returns.
-        Service::PgCtl => vec![
-            "sh",
-            "-c",
-            PG_CTL,
-            "pgrepl-pg_ctl",
-            &pg.bin_dir,
-            &pg.data_dir,
-            &wait,
-            verb,
-            &log,
-        ],
-        Service::Systemd(unit) => vec!["sudo", "-n", "systemctl", verb, unit],
-        Service::PgCtlCluster(c) => {
-            let (v, n) = c.split_once('/').unwrap_or((c, "main"));
-            if verb == "start" {
-                vec!["pg_ctlcluster", v, n, verb, "--", "-w", "-t", &wait]
-            } else {
-                vec![
-                    "pg_ctlcluster",
-                    v,
-                    n,
-                    verb,
-                    "-m",
-                    "fast",
-                    "--",
-                    "-w",
-                    "-t",
-                    &wait,
-                ]
-            }
-        }
-    };
-    let out = session
-        .run_with_stdin(&argv, None, Duration::from_secs(PG_CTL_WAIT_S + 30))
-        .await?;
-    let mut failure = (!out.success()).then(|| {
-        format!(
-            "{}: {verb} failed ({}): {}",
-            node.name,
-            out.exit(),
-            out.stderr.trim()
-        )
-    });
-    if failure.is_none() && matches!(pg.service, Service::PgCtl) && verb != "stop" {
-        failure = wait_accepting(session, node)
-            .await
-            .err()
-            .map(|e| format!("{e:#}"));
-    }
-    if let Some(failure) = failure {
-        let tail = session
-            .run(&["tail", "-n", "15", &log])
-            .await
-            .map(|o| o.stdout)
-            .unwrap_or_default();
-        bail!(
-            "{failure}{}",
-            if tail.is_empty() {
-                String::new()
-            } else {
-                format!("\nlast lines of {log}:\n{tail}")
-            }
-        );
-    }
-    let how = match &pg.service {
-        Service::PgCtl => format!("{}/pg_ctl {verb} -D {}", pg.bin_dir, pg.data_dir),
-        _ => argv.join(" "),
-    };
-    Ok(format!("{verb} ({how})"))
-}
-
-/// Polls every 20 ms until the server accepts a connection, for at most
-/// `PG_CTL_WAIT_S`; every half second, checks that the postmaster still
-/// lives, so a server that fails to start is reported at once.
-async fn wait_accepting(session: &NodeSession, node: &Node) -> anyhow::Result<()> {
-    let pg = &node.postgres;
-    let pg_ctl = format!("{}/pg_ctl", pg.bin_dir);
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(PG_CTL_WAIT_S);
-    let mut last_check = started;
-    let mut last_error = String::new();
-    while Instant::now() < deadline {
-        match session.pg_client(pg.port, &pg.socket_dir).await {
-            Ok(client) if client.simple_query("SELECT 1").await.is_ok() => {
-                // The server that answered is the one just started (another
-                // cluster on the same socket would answer too).
-                let status = session
-                    .run(&[&pg_ctl, "status", "-D", &pg.data_dir])
-                    .await?;
-                if status.code == Some(0) {
-                    return Ok(());
-                }
-                bail!(
-                    "{}: a server answers on {}/.s.PGSQL.{}, but PostgreSQL on {} is not running",
-                    node.name,
-                    pg.socket_dir,
-                    pg.port,
-                    pg.data_dir
-                );
-            }
-            Ok(_) => {}
-            Err(e) => last_error = format!("{:#}", e.root_cause()),
-        }
-        if last_check.elapsed() >= Duration::from_millis(500) {
-            last_check = Instant::now();
-            let status = session
-                .run(&[&pg_ctl, "status", "-D", &pg.data_dir])
-                .await?;
-            if matches!(status.code, Some(3) | Some(4)) {
-                bail!(
-                    "{}: PostgreSQL exited while starting ({last_error})",
-                    node.name
-                );
-            }
-        }
-        // Tight at first; each refused attempt is a line in the server's log.
-        let pause = if started.elapsed() < Duration::from_secs(2) {
-            20
-        } else {
-            250
-        };
-        tokio::time::sleep(Duration::from_millis(pause)).await;
-    }
-    bail!(
-        "{}: PostgreSQL did not accept connections within {PG_CTL_WAIT_S}s ({last_error})",
-        node.name
-    )
-}
-
-/// `pg_ctl status`'s exit code, then `standby` when standby.signal exists.
-const START_CHECK: &str = r#"B=$1; D=$2
-"$B/pg_ctl" status -D "$D" >/dev/null 2>&1; r=$?
-if [ -e "$D/standby.signal" ]; then echo "$r standby"; else echo "$r"; fi"#;
-
 async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
-    let pg = &ctx.node.postgres;
-    let check = ctx
-        .run_ok(
-            &[
-                "sh",
-                "-c",
-                START_CHECK,
-                "pgrepl-start",
-                &pg.bin_dir,
-                &pg.data_dir,
-            ],
-            "checking whether PostgreSQL runs",
-        )
-        .await?;
-    let mut words = check.split_whitespace();
-    let running = words.next() == Some("0");
-    let is_standby = words.next() == Some("standby");
+    let here = ctx.here();
+    let status = here.status().await?;
+    let (running, is_standby) = (status.runs(), status.standby_signal);
     // Re-checked right before acting: a node the file does not name primary
     // never starts without standby.signal, or it would run read-write.
     if !running && !is_standby && ctx.node.name != ctx.cfg.cluster.primary {
@@ -549,11 +201,11 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<String> {
     let msg = if running {
         "already running".to_string()
     } else {
-        service(ctx, "start").await?
+        here.start().await?
     };
     // A standby is done when it streams; a diverged one never does.
     if is_standby {
-        wait_streaming(ctx).await?;
+        here.wait_streaming().await?;
         return Ok(format!("{msg}; streaming"));
     }
     Ok(msg)
@@ -575,77 +227,39 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(120);
 /// CHECKPOINT on the standby makes a restartpoint whose redo is past it.
 async fn catch_up(ctx: &mut Ctx<'_>, primary: &str) -> anyhow::Result<String> {
     let me = ctx.node.name.clone();
-    let standby = ctx.client().await?;
-    if !in_recovery(&standby).await? {
+    let standby = ctx.here().sql().await?;
+    if !standby.in_recovery().await? {
         return Ok(format!("{me} is not in recovery: nothing to catch up with"));
     }
-    let Some((pnode, psession)) = ctx.peer.take() else {
+    let Some(p) = ctx.take_peer() else {
         bail!("{me}: waiting for {primary}'s WAL needs a connection to {primary}");
     };
-    let pg = &pnode.postgres;
-    let pclient = psession
-        .pg_client(pg.port, &pg.socket_dir)
-        .await
-        .with_context(|| {
-            format!("{me} waits for {primary}'s WAL before its restart, but {primary} cannot be reached over SQL")
-        })?;
-    if in_recovery(&pclient).await? {
+    let psql = p.sql().await.with_context(|| {
+        format!("{me} waits for {primary}'s WAL before its restart, but {primary} cannot be reached over SQL")
+    })?;
+    if psql.in_recovery().await? {
         bail!("{primary} is not a primary any more; plan again");
     }
-    const PRIMARY_CHECKPOINT: &str = "SELECT redo_lsn::text, checkpoint_time > pg_postmaster_start_time() FROM pg_control_checkpoint()";
-    let row = bounded(
-        QUERY_LIMIT,
-        "pg_control_checkpoint()",
-        pclient.query_one(PRIMARY_CHECKPOINT, &[]),
-    )
-    .await?;
-    let mut redo: String = row.get(0);
-    if !row.get::<_, bool>(1) {
-        bounded(
-            CHECKPOINT_LIMIT,
-            &format!("CHECKPOINT on {primary}"),
-            pclient.simple_query("CHECKPOINT"),
-        )
-        .await?;
-        redo = bounded(
-            QUERY_LIMIT,
-            "pg_control_checkpoint()",
-            pclient.query_one(PRIMARY_CHECKPOINT, &[]),
-        )
-        .await?
-        .get(0);
+    let (mut redo, after_start) = psql.last_checkpoint().await?;
+    if !after_start {
+        psql.checkpoint().await?;
+        redo = psql.last_checkpoint().await?.0;
     }
-    let target: String = bounded(
-        QUERY_LIMIT,
-        "pg_current_wal_lsn()",
-        pclient.query_one("SELECT pg_current_wal_lsn()::text", &[]),
-    )
-    .await?
-    .get(0);
-    drop(pclient);
+    let target = psql.current_wal_lsn().await?;
+    drop(psql);
     let deadline = Instant::now() + CATCH_UP_WAIT;
     loop {
-        let row = bounded(
-            QUERY_LIMIT,
-            "pg_last_wal_replay_lsn()",
-            standby.query_one(
-                &format!(
-                    "SELECT coalesce(pg_last_wal_replay_lsn() >= '{target}'::pg_lsn, false), coalesce(pg_last_wal_replay_lsn()::text, 'none'), pg_get_wal_replay_pause_state(), coalesce((SELECT status FROM pg_stat_wal_receiver), 'no WAL receiver')"
-                ),
-                &[],
-            ),
-        )
-        .await?;
-        if row.get::<_, bool>(0) {
+        let replay = standby.replay_towards(&target).await?;
+        if replay.reached {
             break;
         }
         if Instant::now() >= deadline {
             bail!(
                 "{me} did not replay {primary}'s WAL up to {target} within {}s (replayed {}, replay {}, {}); it is not restarted: a standby restarted before it replays {primary}'s parameter change refuses a value below {primary}'s old one",
                 CATCH_UP_WAIT.as_secs(),
-                row.get::<_, String>(1),
-                row.get::<_, String>(2),
-                row.get::<_, String>(3)
+                replay.replayed,
+                replay.pause_state,
+                replay.receiver
             );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -654,25 +268,9 @@ async fn catch_up(ctx: &mut Ctx<'_>, primary: &str) -> anyhow::Result<String> {
     // checkpoint record it replayed, which may take a moment to be seen.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        bounded(
-            CHECKPOINT_LIMIT,
-            &format!("CHECKPOINT on {me}"),
-            standby.simple_query("CHECKPOINT"),
-        )
-        .await?;
-        let row = bounded(
-            QUERY_LIMIT,
-            "pg_control_checkpoint()",
-            standby.query_one(
-                &format!(
-                    "SELECT redo_lsn >= '{redo}'::pg_lsn, redo_lsn::text FROM pg_control_checkpoint()"
-                ),
-                &[],
-            ),
-        )
-        .await?;
-        let mine: String = row.get(1);
-        if row.get::<_, bool>(0) {
+        standby.checkpoint().await?;
+        let (past, mine) = standby.restartpoint_past(&redo).await?;
+        if past {
             return Ok(format!(
                 "replayed {primary}'s WAL to {target}; restartpoint at {mine} (past {primary}'s checkpoint at {redo})"
             ));
@@ -688,10 +286,10 @@ async fn catch_up(ctx: &mut Ctx<'_>, primary: &str) -> anyhow::Result<String> {
 
 /// pg_ctl's `-o` for a one-time start: `-c name=value` for each, and the
 /// marker that makes pgrepl's next restart a plain start.
-fn once_options(once_with: &std::collections::BTreeMap<String, String>) -> anyhow::Result<String> {
+fn once_options(once_with: &BTreeMap<String, String>) -> anyhow::Result<String> {
     let mut opts = Vec::new();
     for (name, value) in once_with {
-        let name = guc_ident(name)?;
+        let name = setting_name(name)?;
         if value.is_empty() || !value.chars().all(|c| c.is_ascii_digit()) {
             bail!("refusing to start with {name} = {value:?}: not a number");
         }
@@ -707,16 +305,15 @@ fn once_options(once_with: &std::collections::BTreeMap<String, String>) -> anyho
 /// restartpoint, stops it, and starts it with its own values.
 async fn start_once_with(
     ctx: &mut Ctx<'_>,
-    once_with: &std::collections::BTreeMap<String, String>,
+    once_with: &BTreeMap<String, String>,
     primary: &str,
 ) -> anyhow::Result<String> {
     let me = ctx.node.name.clone();
-    let pg = &ctx.node.postgres;
-    if server_runs(ctx.session, ctx.node).await? {
+    let here = ctx.here();
+    if here.runs().await? {
         return start(ctx).await;
     }
-    let sig = format!("{}/standby.signal", pg.data_dir);
-    if ctx.session.run(&["test", "-e", &sig]).await?.code != Some(0) {
+    if !here.has_standby_signal().await? {
         bail!("{me} has no standby.signal: not starting it; plan again");
     }
     let opts = once_options(once_with)?;
@@ -725,91 +322,32 @@ async fn start_once_with(
         .map(|(n, v)| format!("{n} = {v}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let wait = PG_CTL_WAIT_S.to_string();
-    let log = ctx.log_file();
-    let argv: Vec<&str> = match &pg.service {
-        Service::PgCtl => vec![
-            "sh",
-            "-c",
-            r#"exec "$1/pg_ctl" start -D "$2" -W -l "$3" -o "$4""#,
-            "pgrepl-start-once",
-            &pg.bin_dir,
-            &pg.data_dir,
-            &log,
-            &opts,
-        ],
-        Service::PgCtlCluster(c) => {
-            let (v, n) = c.split_once('/').unwrap_or((c, "main"));
-            vec![
-                "pg_ctlcluster",
-                v,
-                n,
-                "start",
-                "--",
-                "-w",
-                "-t",
-                &wait,
-                "-o",
-                &opts,
-            ]
-        }
-        Service::Systemd(unit) => bail!(
+    if let Service::Systemd(unit) = &ctx.node.postgres.service {
+        bail!(
             "{me} needs to start once with {shown} (its pg_control records these values of {primary}), which systemd unit {unit} cannot pass; start it by hand once with `pg_ctl start -D {} -o '{opts}'`, wait until it replays {primary}'s WAL, run CHECKPOINT on it, stop it, and apply again",
-            pg.data_dir
-        ),
-    };
-    let out = ctx
-        .session
-        .run_with_stdin(&argv, None, Duration::from_secs(PG_CTL_WAIT_S + 30))
-        .await?;
-    let mut failure = (!out.success()).then(|| {
-        format!(
-            "{me}: start with {shown} failed (exit {:?}): {}",
-            out.code,
-            out.stderr.trim()
-        )
-    });
-    if failure.is_none() && matches!(pg.service, Service::PgCtl) {
-        failure = wait_accepting(ctx.session, ctx.node)
-            .await
-            .err()
-            .map(|e| format!("{e:#}"));
+            ctx.node.postgres.data_dir
+        );
     }
-    if let Some(failure) = failure {
-        let tail = ctx
-            .session
-            .run(&["tail", "-n", "15", &log])
-            .await
-            .map(|o| o.stdout)
-            .unwrap_or_default();
-        bail!("{failure}\nlast lines of {log}:\n{tail}");
-    }
+    here.start_once(&opts, &shown).await?;
     (ctx.progress)(&format!("started once with {shown}"));
     let caught_up = catch_up(ctx, primary).await?;
     (ctx.progress)(&caught_up);
+    let here = ctx.here();
     // Whether its own values are now at or above what pg_control records:
     // not yet when the primary still runs with the higher value (its
     // lowering comes later); it then keeps running with the recorded values
     // and apply's next round restarts it, after the primary's.
     // pg_control's values are not in SQL: pg_controldata reads them from
     // the running server's file.
-    let recorded = controldata(ctx.session, ctx.node).await?.recorded_settings;
-    let client = ctx.client().await?;
+    let recorded = here.controldata().await?.recorded_settings;
     // The values the next start takes: the files' last line for each name.
-    let rows = bounded(
-        QUERY_LIMIT,
-        "pg_file_settings",
-        client.query(
-            "SELECT name, setting FROM pg_file_settings WHERE error IS NULL OR error = 'setting could not be applied' ORDER BY seqno",
-            &[],
-        ),
-    )
-    .await?;
-    drop(client);
-    let mut configured: std::collections::HashMap<String, String> = Default::default();
-    for r in rows {
-        configured.insert(r.get(0), r.get(1));
-    }
+    let configured: HashMap<String, String> = here
+        .sql()
+        .await?
+        .file_settings()
+        .await?
+        .into_iter()
+        .collect();
     let still_low: Vec<String> = recorded
         .iter()
         .filter(|(n, rec)| {
@@ -826,90 +364,33 @@ async fn start_once_with(
             still_low.join(", ")
         ));
     }
-    control(ctx.session, ctx.node, "stop").await?;
+    here.stop().await?;
     let started = start(ctx).await?;
     Ok(format!(
         "started once with {shown}; {caught_up}; stopped; {started} with its own values"
     ))
 }
 
-/// Polls pg_stat_wal_receiver every 20 ms until it streams, or fails with the server's log.
-pub async fn wait_streaming(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
-    let deadline = Instant::now() + STREAM_WAIT;
-    let mut last = String::from("no WAL receiver");
-    // One connection for the whole wait, opened again only if it breaks.
-    let mut client = None;
-    while Instant::now() < deadline {
-        if client.is_none() {
-            client = ctx.client().await.ok();
-        }
-        if let Some(c) = &client {
-            match c
-                .query("SELECT status FROM pg_stat_wal_receiver", &[])
-                .await
-            {
-                Ok(rows) => match rows.first().map(|r| r.get::<_, String>(0)) {
-                    Some(s) if s == "streaming" => return Ok(()),
-                    Some(s) => last = format!("WAL receiver {s}"),
-                    None => last = "no WAL receiver".into(),
-                },
-                Err(_) => client = None,
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let log = ctx.log_file();
-    let tail = ctx
-        .session
-        .run(&["tail", "-n", "10", &log])
-        .await
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    bail!(
-        "the standby did not stream within {}s ({last}); last lines of {log}:\n{tail}",
-        STREAM_WAIT.as_secs()
-    )
-}
-
-const WRITE_FILE: &str = r#"F=$1
-T="$F.pgrepl-new"
-cat > "$T" || exit 1
-if [ -e "$F" ]; then chmod --reference="$F" "$T" && cp -p "$F" "$F.pgrepl-bak" || exit 1; fi
-mv -f "$T" "$F""#;
-
 async fn write_hba(ctx: &mut Ctx<'_>, path: &str, content: &str) -> anyhow::Result<String> {
     if !content.lines().any(|l| l.starts_with(HBA_BEGIN)) {
         bail!("refusing to write a pg_hba.conf without pgrepl's block");
     }
-    let current = ctx.run_ok(&["cat", path], "reading pg_hba.conf").await?;
+    let here = ctx.here();
+    let current = here.read_file(path, "reading pg_hba.conf").await?;
     if current == content {
         return Ok("already in place".into());
     }
-    ctx.run_stdin_ok(
-        &["sh", "-c", WRITE_FILE, "pgrepl-write", path],
-        content.as_bytes(),
-        "writing pg_hba.conf",
-    )
-    .await?;
+    here.write_file(path, content, "writing pg_hba.conf")
+        .await?;
     // pg_hba_file_rules reads the file on disk: validate before any reload.
-    let client = ctx.client().await?;
-    let rows = client
-        .query(
-            "SELECT coalesce(line_number, 0), error FROM pg_hba_file_rules WHERE error IS NOT NULL",
-            &[],
-        )
-        .await?;
-    if !rows.is_empty() {
-        let errs: Vec<String> = rows
+    let errors = here.sql().await?.hba_errors().await?;
+    if !errors.is_empty() {
+        let errs: Vec<String> = errors
             .iter()
-            .map(|r| format!("line {}: {}", r.get::<_, i32>(0), r.get::<_, String>(1)))
+            .map(|(line, e)| format!("line {line}: {e}"))
             .collect();
-        let bak = format!("{path}.pgrepl-bak");
-        ctx.run_ok(
-            &["mv", "-f", &bak, path],
-            "restoring the previous pg_hba.conf",
-        )
-        .await?;
+        here.restore_previous(path, "restoring the previous pg_hba.conf")
+            .await?;
         bail!(
             "PostgreSQL rejects the new pg_hba.conf ({}); the previous file is back in place and nothing was reloaded",
             errs.join("; ")
@@ -928,86 +409,49 @@ async fn ensure_role(ctx: &mut Ctx<'_>, name: &str, kind: RoleKind) -> anyhow::R
             .map(|r| r.password.expose().to_string())
             .ok_or_else(|| anyhow!("no [rewind] section in the cluster file"))?,
     };
-    let client = ctx.client().await?;
-    let row = client
-        .query_opt(
-            "SELECT rolcanlogin, rolreplication, rolpassword,
-               rolvaliduntil IS NOT NULL AND rolvaliduntil <> 'infinity', rolconnlimit
-             FROM pg_authid WHERE rolname = $1",
-            &[&name],
-        )
-        .await?;
-    let ident = quote_ident(name);
+    let sql = ctx.here().sql().await?;
     let attrs = match kind {
         RoleKind::Replication => "LOGIN REPLICATION",
         RoleKind::Rewind => "LOGIN",
     };
     let mut done = Vec::new();
-    match row {
+    match sql.role(name).await? {
         None => {
             // The verifier is computed here: the clear password never reaches the server.
-            let verifier = scram::new_verifier(&password);
-            client
-                .simple_query(&format!(
-                    "CREATE ROLE {ident} {attrs} PASSWORD {}",
-                    sql_literal(&verifier)
-                ))
-                .await
-                .with_context(|| format!("CREATE ROLE {ident}"))?;
+            sql.create_role(name, attrs, &scram::new_verifier(&password))
+                .await?;
             done.push("created");
         }
         Some(r) => {
-            let (login, repl, expires, limit): (bool, bool, bool, i32) =
-                (r.get(0), r.get(1), r.get(3), r.get(4));
             let replication = kind == RoleKind::Replication;
             let mut clauses = Vec::new();
-            if !login || (replication && !repl) {
+            if !r.login || (replication && !r.replication) {
                 clauses.push(attrs);
             }
             // An expiry, even a future one, stops the standbys one day.
-            if expires {
+            if r.expires {
                 clauses.push("VALID UNTIL 'infinity'");
             }
-            if desired::connection_limit_too_low(ctx.cfg, replication, limit) {
+            if desired::connection_limit_too_low(ctx.cfg, replication, r.connection_limit) {
                 clauses.push("CONNECTION LIMIT -1");
             }
             if !clauses.is_empty() {
-                let sql = format!("ALTER ROLE {ident} {}", clauses.join(" "));
-                client
-                    .simple_query(&sql)
-                    .await
-                    .with_context(|| sql.clone())?;
+                sql.alter_role(name, &clauses.join(" ")).await?;
                 done.push("attributes set");
             }
-            let stored: Option<String> = r.get(2);
-            if !stored
+            if !r
+                .verifier
                 .as_deref()
                 .is_some_and(|v| scram::verifies(v, &password))
             {
-                let verifier = scram::new_verifier(&password);
-                client
-                    .simple_query(&format!(
-                        "ALTER ROLE {ident} PASSWORD {}",
-                        sql_literal(&verifier)
-                    ))
-                    .await
-                    .with_context(|| format!("ALTER ROLE {ident} PASSWORD"))?;
+                sql.set_password(name, &scram::new_verifier(&password))
+                    .await?;
                 done.push("password set");
             }
         }
     }
     if kind == RoleKind::Rewind {
-        for f in [
-            "pg_catalog.pg_ls_dir(text, boolean, boolean)",
-            "pg_catalog.pg_stat_file(text, boolean)",
-            "pg_catalog.pg_read_binary_file(text)",
-            "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
-        ] {
-            client
-                .simple_query(&format!("GRANT EXECUTE ON FUNCTION {f} TO {ident}"))
-                .await
-                .with_context(|| format!("GRANT EXECUTE ON FUNCTION {f}"))?;
-        }
+        sql.grant_rewind_functions(name).await?;
         done.push("pg_rewind grants");
     }
     Ok(if done.is_empty() {
@@ -1018,42 +462,17 @@ async fn ensure_role(ctx: &mut Ctx<'_>, name: &str, kind: RoleKind) -> anyhow::R
 }
 
 async fn create_slot(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<String> {
-    let client = ctx.client().await?;
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-            &[&name],
-        )
-        .await?
-        .is_some();
-    if exists {
+    let sql = ctx.here().sql().await?;
+    if sql.slot_active(name).await?.is_some() {
         return Ok("already exists".into());
     }
-    // Reserve WAL at once: the base backup that follows streams through it.
-    client
-        .query(
-            "SELECT pg_create_physical_replication_slot($1, true)",
-            &[&name],
-        )
-        .await
-        .with_context(|| format!("creating slot {name}"))?;
+    sql.create_slot(name).await?;
     Ok(format!("created slot {name}"))
 }
 
-const WRITE_PASSFILE: &str = r#"F=$1
-umask 077
-T="$F.pgrepl-new"
-cat > "$T" && chmod 600 "$T" && mv -f "$T" "$F""#;
-
 async fn write_passfile(ctx: &Ctx<'_>, path: &str) -> anyhow::Result<()> {
     let content = desired::passfile_content(ctx.cfg, ctx.node);
-    ctx.run_stdin_ok(
-        &["sh", "-c", WRITE_PASSFILE, "pgrepl-passfile", path],
-        content.as_bytes(),
-        "writing the passfile",
-    )
-    .await?;
-    Ok(())
+    ctx.here().write_passfile(path, &content).await
 }
 
 async fn base_backup(
@@ -1066,71 +485,44 @@ async fn base_backup(
         .nodes
         .get(upstream)
         .ok_or_else(|| anyhow!("upstream {upstream} is not in the cluster file"))?;
-    let dd = ctx.node.postgres.data_dir.clone();
+    let dd = &ctx.node.postgres.data_dir;
+    let here = ctx.here();
     // Precondition: nothing to lose. A data directory with files is never
     // touched. A missing one is built beside it and renamed into place, so
     // an interrupted backup never leaves a half-filled data directory; the
-    // leftover of an earlier interrupted attempt is moved aside, not deleted.
-    let prepare = ctx
-        .session
-        .run(&[
-            "sh",
-            "-c",
-            &format!("{STOP_ORPHANS}{PREPARE_BASE_BACKUP}"),
-            "pgrepl-prepare",
-            &dd,
-            &crate::apply::utc_now(),
-        ])
-        .await?;
-    let target = match prepare.stdout.trim() {
-        "direct" => dd.clone(),
-        "building" => format!("{dd}.pgrepl-building"),
-        _ => bail!(
+    // leftover of an earlier interrupted attempt is pgrepl's own copy.
+    let target = match here.prepare_base_backup(&super::utc_now()).await? {
+        BackupTarget::Direct => dd.clone(),
+        BackupTarget::Building(building) => building,
+        BackupTarget::Occupied(why) => bail!(
             "{dd} is not empty; pgrepl never overwrites a data directory (move it aside first){}",
-            if prepare.stderr.trim().is_empty() {
+            if why.is_empty() {
                 String::new()
             } else {
-                format!(": {}", prepare.stderr.trim())
+                format!(": {why}")
             }
         ),
     };
     let passfile = desired::passfile_path(ctx.cfg, ctx.node);
     write_passfile(ctx, &passfile).await?;
-    let port = up.postgres.port.to_string();
-    let bb = ctx.bin("pg_basebackup");
-    let env_pass = format!("PGPASSFILE={passfile}");
-    let mut argv: Vec<&str> = vec![
-        "env",
-        &env_pass,
-        &bb,
-        "-h",
-        &up.host,
-        "-p",
-        &port,
-        "-U",
-        &ctx.cfg.replication.user,
-        "-D",
-        &target,
-        "-X",
-        "stream",
-        "--checkpoint=fast",
-        "--no-password",
-        "--progress",
-    ];
-    if let Some(s) = slot {
-        argv.extend(["-S", s]);
-    }
     let progress = ctx.progress;
     let started = Instant::now();
     let mut last_shown = Instant::now() - Duration::from_secs(10);
-    let out = ctx
-        .session
-        .run_streaming(&argv, None, BASE_BACKUP_LIMIT, |line| {
+    let backup = BaseBackup {
+        host: &up.host,
+        port: up.postgres.port,
+        user: &ctx.cfg.replication.user,
+        passfile: &passfile,
+        slot,
+        target: &target,
+    };
+    let out = here
+        .pg_basebackup(&backup, |line| {
             if last_shown.elapsed() >= Duration::from_millis(500) || line.contains("100%") {
                 last_shown = Instant::now();
                 progress(&format!("pg_basebackup: {}", line.trim()));
             }
-            super::pause::point_blocking("rebase:during-base-backup");
+            pause::point_blocking("rebase:during-base-backup");
         })
         .await?;
     if !out.success() {
@@ -1145,12 +537,9 @@ async fn base_backup(
                 .trim()
         );
     }
-    if target != dd {
-        ctx.run_ok(
-            &["mv", "-T", &target, &dd],
-            "moving the new data directory into place",
-        )
-        .await?;
+    if target != *dd {
+        here.rename_dir(&target, dd, "moving the new data directory into place")
+            .await?;
     }
     own_hba_offline(ctx).await?;
     Ok(format!(
@@ -1168,56 +557,16 @@ async fn own_hba_offline(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         return Ok(()); // configuration outside the data directory is not copied
     }
     let path = format!("{}/pg_hba.conf", pg.data_dir);
-    let current = ctx
-        .run_ok(&["cat", &path], "reading the copied pg_hba.conf")
+    let here = ctx.here();
+    let current = here
+        .read_file(&path, "reading the copied pg_hba.conf")
         .await?;
     let next = crate::hba::render(&current, &desired::hba_block(ctx.cfg, ctx.node));
     if next != current {
-        ctx.run_stdin_ok(
-            &["sh", "-c", WRITE_FILE, "pgrepl-write", &path],
-            next.as_bytes(),
-            "writing pg_hba.conf",
-        )
-        .await?;
+        here.write_file(&path, &next, "writing pg_hba.conf").await?;
     }
     Ok(())
 }
-
-/// Stops what a killed pgrepl left running on the node: a pg_basebackup or
-/// pg_rewind (by executable name) whose command line names `$1` and that
-/// sees the same file system (mount namespace) as this shell. The SSH
-/// channel's end does not stop a remote command, and an orphan writing on
-/// would race the rerun. SIGTERM, then SIGKILL after 10 s.
-const STOP_ORPHANS: &str = r#"stop_orphans() {
-  me=$(readlink /proc/$$/ns/mnt)
-  for p in /proc/[0-9]*; do
-    pid=${p#/proc/}
-    [ "$pid" = "$$" ] && continue
-    c=; read -r c 2>/dev/null <"$p/comm" || continue
-    case $c in pg_basebackup|pg_rewind) ;; *) continue ;; esac
-    [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$me" ] || continue
-    case $(tr '\000' ' ' <"$p/cmdline" 2>/dev/null) in *"$1"*) ;; *) continue ;; esac
-    echo "stopping $c (pid $pid) left running by an interrupted pgrepl" >&2
-    kill "$pid" 2>/dev/null
-    n=0
-    while kill -0 "$pid" 2>/dev/null; do
-      n=$((n + 1)); [ $n -ge 1000 ] && { kill -9 "$pid" 2>/dev/null; break; }
-      sleep 0.01
-    done
-  done
-}
-"#;
-
-/// Prints `direct` (an empty data directory exists: back up into it),
-/// `building` (none exists: back up beside it, then rename), or fails.
-/// An earlier interrupted copy in `$D.pgrepl-building` is pgrepl's own and
-/// holds nothing else (the plan showed its size): it is removed.
-const PREPARE_BASE_BACKUP: &str = r#"D=$1; TS=$2; B="$D.pgrepl-building"
-stop_orphans "$D"
-if [ -e "$B" ]; then rm -rf -- "$B" || exit 1; fi
-if [ ! -e "$D" ]; then mkdir -p "$(dirname "$D")" && echo building; exit 0; fi
-if [ -d "$D" ] && [ -z "$(ls -A "$D")" ]; then echo direct; exit 0; fi
-echo occupied"#;
 
 async fn write_recovery(
     ctx: &mut Ctx<'_>,
@@ -1229,82 +578,44 @@ async fn write_recovery(
         bail!("refusing to write a password into primary_conninfo");
     }
     write_passfile(ctx, passfile).await?;
-    let dd = ctx.node.postgres.data_dir.clone();
-    let running = server_runs(ctx.session, ctx.node).await?;
-    if running {
-        let client = ctx.client().await?;
-        client
-            .simple_query(&format!(
-                "ALTER SYSTEM SET primary_conninfo = {}",
-                sql_literal(conninfo)
-            ))
-            .await?;
-        client
-            .simple_query(&format!(
-                "ALTER SYSTEM SET primary_slot_name = {}",
-                sql_literal(slot)
-            ))
-            .await?;
-        ctx.run_ok(
-            &["touch", &format!("{dd}/standby.signal")],
-            "creating standby.signal",
-        )
-        .await?;
-        super::pause::point("recovery:before-reload").await;
+    let here = ctx.here();
+    if here.runs().await? {
+        let sql = here.sql().await?;
+        sql.set_text("primary_conninfo", conninfo).await?;
+        sql.set_text("primary_slot_name", slot).await?;
+        here.create_standby_signal().await?;
+        pause::point("recovery:before-reload").await;
         Ok("ALTER SYSTEM primary_conninfo, primary_slot_name; standby.signal; passfile".into())
     } else {
-        write_auto_conf_offline(
-            ctx.session,
-            ctx.node,
-            &[("primary_conninfo", conninfo), ("primary_slot_name", slot)],
-            true,
-        )
-        .await?;
+        here.write_recovery_offline(conninfo, slot).await?;
         Ok("postgresql.auto.conf (server stopped): primary_conninfo, primary_slot_name; standby.signal; passfile".into())
     }
 }
 
 async fn drop_slot(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<String> {
-    let client = ctx.client().await?;
+    let sql = ctx.here().sql().await?;
     // A standby re-pointed just before leaves its walsender behind for a
     // moment: wait for it to go, at most 10 s.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let row = loop {
-        let row = client
-            .query_opt(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-                &[&name],
-            )
-            .await?
-            .map(|r| r.get::<_, bool>(0));
-        if row != Some(true) || Instant::now() >= deadline {
-            break row;
+    let active = loop {
+        let active = sql.slot_active(name).await?;
+        if active != Some(true) || Instant::now() >= deadline {
+            break active;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    match row {
+    match active {
         None => Ok("already gone".into()),
         Some(true) => bail!(
             "slot {name} is still in use after 10 s; not dropping it (is its standby still streaming from {}?)",
             ctx.node.name
         ),
         Some(false) => {
-            client
-                .query("SELECT pg_drop_replication_slot($1)", &[&name])
-                .await?;
+            sql.drop_slot(name).await?;
             Ok(format!("dropped slot {name}"))
         }
     }
 }
-
-/// `sh -c REMOVE_CLUSTER_FILES pgrepl LOCK FILE...`: removes the files
-/// unless LOCK (if it exists) is held by a live apply.
-const REMOVE_CLUSTER_FILES: &str = r#"L=$1; shift
-if [ -e "$L" ]; then
-  exec 9>>"$L" || exit 71
-  flock -n 9 || { echo "its lock is held: $(cat "$L.holder" 2>/dev/null)" >&2; exit 75; }
-fi
-rm -f -- "$@""#;
 
 async fn remove_cluster_files(
     ctx: &mut Ctx<'_>,
@@ -1323,107 +634,40 @@ async fn remove_cluster_files(
         .iter()
         .find(|p| p.ends_with(".lock"))
         .map_or("", String::as_str);
-    let mut argv = vec!["sh", "-c", REMOVE_CLUSTER_FILES, "pgrepl-remove", lock];
-    argv.extend(paths.iter().map(String::as_str));
-    ctx.run_ok(&argv, &format!("removing cluster {cluster}'s files"))
+    ctx.here()
+        .remove_files_unless_locked(lock, paths, &format!("removing cluster {cluster}'s files"))
         .await?;
     Ok(format!("removed cluster {cluster}'s passfile and lock"))
 }
 
-fn log_file_of(node: &Node) -> String {
-    let dd = node.postgres.data_dir.trim_end_matches('/');
-    let parent = dd
-        .rsplit_once('/')
-        .map_or("/tmp", |(p, _)| if p.is_empty() { "/" } else { p });
-    format!("{parent}/pgrepl-postgresql.log")
-}
-
-/// `pg_controldata` of a stopped node: (cluster state, latest checkpoint).
-async fn controldata(
-    session: &NodeSession,
-    node: &Node,
-) -> anyhow::Result<crate::gather::ControlData> {
-    let out = session
-        .run(&[
-            "env",
-            "LC_ALL=C",
-            &format!("{}/pg_controldata", node.postgres.bin_dir),
-            &node.postgres.data_dir,
-        ])
-        .await?;
-    if !out.success() {
-        bail!(
-            "{}: pg_controldata failed: {}",
-            node.name,
-            out.stderr.trim()
-        );
+/// The slot a standby of `node`'s name streams through, empty without slots.
+fn slot_of(cfg: &Config, node: &config::Node) -> String {
+    if cfg.replication.slots {
+        node.name.clone()
+    } else {
+        String::new()
     }
-    Ok(crate::gather::parse::parse_controldata(&out.stdout))
-}
-
-/// How long one query of a role change may take before the node counts as lost.
-const QUERY_LIMIT: Duration = Duration::from_secs(10);
-/// How long a CHECKPOINT may take.
-const CHECKPOINT_LIMIT: Duration = Duration::from_secs(300);
-
-/// A query bounded by `limit`: a cut network makes an open connection hang.
-async fn bounded<T>(
-    limit: Duration,
-    what: &str,
-    fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-) -> anyhow::Result<T> {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(r) => r.with_context(|| what.to_string()),
-        // The timeout stays in the chain: a rerun may pass (apply::failure).
-        Err(elapsed) => Err(anyhow::Error::new(elapsed)
-            .context(format!("{what}: no answer within {}s", limit.as_secs()))),
-    }
-}
-
-async fn in_recovery(client: &Client) -> anyhow::Result<bool> {
-    Ok(bounded(
-        QUERY_LIMIT,
-        "SELECT pg_is_in_recovery()",
-        client.query_one("SELECT pg_is_in_recovery()", &[]),
-    )
-    .await?
-    .get::<_, bool>(0))
 }
 
 /// Sets synchronous_standby_names on a standby about to be promoted: it
 /// ignores it until then, and enforces it from its first commit on.
-async fn set_sync_names(client: &Client, names: Option<&str>) -> anyhow::Result<()> {
+async fn set_sync_names(sql: &Sql, names: Option<&str>) -> anyhow::Result<()> {
     let Some(names) = names else { return Ok(()) };
-    bounded(
-        QUERY_LIMIT,
-        "ALTER SYSTEM SET synchronous_standby_names",
-        client.simple_query(&format!(
-            "ALTER SYSTEM SET synchronous_standby_names = {}",
-            sql_literal(names)
-        )),
-    )
-    .await?;
-    bounded(
-        QUERY_LIMIT,
-        "SELECT pg_reload_conf()",
-        client.simple_query("SELECT pg_reload_conf()"),
-    )
-    .await?;
-    Ok(())
+    sql.set_text("synchronous_standby_names", names).await?;
+    sql.reload().await
 }
 
 /// Starts the old primary again as the primary, after a failure before the
 /// promotion. It must not carry standby.signal (then it was never the primary
 /// of this switchover).
-async fn start_old_primary(session: &NodeSession, old: &Node) -> anyhow::Result<()> {
-    let sig = format!("{}/standby.signal", old.postgres.data_dir);
-    if session.run(&["test", "-e", &sig]).await?.code == Some(0) {
+async fn start_old_primary(old: Node<'_>) -> anyhow::Result<()> {
+    if old.has_standby_signal().await? {
         bail!(
             "{}: has standby.signal; not starting it as the primary",
-            old.name
+            old.name()
         );
     }
-    control(session, old, "start").await?;
+    old.start().await?;
     Ok(())
 }
 
@@ -1438,145 +682,34 @@ async fn start_old_primary(session: &NodeSession, old: &Node) -> anyhow::Result<
 ///    the primary.
 /// 3. pg_promote: if its answer is lost, whether it happened is unknown;
 ///    `from` stays stopped and a rerun finds out.
-/// 4. CHECKPOINT; `from` gets its recovery settings offline and starts as a
-///    standby, without pg_rewind.
+/// 4. `from` gets its recovery settings offline and starts as a standby,
+///    without pg_rewind.
 async fn switchover(
     ctx: &mut Ctx<'_>,
     from: &str,
     sync_names: Option<&str>,
 ) -> anyhow::Result<String> {
-    let cfg = ctx.cfg;
     let me = ctx.node.name.clone();
-    let Some((old, old_session)) = ctx.peer.take() else {
+    let Some(old) = ctx.take_peer() else {
         bail!("the switchover needs a connection to the old primary {from}");
     };
-    let candidate_client = ctx.client().await?;
-    if !in_recovery(&candidate_client).await? {
+    let here = ctx.here();
+    let candidate = here.sql().await?;
+    if !candidate.in_recovery().await? {
         return Ok(format!("{me} is already the primary"));
     }
-    let mut old_runs = server_runs(old_session, old).await?;
-    if !old_runs {
-        let cd = controldata(old_session, old).await?;
-        let has_it = match (cd.state.as_str(), cd.checkpoint_lsn) {
-            ("shut down", Some(lsn)) => received_past(&candidate_client, lsn).await?,
-            _ => false,
-        };
-        if !has_it {
-            start_old_primary(old_session, old).await.with_context(|| {
-                format!("{from} is stopped ({}) and {me} lacks some of its WAL, so it must run again first", cd.state)
-            })?;
-            (ctx.progress)(&format!(
-                "{from} was stopped ({}) and {me} lacked some of its WAL: started it again as the primary",
-                cd.state
-            ));
-            wait_streaming(ctx).await?;
-            old_runs = true;
-        }
-    }
+    let old_runs = old_primary_runs_if_needed(here, old, &candidate, ctx.progress).await?;
     let t0 = Instant::now();
     if old_runs {
-        let old_pg = &old.postgres;
-        let old_client = old_session
-            .pg_client(old_pg.port, &old_pg.socket_dir)
-            .await?;
-        if in_recovery(&old_client).await? {
-            bail!("{from} is not a primary any more; plan again");
-        }
-        // The candidate streams (from the old primary or, cascaded, from a
-        // standby of it) and is within max_lag_on_failover of it.
-        let streaming = bounded(
-            QUERY_LIMIT,
-            "reading pg_stat_wal_receiver",
-            candidate_client.query_opt("SELECT status FROM pg_stat_wal_receiver", &[]),
-        )
-        .await?
-        .map(|r| r.get::<_, String>(0));
-        if streaming.as_deref() != Some("streaming") {
-            bail!("{me} is not streaming ({streaming:?}); not switching over");
-        }
-        let current: String = bounded(
-            QUERY_LIMIT,
-            "pg_current_wal_lsn()",
-            old_client.query_one("SELECT pg_current_wal_lsn()::text", &[]),
-        )
-        .await?
-        .get(0);
-        // As the planner counts it: what the candidate received or replayed.
-        let row = bounded(
-            QUERY_LIMIT,
-            "pg_last_wal_receive_lsn()",
-            candidate_client.query_one(
-                "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text",
-                &[],
-            ),
-        )
-        .await?;
-        let has = [
-            row.get::<_, Option<String>>(0),
-            row.get::<_, Option<String>>(1),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(|l| l.parse::<crate::gather::Lsn>().ok())
-        .max();
-        let lag: i64 = match (current.parse::<crate::gather::Lsn>(), has) {
-            (Ok(c), Some(h)) => i64::try_from(c.0.saturating_sub(h.0)).unwrap_or(i64::MAX),
-            _ => -1,
-        };
-        if lag < 0 || lag as u64 > cfg.replication.max_lag_on_failover {
-            bail!(
-                "{me} is {} behind {from} (max_lag_on_failover is {} bytes); not switching over",
-                if lag < 0 {
-                    "an unknown amount".to_string()
-                } else {
-                    format!("{lag} bytes")
-                },
-                cfg.replication.max_lag_on_failover
-            );
-        }
-        bounded(
-            CHECKPOINT_LIMIT,
-            "CHECKPOINT",
-            old_client.simple_query("CHECKPOINT"),
-        )
-        .await?;
-        drop(old_client);
-        super::pause::point("switchover:before-shutdown").await;
-        control(old_session, old, "stop").await?;
+        shut_down_old_primary(ctx.cfg, here, old, &candidate).await?;
         (ctx.progress)(&format!("{from} stopped (fast shutdown)"));
-        super::pause::point("switchover:after-shutdown").await;
+        pause::point("switchover:after-shutdown").await;
     }
     // Until pg_promote is sent, the old primary is the one to run again.
-    let before_promotion = async {
-        let cd = controldata(old_session, old).await?;
-        let (Some(shutdown_lsn), "shut down") = (cd.checkpoint_lsn, cd.state.as_str()) else {
-            bail!("{from} did not shut down cleanly ({})", cd.state);
-        };
-        // The shutdown checkpoint record starts at shutdown_lsn: past it means received.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !received_past(&candidate_client, shutdown_lsn).await? {
-            if Instant::now() >= deadline {
-                bail!(
-                    "{me} did not receive {from}'s shutdown checkpoint ({shutdown_lsn}) within 15s"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        set_sync_names(&candidate_client, sync_names).await?;
-        super::pause::point("switchover:before-promote").await;
-        // A last sign of life: a failure now is surely before the promotion.
-        bounded(
-            Duration::from_secs(2),
-            "checking that the candidate answers",
-            candidate_client.simple_query("SELECT 1"),
-        )
-        .await?;
-        anyhow::Ok(shutdown_lsn)
-    };
-    let shutdown_lsn = match before_promotion.await {
+    let shutdown_lsn = match until_promotion(here, old, &candidate, sync_names).await {
         Ok(lsn) => lsn,
         Err(e) => {
-            return match start_old_primary(old_session, old).await {
+            return match start_old_primary(old).await {
                 Ok(()) => Err(e.context(format!(
                     "nothing was promoted; {from} was started again as the primary"
                 ))),
@@ -1586,148 +719,169 @@ async fn switchover(
             };
         }
     };
-    if let Err(e) = bounded(
-        Duration::from_secs(70),
-        "pg_promote()",
-        candidate_client.query_one("SELECT pg_promote(true, 60)", &[]),
-    )
-    .await
-    {
+    if let Err(e) = candidate.promote().await {
         return Err(e.context(format!(
             "whether {me} was promoted is not known: {from} stays stopped (it shut down cleanly and {me} has all of its WAL); run apply again once {me} answers, it finishes the switchover"
         )));
     }
     let promoted_in = t0.elapsed();
-    super::pause::point("switchover:after-promote").await;
+    pause::point("switchover:after-promote").await;
     // No CHECKPOINT here: only pg_rewind needs the new timeline in
     // pg_control, and a re-base makes its own CHECKPOINT on its source.
-    // The old primary rejoins as a standby of the new one; it shut down
-    // cleanly and the candidate has all of its WAL, so no pg_rewind.
-    let conninfo = desired::primary_conninfo(cfg, old, ctx.node);
-    let slot = if cfg.replication.slots {
-        old.name.clone()
-    } else {
-        String::new()
-    };
-    let passfile = desired::passfile_path(cfg, old);
-    let content = desired::passfile_content(cfg, old);
-    let out = old_session
-        .run_with_stdin(
-            &["sh", "-c", WRITE_PASSFILE, "pgrepl-passfile", &passfile],
-            Some(content.as_bytes()),
-            crate::transport::ssh::DEFAULT_COMMAND_TIMEOUT,
-        )
-        .await?;
-    if !out.success() {
-        bail!("{from}: writing the passfile failed: {}", out.stderr.trim());
-    }
-    write_auto_conf_offline(
-        old_session,
-        old,
-        &[
-            ("primary_conninfo", &conninfo),
-            ("primary_slot_name", &slot),
-        ],
-        true,
-    )
-    .await?;
-    super::pause::point("switchover:before-old-start").await;
-    control(old_session, old, "start").await?;
-    let mut old_ctx = Ctx {
-        cfg,
-        node: old,
-        session: old_session,
-        peer: None,
-        progress: ctx.progress,
-    };
-    wait_streaming(&mut old_ctx).await?;
+    old_primary_rejoins(ctx.cfg, ctx.node, old).await?;
     Ok(format!(
         "{from} stopped at {shutdown_lsn}, {me} promoted {:.2}s after the shutdown began; {from} streams from it",
         promoted_in.as_secs_f64()
     ))
 }
 
-/// Whether the candidate received WAL past `lsn`.
-async fn received_past(client: &Client, lsn: crate::gather::Lsn) -> anyhow::Result<bool> {
-    Ok(bounded(
-        QUERY_LIMIT,
-        "pg_last_wal_receive_lsn()",
-        client.query_one(
-            &format!("SELECT pg_last_wal_receive_lsn() > '{lsn}'::pg_lsn"),
-            &[],
+/// Phase 1 of a rerun: whether the old primary runs. Stopped without this
+/// node having received its shutdown checkpoint (or not cleanly), it is
+/// started again as the primary and this node streams from it first.
+async fn old_primary_runs_if_needed(
+    here: Node<'_>,
+    old: Node<'_>,
+    candidate: &Sql,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<bool> {
+    if old.runs().await? {
+        return Ok(true);
+    }
+    let (me, from) = (here.name(), old.name());
+    let cd = old.controldata().await?;
+    let has_it = match (cd.state.as_str(), cd.checkpoint_lsn) {
+        ("shut down", Some(lsn)) => candidate.received_past(lsn).await?,
+        _ => false,
+    };
+    if has_it {
+        return Ok(false);
+    }
+    start_old_primary(old).await.with_context(|| {
+        format!(
+            "{from} is stopped ({}) and {me} lacks some of its WAL, so it must run again first",
+            cd.state
+        )
+    })?;
+    progress(&format!(
+        "{from} was stopped ({}) and {me} lacked some of its WAL: started it again as the primary",
+        cd.state
+    ));
+    here.wait_streaming().await?;
+    Ok(true)
+}
+
+/// Phase 1: the preflight (the old node is still the primary, the candidate
+/// streams from it, directly or cascaded, within `max_lag_on_failover`),
+/// a CHECKPOINT and the old primary's fast shutdown.
+async fn shut_down_old_primary(
+    cfg: &Config,
+    here: Node<'_>,
+    old: Node<'_>,
+    candidate: &Sql,
+) -> anyhow::Result<()> {
+    let (me, from) = (here.name(), old.name());
+    let old_sql = old.sql().await?;
+    if old_sql.in_recovery().await? {
+        bail!("{from} is not a primary any more; plan again");
+    }
+    let streaming = candidate.wal_receiver_status().await?;
+    if streaming.as_deref() != Some("streaming") {
+        bail!("{me} is not streaming ({streaming:?}); not switching over");
+    }
+    let current = old_sql.current_wal_lsn().await?;
+    // As the planner counts it: what the candidate received or replayed.
+    let has = candidate.received_or_replayed().await?;
+    let max = cfg.replication.max_lag_on_failover;
+    match lag_behind(&current, has) {
+        Some(lag) if lag <= max => {}
+        lag => bail!(
+            "{me} is {} behind {from} (max_lag_on_failover is {max} bytes); not switching over",
+            lag.map_or("an unknown amount".to_string(), |l| format!("{l} bytes"))
         ),
-    )
-    .await?
-    .get::<_, Option<bool>>(0)
-    .unwrap_or(false))
+    }
+    old_sql.checkpoint().await?;
+    drop(old_sql);
+    pause::point("switchover:before-shutdown").await;
+    old.stop().await?;
+    Ok(())
+}
+
+/// How far `has` is behind the position `current`; `None` when unknown.
+fn lag_behind(current: &str, has: Option<Lsn>) -> Option<u64> {
+    let current = current.parse::<Lsn>().ok()?;
+    Some(current.0.saturating_sub(has?.0))
+}
+
+/// Phase 2: the old primary's shutdown checkpoint, received by the
+/// candidate; synchronous_standby_names; a last sign of life. Any failure
+/// here is surely before the promotion.
+async fn until_promotion(
+    here: Node<'_>,
+    old: Node<'_>,
+    candidate: &Sql,
+    sync_names: Option<&str>,
+) -> anyhow::Result<Lsn> {
+    let (me, from) = (here.name(), old.name());
+    let cd = old.controldata().await?;
+    let (Some(shutdown_lsn), "shut down") = (cd.checkpoint_lsn, cd.state.as_str()) else {
+        bail!("{from} did not shut down cleanly ({})", cd.state);
+    };
+    // The shutdown checkpoint record starts at shutdown_lsn: past it means received.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !candidate.received_past(shutdown_lsn).await? {
+        if Instant::now() >= deadline {
+            bail!("{me} did not receive {from}'s shutdown checkpoint ({shutdown_lsn}) within 15s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    set_sync_names(candidate, sync_names).await?;
+    pause::point("switchover:before-promote").await;
+    candidate.answers_now().await?;
+    Ok(shutdown_lsn)
+}
+
+/// Phase 4: the old primary rejoins as a standby of `new_primary`; it shut
+/// down cleanly and the new primary has all of its WAL, so no pg_rewind.
+async fn old_primary_rejoins(
+    cfg: &Config,
+    new_primary: &config::Node,
+    old: Node<'_>,
+) -> anyhow::Result<()> {
+    let conninfo = desired::primary_conninfo(cfg, old.spec, new_primary);
+    let passfile = desired::passfile_path(cfg, old.spec);
+    old.write_passfile(&passfile, &desired::passfile_content(cfg, old.spec))
+        .await
+        .with_context(|| format!("{}: rejoining as a standby", old.name()))?;
+    old.write_recovery_offline(&conninfo, &slot_of(cfg, old.spec))
+        .await?;
+    pause::point("switchover:before-old-start").await;
+    old.start().await?;
+    old.wait_streaming().await
 }
 
 async fn promote(ctx: &mut Ctx<'_>, old: &str, sync_names: Option<&str>) -> anyhow::Result<String> {
-    let client = ctx.client().await?;
-    if !in_recovery(&client).await? {
+    let sql = ctx.here().sql().await?;
+    if !sql.in_recovery().await? {
         return Ok("already the primary".into());
     }
-    set_sync_names(&client, sync_names).await?;
-    super::pause::point("failover:before-promote").await;
+    set_sync_names(&sql, sync_names).await?;
+    pause::point("failover:before-promote").await;
     // A last sign of life: a failure now is surely before the promotion.
-    bounded(
-        Duration::from_secs(2),
-        "checking that the candidate answers",
-        client.simple_query("SELECT 1"),
-    )
-    .await
-    .context("nothing was promoted")?;
-    bounded(
-        Duration::from_secs(70),
-        "pg_promote()",
-        client.query_one("SELECT pg_promote(true, 60)", &[]),
-    )
-    .await
-    .context("whether the candidate was promoted is not known; run apply again once it answers")?;
-    super::pause::point("failover:after-promote").await;
+    sql.answers_now().await.context("nothing was promoted")?;
+    sql.promote().await.context(
+        "whether the candidate was promoted is not known; run apply again once it answers",
+    )?;
+    pause::point("failover:after-promote").await;
     Ok(format!(
         "promoted without {old}; {old} is re-based when it is back"
     ))
 }
 
-/// Copies the WAL segments of timeline `$2` from segment `$3` on, and every
-/// timeline history file, out of `$1/pg_wal` into the new directory `$4`;
-/// prints how many segments. pg_rewind discards them. With `$5`, the
-/// segment of a clean shutdown's checkpoint (the end of WAL), nothing after
-/// it is copied; without it, segments older than `$3` itself are skipped.
-/// Either way, what is left out are recycled files waiting to be reused
-/// under a future name, not WAL this node wrote after the fork.
-const KEEP_DIVERGED_WAL: &str = r#"D=$1; T=$2; FIRST=$3; OUT=$4; LAST=${5:-}
-cd "$D/pg_wal" || exit 1
-mkdir -m 700 "$OUT" || exit 1
-fail() { rm -rf -- "$OUT"; exit 1; }
-from=$((0x${FIRST#"$T"})); n=0
-to=; [ -n "$LAST" ] && to=$((0x${LAST#"$T"}))
-for f in *; do
-  case $f in
-    *.history) cp -p -- "$f" "$OUT/" || fail ;;
-    "$T"????????????????|"$T"????????????????.partial)
-      r=${f#"$T"}; r=${r%.partial}
-      case $r in *[!0-9A-F]*) continue ;; esac
-      [ $((0x$r)) -ge "$from" ] || continue
-      [ -n "$to" ] && [ $((0x$r)) -gt "$to" ] && continue
-      [ -e "$FIRST" ] && [ "$FIRST" -nt "$f" ] && continue
-      cp -p -- "$f" "$OUT/" || fail
-      n=$((n + 1))
-      ;;
-  esac
-done
-echo "$n""#;
-
 /// Keeps the WAL a rewind discards, for the operator to inspect or replay
 /// (pg_waldump): the node's own timeline from where the source's history
 /// forked off it. The node is stopped.
-async fn keep_diverged_wal(
-    ctx: &Ctx<'_>,
-    src_client: &Client,
-    keep_as: &str,
-) -> anyhow::Result<String> {
-    let control = controldata(ctx.session, ctx.node).await?;
+async fn keep_diverged_wal(here: Node<'_>, source: &Sql, keep_as: &str) -> anyhow::Result<String> {
+    let control = here.controldata().await?;
     let timeline = match control.state.as_str() {
         "shut down in recovery" | "in archive recovery" => control
             .min_recovery_end_timeline
@@ -1735,20 +889,9 @@ async fn keep_diverged_wal(
         _ => control.checkpoint_timeline,
     }
     .ok_or_else(|| anyhow!("pg_controldata shows no timeline"))?;
-    let row = src_client
-        .query_one(
-            "SELECT (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'),
-               (SELECT CASE WHEN (pg_stat_file(f, true)).isdir IS FALSE THEN pg_read_binary_file(f) END
-                  FROM (SELECT 'pg_wal/' || upper(lpad(to_hex(timeline_id), 8, '0')) || '.history' AS f
-                          FROM pg_control_checkpoint()) h)",
-            &[],
-        )
-        .await?;
-    let segment_size =
-        u64::try_from(row.get::<_, Option<i64>>(0).unwrap_or(16 << 20)).unwrap_or(16 << 20);
-    let history = row
-        .get::<_, Option<Vec<u8>>>(1)
-        .map(|b| crate::timeline::parse_history(&String::from_utf8_lossy(&b)))
+    let (segment_size, history) = source.segment_size_and_history().await?;
+    let history = history
+        .map(|h| crate::timeline::parse_history(&h))
         .unwrap_or_default();
     let first = crate::timeline::first_diverged_segment(timeline, &history, segment_size);
     // A clean shutdown's checkpoint is the last record: the end of WAL.
@@ -1756,278 +899,194 @@ async fn keep_diverged_wal(
         ("shut down", Some(lsn)) => crate::timeline::wal_file_name(timeline, lsn, segment_size),
         _ => String::new(),
     };
-    // As long as a copy may take: the divergence can be gigabytes.
-    let out = ctx
-        .session
-        .run_with_stdin(
-            &[
-                "sh",
-                "-c",
-                KEEP_DIVERGED_WAL,
-                "pgrepl-keep-wal",
-                &ctx.node.postgres.data_dir,
-                &format!("{timeline:08X}"),
-                &first,
-                keep_as,
-                &last,
-            ],
-            None,
-            BASE_BACKUP_LIMIT,
-        )
+    let n = here
+        .keep_diverged_wal(timeline, &first, keep_as, &last)
         .await?;
-    if !out.success() {
-        bail!(
-            "copying timeline {timeline}'s WAL from {first} to {keep_as} failed ({}): {}",
-            out.exit(),
-            out.stderr.trim()
-        );
-    }
-    let n: u64 = out.stdout.trim().parse().unwrap_or(0);
-    let bytes = n * segment_size;
     Ok(format!(
         "the diverged WAL ({n} segment{} of timeline {timeline} from {first}, {}) is kept at {keep_as}",
         if n == 1 { "" } else { "s" },
-        crate::text::human_bytes(bytes)
+        crate::text::human_bytes(n * segment_size)
     ))
 }
 
+/// Re-bases this node from `source`: stopped, then rewound (its diverged
+/// WAL kept first) or, when that is impossible or fails, rebuilt by a base
+/// backup (the old directory kept aside); then it starts as a standby.
 async fn rebase(
     ctx: &mut Ctx<'_>,
     source: &str,
     rewind: bool,
     keep_as: &str,
 ) -> anyhow::Result<String> {
-    let keep_as = &keep_as.replace(crate::plan::APPLY_TIME, &crate::apply::utc_now());
+    let keep_as = &keep_as.replace(crate::plan::APPLY_TIME, &super::utc_now());
     let cfg = ctx.cfg;
-    let dd = ctx.node.postgres.data_dir.clone();
-    let Some((src, src_session)) = ctx.peer.take() else {
+    let Some(src) = ctx.take_peer() else {
         bail!("re-basing needs a connection to the source {source}");
     };
+    let here = ctx.here();
     // Stop the diverged node (it must never run as if it were fine).
-    let running = server_runs(ctx.session, ctx.node).await?;
-    if running {
-        control(ctx.session, ctx.node, "stop").await?;
+    if here.runs().await? {
+        here.stop().await?;
         (ctx.progress)("stopped (fast shutdown)");
     }
-    super::pause::point("rebase:after-stop").await;
-    // A pg_rewind that started and never finished leaves this marker: the
+    pause::point("rebase:after-stop").await;
+    // A pg_rewind that started and never finished leaves its marker: the
     // directory is then only good for keeping aside.
-    let marker = format!("{}.pgrepl-rewinding", dd.trim_end_matches('/'));
-    let interrupted = ctx.session.run(&["test", "-e", &marker]).await?.code == Some(0);
-    let rewind = rewind && !interrupted;
+    let rewind = rewind && !here.rewind_interrupted().await?;
     // A pg_rewind or pg_basebackup of a killed earlier run may still write here.
-    ctx.run_ok(
-        &[
-            "sh",
-            "-c",
-            &format!("{STOP_ORPHANS}stop_orphans \"$1\""),
-            "pgrepl-stop-orphans",
-            &dd,
-        ],
-        "stopping what an interrupted run left running",
+    here.stop_orphans().await?;
+    let kept_wal = checkpoint_source(
+        here,
+        src,
+        rewind && cfg.rewind.is_some(),
+        keep_as,
+        ctx.progress,
     )
     .await?;
-    let src_client = src_session
-        .pg_client(src.postgres.port, &src.postgres.socket_dir)
-        .await?;
-    // pg_rewind reads the source's control file: it must show the new timeline.
-    src_client.simple_query("CHECKPOINT").await?;
-    (ctx.progress)(&format!("CHECKPOINT on {source} done"));
-    // Nothing is lost: what pg_rewind discards is copied aside first.
-    let kept_wal = if rewind && cfg.rewind.is_some() {
-        let wal_dir = keep_as.replace(".pgrepl-old-", ".pgrepl-diverged-wal-");
-        Some(
-            keep_diverged_wal(ctx, &src_client, &wal_dir)
-                .await
-                .with_context(|| {
-                    format!(
-                        "{}: the node is stopped and nothing was rewound; fix the cause and run apply again",
-                        ctx.node.name
-                    )
-                })?,
-        )
-    } else {
-        None
-    };
-    if let Some(kept) = &kept_wal {
-        (ctx.progress)(kept);
-    }
-    drop(src_client);
     let passfile = desired::passfile_path(cfg, ctx.node);
     write_passfile(ctx, &passfile).await?;
-    let mut how = String::new();
-    let mut rewound = false;
-    if rewind && let Some(rw) = &cfg.rewind {
-        let source_server = [
-            ("host", src.host.clone()),
-            ("port", src.postgres.port.to_string()),
-            ("user", rw.user.clone()),
-            ("dbname", "postgres".to_string()),
-            ("passfile", passfile.clone()),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}={}", desired::conninfo_value(v)))
-        .collect::<Vec<_>>()
-        .join(" ");
-        ctx.run_ok(&["touch", &marker], "marking the rewind as started")
-            .await?;
-        let progress = ctx.progress;
-        let out = ctx
-            .session
-            .run_streaming(
-                &[
-                    &ctx.bin("pg_rewind"),
-                    "-D",
-                    &dd,
-                    &format!("--source-server={source_server}"),
-                    "--progress",
-                ],
-                None,
-                BASE_BACKUP_LIMIT,
-                |l| {
-                    progress(&format!("pg_rewind: {}", l.trim()));
-                    super::pause::point_blocking("rebase:during-rewind");
-                },
+    let rewound = match (rewind, &cfg.rewind) {
+        (true, Some(rw)) => rewind_from(here, src, rw, &passfile, kept_wal, ctx.progress).await?,
+        _ => Rewind::Rebuild("base backup".into()),
+    };
+    let how = match rewound {
+        Rewind::Done(how) => how,
+        Rewind::Rebuild(by) => {
+            // Keep the diverged directory aside; never delete it.
+            here.rename_dir(
+                &ctx.node.postgres.data_dir,
+                keep_as,
+                "moving the diverged data directory aside",
             )
             .await?;
-        if out.success() {
-            ctx.run_ok(&["rm", "-f", &marker], "removing the rewind marker")
-                .await?;
-            rewound = true;
-            how = "pg_rewind".into();
-            if let Some(kept) = &kept_wal {
-                how.push_str(&format!("; {kept}"));
-            }
-        } else {
-            let why = out
-                .stderr
-                .lines()
-                .filter(|l| l.contains("error") || l.contains("fatal"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            (ctx.progress)(&format!(
-                "pg_rewind failed ({why}); falling back to a fresh base backup"
-            ));
-            how = format!("base backup (pg_rewind failed: {why})");
+            // The marker belonged to the directory now kept aside.
+            here.remove_rewind_marker().await?;
+            let slot = cfg.replication.slots.then_some(ctx.node.name.as_str());
+            base_backup(ctx, source, slot).await?;
+            format!("{by}; the diverged data directory is kept at {keep_as}")
         }
-    }
-    if !rewound {
-        // Keep the diverged directory aside; never delete it.
-        ctx.run_ok(
-            &["mv", "-T", &dd, keep_as],
-            "moving the diverged data directory aside",
-        )
-        .await?;
-        // The marker belonged to the directory now kept aside.
-        ctx.run_ok(&["rm", "-f", &marker], "removing the rewind marker")
-            .await?;
-        if how.is_empty() {
-            how = "base backup".into();
-        }
-        base_backup(
-            ctx,
-            source,
-            cfg.replication.slots.then_some(ctx.node.name.as_str()),
-        )
-        .await?;
-        how.push_str(&format!(
-            "; the diverged data directory is kept at {keep_as}"
-        ));
-    }
-    let conninfo = desired::primary_conninfo(cfg, ctx.node, src);
-    let slot = if cfg.replication.slots {
-        ctx.node.name.clone()
-    } else {
-        String::new()
     };
-    write_auto_conf_offline(
-        ctx.session,
-        ctx.node,
-        &[
-            ("primary_conninfo", &conninfo),
-            ("primary_slot_name", &slot),
-        ],
-        true,
-    )
-    .await?;
+    let here = ctx.here();
+    let conninfo = desired::primary_conninfo(cfg, ctx.node, src.spec);
+    here.write_recovery_offline(&conninfo, &slot_of(cfg, ctx.node))
+        .await?;
     own_hba_offline(ctx).await?;
-    super::pause::point("rebase:before-start").await;
-    service(ctx, "start").await?;
-    wait_streaming(ctx).await?;
+    pause::point("rebase:before-start").await;
+    here.start().await?;
+    here.wait_streaming().await?;
     Ok(format!("re-based from {source} by {how}; streaming"))
+}
+
+/// How a rewind went: done (how, for the report), or the node is rebuilt
+/// by a base backup instead (and why).
+enum Rewind {
+    Done(String),
+    Rebuild(String),
+}
+
+/// A CHECKPOINT on the source (pg_rewind reads its control file: it must
+/// show the new timeline); with `keep`, this node's diverged WAL copied
+/// aside, so that nothing a rewind discards is lost.
+async fn checkpoint_source(
+    here: Node<'_>,
+    src: Node<'_>,
+    keep: bool,
+    keep_as: &str,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<Option<String>> {
+    let src_sql = src.sql().await?;
+    src_sql.checkpoint().await?;
+    progress(&format!("CHECKPOINT on {} done", src.name()));
+    if !keep {
+        return Ok(None);
+    }
+    let wal_dir = keep_as.replace(".pgrepl-old-", ".pgrepl-diverged-wal-");
+    let kept = keep_diverged_wal(here, &src_sql, &wal_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "{}: the node is stopped and nothing was rewound; fix the cause and run apply again",
+                here.name()
+            )
+        })?;
+    progress(&kept);
+    Ok(Some(kept))
+}
+
+/// pg_rewind from `src` with the rewind role, under its marker.
+async fn rewind_from(
+    here: Node<'_>,
+    src: Node<'_>,
+    rw: &config::Rewind,
+    passfile: &str,
+    kept_wal: Option<String>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<Rewind> {
+    let source_server = [
+        ("host", src.spec.host.clone()),
+        ("port", src.spec.postgres.port.to_string()),
+        ("user", rw.user.clone()),
+        ("dbname", "postgres".to_string()),
+        ("passfile", passfile.to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", desired::conninfo_value(v)))
+    .collect::<Vec<_>>()
+    .join(" ");
+    here.mark_rewind_started().await?;
+    let out = here
+        .pg_rewind(&source_server, |l| {
+            progress(&format!("pg_rewind: {}", l.trim()));
+            pause::point_blocking("rebase:during-rewind");
+        })
+        .await?;
+    if out.success() {
+        here.remove_rewind_marker().await?;
+        return Ok(Rewind::Done(match kept_wal {
+            Some(kept) => format!("pg_rewind; {kept}"),
+            None => "pg_rewind".into(),
+        }));
+    }
+    let why = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("error") || l.contains("fatal"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    progress(&format!(
+        "pg_rewind failed ({why}); falling back to a fresh base backup"
+    ));
+    Ok(Rewind::Rebuild(format!(
+        "base backup (pg_rewind failed: {why})"
+    )))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
 
-    /// KEEP_DIVERGED_WAL run by `sh` on a local pg_wal.
     #[test]
-    fn keeps_the_diverged_segments_and_the_histories() {
-        let root = tempfile::tempdir().expect("tempdir");
-        let wal = root.path().join("data dir $(x)/pg_wal");
-        std::fs::create_dir_all(&wal).expect("mkdir");
-        for f in [
-            "000000010000000000000002",
-            "00000001000000000000000B",
-            "000000010000000000000003",
-            "00000001000000000000000A",
-            "000000010000000100000000",
-            "000000020000000000000003",
-            "00000002.history",
-            "000000010000000000000003.partial",
-            "00000001000000000000000G",
-        ] {
-            std::fs::write(wal.join(f), f).expect("write");
-        }
-        // 0B: a recycled segment, renamed ahead but last written long ago.
-        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
-        std::fs::File::options()
-            .write(true)
-            .open(wal.join("00000001000000000000000B"))
-            .and_then(|f| f.set_modified(old))
-            .expect("set mtime");
-        let keep = |to: &std::path::Path, last: &str| {
-            Command::new("sh")
-                .args(["-c", KEEP_DIVERGED_WAL, "pgrepl-keep-wal"])
-                .arg(wal.parent().expect("data dir"))
-                .args(["00000001", "000000010000000000000003"])
-                .arg(to)
-                .arg(last)
-                .output()
-                .expect("sh runs")
-        };
-        let out = root.path().join("kept");
-        let run = keep(&out, "");
-        assert!(run.status.success(), "{run:?}");
-        assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "4");
-        let mut kept: Vec<String> = std::fs::read_dir(&out)
-            .expect("kept dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        kept.sort();
+    fn lag_is_unknown_without_both_positions() {
+        let has = Some(Lsn(0x0300_0000));
+        assert_eq!(lag_behind("0/3000100", has), Some(0x100));
+        assert_eq!(lag_behind("0/2000000", has), Some(0), "ahead is no lag");
+        assert_eq!(lag_behind("0/3000100", None), None);
+        assert_eq!(lag_behind("nonsense", has), None);
+    }
+
+    #[test]
+    fn once_options_are_numbers_and_the_marker() {
+        let once: BTreeMap<String, String> = [
+            ("max_connections".to_string(), "200".to_string()),
+            ("max_wal_senders".to_string(), "12".to_string()),
+        ]
+        .into();
         assert_eq!(
-            kept,
-            [
-                "000000010000000000000003",
-                "000000010000000000000003.partial",
-                "00000001000000000000000A",
-                "000000010000000100000000",
-                "00000002.history"
-            ]
+            once_options(&once).ok().as_deref(),
+            Some("-c max_connections=200 -c max_wal_senders=12 -c pgrepl.once=1")
         );
-        // Bounded by a clean shutdown's checkpoint segment: 0A and later are
-        // recycled files, whatever their times.
-        let bounded = root.path().join("bounded");
-        let run = keep(&bounded, "000000010000000000000003");
-        assert!(run.status.success(), "{run:?}");
-        assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "2");
-        assert!(bounded.join("000000010000000000000003.partial").exists());
-        assert!(!bounded.join("00000001000000000000000A").exists());
-        // The originals stay where they were (pg_rewind decides their fate).
-        assert!(wal.join("000000010000000000000003").exists());
-        // An existing target is never written into.
-        assert!(!keep(&out, "").status.success());
+        let bad: BTreeMap<String, String> =
+            [("max_connections".to_string(), "1 -c x=y".to_string())].into();
+        assert!(once_options(&bad).is_err());
     }
 }

@@ -11,6 +11,8 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::io::ErrorKind;
 
+use crate::transport::{self, Cause};
+
 /// The node and step a failure happened in: the context every failed
 /// step's error carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +29,7 @@ impl fmt::Display for StepFailed {
 
 /// A marker for a failure that goes away by itself: the node could not be
 /// reached, or a wait on it ran out. Attach it where no typed cause
-/// (`std::io::Error`, `tokio_postgres::Error`, `openssh::Error`,
+/// (`std::io::Error`, an SSH or PostgreSQL error (`transport::cause`),
 /// `tokio::time::error::Elapsed`) says so already.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transient(pub String);
@@ -65,59 +67,16 @@ fn classify(cause: &(dyn StdError + 'static)) -> Option<Recurrence> {
     if cause.is::<Transient>() {
         return Some(Recurrence::Transient("the node could not be reached"));
     }
-    if let Some(pg) = cause.downcast_ref::<tokio_postgres::Error>() {
-        return Some(postgres(pg));
+    if let Some(c) = transport::cause(cause) {
+        return Some(match c {
+            Cause::Gone(what) => Recurrence::Transient(what),
+            Cause::Refused { sqlstate } => Recurrence::Repeats { sqlstate },
+        });
     }
     if cause.is::<tokio::time::error::Elapsed>() {
         return Some(Recurrence::Transient("timed out"));
     }
-    if let Some(ssh) = cause.downcast_ref::<openssh::Error>() {
-        return ssh_error(ssh);
-    }
     cause.downcast_ref::<std::io::Error>().map(|e| io(e.kind()))
-}
-
-/// A server's answer with a SQLSTATE is a refusal, but for the classes that
-/// say the connection or the server went away (or a conflict a retry
-/// resolves); an error without one is the connection's.
-fn postgres(err: &tokio_postgres::Error) -> Recurrence {
-    let Some(state) = err.code() else {
-        return Recurrence::Transient("the connection to PostgreSQL was lost");
-    };
-    let code = state.code();
-    let transient = code.starts_with("08") // connection exception
-        || matches!(
-            code,
-            "57P01" // admin_shutdown
-                | "57P02" // crash_shutdown
-                | "57P03" // cannot_connect_now
-                | "57014" // query_canceled
-                | "40001" // serialization_failure
-                | "40P01" // deadlock_detected
-                | "55P03" // lock_not_available
-                | "53300" // too_many_connections
-        );
-    if transient {
-        Recurrence::Transient("PostgreSQL went away or was busy")
-    } else {
-        Recurrence::Repeats {
-            sqlstate: Some(code.to_string()),
-        }
-    }
-}
-
-fn ssh_error(err: &openssh::Error) -> Option<Recurrence> {
-    use openssh::Error as E;
-    match err {
-        // pgrepl's own command line was wrong: a bug, it repeats.
-        E::InvalidCommand | E::CommandHasEnv | E::CommandHasCwd => {
-            Some(Recurrence::Repeats { sqlstate: None })
-        }
-        E::RemoteProcessTerminated => Some(Recurrence::Transient(
-            "the command on the node was killed or its connection lost",
-        )),
-        _ => Some(Recurrence::Transient("the SSH connection was lost")),
-    }
 }
 
 fn io(kind: ErrorKind) -> Recurrence {
@@ -187,10 +146,6 @@ mod tests {
             recurrence(&step(reset)),
             Recurrence::Transient("the connection was lost")
         );
-        let ssh = anyhow::Error::new(openssh::Error::Disconnected).context("running `pg_ctl`");
-        assert!(matches!(recurrence(&ssh), Recurrence::Transient(_)));
-        let killed = anyhow::Error::new(openssh::Error::RemoteProcessTerminated);
-        assert!(matches!(recurrence(&killed), Recurrence::Transient(_)));
         let gone =
             anyhow::anyhow!("no SSH session").context(Transient("node2 is unreachable".into()));
         assert!(matches!(recurrence(&step(gone)), Recurrence::Transient(_)));

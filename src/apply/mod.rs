@@ -11,8 +11,6 @@ pub mod pause;
 pub use converge::{Cancel, Cancelled, Converged, Failed, Refusal, Run, Verdict, begin};
 pub use failure::{StepFailed, Transient};
 
-pub use exec::quote_ident;
-
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::time::Instant;
@@ -21,8 +19,9 @@ use anyhow::{anyhow, bail};
 use indexmap::IndexMap;
 
 use crate::config::Config;
+use crate::node::{Node, NodeLock};
 use crate::plan::{Op, Plan, Step};
-use crate::transport::{NodeLock, NodeSession};
+use crate::transport::NodeSession;
 
 /// Where step progress goes (stderr for the CLI).
 pub fn progress_line(msg: &str) {
@@ -49,7 +48,7 @@ pub async fn lock_cluster(
     for (name, session) in sessions {
         let node = &cfg.nodes[name];
         let path = lock_path(cfg, node);
-        match session
+        match Node::new(node, session)
             .lock(&path, &holder, &node.postgres.data_dir)
             .await?
         {

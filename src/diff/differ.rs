@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use super::restart::{RestartFor, Restarts};
 use crate::config::Config;
 use crate::desired::{self, DesiredState, NodeDesired, depth};
-use crate::gather::{DataDir, NodeState, Observed};
 use crate::guc::Normalized;
+use crate::observed::{DataDir, NodeState, Observed};
 use crate::plan::{Step, Warning, step};
 
 pub(super) struct Differ<'a> {

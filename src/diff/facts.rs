@@ -6,7 +6,8 @@ use indexmap::IndexMap;
 use super::values::passfile_ok;
 use crate::config::Config;
 use crate::desired;
-use crate::gather::{Observed, digest};
+use crate::digest::digest;
+use crate::observed::Observed;
 
 /// Every observed fact the plan depends on, for stale-plan detection.
 /// Secrets appear only as digests.

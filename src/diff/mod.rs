@@ -22,7 +22,7 @@ mod values;
 
 use crate::config::Config;
 use crate::desired;
-use crate::gather::Observed;
+use crate::observed::Observed;
 use crate::plan::{APPLY_TIME, NodeLabel, Op, Plan, Step};
 use crate::topology::{self, Topology};
 

@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::desired::depth;
-use crate::gather::Observed;
+use crate::observed::Observed;
 use crate::plan::{Op, Step, Warning, step};
 
 /// What needs a node's restart.

@@ -4,7 +4,7 @@
 
 use super::differ::Differ;
 use crate::desired::{self, RoleKind as DRoleKind};
-use crate::gather::{RoleFacts, ServerFacts};
+use crate::observed::{RoleFacts, ServerFacts};
 use crate::plan::{RoleKind, step};
 use crate::scram;
 

@@ -6,8 +6,8 @@ use super::differ::Differ;
 use super::restart::RestartFor;
 use super::values::{passfile_ok, write_recovery};
 use crate::desired::NodeDesired;
-use crate::gather::{NodeState, ServerFacts};
 use crate::hba::{self, HBA_BEGIN, HBA_END};
+use crate::observed::{NodeState, ServerFacts};
 use crate::plan::{Action, Op, step};
 use crate::text::human_bytes;
 
@@ -204,12 +204,12 @@ impl Differ<'_> {
         let wanted = self.cfg.nodes[name]
             .settings
             .get("shared_preload_libraries")
-            .map(|_| crate::gather::preload_wanted(&self.cfg.nodes[name]))
+            .map(|_| crate::desired::preload_libraries(&self.cfg.nodes[name]))
             .unwrap_or_default();
         let live = server
             .settings
             .get("shared_preload_libraries")
-            .map(|p| crate::gather::parse::preload_names(&p.setting))
+            .map(|p| crate::observed::parse::preload_names(&p.setting))
             .unwrap_or_default();
         let path = server
             .settings

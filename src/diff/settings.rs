@@ -5,10 +5,10 @@ use super::differ::Differ;
 use super::restart::RestartFor;
 use super::values::{display_value, toml_text};
 use crate::desired::NodeDesired;
-use crate::gather::{NodeState, ServerFacts};
 use crate::guc::{self, Normalized};
+use crate::observed::{NodeState, ServerFacts};
 use crate::plan::step;
-use crate::text::sql_literal;
+use crate::quote::sql_literal;
 
 impl Differ<'_> {
     pub(super) fn settings(&mut self, want: &NodeDesired, seen: &NodeState, server: &ServerFacts) {
@@ -19,7 +19,7 @@ impl Differ<'_> {
             .files
             .as_ref()
             .and_then(|f| f.auto_conf.as_deref())
-            .map(crate::gather::parse::conf_settings)
+            .map(crate::observed::parse::conf_settings)
             .unwrap_or_default();
         for setting in want.settings.values() {
             if !server.settings.contains_key(&setting.name)

@@ -7,8 +7,8 @@ use indexmap::IndexMap;
 use super::differ::Differ;
 use super::values::{display_value, passfile_ok, toml_text, write_recovery};
 use crate::desired::{NodeDesired, RecoveryDesired};
-use crate::gather::{ControlData, FileFacts, NodeState};
 use crate::guc::{self, Normalized};
+use crate::observed::{ControlData, FileFacts, NodeState};
 use crate::plan::{Action, Step, step};
 
 impl Differ<'_> {
@@ -38,7 +38,7 @@ impl Differ<'_> {
         let auto = files
             .auto_conf
             .as_deref()
-            .map(crate::gather::parse::conf_settings)
+            .map(crate::observed::parse::conf_settings)
             .unwrap_or_default();
         self.offline_settings(want, &auto);
         if let Some(rec) = &want.recovery {
@@ -190,7 +190,7 @@ impl Differ<'_> {
         let auto = files
             .auto_conf
             .as_deref()
-            .map(crate::gather::parse::conf_settings)
+            .map(crate::observed::parse::conf_settings)
             .unwrap_or_default();
         let mut why = Vec::new();
         let limit = self.wanted_int(want, "max_replication_slots").or_else(|| {

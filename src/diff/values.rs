@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::desired::{RecoveryDesired, passfile_digest};
-use crate::gather::FileFacts;
+use crate::observed::FileFacts;
 use crate::plan::{Action, Step, step};
 
 /// `NODE.recovery` as the file wants it.

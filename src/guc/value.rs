@@ -4,6 +4,7 @@
 
 use super::parse::{self, BaseUnit, MEMORY_UNITS, NumError, TIME_UNITS, UnitKind};
 use super::{GucDef, ListKind, VarType, closest, is_custom, list_kind};
+use crate::quote::sql_literal;
 
 /// A GUC value in canonical form.
 #[derive(Debug, Clone)]
@@ -930,14 +931,6 @@ pub fn normalize_observed(
     }
 }
 
-fn quote_literal(s: &str) -> String {
-    if s.contains('\\') {
-        format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
-    } else {
-        format!("'{}'", s.replace('\'', "''"))
-    }
-}
-
 impl Normalized {
     /// For people: `"1GB"`, `"on"`, `"30s"`, `"replica"`. Integers and reals
     /// with a unit use the largest unit that represents them exactly (as
@@ -1000,10 +993,10 @@ impl Normalized {
             }
             return elements
                 .iter()
-                .map(|e| quote_literal(e))
+                .map(|e| sql_literal(e))
                 .collect::<Vec<_>>()
                 .join(", ");
         }
-        quote_literal(&self.to_sql_literal_value(def))
+        sql_literal(&self.to_sql_literal_value(def))
     }
 }

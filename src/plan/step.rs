@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::{Action, Op, RoleKind, Step};
-use crate::text::sql_literal;
+use crate::quote::sql_literal;
 
 fn new(node: &str, address: String, action: Action, op: Op) -> Step {
     Step {

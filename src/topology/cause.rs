@@ -1,7 +1,7 @@
 //! Why a node is re-based and how: the plan's and status's words are
 //! rendered from these types, decisions read them.
 
-use crate::gather::Lsn;
+use crate::observed::Lsn;
 use crate::plan::{Step, step};
 use crate::text::human_bytes;
 

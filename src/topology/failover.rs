@@ -7,7 +7,7 @@ use super::nodes::{is_primary, is_standby, received};
 use super::outcome::{FailoverRisk, Obstacle, OldPrimary, Topology};
 use super::promote::{candidate_slots, sync_names, sync_note};
 use crate::config::Config;
-use crate::gather::{Lsn, NodeState, Observed};
+use crate::observed::{Lsn, NodeState, Observed};
 use crate::plan::step;
 
 /// The file names an unreachable node primary. A failover to it promotes

@@ -25,7 +25,7 @@ mod rebase;
 mod switchover;
 
 use crate::config::Config;
-use crate::gather::{NodeState, Observed};
+use crate::observed::{NodeState, Observed};
 use nodes::{is_primary, is_standby, managed_elsewhere};
 
 pub use cause::{Method, NoRewind, Rebase, RebaseCause};

@@ -1,6 +1,6 @@
 //! What the role changes ask of an observed node.
 
-use crate::gather::{Lsn, NodeState};
+use crate::observed::{Lsn, NodeState};
 
 pub(super) fn is_primary(n: &NodeState) -> bool {
     n.server.as_ref().is_some_and(|s| !s.in_recovery)

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use super::cause::Rebase;
-use crate::gather::Lsn;
+use crate::observed::Lsn;
 use crate::plan::{Step, Warning};
 use crate::space::Shortfall;
 use crate::text::human_bytes;

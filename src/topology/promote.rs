@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use crate::config::Config;
-use crate::gather::NodeState;
+use crate::observed::NodeState;
 use crate::plan::{Step, step};
 
 /// The file's synchronous_standby_names for the new primary, when the file

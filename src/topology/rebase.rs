@@ -7,7 +7,7 @@ use super::cause::{Method, NoRewind, Rebase, RebaseCause};
 use super::nodes::{is_primary, managed_elsewhere};
 use super::outcome::{Obstacle, Topology};
 use crate::config::Config;
-use crate::gather::{ControlData, FileFacts, Lsn, NodeState, Observed, ServerFacts};
+use crate::observed::{ControlData, FileFacts, Lsn, NodeState, Observed, ServerFacts};
 use crate::plan::{Op, Warning, step};
 use crate::space;
 use crate::timeline::{self, Divergence, HistoryEntry, WalEnd};

@@ -7,7 +7,7 @@ use super::nodes::{managed_elsewhere, received};
 use super::outcome::{NotReady, Obstacle, Topology};
 use super::promote::{candidate_slots, sync_names, sync_note};
 use crate::config::Config;
-use crate::gather::{ControlData, NodeState, Observed};
+use crate::observed::{ControlData, NodeState, Observed};
 use crate::plan::{Step, step};
 use crate::text::human_bytes;
 

@@ -1,7 +1,12 @@
-//! The only code that talks to nodes: SSH (openssh) and SQL (tokio-postgres).
+//! The only code that knows openssh and tokio-postgres: one SSH master
+//! connection per node, command lines sent as they are (node::remote makes
+//! them), and PostgreSQL connections through a forwarded socket.
 
-pub mod quote;
+pub mod cause;
 pub mod ssh;
 
-pub use quote::{command_line, shell_quote};
-pub use ssh::{ConnectError, NodeLock, NodeSession, RemoteOutput, Unreachable};
+pub use cause::{Cause, cause};
+pub use ssh::{
+    ConnectError, NodeSession, RemoteChild, RemoteCommand, RemoteOutput, RemoteStdin, RemoteStdout,
+    Unreachable,
+};

@@ -1,6 +1,6 @@
 //! One multiplexed OpenSSH master connection per node; remote commands as
-//! quoted argument vectors; SQL through a forwarded Unix socket (peer
-//! authentication as the SSH user, no database port, no admin password).
+//! command lines made by `node::remote`; SQL through a forwarded Unix socket
+//! (peer authentication as the SSH user, no database port, no admin password).
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -14,24 +14,11 @@ use openssh::{
     ControlPersist, ForwardType, KnownHosts as SshKnownHosts, Session, SessionBuilder, Socket,
 };
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::{timeout, timeout_at};
 
-use super::quote::command_line;
 use crate::config::{KnownHosts, Node};
-
-/// Why a node could not be reached, each with its own next step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Unreachable {
-    Dns,
-    Refused,
-    NoRoute,
-    Timeout,
-    Auth,
-    HostKey,
-    Other,
-}
+pub use crate::observed::Unreachable;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectError {
@@ -225,7 +212,7 @@ fn control_dir() -> Option<PathBuf> {
 /// never reuses a connection made under other settings.
 fn master_key(node: &Node) -> String {
     let s = &node.ssh;
-    crate::gather::digest(&format!(
+    crate::digest::digest(&format!(
         "{}@{}:{}|{:?}|{:?}|{:?}",
         s.user, node.host, s.port, s.identity_file, s.known_hosts_file, s.known_hosts
     ))
@@ -432,35 +419,26 @@ impl NodeSession {
         }
     }
 
-    /// Runs `argv` on the node (each argument quoted) and collects its output.
-    pub async fn run<S: AsRef<str>>(&self, argv: &[S]) -> anyhow::Result<RemoteOutput> {
-        self.run_with_stdin(argv, None, self.command_timeout).await
+    /// How long one remote command may take, unless its caller says otherwise.
+    pub fn command_timeout(&self) -> Duration {
+        self.command_timeout
     }
 
-    /// Runs `argv` with `stdin` fed to it (secrets travel this way, never in argv).
-    pub async fn run_with_stdin<S: AsRef<str>>(
+    /// Runs `command` on the node, with `stdin` fed to it (secrets travel
+    /// this way, never in the command line), and hands each line of its
+    /// stderr (split at `\r` or `\n`, as progress meters print) to
+    /// `on_line` as it arrives. A non-zero exit is data, not an error.
+    pub async fn run(
         &self,
-        argv: &[S],
-        stdin: Option<&[u8]>,
-        limit: Duration,
-    ) -> anyhow::Result<RemoteOutput> {
-        self.run_streaming(argv, stdin, limit, |_| {}).await
-    }
-
-    /// Runs `argv` and hands each line of its stderr (split at `\r` or
-    /// `\n`, as progress meters print) to `on_line` as it arrives.
-    pub async fn run_streaming<S: AsRef<str>>(
-        &self,
-        argv: &[S],
+        command: &RemoteCommand,
         stdin: Option<&[u8]>,
         limit: Duration,
         mut on_line: impl FnMut(&str),
     ) -> anyhow::Result<RemoteOutput> {
         use tokio::io::AsyncReadExt;
-        let line = command_line(argv);
-        let program = argv.first().map_or("", |a| a.as_ref()).to_string();
+        let program = &command.program;
         let fut = async {
-            let mut cmd = self.session.raw_command(&line);
+            let mut cmd = self.session.raw_command(&command.line);
             cmd.stdin(if stdin.is_some() {
                 openssh::Stdio::piped()
             } else {
@@ -597,152 +575,19 @@ impl NodeSession {
         Ok(client)
     }
 
-    /// Takes a cluster-wide lock on this node: `flock` on `path`, held by a
-    /// remote shell that lives as long as this SSH channel and renews a
-    /// lease (the holder file's mtime) every 2 s. A holder whose lease ran
-    /// out, or whose pgrepl process on this machine is gone, is stale: it is
-    /// ended (by its recorded PID) and the lock taken over.
-    /// The holder file also names `data_dir`, so that the lock of a former
-    /// cluster name is recognised as this data directory's.
-    pub async fn lock(
-        &self,
-        path: &str,
-        holder: &str,
-        data_dir: &str,
-    ) -> anyhow::Result<Result<NodeLock, String>> {
-        match self.try_lock(path, holder, data_dir, None).await? {
-            LockAttempt::Locked(l) => Ok(Ok(*l)),
-            LockAttempt::Held {
-                text,
-                remote_pid,
-                age_s,
-                client,
-            } => {
-                let same_host_dead = client
-                    .as_deref()
-                    .and_then(|c| c.split_once(':'))
-                    .is_some_and(|(host, pid)| {
-                        host == local_hostname()
-                            && pid.parse::<u32>().is_ok_and(|p| {
-                                p != std::process::id()
-                                    && !std::path::Path::new(&format!("/proc/{p}")).exists()
-                            })
-                    });
-                if (same_host_dead || age_s > LOCK_LEASE_S)
-                    && let Some(pid) = remote_pid
-                {
-                    return match self.try_lock(path, holder, data_dir, Some(pid)).await? {
-                        LockAttempt::Locked(l) => Ok(Ok(*l)),
-                        LockAttempt::Held { text, .. } => Ok(Err(text)),
-                    };
-                }
-                Ok(Err(text))
-            }
-        }
-    }
-
-    async fn try_lock(
-        &self,
-        path: &str,
-        holder: &str,
-        data_dir: &str,
-        take_over: Option<u32>,
-    ) -> anyhow::Result<LockAttempt> {
-        const SCRIPT: &str = r#"L=$1; H=$2; C=$3; K=$4; D=$5
-exec 9>>"$L" || exit 71
-if ! flock -n 9; then
-  if [ -n "$K" ]; then
-    kill "$K" 2>/dev/null
-    flock -w 5 9 || { echo "held"; cat "$L.holder" 2>/dev/null; exit 75; }
-  else
-    echo "held"; echo "age=$(( $(date +%s) - $(stat -c %Y "$L.holder" 2>/dev/null || date +%s) ))"
-    cat "$L.holder" 2>/dev/null; exit 75
-  fi
-fi
-printf 'pid=%s\nclient=%s\nholder=%s\ndata_dir=%s\n' "$$" "$C" "$H" "$D" > "$L.holder"
-echo locked
-while IFS= read -r _; do touch "$L.holder"; done"#;
-        let client = format!("{}:{}", local_hostname(), std::process::id());
-        let take_over = take_over.map(|p| p.to_string()).unwrap_or_default();
-        let line = command_line(&[
-            "sh",
-            "-c",
-            SCRIPT,
-            "pgrepl-lock",
-            path,
-            holder,
-            &client,
-            &take_over,
-            data_dir,
-        ]);
-        let mut cmd = Session::to_raw_command(self.session.clone(), line);
+    /// Starts `command` with its stdin, stdout and stderr piped, for a
+    /// caller that talks with it while it runs (the cluster lock's holder).
+    /// The child keeps this node's master connection alive.
+    pub async fn spawn(&self, command: &RemoteCommand) -> anyhow::Result<RemoteChild> {
+        let mut cmd = Session::to_raw_command(self.session.clone(), command.line.clone());
         cmd.stdin(openssh::Stdio::piped())
             .stdout(openssh::Stdio::piped())
             .stderr(openssh::Stdio::piped());
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .await
-            .with_context(|| format!("{}: cannot start the lock holder", self.node))?;
-        let Some(stdout) = child.stdout().take() else {
-            anyhow::bail!("{}: lock holder has no stdout", self.node);
-        };
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let first = timeout(self.command_timeout, lines.next_line())
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "{}: taking the lock did not answer within {}",
-                    self.node,
-                    humantime(self.command_timeout)
-                )
-            })?
-            .with_context(|| format!("{}: reading the lock holder's answer", self.node))?;
-        match first.as_deref() {
-            Some("locked") => {
-                let stdin = child.stdin().take();
-                let heartbeat = tokio::spawn(async move {
-                    if let Some(mut stdin) = stdin {
-                        loop {
-                            tokio::time::sleep(Duration::from_secs(2)).await;
-                            if stdin.write_all(b"\n").await.is_err() || stdin.flush().await.is_err()
-                            {
-                                break;
-                            }
-                        }
-                    }
-                });
-                Ok(LockAttempt::Locked(Box::new(NodeLock {
-                    child: Some(child),
-                    heartbeat: Some(heartbeat),
-                })))
-            }
-            Some("held") => {
-                let mut rest = Vec::new();
-                while let Ok(Ok(Some(l))) = timeout(Duration::from_secs(2), lines.next_line()).await
-                {
-                    rest.push(l);
-                }
-                let _ = child.wait().await;
-                let field = |k: &str| {
-                    rest.iter()
-                        .find_map(|l| l.strip_prefix(k).map(str::to_string))
-                };
-                Ok(LockAttempt::Held {
-                    text: field("holder=").unwrap_or_else(|| "an unknown holder".into()),
-                    remote_pid: field("pid=").and_then(|p| p.parse().ok()),
-                    age_s: field("age=").and_then(|a| a.parse().ok()).unwrap_or(0),
-                    client: field("client="),
-                })
-            }
-            _ => {
-                let out = child.wait_with_output().await?;
-                anyhow::bail!(
-                    "{}: cannot take the lock on {path}: {}",
-                    self.node,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )
-            }
-        }
+            .with_context(|| format!("{}: cannot start `{}`", self.node, command.program))?;
+        Ok(RemoteChild(child))
     }
 
     /// Ends this run's use of the node: a persisted master is left running
@@ -764,40 +609,45 @@ while IFS= read -r _; do touch "$L.holder"; done"#;
     }
 }
 
-/// Seconds after which a lock whose holder stopped renewing it is stale.
-pub const LOCK_LEASE_S: u64 = 15;
-
-enum LockAttempt {
-    Locked(Box<NodeLock>),
-    Held {
-        text: String,
-        remote_pid: Option<u32>,
-        age_s: u64,
-        client: Option<String>,
-    },
+/// A command line for the node's login shell, and the program it runs (for
+/// messages). Made by `node::remote`, the one place an argument vector
+/// becomes a command line; this module sends it as it is.
+#[derive(Debug, Clone)]
+pub struct RemoteCommand {
+    pub line: String,
+    pub program: String,
 }
 
-fn local_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into())
-}
+/// A running remote command with piped stdio (see `NodeSession::spawn`).
+pub struct RemoteChild(openssh::Child<MasterRef>);
 
-/// A held lock; released when dropped (the remote holder's stdin closes).
-pub struct NodeLock {
-    child: Option<openssh::Child<MasterRef>>,
-    heartbeat: Option<tokio::task::JoinHandle<()>>,
-}
+/// The write end of a remote command's stdin.
+pub type RemoteStdin = openssh::ChildStdin;
+/// The read end of a remote command's stdout.
+pub type RemoteStdout = openssh::ChildStdout;
 
-impl NodeLock {
-    pub async fn release(mut self) {
-        if let Some(h) = self.heartbeat.take() {
-            h.abort();
-            let _ = h.await;
-        }
-        if let Some(child) = self.child.take() {
-            let _ = timeout(Duration::from_secs(5), child.wait()).await;
-        }
+impl RemoteChild {
+    pub fn take_stdin(&mut self) -> Option<RemoteStdin> {
+        self.0.stdin().take()
+    }
+
+    pub fn take_stdout(&mut self) -> Option<RemoteStdout> {
+        self.0.stdout().take()
+    }
+
+    /// Waits for the command to end; its exit code (`None`: killed by a signal).
+    pub async fn wait(self) -> anyhow::Result<Option<i32>> {
+        Ok(self.0.wait().await?.code())
+    }
+
+    /// Waits for the command to end and collects what it has not printed yet.
+    pub async fn wait_with_output(self) -> anyhow::Result<RemoteOutput> {
+        let out = self.0.wait_with_output().await?;
+        Ok(RemoteOutput {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod apply;
 mod apply_more;
+mod boundary;
 mod cli;
 mod config;
 mod docs;

@@ -228,14 +228,15 @@ fn hostile_arguments_reach_the_node_intact_and_execute_nothing() {
         let session = pgrepl::transport::NodeSession::connect(&node)
             .await
             .expect("ssh");
+        let remote = pgrepl::node::Node::new(&node, &session);
         // argv: every argument arrives as one argument, byte for byte.
         let args = ["printf", "%s\\0", hostile_dir, hostile_secret, "a b", ""];
-        let out = session.run(&args).await.expect("run");
+        let out = remote.run(&args).await.expect("run");
         assert!(out.success(), "{}", out.stderr);
         let got: Vec<&str> = out.stdout.split('\0').collect();
         assert_eq!(got, [hostile_dir, hostile_secret, "a b", "", ""]);
         // stdin: the way secrets travel.
-        let out = session
+        let out = remote
             .run_with_stdin(
                 &["cat"],
                 Some(hostile_secret.as_bytes()),
@@ -264,7 +265,7 @@ fn hostile_arguments_reach_the_node_intact_and_execute_nothing() {
         if let Some(s) = session2 {
             s.close().await;
         }
-        let out = session
+        let out = remote
             .run(&["sh", "-c", "ls /tmp/pgrepl-pwned* 2>/dev/null | wc -l"])
             .await
             .expect("run");

@@ -1,12 +1,14 @@
-//! What pgrepl saw on each node: plain data, no handles, no secrets in clear.
+//! What pgrepl saw on each node: plain data, no handles, no secrets in clear,
+//! and the pure parsers of what a node prints. Gathering fills it; the pure
+//! core (diff, topology, status) reads it.
+
+pub mod parse;
 
 use std::fmt;
 use std::str::FromStr;
 
 use indexmap::IndexMap;
 use serde::{Serialize, Serializer};
-
-use crate::transport::Unreachable;
 
 /// A WAL position (`pg_lsn`), printed as PostgreSQL prints it: `16/B374D848`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -60,6 +62,19 @@ pub struct NodeState {
     pub errors: Vec<String>,
     /// Wall time of this node's gathering, in milliseconds.
     pub gather_ms: u64,
+}
+
+/// Why a node could not be reached, each with its own next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unreachable {
+    Dns,
+    Refused,
+    NoRoute,
+    Timeout,
+    Auth,
+    HostKey,
+    Other,
 }
 
 #[derive(Debug, Clone, Serialize)]
