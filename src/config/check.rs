@@ -114,61 +114,12 @@ pub fn check(
     };
 
     let cluster = check_cluster(&mut c, &raw);
-    let node_names: Vec<String> = raw
-        .nodes
-        .get_ref()
-        .keys()
-        .map(|k| k.get_ref().clone())
-        .collect();
-    if node_names.is_empty() {
-        c.error(
-            raw.nodes.span(),
-            "the cluster has no nodes",
-            "add at least one `[nodes.NAME]` table with a `host`",
-        );
-    }
-    for key in raw.nodes.get_ref().keys() {
-        check_identifier(
-            &mut c,
-            key,
-            "node name",
-            "node names are used as replication slot names",
-        );
-    }
-    if !node_names.is_empty() && !node_names.contains(&cluster.primary) {
-        c.error(
-            raw.cluster.get_ref().primary.span(),
-            format!(
-                "`cluster.primary` names `{}`, which is not a node",
-                cluster.primary
-            ),
-            did_you_mean_or_list(
-                &cluster.primary,
-                node_names.iter().map(String::as_str),
-                "the nodes are",
-            ),
-        );
-    }
+    let node_names = check_node_names(&mut c, &raw, &cluster.primary);
     check_unique_hosts(&mut c, &raw);
     let upstreams = check_upstreams(&mut c, &raw, &cluster.primary, &node_names);
 
     let replication = check_replication(&mut c, &raw, &cluster.primary, &upstreams);
-    let rewind = raw.rewind.as_ref().map(|r| {
-        let r = r.get_ref();
-        Rewind {
-            user: check_role_name(&mut c, &r.user),
-            password: check_password(&mut c, &r.password, "rewind.password"),
-        }
-    });
-    if let Some(rw) = &raw.rewind
-        && rw.get_ref().user.get_ref() == raw.replication.get_ref().user.get_ref()
-    {
-        c.error(
-            rw.get_ref().user.span(),
-            "the rewind role and the replication role must differ",
-            "pick another name for `rewind.user`, e.g. \"pgrepl_rewind\"",
-        );
-    }
+    let rewind = check_rewind(&mut c, &raw);
 
     let default_ssh = &raw.ssh;
     let default_pg = &raw.postgres;
@@ -224,6 +175,65 @@ pub fn check(
     } else {
         Err(c.problems)
     }
+}
+
+/// The node names: at least one, each a valid identifier, the primary among them.
+fn check_node_names(c: &mut Checker, raw: &RawConfig, primary: &str) -> Vec<String> {
+    let node_names: Vec<String> = raw
+        .nodes
+        .get_ref()
+        .keys()
+        .map(|k| k.get_ref().clone())
+        .collect();
+    if node_names.is_empty() {
+        c.error(
+            raw.nodes.span(),
+            "the cluster has no nodes",
+            "add at least one `[nodes.NAME]` table with a `host`",
+        );
+    }
+    for key in raw.nodes.get_ref().keys() {
+        check_identifier(
+            c,
+            key,
+            "node name",
+            "node names are used as replication slot names",
+        );
+    }
+    if !node_names.is_empty() && !node_names.iter().any(|n| n == primary) {
+        c.error(
+            raw.cluster.get_ref().primary.span(),
+            format!("`primary` names `{}`, which is not a node", primary),
+            did_you_mean_or_list(
+                primary,
+                node_names.iter().map(String::as_str),
+                "the nodes are",
+            ),
+        );
+    }
+    node_names
+}
+
+/// `[rewind]`: its role, which must not be the replication role.
+fn check_rewind(c: &mut Checker, raw: &RawConfig) -> Option<Rewind> {
+    let rewind = raw.rewind.as_ref().map(|r| {
+        let r = r.get_ref();
+        Rewind {
+            user: check_role_name(c, &r.user),
+            password: check_password(c, &r.password, "rewind.password"),
+        }
+    });
+    if let Some(rw) = &raw.rewind
+        && rw.get_ref().user.get_ref() == raw.replication.get_ref().user.get_ref()
+    {
+        c.error(
+            rw.get_ref().user.span(),
+            "the rewind role and the replication role must differ",
+            "pick another name for `rewind.user`, e.g. \"pgrepl_rewind\"",
+        );
+    }
+
+    rewind
 }
 
 fn check_cluster(c: &mut Checker, raw: &RawConfig) -> Cluster {
