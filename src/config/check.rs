@@ -203,7 +203,7 @@ fn check_node_names(c: &mut Checker, raw: &RawConfig, primary: &str) -> Vec<Stri
     if !node_names.is_empty() && !node_names.iter().any(|n| n == primary) {
         c.error(
             raw.cluster.get_ref().primary.span(),
-            format!("`primary` names `{}`, which is not a node", primary),
+            format!("`cluster.primary` names `{primary}`, which is not a node"),
             did_you_mean_or_list(
                 primary,
                 node_names.iter().map(String::as_str),
