@@ -51,6 +51,9 @@ pub struct NodeStatus {
     pub host: String,
     pub reachable: bool,
     pub role: Role,
+    /// The PostgreSQL it runs (`18.6`), or the major of a stopped data
+    /// directory (`18`, from PG_VERSION).
+    pub version: Option<String>,
     pub healthy: bool,
     /// Why the node is not healthy, each with what to do.
     pub problems: Vec<String>,
@@ -168,6 +171,15 @@ impl NodeStatus {
             host: n.host.clone(),
             reachable: n.reachable(),
             role: Role::Unknown,
+            version: match (&n.server, &n.files) {
+                (Some(s), _) => Some(format!(
+                    "{}.{}",
+                    s.version_num / 10000,
+                    s.version_num % 10000
+                )),
+                (None, Some(f)) => f.major.map(|m| m.to_string()),
+                (None, None) => None,
+            },
             healthy: false,
             problems: Vec::new(),
             timeline: None,
@@ -345,6 +357,7 @@ pub fn render_table(s: &ClusterStatus) -> String {
         "NODE",
         "HOST",
         "ROLE",
+        "PG",
         "TL",
         "LSN",
         "LAG",
@@ -353,7 +366,7 @@ pub fn render_table(s: &ClusterStatus) -> String {
         "SYNC",
         "HEALTH",
     ];
-    let rows: Vec<[String; 10]> = s
+    let rows: Vec<[String; 11]> = s
         .nodes
         .iter()
         .map(|n| {
@@ -375,6 +388,7 @@ pub fn render_table(s: &ClusterStatus) -> String {
                 n.name.clone(),
                 n.host.clone(),
                 n.role.as_str().to_string(),
+                n.version.clone().unwrap_or_else(dash),
                 n.timeline.map_or_else(dash, |t| t.to_string()),
                 n.lsn.map_or_else(dash, |l| l.to_string()),
                 lag,

@@ -12,6 +12,29 @@ use crate::plan::{Action, Op, step};
 use crate::text::human_bytes;
 
 impl Differ<'_> {
+    /// A standby's file upstream when it runs another major than this
+    /// node: (its name, its major).
+    fn upstream_of_another_major(
+        &self,
+        want: &NodeDesired,
+        server: &ServerFacts,
+    ) -> Option<(String, u32)> {
+        if want.is_primary {
+            return None;
+        }
+        let up = want
+            .upstream
+            .clone()
+            .unwrap_or_else(|| self.cfg.cluster.primary.clone());
+        let seen = self.obs.nodes.get(&up)?;
+        let major = seen
+            .server
+            .as_ref()
+            .map(|s| s.version_num / 10000)
+            .or_else(|| seen.files.as_ref().and_then(|f| f.major))?;
+        (major != server.version_num / 10000).then_some((up, major))
+    }
+
     pub(super) fn running_node(
         &mut self,
         want: &NodeDesired,
@@ -27,6 +50,16 @@ impl Differ<'_> {
                 name,
                 format!(
                     "runs PostgreSQL {} but the file says postgres_version = {major}; upgrade the node or fix the file",
+                    server.version_num / 10000
+                ),
+            );
+            return;
+        }
+        if let Some((up, up_major)) = self.upstream_of_another_major(want, server) {
+            self.block(
+                name,
+                format!(
+                    "runs PostgreSQL {} but its upstream {up} runs PostgreSQL {up_major}: streaming replication does not cross majors; upgrade one of them, or stream {name} from a node of its major",
                     server.version_num / 10000
                 ),
             );

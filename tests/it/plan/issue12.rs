@@ -498,3 +498,50 @@ fn a_node_removed_from_the_file_that_still_streams_is_warned_about() {
         "{w}"
     );
 }
+
+// ---- issue 17: majors
+
+/// A standby must run its upstream's major: the plan refuses one that does
+/// not, naming both versions; `status` shows every node's version.
+#[test]
+fn a_standby_of_another_major_than_its_upstream_is_refused_and_status_shows_versions() {
+    let cfg = orders("");
+    let mut obs = converged(&cfg);
+    server(&mut obs, "db3").version_num = 180006;
+    let plan = diff::plan(&cfg, &obs);
+    let blocked: Vec<&str> = plan
+        .blocked
+        .iter()
+        .filter(|b| b.node.as_deref() == Some("db3"))
+        .map(|b| b.message.as_str())
+        .collect();
+    assert_eq!(
+        blocked,
+        [
+            "runs PostgreSQL 18 but its upstream db1 runs PostgreSQL 15: streaming replication does not cross majors; upgrade one of them, or stream db3 from a node of its major"
+        ]
+    );
+    assert!(
+        plan.blocked
+            .iter()
+            .all(|b| b.node.as_deref() == Some("db3")),
+        "{:?}",
+        plan.blocked
+    );
+    let st = status::derive(&cfg, &obs);
+    let versions: Vec<Option<&str>> = st.nodes.iter().map(|n| n.version.as_deref()).collect();
+    let db1 = server(&mut obs, "db1").version_num;
+    let db1 = format!("{}.{}", db1 / 10000, db1 % 10000);
+    assert_eq!(
+        versions,
+        [Some(db1.as_str()), Some(db1.as_str()), Some("18.6")]
+    );
+    let table = status::render_table(&st);
+    assert!(
+        table
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("ROLE     PG")),
+        "{table}"
+    );
+}
