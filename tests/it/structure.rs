@@ -61,6 +61,82 @@ fn pure_modules_do_no_io() {
     );
 }
 
+/// No function in src is longer than 120 lines (unit tests and the GUC
+/// catalog, a data table, aside): counted from its `fn` line to its
+/// closing brace, on the code with comments and strings blanked.
+#[test]
+fn no_function_is_over_120_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let modules = declared_modules(&read(&root.join("lib.rs")));
+    let mut long = Vec::new();
+    for s in sources(&root, &modules) {
+        if s.path.ends_with("guc/catalog.rs") {
+            continue;
+        }
+        for (name, line, lines) in function_lengths(&s.code) {
+            if lines > 120 {
+                long.push(format!("{}:{line}: fn {name} is {lines} lines", s.path));
+            }
+        }
+    }
+    assert!(long.is_empty(), "{}", long.join("\n"));
+    let planted = format!(
+        "fn short() {{\n}}\nfn long() {{\n{}}}\n",
+        "x;\n".repeat(130)
+    );
+    assert_eq!(
+        function_lengths(&planted),
+        [("short".to_string(), 1, 2), ("long".to_string(), 3, 132)]
+    );
+}
+
+/// (name, first line, lines) of every `fn` with a body in `code`.
+fn function_lengths(code: &str) -> Vec<(String, usize, usize)> {
+    let chars: Vec<char> = code.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 3 < chars.len() {
+        let starts_word = i == 0 || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
+        if !(starts_word && chars[i..].starts_with(&['f', 'n', ' '])) {
+            i += 1;
+            continue;
+        }
+        let name: String = chars[i + 3..]
+            .iter()
+            .take_while(|c| c.is_alphanumeric() || **c == '_')
+            .collect();
+        // The body opens at the first `{` before any `;` (a declaration).
+        let mut j = i + 3;
+        while j < chars.len() && chars[j] != '{' && chars[j] != ';' {
+            j += 1;
+        }
+        if j >= chars.len() || chars[j] == ';' {
+            i = j;
+            continue;
+        }
+        let mut depth = 0;
+        let mut k = j;
+        while k < chars.len() {
+            match chars[k] {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            k += 1;
+        }
+        let line_of = |at: usize| chars[..at].iter().filter(|c| **c == '\n').count() + 1;
+        let first = line_of(i);
+        out.push((name, first, line_of(k.min(chars.len() - 1)) - first + 1));
+        i = j + 1;
+    }
+    out
+}
+
 /// The checks themselves, on planted files: a cycle through three modules
 /// (one import in a `use` group, one through `super::`), and `tokio` in a
 /// module lib.rs calls pure, are each found and printed with where they
