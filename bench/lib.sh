@@ -120,6 +120,12 @@ verdict() { awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN { ok = (op == "<") ? v < l
 
 bench_env_line() {
 	local major
-	major=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
+	# The labs' major: PGREPL_LAB_PG, else Debian's own (not a wheel install).
+	major=${PGREPL_LAB_PG:-}
+	if [ -z "$major" ]; then
+		for d in /usr/lib/postgresql/[0-9]*; do
+			[ -e "$d/.pgrepl-lab-wheel" ] || major=${d##*/}
+		done
+	fi
 	echo "host: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), PostgreSQL ${major:-?}, $(ssh -V 2>&1 | cut -d, -f1), pgrepl $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo '+uncommitted src changes')${BENCH_SSH_OPTS:+, ssh $BENCH_SSH_OPTS}"
 }
