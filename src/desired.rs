@@ -109,7 +109,8 @@ pub fn cluster_files(node: &Node, cluster: &str) -> Vec<String> {
         .collect()
 }
 
-fn files_dir(node: &Node) -> String {
+/// The directory beside the data directory where pgrepl keeps its files.
+pub fn files_dir(node: &Node) -> String {
     let dd = node.postgres.data_dir.trim_end_matches('/');
     let parent = dd.rsplit_once('/').map_or("", |(p, _)| p);
     if parent.is_empty() {

@@ -171,14 +171,9 @@ impl NodeStatus {
             host: n.host.clone(),
             reachable: n.reachable(),
             role: Role::Unknown,
-            version: match (&n.server, &n.files) {
-                (Some(s), _) => Some(format!(
-                    "{}.{}",
-                    s.version_num / 10000,
-                    s.version_num % 10000
-                )),
-                (None, Some(f)) => f.major.map(|m| m.to_string()),
-                (None, None) => None,
+            version: match &n.server {
+                Some(s) => Some(format!("{}.{}", s.major(), s.version_num % 10000)),
+                None => n.major().map(|m| m.to_string()),
             },
             healthy: false,
             problems: Vec::new(),

@@ -81,9 +81,11 @@ impl std::fmt::Display for Locked {
 impl std::error::Error for Locked {}
 
 pub fn lock_path(cfg: &Config, node: &crate::config::Node) -> String {
-    let pass = crate::desired::passfile_path(cfg, node);
-    let dir = pass.rsplit_once('/').map_or("/tmp", |(d, _)| d).to_string();
-    format!("{dir}/.pgrepl-{}.lock", cfg.cluster.name)
+    format!(
+        "{}/.pgrepl-{}.lock",
+        crate::desired::files_dir(node),
+        cfg.cluster.name
+    )
 }
 
 fn hostname() -> String {

@@ -26,13 +26,8 @@ impl Differ<'_> {
             .upstream
             .clone()
             .unwrap_or_else(|| self.cfg.cluster.primary.clone());
-        let seen = self.obs.nodes.get(&up)?;
-        let major = seen
-            .server
-            .as_ref()
-            .map(|s| s.version_num / 10000)
-            .or_else(|| seen.files.as_ref().and_then(|f| f.major))?;
-        (major != server.version_num / 10000).then_some((up, major))
+        let major = self.obs.nodes.get(&up)?.major()?;
+        (major != server.major()).then_some((up, major))
     }
 
     pub(super) fn running_node(
@@ -44,13 +39,13 @@ impl Differ<'_> {
     ) {
         let name = want.name.as_str();
         if let Some(major) = self.cfg.cluster.postgres_version
-            && server.version_num / 10000 != major
+            && server.major() != major
         {
             self.block(
                 name,
                 format!(
                     "runs PostgreSQL {} but the file says postgres_version = {major}; upgrade the node or fix the file",
-                    server.version_num / 10000
+                    server.major()
                 ),
             );
             return;
@@ -60,7 +55,7 @@ impl Differ<'_> {
                 name,
                 format!(
                     "runs PostgreSQL {} but its upstream {up} runs PostgreSQL {up_major}: streaming replication does not cross majors; upgrade one of them, or stream {name} from a node of its major",
-                    server.version_num / 10000
+                    server.major()
                 ),
             );
             return;

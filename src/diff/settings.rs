@@ -35,7 +35,7 @@ impl Differ<'_> {
                     format!(
                         "{} does not exist in PostgreSQL {} on this node; it is not set",
                         setting.name,
-                        server.version_num / 10000
+                        server.major()
                     ),
                 );
                 continue;

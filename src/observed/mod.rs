@@ -319,7 +319,23 @@ pub struct WalReceiverFacts {
     pub sender_port: Option<i32>,
 }
 
+impl ServerFacts {
+    /// The major version the server runs (`version_num` 180006 -> 18).
+    pub fn major(&self) -> u32 {
+        self.version_num / 10000
+    }
+}
+
 impl NodeState {
+    /// The major the node runs, or for a stopped one its data
+    /// directory's (PG_VERSION).
+    pub fn major(&self) -> Option<u32> {
+        self.server
+            .as_ref()
+            .map(ServerFacts::major)
+            .or_else(|| self.files.as_ref().and_then(|f| f.major))
+    }
+
     pub fn reachable(&self) -> bool {
         self.unreachable.is_none()
     }
