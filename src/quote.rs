@@ -48,10 +48,82 @@ pub fn conf_value(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// Text from a node (an hba line, a server's error, a setting's value) as
+/// a terminal may show it: every control character but newline and tab
+/// (ESC, CR, BEL, backspace, DEL, the C1 range) written as `\xHH` or
+/// `\u{HHHH}`, so a node cannot move the cursor, clear the screen or
+/// rewrite a line already printed. A backslash is left as it is.
+pub fn terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_controls(text, false)
+}
+
+/// `terminal`, but keeping the colour sequences (`ESC [ digits;... m`) that
+/// pgrepl's own rendering painted into text already escaped.
+pub fn terminal_painted(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_controls(text, true)
+}
+
+fn escape_controls(text: &str, keep_colors: bool) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if keep_colors && c == '\x1b' {
+            let params = rest[2.min(rest.len())..]
+                .find(|p: char| !(p.is_ascii_digit() || p == ';'))
+                .map(|n| n + 2);
+            if rest.starts_with("\x1b[") && params.is_some_and(|n| rest[n..].starts_with('m')) {
+                let n = params.unwrap_or(2) + 1;
+                out.push_str(&rest[..n]);
+                rest = &rest[n..];
+                continue;
+            }
+        }
+        match c {
+            c if !unsafe_char(c) => out.push(c),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn terminal_text_has_no_control_characters_but_newline_and_tab() {
+        assert_eq!(
+            terminal("host all all 10.0.0.0/8 scram-sha-256"),
+            "host all all 10.0.0.0/8 scram-sha-256"
+        );
+        assert_eq!(
+            terminal("a\x1b[2Jb\rc\x07d\x7f"),
+            "a\\x1b[2Jb\\x0dc\\x07d\\x7f"
+        );
+        assert_eq!(terminal("line\n\tnext"), "line\n\tnext");
+        assert_eq!(terminal("csi \u{9b}2J"), "csi \\u{9b}2J");
+        assert_eq!(terminal("ü \\ ok"), "ü \\ ok");
+        assert_eq!(terminal("\x1b[31mred\x1b[0m"), "\\x1b[31mred\\x1b[0m");
+        assert_eq!(
+            terminal_painted("\x1b[31mred\x1b[0m \x1b[2J \x1b]0;t\x07 \x1b[1;32m \x1b["),
+            "\x1b[31mred\x1b[0m \\x1b[2J \\x1b]0;t\\x07 \x1b[1;32m \\x1b["
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn terminal_text_never_holds_a_control_character(s in "\\PC*|[\\x00-\\x{a0}]*") {
+            let t = terminal(&s);
+            prop_assert!(!t.chars().any(|c| c.is_control() && c != '\n' && c != '\t'));
+        }
+    }
 
     /// PostgreSQL's lexer for a string constant, as its documentation
     /// (4.1.2.1, 4.1.2.2) describes it: `'...'` with `''`, or `E'...'`

@@ -12,8 +12,15 @@ pub fn new_verifier(password: &str) -> String {
     postgres_protocol::password::scram_sha_256(password.as_bytes())
 }
 
+/// The most PBKDF2 iterations pgrepl computes to check a stored verifier
+/// (PostgreSQL makes 4096 by default; a node could store 2^31, which would
+/// take minutes). A verifier above it counts as a mismatch, so the password
+/// is set again, with a fresh verifier of the default count.
+pub const MAX_ITERATIONS: u32 = 10_000_000;
+
 /// Whether `stored` (from `pg_authid.rolpassword`) is a verifier of `password`.
-/// MD5 verifiers count as a mismatch: scram-sha-256 rules reject them.
+/// MD5 verifiers count as a mismatch: scram-sha-256 rules reject them, and
+/// so does an iteration count of 0 or above `MAX_ITERATIONS`.
 pub fn verifies(stored: &str, password: &str) -> bool {
     let Some(rest) = stored.strip_prefix("SCRAM-SHA-256$") else {
         return false;
@@ -34,7 +41,7 @@ pub fn verifies(stored: &str, password: &str) -> bool {
     ) else {
         return false;
     };
-    if iter == 0 {
+    if iter == 0 || iter > MAX_ITERATIONS {
         return false;
     }
     let salted = hi(&normalize(password), &salt, iter);
@@ -110,5 +117,19 @@ mod tests {
         ] {
             assert!(!verifies(v, "pw"), "{v}");
         }
+    }
+
+    #[test]
+    fn a_huge_iteration_count_is_not_computed() {
+        // 2^31 - 1 iterations would take minutes: refused at once.
+        let v = new_verifier("pw");
+        let (head, rest) = v.split_once('$').unwrap();
+        let (_, salt_keys) = rest.split_once(':').unwrap();
+        let huge = format!("{head}${}:{salt_keys}", i32::MAX);
+        let started = std::time::Instant::now();
+        assert!(!verifies(&huge, "pw"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let at_limit = format!("{head}${}:{salt_keys}", MAX_ITERATIONS + 1);
+        assert!(!verifies(&at_limit, "pw"));
     }
 }

@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::ConfigError;
+use crate::quote::{terminal, terminal_painted};
 
 /// How a command ended; each is one exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,20 +106,23 @@ impl CommandError {
         }
     }
 
-    /// The text printed on stderr.
+    /// The text printed on stderr. A server's error or a node's text in
+    /// the chain, the notes or the hints has its control characters escaped.
     pub fn render(&self) -> String {
         let mut out = match (self.kind, self.error.downcast_ref::<ConfigError>()) {
             (Kind::Config, Some(config)) => format!("{config}\n"),
-            _ => format!("error: {:#}\n", self.error),
+            _ => format!("error: {}\n", terminal(&format!("{:#}", self.error))),
         };
         for note in &self.notes {
-            out.push_str(note);
+            // A note may be a plan rendered in colour (its node text
+            // already escaped there): its colours stay.
+            out.push_str(&terminal_painted(note));
             if !note.ends_with('\n') {
                 out.push('\n');
             }
         }
         for hint in &self.hints {
-            out.push_str(&format!("hint: {hint}\n"));
+            out.push_str(&format!("hint: {}\n", terminal(hint)));
         }
         out
     }
@@ -217,5 +221,23 @@ mod tests {
             err.render(),
             "error: outer: inner\nDone before the failure:\n  + a\nhint: do this\n"
         );
+    }
+
+    #[test]
+    fn a_servers_error_cannot_drive_the_terminal() {
+        let err = CommandError::from(
+            anyhow::anyhow!("ERROR: bad\x1b[2J\rrole \x07").context("node1: ALTER ROLE"),
+        )
+        .note("Done:\n  + a\x1b]0;title\x07");
+        let text = err.render();
+        assert!(
+            !text.contains('\x1b') && !text.contains('\r') && !text.contains('\x07'),
+            "{text:?}"
+        );
+        assert!(
+            text.starts_with("error: node1: ALTER ROLE: ERROR: bad\\x1b[2J\\x0drole \\x07\n"),
+            "{text}"
+        );
+        assert!(text.contains("Done:\n  + a\\x1b]0;title\\x07\n"), "{text}");
     }
 }

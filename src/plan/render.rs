@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Action, Plan, Step};
+use crate::quote::terminal;
 
 /// ANSI colours, only when asked for (a terminal without NO_COLOR).
 #[derive(Debug, Clone, Copy)]
@@ -107,16 +108,18 @@ pub fn text(plan: &Plan, style: Style) -> String {
                 },
                 None => step.node.clone(),
             };
-            let _ = writeln!(out, "\n{}", style.paint("1", &header));
+            let _ = writeln!(out, "\n{}", style.paint("1", &terminal(&header)));
             current = Some(step.node.as_str());
         }
         let sym = style.action(step.action);
         let pad = 3usize.saturating_sub(step.action.symbol().len());
-        let desc = describe(step);
+        // Values and reasons may quote a node's text: no control characters.
+        let desc = terminal(&describe(step)).into_owned();
         let line = format!("  {:pad$}{sym} {:width$}  {desc}", "", step.address);
         let _ = writeln!(out, "{}", line.trim_end());
         if let Some(diff) = &step.diff {
             for l in diff.lines() {
+                let l = &*terminal(l);
                 let painted = match l.chars().next() {
                     Some('+') if !l.starts_with("+++") => style.paint("32", l),
                     Some('-') if !l.starts_with("---") => style.paint("31", l),
@@ -144,7 +147,7 @@ pub fn problems(plan: &Plan, style: Style) -> String {
             "{} {}: {}",
             style.paint("31", "error:"),
             b.node.as_deref().unwrap_or("cluster"),
-            b.message
+            terminal(&b.message)
         );
     }
     for w in &plan.warnings {
@@ -153,7 +156,7 @@ pub fn problems(plan: &Plan, style: Style) -> String {
             "{} {}: {}",
             style.paint("33", "warning:"),
             w.node.as_deref().unwrap_or("cluster"),
-            w.message
+            terminal(&w.message)
         );
     }
     out
@@ -176,4 +179,50 @@ pub fn json(plan: &Plan) -> serde_json::Value {
         obj.remove("facts");
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Warning, step};
+
+    #[test]
+    fn a_nodes_text_cannot_drive_the_terminal() {
+        let mut hba = step::write_hba(
+            "node1",
+            Action::Update,
+            "/etc/pg_hba.conf",
+            "host all all 0.0.0.0/0 trust\n".into(),
+        );
+        hba.diff = Some(
+            "-host all all 10.0.0.0/8 md5 \x1b[2J\r\x07\n+host all all 0.0.0.0/0 trust\n".into(),
+        );
+        hba.reason = "was \x1b]0;pwned\x07".into();
+        let mut plan = Plan::new(
+            "c".into(),
+            Vec::new(),
+            vec![hba],
+            vec![Warning {
+                node: Some("node1".into()),
+                message: "server says \x1b[2J".into(),
+            }],
+            Vec::new(),
+            Default::default(),
+        );
+        plan.blocked.push(Warning {
+            node: Some("node2".into()),
+            message: "FATAL: \x1b[31mno\r".into(),
+        });
+        for color in [false, true] {
+            let style = Style { color };
+            let shown = text(&plan, style) + &problems(&plan, style);
+            let escaped = shown.replace("\x1b[31m", "").replace("\x1b[32m", "");
+            let escaped = escaped.replace("\x1b[33m", "").replace("\x1b[1m", "");
+            let escaped = escaped.replace("\x1b[0m", "");
+            assert!(!escaped.contains(['\x1b', '\r', '\x07']), "{shown:?}");
+            assert!(shown.contains("md5 \\x1b[2J\\x0d\\x07"), "{shown}");
+            assert!(shown.contains("server says \\x1b[2J"), "{shown}");
+            assert!(shown.contains("FATAL: \\x1b[31mno\\x0d"), "{shown}");
+        }
+    }
 }

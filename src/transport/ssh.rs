@@ -513,9 +513,7 @@ impl NodeSession {
         port: u16,
         socket_dir: &str,
     ) -> anyhow::Result<tempfile::TempDir> {
-        let dir = tempfile::Builder::new()
-            .prefix("pgrepl-")
-            .tempdir_in(short_tmp())
+        let dir = local_socket_dir()
             .with_context(|| format!("{}: cannot create a local socket directory", self.node))?;
         let local: PathBuf = dir.path().join(format!(".s.PGSQL.{port}"));
         let remote: PathBuf = PathBuf::from(format!("{socket_dir}/.s.PGSQL.{port}"));
@@ -651,6 +649,17 @@ impl RemoteChild {
     }
 }
 
+/// A fresh local directory for a forwarded PostgreSQL socket, mode 0700
+/// from its creation: another local user must not connect through it as
+/// the SSH user.
+fn local_socket_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix("pgrepl-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(short_tmp())
+}
+
 /// Unix socket paths are limited to 108 bytes: keep the directory short.
 fn short_tmp() -> PathBuf {
     let t = std::env::temp_dir();
@@ -748,6 +757,19 @@ mod tests {
         assert_eq!(
             master_gave_up(&ctl).as_deref(),
             Some("Timeout, server 198.18.1.11 not responding.")
+        );
+    }
+
+    #[test]
+    fn the_local_socket_directory_is_private() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = local_socket_dir().expect("socket dir");
+        let meta = std::fs::symlink_metadata(dir.path()).expect("stat");
+        assert!(meta.is_dir());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            meta.uid(),
+            std::fs::metadata("/proc/self").expect("self").uid()
         );
     }
 
