@@ -249,14 +249,9 @@ async fn read_server(cfg: &Config, remote: Node<'_>) -> anyhow::Result<(ServerFa
     if let Some(r) = &cfg.rewind {
         roles.push(r.user.clone());
     }
-    let pg = &spec.postgres;
-    let conf_dir = pg.config_dir.as_deref().unwrap_or(&pg.data_dir);
     let query = ServerQuery {
         roles,
-        files: [
-            format!("{conf_dir}/pg_hba.conf"),
-            format!("{}/postgresql.auto.conf", pg.data_dir),
-        ],
+        auto_conf: format!("{}/postgresql.auto.conf", spec.postgres.data_dir),
         custom_settings: custom_setting_names(spec),
         libraries: crate::desired::preload_libraries(spec),
     };

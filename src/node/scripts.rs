@@ -30,8 +30,11 @@ impl Script {
 /// Cheap on purpose, because it runs on every node for every plan: shell
 /// builtins, one `stat -f`, and for a passfile `sha256sum` and `stat`. A
 /// running server's files (hba, auto.conf, histories, pg_control) are read
-/// over SQL instead; only when no postmaster is alive does the script read
-/// them itself, each file's content base64 on one line.
+/// over SQL instead (pg_hba.conf as the server's `hba_file`); only when no
+/// postmaster is alive does the script read them itself, each file's
+/// content base64 on one line, pg_hba.conf being the `hba_file` the
+/// configuration names (`postgres -C hba_file -D CONF_DIR`, which reads the
+/// configuration and starts nothing), else `CONF_DIR/pg_hba.conf`.
 ///
 /// Another manager's signs are `manager NAME EVIDENCE` lines: the live
 /// postmaster's parent process (Patroni and pg_autoctl run PostgreSQL as

@@ -8,6 +8,7 @@ mod config;
 mod docs;
 mod drift;
 mod faults;
+mod hostile;
 mod lab;
 mod lowering;
 mod manager;

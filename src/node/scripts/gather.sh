@@ -89,7 +89,12 @@ if [ -f "$D/PG_VERSION" ]; then
     esac
   else
     emit controldata env LC_ALL=C "$B/pg_controldata" "$D"
-    [ -f "$C/pg_hba.conf" ] && emit hba cat "$C/pg_hba.conf"
+    # The hba_file the configuration names (the one the server will read,
+    # and apply writes), else the default beside postgresql.conf.
+    H=
+    [ -x "$B/postgres" ] && H=$("$B/postgres" -C hba_file -D "$C" 2>/dev/null)
+    case $H in ''|*"$nl"*) H=$C/pg_hba.conf ;; /*) ;; *) H=$D/$H ;; esac
+    [ -f "$H" ] && emit hba cat "$H"
     [ -f "$D/postgresql.auto.conf" ] && emit auto_conf cat "$D/postgresql.auto.conf"
     for f in "$D"/pg_wal/*.history; do [ -f "$f" ] && emit "history:${f##*/}" cat "$f"; done
     n=0

@@ -63,10 +63,12 @@ const SQL_CONTROL: &str =
   r.min_recovery_end_lsn::text, r.min_recovery_end_timeline,
   current_setting('wal_log_hints')::bool, current_setting('data_checksums')::bool
   FROM pg_control_system() s, pg_control_checkpoint() c, pg_control_recovery() r";
-// Whole files as bytes (text would reject invalid encoding); NULL if absent.
+// Whole files as bytes (text would reject invalid encoding); NULL if
+// absent: the server's own hba_file (the file apply writes, wherever the
+// configuration puts it), then the paths $1.
 const SQL_READ_FILES: &str =
     "SELECT CASE WHEN (pg_stat_file(f, true)).isdir IS FALSE THEN pg_read_binary_file(f) END
-  FROM unnest($1::text[]) WITH ORDINALITY AS t(f, i) ORDER BY i";
+  FROM unnest(array_prepend(current_setting('hba_file'), $1::text[])) WITH ORDINALITY AS t(f, i) ORDER BY i";
 const SQL_HISTORIES: &str = "SELECT name, pg_read_binary_file('pg_wal/' || name)
   FROM pg_ls_dir('pg_wal') AS name WHERE name ~ '^[0-9A-F]{8}[.]history$' ORDER BY name";
 
@@ -87,9 +89,10 @@ const SQL_PRELOAD: &str = "SELECT c.d, l, EXISTS (SELECT 1 FROM unnest(ARRAY[p, 
 pub struct ServerQuery {
     /// The roles the file manages (replication, rewind).
     pub roles: Vec<String>,
-    /// pg_hba.conf and postgresql.auto.conf: the same paths the gather
-    /// script reads on a stopped node, and apply writes.
-    pub files: [String; 2],
+    /// postgresql.auto.conf. pg_hba.conf is the server's `hba_file`, read
+    /// by that name: the file apply writes (the gather script asks the
+    /// configuration for the same name on a stopped node).
+    pub auto_conf: String,
     /// The custom (dotted) setting names the file sets.
     pub custom_settings: Vec<String>,
     /// The libraries the file preloads.
@@ -134,7 +137,7 @@ impl Sql {
     async fn batch(&self, q: &ServerQuery) -> anyhow::Result<Batch> {
         let client = &self.client;
         let role_param: [&(dyn ToSql + Sync); 1] = [&q.roles];
-        let paths = q.files.to_vec();
+        let paths = vec![q.auto_conf.clone()];
         let path_param: [&(dyn ToSql + Sync); 1] = [&paths];
         let custom_param: [&(dyn ToSql + Sync); 1] = [&q.custom_settings];
         let lib_param: [&(dyn ToSql + Sync); 1] = [&q.libraries];

@@ -229,6 +229,64 @@ fn a_stopped_data_directory_is_read_from_disk() {
 }
 
 #[test]
+fn a_stopped_nodes_hba_is_the_file_its_configuration_names() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let d = hostile(root.path());
+    let bin = root.path().join("bin");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    std::fs::create_dir(&bin).expect("mkdir");
+    write(&d.join("PG_VERSION"), "15\n");
+    write(&d.join("pg_hba.conf"), "# the default, unused\n");
+    let custom = root.path().join("etc $x 'hba'/custom hba.conf");
+    std::fs::create_dir_all(custom.parent().expect("parent")).expect("mkdir");
+    write(&custom, "local all all trust\n");
+    // `postgres -C hba_file -D CONFIG_DIR` as PostgreSQL answers it: only
+    // for exactly these arguments.
+    let tool = bin.join("postgres");
+    write(
+        &tool,
+        &format!(
+            "#!/bin/sh\n[ \"$1 $2 $3\" = '-C hba_file -D' ] && [ \"$4\" = \"$PGREPL_TEST_D\" ] && printf '%s\\n' \"$PGREPL_TEST_HBA\"\n"
+        ),
+    );
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let passfile = root.path().join("none");
+    let out = |hba: &Path| {
+        let _one = MANAGERS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outs = Vec::new();
+        for sh in SHELLS {
+            let run = Command::new(sh)
+                .args(["-c", GATHER.text, GATHER.name])
+                .arg(&d)
+                .arg(&bin)
+                .arg(&d)
+                .arg(&passfile)
+                .env("PGREPL_TEST_D", &d)
+                .env("PGREPL_TEST_HBA", hba)
+                .current_dir(root.path())
+                .output()
+                .expect("runs");
+            assert!(run.status.success(), "{sh}: {run:?}");
+            let f = parse_gather_output(&String::from_utf8_lossy(&run.stdout)).expect("parses");
+            outs.push(f.hba_conf);
+        }
+        assert!(outs.iter().all(|o| *o == outs[0]), "{outs:?}");
+        outs.remove(0)
+    };
+    assert_eq!(out(&custom).as_deref(), Some("local all all trust\n"));
+    // Relative to the data directory, as the server reads it.
+    write(&d.join("rel.conf"), "host all all 10.0.0.0/8 trust\n");
+    assert_eq!(
+        out(Path::new("rel.conf")).as_deref(),
+        Some("host all all 10.0.0.0/8 trust\n")
+    );
+    // No answer (a root shell, a broken configuration): the default.
+    std::fs::remove_file(&tool).expect("rm");
+    assert_eq!(out(&custom).as_deref(), Some("# the default, unused\n"));
+    assert!(!root.path().join("pwned").exists() && !root.path().join("pwned2").exists());
+}
+
+#[test]
 fn a_separate_config_dir_is_checked_for_postgresql_conf() {
     let root = tempfile::tempdir().expect("tempdir");
     let (d, c) = (root.path().join("data"), root.path().join("etc main"));
