@@ -3,6 +3,7 @@
 //! that must be empty. The CLI asks, prints and exits; this decides.
 
 use std::fmt;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use super::{Report, lock_cluster, run_steps};
 use crate::config::Config;
 use crate::diff;
 use crate::gather::{self, UnreachableInfo};
+use crate::node::LostFlag;
 use crate::plan::{Op, Plan};
 use crate::transport::NodeSession;
 
@@ -19,28 +21,65 @@ use crate::transport::NodeSession;
 /// (a started node's settings, a new standby's own values).
 const ROUNDS: usize = 4;
 
-/// A request to stop at the next step boundary (Ctrl-C).
+/// A request to stop at the next step boundary (Ctrl-C), or a reason to:
+/// a cluster lock whose lease was lost.
 #[derive(Debug, Default)]
-pub struct Cancel(AtomicBool);
+pub struct Cancel {
+    requested: AtomicBool,
+    locks: Mutex<Vec<LostFlag>>,
+}
 
 impl Cancel {
     /// Asks the run to stop; true the first time it is asked.
     pub fn request(&self) -> bool {
-        !self.0.swap(true, Ordering::SeqCst)
+        !self.requested.swap(true, Ordering::SeqCst)
     }
 
     pub fn requested(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.requested.load(Ordering::SeqCst)
     }
 
-    /// At a step boundary: an error once a stop was asked for.
+    /// The locks the run holds, each checked at every step boundary.
+    fn watch(&self, locks: Vec<LostFlag>) {
+        if let Ok(mut l) = self.locks.lock() {
+            *l = locks;
+        }
+    }
+
+    /// At a step boundary: an error once a stop was asked for, or once a
+    /// lock's lease was lost (another apply may hold the cluster by now).
     pub fn check(&self) -> anyhow::Result<()> {
         if self.requested() {
             return Err(Cancelled.into());
         }
+        let lost = self
+            .locks
+            .lock()
+            .ok()
+            .and_then(|l| l.iter().find_map(LostFlag::lost));
+        if let Some(why) = lost {
+            return Err(LockLost(why).into());
+        }
         Ok(())
     }
 }
+
+/// The error a run ends with when a lock's lease was lost: it stopped
+/// before its next step.
+#[derive(Debug, Clone)]
+pub struct LockLost(pub String);
+
+impl fmt::Display for LockLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}; apply stopped before its next step, since another apply may hold the cluster now",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for LockLost {}
 
 /// The error a run stopped by `Cancel` ends with.
 #[derive(Debug, Clone, Copy)]
@@ -208,8 +247,10 @@ impl Run<'_> {
                 });
             }
         };
+        cancel.watch(locks.iter().map(|l| l.lost_flag()).collect());
         let mut report = Report::default();
         let result = self.rounds(cancel, &mut report).await;
+        cancel.watch(Vec::new());
         for l in locks {
             l.release().await;
         }
@@ -327,6 +368,26 @@ mod tests {
         assert!(!cancel.request(), "the second request is not the first");
         let err = cancel.check().expect_err("stops");
         assert!(err.downcast_ref::<Cancelled>().is_some());
+    }
+
+    #[test]
+    fn a_lost_lock_stops_the_run_at_the_next_check() {
+        let cancel = Cancel::default();
+        let (held, lost) = (LostFlag::default(), LostFlag::default());
+        cancel.watch(vec![held, lost.clone()]);
+        assert!(cancel.check().is_ok());
+        lost.lose("node2: the cluster lock's lease was lost (its holder ended)".into());
+        let err = cancel.check().expect_err("stops");
+        let text = format!("{err:#}");
+        assert!(err.downcast_ref::<LockLost>().is_some(), "{text}");
+        assert!(
+            text.contains("node2: the cluster lock's lease was lost")
+                && text.contains("stopped before its next step"),
+            "{text}"
+        );
+        // Once the run let its locks go, nothing is watched.
+        cancel.watch(Vec::new());
+        assert!(cancel.check().is_ok());
     }
 
     #[test]

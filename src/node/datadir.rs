@@ -124,12 +124,8 @@ impl Node<'_> {
     }
 
     pub async fn mark_rewind_started(&self) -> anyhow::Result<()> {
-        self.run_ok(
-            &["touch", &self.rewind_marker()],
-            "marking the rewind as started",
-        )
-        .await?;
-        Ok(())
+        self.create_marker(&self.rewind_marker(), "marking the rewind as started")
+            .await
     }
 
     pub async fn remove_rewind_marker(&self) -> anyhow::Result<()> {

@@ -1,7 +1,9 @@
-//! The node's files that pgrepl writes, each atomically (a new file renamed
-//! into place): pg_hba.conf (the previous one kept), the passfile,
-//! postgresql.auto.conf of a stopped server, standby.signal; and the files
-//! a former cluster name left.
+//! The node's files that pgrepl writes, each atomically (a fresh `mktemp`
+//! file beside it, fsynced, renamed into place; never a fixed temporary
+//! name, so never through a symlink planted there): pg_hba.conf (the
+//! previous one kept), the passfile, postgresql.auto.conf of a stopped
+//! server, standby.signal and the rewind marker; and the files a former
+//! cluster name left.
 
 use anyhow::bail;
 
@@ -37,13 +39,21 @@ impl Node<'_> {
 
     /// Writes the passfile, readable by its owner only.
     pub async fn write_passfile(&self, path: &str, content: &str) -> anyhow::Result<()> {
-        self.run_stdin_ok(
-            &WRITE_PASSFILE.argv(&[path]),
-            content.as_bytes(),
-            "writing the passfile",
-        )
-        .await?;
+        self.write_private(path, content, "writing the passfile")
+            .await
+    }
+
+    /// Replaces `path` with `content`, readable by its owner only.
+    async fn write_private(&self, path: &str, content: &str, what: &str) -> anyhow::Result<()> {
+        self.run_stdin_ok(&WRITE_PASSFILE.argv(&[path]), content.as_bytes(), what)
+            .await?;
         Ok(())
+    }
+
+    /// An empty marker file (standby.signal, the rewind marker), written as
+    /// every other file is: never through a symlink at its name.
+    pub(super) async fn create_marker(&self, path: &str, what: &str) -> anyhow::Result<()> {
+        self.write_private(path, "", what).await
     }
 
     /// Writes settings into a stopped server's postgresql.auto.conf (ALTER
@@ -103,12 +113,8 @@ impl Node<'_> {
     }
 
     pub async fn create_standby_signal(&self) -> anyhow::Result<()> {
-        self.run_ok(
-            &["touch", &self.standby_signal()],
-            "creating standby.signal",
-        )
-        .await?;
-        Ok(())
+        self.create_marker(&self.standby_signal(), "creating standby.signal")
+            .await
     }
 
     /// Removes `paths` unless `lock` (if it exists) is held by a live apply.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 pub use datadir::{BASE_BACKUP_LIMIT, BackupTarget, BaseBackup};
-pub use lock::{LOCK_LEASE_S, NodeLock};
+pub use lock::{LOCK_LEASE_S, LostFlag, NodeLock};
 pub use remote::Access;
 pub use scripts::Script;
 pub use service::{PG_CTL_WAIT_S, STREAM_WAIT, ServerStatus};

@@ -63,15 +63,22 @@ pub const GATHER: Script = Script {
 };
 
 /// The cluster lock's holder: `LOCK_FILE HOLDER CLIENT TAKE_OVER_PID
-/// DATA_DIR` (TAKE_OVER_PID may be empty). Takes `flock` on LOCK_FILE and
-/// prints `locked`, records who holds it (and the data directory, so that a
-/// former cluster name's lock is recognised) in `LOCK_FILE.holder`, and renews that file's mtime (the lease) at every
-/// line it reads; it lives as long as its stdin. When the lock is held it
+/// DATA_DIR MACHINE_ID BOOT_ID PID_NS CLIENT_START` (TAKE_OVER_PID may be
+/// empty). Takes `flock` on LOCK_FILE and prints `locked`, records who
+/// holds it (the asking pgrepl's machine, boot, pid namespace and process
+/// start time, so that a takeover never mistakes another machine's pgrepl
+/// for a dead one of its own; and the data directory, so that a former
+/// cluster name's lock is recognised) in `LOCK_FILE.holder`, and renews
+/// that file's mtime (the lease) at every line it reads, answering
+/// `renewed`; it lives as long as its stdin. When the lock is held it
 /// prints `held`, the lease's age and the holder file, and exits 75. With
 /// TAKE_OVER_PID, that stale holder is ended first and the lock waited for.
 pub const LOCK: Script = Script {
     name: "pgrepl-lock",
-    text: include_str!("scripts/lock.sh"),
+    text: concat!(
+        include_str!("scripts/atomic.sh"),
+        include_str!("scripts/lock.sh")
+    ),
 };
 
 /// `DATA_DIR STANDBY_SIGNAL NAMES [NAME VALUE]...`: replaces the lines of
@@ -81,7 +88,10 @@ pub const LOCK: Script = Script {
 /// never exists without them).
 pub const AUTO_CONF_OFFLINE: Script = Script {
     name: "pgrepl-auto-conf",
-    text: include_str!("scripts/auto_conf_offline.sh"),
+    text: concat!(
+        include_str!("scripts/atomic.sh"),
+        include_str!("scripts/auto_conf_offline.sh")
+    ),
 };
 
 /// pg_ctl without its 100 ms polling: `BIN_DIR DATA_DIR WAIT_S VERB LOG
@@ -104,18 +114,31 @@ pub const STATUS: Script = Script {
     text: include_str!("scripts/status.sh"),
 };
 
-/// `FILE`: replaces FILE with stdin atomically, with FILE's mode, keeping
-/// the previous file as `FILE.pgrepl-bak`.
+/// `FILE`: replaces FILE with stdin atomically, with FILE's mode (0600 for
+/// a new one), keeping the previous file as `FILE.pgrepl-bak` (written the
+/// same way).
+///
+/// Every file pgrepl writes on a node (this, the passfile, postgresql.auto.conf
+/// offline, the lock's holder file, signal files) goes through `put`
+/// (scripts/atomic.sh): a fresh `mktemp` file beside it, never a fixed
+/// name, so a symlink planted there is not followed; fsynced, then renamed
+/// over.
 pub const WRITE_FILE: Script = Script {
     name: "pgrepl-write",
-    text: include_str!("scripts/write_file.sh"),
+    text: concat!(
+        include_str!("scripts/atomic.sh"),
+        include_str!("scripts/write_file.sh")
+    ),
 };
 
 /// `FILE`: replaces FILE with stdin atomically, readable by its owner only
-/// (a passfile: PostgreSQL ignores one that others can read).
+/// (a passfile: PostgreSQL ignores one that others can read; a signal file).
 pub const WRITE_PASSFILE: Script = Script {
     name: "pgrepl-passfile",
-    text: include_str!("scripts/write_passfile.sh"),
+    text: concat!(
+        include_str!("scripts/atomic.sh"),
+        include_str!("scripts/write_passfile.sh")
+    ),
 };
 
 /// `DATA_DIR`: stops what a killed pgrepl left running on the node: a

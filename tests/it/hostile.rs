@@ -1,6 +1,9 @@
 //! Issue 14 on real nodes: files a node's configuration puts elsewhere,
 //! and what a node says that pgrepl must not trust.
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
 use serde_json::Value;
 
 use crate::lab::Lab;
@@ -88,4 +91,86 @@ fn a_custom_hba_file_is_the_one_read_and_written() {
         "the default pg_hba.conf is untouched"
     );
     plan_is_empty(&lab);
+}
+
+/// Holds the cluster lock on node `i` as another pgrepl would, its lease
+/// kept fresh, with `identity` (holder file lines) naming who holds it.
+fn hold_lock(lab: &Lab, i: usize, identity: &str) -> Child {
+    let lock = format!(
+        "/var/lib/postgresql/{}/.pgrepl-lab{}.lock",
+        lab.major(),
+        lab.k()
+    );
+    let mut holder = lab
+        .ssh(i)
+        .arg(format!(
+            "exec 9>>{lock}; flock 9; printf 'pid=%s\\n{identity}holder=pgrepl apply by someone@twin since 2026-11-22T00:00:00Z\\n' $$ > {lock}.holder; \
+             p=$$; (exec 9>&-; while kill -0 $p 2>/dev/null; do touch {lock}.holder; sleep 1; done) & echo held; read _"
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    let mut first = String::new();
+    BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read");
+    assert_eq!(first.trim(), "held");
+    holder
+}
+
+/// Reads this machine's file, trimmed.
+fn local(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// On main a holder whose `client=` named this host name and a pid not in
+/// the local /proc was taken over: two CI runners both named `ubuntu` broke
+/// each other's lock. The holder is now known by machine-id, boot id, pid
+/// namespace and the pid's start time: another machine's holder under the
+/// same host name waits for its lease; a dead one of this machine does not.
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_lock_held_from_another_machine_with_the_same_host_name_is_not_taken_over() {
+    let lab = Lab::for_test(
+        "a_lock_held_from_another_machine_with_the_same_host_name_is_not_taken_over",
+        1,
+    );
+    let host = local("/proc/sys/kernel/hostname");
+    let boot = local("/proc/sys/kernel/random/boot_id");
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .expect("pid ns")
+        .to_string_lossy()
+        .into_owned();
+    let machine = local("/etc/machine-id");
+    // A pid that no process has: the twin's pgrepl is not in our /proc.
+    let dead = 2_147_483_646u32;
+    let twin = format!(
+        "client={host}:{dead}\\nmachine_id=0123456789abcdef0123456789abcdef\\nboot_id={boot}\\npid_ns={ns}\\nclient_start=1\\n"
+    );
+    let mut holder = hold_lock(&lab, 1, &twin);
+    let out = pgrepl(&lab, &["apply", "--auto-approve"]);
+    let still_held = holder.try_wait().expect("try_wait").is_none();
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is locked") && err.contains("someone@twin"),
+        "{err}"
+    );
+    assert!(still_held, "the twin's holder was ended");
+
+    // The same holder from this very machine (and boot, and pid namespace):
+    // its pgrepl is gone, so the lock is taken over at once.
+    let ours = format!(
+        "client={host}:{dead}\\nmachine_id={machine}\\nboot_id={boot}\\npid_ns={ns}\\nclient_start=1\\n"
+    );
+    let mut holder = hold_lock(&lab, 1, &ours);
+    let out = apply_ok(&lab, &[]);
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    assert!(!text(&out).contains("is locked"), "{}", text(&out));
 }

@@ -1,5 +1,3 @@
 F=$1
-T="$F.pgrepl-new"
-cat > "$T" || exit 1
-if [ -e "$F" ]; then chmod --reference="$F" "$T" && cp -p "$F" "$F.pgrepl-bak" || exit 1; fi
-mv -f "$T" "$F"
+if [ -e "$F" ]; then put "$F.pgrepl-bak" --reference="$F" < "$F" || exit 1; M=--reference=$F; else M=600; fi
+put "$F" "$M"

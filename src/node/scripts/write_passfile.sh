@@ -1,4 +1,1 @@
-F=$1
-umask 077
-T="$F.pgrepl-new"
-cat > "$T" && chmod 600 "$T" && mv -f "$T" "$F"
+put "$1" 600

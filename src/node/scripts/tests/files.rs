@@ -186,3 +186,119 @@ fn remove_cluster_files_leaves_a_held_lock_alone() {
     }
     nothing_ran(root.path());
 }
+
+/// The names of `dir`'s entries.
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// On main each writer wrote a fixed `FILE.pgrepl-new` (and the backup a
+/// fixed `FILE.pgrepl-bak`, standby.signal by `touch`): a symlink planted
+/// at that name was followed, overwriting its target, and then renamed
+/// over FILE. Now every file is a fresh mktemp file renamed into place.
+#[test]
+fn a_symlink_at_a_writers_names_is_never_followed() {
+    use std::os::unix::fs::symlink;
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = hostile(root.path());
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let victim = root.path().join("victim");
+    for shell in SHELLS {
+        write(&victim, "untouched\n");
+        let f = dir.join("-pg_hba $1.conf");
+        let pass = dir.join("-.pgpass 'x'");
+        let auto = dir.join("postgresql.auto.conf");
+        let signal = dir.join("standby.signal");
+        for p in [&f, &pass, &auto, &signal] {
+            let _ = std::fs::remove_file(p);
+        }
+        for n in ["-pg_hba $1.conf.pgrepl-bak", "-pg_hba $1.conf.pgrepl-new"] {
+            let _ = std::fs::remove_file(dir.join(n));
+        }
+        let _ = std::fs::remove_file(dir.join("-.pgpass 'x'.pgrepl-new"));
+        let _ = std::fs::remove_file(dir.join("postgresql.auto.conf.pgrepl-new"));
+        write(&f, "old\n");
+        for planted in [
+            "-pg_hba $1.conf.pgrepl-new",
+            "-pg_hba $1.conf.pgrepl-bak",
+            "-.pgpass 'x'.pgrepl-new",
+            "postgresql.auto.conf.pgrepl-new",
+        ] {
+            symlink(&victim, dir.join(planted)).expect("symlink");
+        }
+        symlink(&victim, &signal).expect("symlink");
+
+        let out = run(shell, WRITE_FILE, root.path(), &[&f], Some(b"new\n"));
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let out = run(
+            shell,
+            WRITE_PASSFILE,
+            root.path(),
+            &[&pass],
+            Some(b"*:*:*:r:pw\n"),
+        );
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let args = [
+            dir.to_str().expect("utf-8"),
+            "1",
+            "primary_conninfo",
+            "primary_conninfo",
+            "'x'",
+        ];
+        let out = run(shell, AUTO_CONF_OFFLINE, root.path(), &args, None);
+        assert!(out.status.success(), "{shell}: {out:?}");
+
+        assert_eq!(
+            read(&victim),
+            "untouched\n",
+            "{shell}: a planted symlink was followed"
+        );
+        assert_eq!(read(&f), "new\n");
+        assert_eq!(read(&dir.join("-pg_hba $1.conf.pgrepl-bak")), "old\n");
+        assert_eq!(read(&pass), "*:*:*:r:pw\n");
+        assert_eq!(read(&auto), "primary_conninfo = 'x'\n");
+        for p in [&f, &pass, &auto, &dir.join("-pg_hba $1.conf.pgrepl-bak")] {
+            let meta = std::fs::symlink_metadata(p).expect("stat");
+            assert!(
+                meta.file_type().is_file(),
+                "{shell}: {} is not a plain file",
+                p.display()
+            );
+        }
+        // The signal was there (a symlink to a file): left, not written through.
+        assert!(std::fs::symlink_metadata(&signal).is_ok());
+        // No temporary file is left behind.
+        let left: Vec<String> = entries(&dir)
+            .into_iter()
+            .filter(|n| {
+                n.contains(".pgrepl-") && !n.ends_with(".pgrepl-bak") && !n.ends_with(".pgrepl-new")
+            })
+            .collect();
+        assert!(left.is_empty(), "{shell}: {left:?}");
+        for planted in [
+            "-pg_hba $1.conf.pgrepl-new",
+            "-.pgpass 'x'.pgrepl-new",
+            "postgresql.auto.conf.pgrepl-new",
+        ] {
+            std::fs::remove_file(dir.join(planted)).expect("rm");
+        }
+        std::fs::remove_file(&signal).expect("rm");
+        // A dangling symlink at standby.signal is replaced by a file.
+        symlink(root.path().join("nowhere"), &signal).expect("symlink");
+        let out = run(shell, AUTO_CONF_OFFLINE, root.path(), &args, None);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        assert!(
+            std::fs::symlink_metadata(&signal)
+                .expect("stat")
+                .file_type()
+                .is_file()
+        );
+        assert!(!root.path().join("nowhere").exists(), "{shell}");
+    }
+    nothing_ran(root.path());
+}
