@@ -2,7 +2,12 @@
 //! and what a node says that pgrepl must not trust.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+
+use pgrepl::desired::conninfo_value;
+use pgrepl::node::scripts::AUTO_CONF_OFFLINE;
+use pgrepl::quote::conf_value;
 
 use serde_json::Value;
 
@@ -173,4 +178,83 @@ fn a_lock_held_from_another_machine_with_the_same_host_name_is_not_taken_over() 
     drop(holder.stdin.take());
     let _ = holder.wait();
     assert!(!text(&out).contains("is locked"), "{}", text(&out));
+}
+
+/// Runs `args` as the postgres user.
+fn as_postgres(args: &[&str]) -> std::process::Output {
+    Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .expect("runuser")
+}
+
+/// postgresql.auto.conf written offline (a stopped standby's recovery) is
+/// read back by PostgreSQL itself (`postgres -C`), for a data directory
+/// whose parents hold `'`, `\`, spaces and `$`: the passfile path beside it
+/// travels through the conninfo quoting and then the configuration file's.
+/// No lab: the Debian 15 binaries on this machine, as user postgres.
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn auto_conf_written_offline_is_read_back_by_postgresql() {
+    crate::lab::fixture::assert_lab_tests_can_run(
+        "auto_conf_written_offline_is_read_back_by_postgresql",
+    );
+    let bin = "/usr/lib/postgresql/15/bin";
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let parent = root.path().join("it's a \\back\\slash $HOME dir");
+    std::fs::create_dir(&parent).expect("mkdir");
+    let chown = Command::new("chown")
+        .args(["postgres:postgres"])
+        .arg(&parent)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let dd = parent.join("main");
+    let dd_s = dd.to_str().expect("utf-8");
+    let out = as_postgres(&[
+        &format!("{bin}/initdb"),
+        "-N",
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "-D",
+        dd_s,
+    ]);
+    assert!(out.status.success(), "initdb: {out:?}");
+
+    let passfile = format!("{}/.pgrepl-c.pgpass", parent.display());
+    let conninfo = format!(
+        "host=198.18.1.11 port=5432 user=replicator passfile={} application_name=node2 sslmode=prefer",
+        conninfo_value(&passfile)
+    );
+    let slot = "node2";
+    for (name, value) in [
+        ("primary_conninfo", conninfo.as_str()),
+        ("primary_slot_name", slot),
+    ] {
+        let quoted = conf_value(value);
+        let out = as_postgres(&AUTO_CONF_OFFLINE.argv(&[dd_s, "1", name, name, &quoted]));
+        assert!(out.status.success(), "{name}: {out:?}");
+    }
+    assert!(dd.join("standby.signal").is_file());
+    for (name, want) in [
+        ("primary_conninfo", conninfo.as_str()),
+        ("primary_slot_name", slot),
+    ] {
+        let out = as_postgres(&[&format!("{bin}/postgres"), "-C", name, "-D", dd_s]);
+        assert!(out.status.success(), "postgres -C {name}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'),
+            want,
+            "{name}"
+        );
+    }
+    // Written twice: the earlier line is replaced, not repeated.
+    let auto = std::fs::read_to_string(dd.join("postgresql.auto.conf")).expect("auto.conf");
+    assert_eq!(auto.matches("primary_conninfo").count(), 1, "{auto}");
 }
