@@ -9,6 +9,7 @@
 //! connection hang, and a cut node must be an error, not a hang.
 
 mod read;
+mod row;
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use anyhow::{Context, bail};
 use tokio_postgres::Client;
 
 pub use read::{ServerFiles, ServerQuery};
+use row::At;
 
 use super::Node;
 use crate::observed::Lsn;
@@ -104,6 +106,14 @@ pub struct Sql {
 }
 
 impl Sql {
+    /// Where a row came from, for a value that is not what pgrepl reads.
+    fn at<'a>(&'a self, query: &'a str) -> At<'a> {
+        At {
+            node: &self.node,
+            query,
+        }
+    }
+
     /// Runs `sql` alone (no parameters, no transaction), within `QUERY_LIMIT`.
     async fn send(&self, sql: String, what: &str) -> anyhow::Result<()> {
         let sql = statement(sql)?;
@@ -141,7 +151,7 @@ impl Sql {
             self.client.query_one("SELECT pg_is_in_recovery()", &[]),
         )
         .await?;
-        Ok(row.get(0))
+        self.at("SELECT pg_is_in_recovery()").get(&row, 0)
     }
 
     /// `ALTER SYSTEM SET name = rhs`, `rhs` already quoted (by the plan, or
@@ -188,7 +198,8 @@ impl Sql {
              UNION ALL
              SELECT 'pg_hba.conf:' || coalesce(line_number, 0) || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL";
         let rows = bounded(QUERY_LIMIT, "pg_file_settings", self.client.query(SQL, &[])).await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        let at = self.at("pg_file_settings and pg_hba_file_rules errors");
+        rows.iter().map(|r| at.get(r, 0)).collect()
     }
 
     /// pg_hba.conf's rules PostgreSQL rejects, as read from the file on disk:
@@ -200,7 +211,10 @@ impl Sql {
             self.client.query(SQL_HBA_ERRORS, &[]),
         )
         .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        let at = self.at("pg_hba_file_rules");
+        rows.iter()
+            .map(|r| Ok((at.get(r, 0)?, at.get(r, 1)?)))
+            .collect()
     }
 
     /// The files' value of each setting, the last line for each name
@@ -208,7 +222,10 @@ impl Sql {
     pub async fn file_settings(&self) -> anyhow::Result<Vec<(String, String)>> {
         const SQL: &str = "SELECT name, setting FROM pg_file_settings WHERE error IS NULL OR error = 'setting could not be applied' ORDER BY seqno";
         let rows = bounded(QUERY_LIMIT, "pg_file_settings", self.client.query(SQL, &[])).await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        let at = self.at("pg_file_settings");
+        rows.iter()
+            .map(|r| Ok((at.get(r, 0)?, at.get(r, 1)?)))
+            .collect()
     }
 
     /// The application names of the standbys streaming from this server.
@@ -220,7 +237,7 @@ impl Sql {
             self.client.query_one(SQL, &[]),
         )
         .await?;
-        Ok(row.get(0))
+        self.at("pg_stat_replication").get(&row, 0)
     }
 
     /// The WAL receiver's status (`streaming`, ...), if there is one.
@@ -231,7 +248,8 @@ impl Sql {
             self.client.query_opt(SQL_WAL_RECEIVER_STATUS, &[]),
         )
         .await?;
-        Ok(row.map(|r| r.get(0)))
+        row.map(|r| self.at("pg_stat_wal_receiver").get(&r, 0))
+            .transpose()
     }
 
     pub async fn checkpoint(&self) -> anyhow::Result<()> {
@@ -255,7 +273,8 @@ impl Sql {
             self.client.query_one(SQL, &[]),
         )
         .await?;
-        Ok((row.get(0), row.get(1)))
+        let at = self.at("pg_control_checkpoint()");
+        Ok((at.get(&row, 0)?, at.get(&row, 1)?))
     }
 
     /// A primary's current WAL position, as text.
@@ -267,7 +286,7 @@ impl Sql {
                 .query_one("SELECT pg_current_wal_lsn()::text", &[]),
         )
         .await?;
-        Ok(row.get(0))
+        self.at("pg_current_wal_lsn()").get(&row, 0)
     }
 
     /// How far this standby replayed towards `target` (a position as text).
@@ -282,11 +301,12 @@ impl Sql {
             self.client.query_one(&sql, &[]),
         )
         .await?;
+        let at = self.at("pg_last_wal_replay_lsn()");
         Ok(Replay {
-            reached: row.get(0),
-            replayed: row.get(1),
-            pause_state: row.get(2),
-            receiver: row.get(3),
+            reached: at.get(&row, 0)?,
+            replayed: at.get(&row, 1)?,
+            pause_state: at.get(&row, 2)?,
+            receiver: at.get(&row, 3)?,
         })
     }
 
@@ -303,7 +323,8 @@ impl Sql {
             self.client.query_one(&sql, &[]),
         )
         .await?;
-        Ok((row.get(0), row.get(1)))
+        let at = self.at("pg_control_checkpoint()");
+        Ok((at.get(&row, 0)?, at.get(&row, 1)?))
     }
 
     /// Whether this standby received WAL past `lsn`.
@@ -315,7 +336,10 @@ impl Sql {
             self.client.query_one(&sql, &[]),
         )
         .await?;
-        Ok(row.get::<_, Option<bool>>(0).unwrap_or(false))
+        Ok(self
+            .at("pg_last_wal_receive_lsn()")
+            .get::<Option<bool>>(&row, 0)?
+            .unwrap_or(false))
     }
 
     /// What this standby has, as the planner counts it: the further of what
@@ -330,9 +354,10 @@ impl Sql {
             ),
         )
         .await?;
+        let at = self.at("pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()");
         Ok([
-            row.get::<_, Option<String>>(0),
-            row.get::<_, Option<String>>(1),
+            at.get::<Option<String>>(&row, 0)?,
+            at.get::<Option<String>>(&row, 1)?,
         ]
         .into_iter()
         .flatten()
@@ -361,13 +386,17 @@ impl Sql {
             self.client.query_opt(SQL, &[&name]),
         )
         .await?;
-        Ok(row.map(|r| RoleRow {
-            login: r.get(0),
-            replication: r.get(1),
-            verifier: r.get(2),
-            expires: r.get(3),
-            connection_limit: r.get(4),
-        }))
+        let at = self.at("pg_authid");
+        row.map(|r| {
+            Ok(RoleRow {
+                login: at.get(&r, 0)?,
+                replication: at.get(&r, 1)?,
+                verifier: at.get(&r, 2)?,
+                expires: at.get(&r, 3)?,
+                connection_limit: at.get(&r, 4)?,
+            })
+        })
+        .transpose()
     }
 
     /// `CREATE ROLE name ATTRS PASSWORD 'verifier'`: the verifier is made by
@@ -421,7 +450,8 @@ impl Sql {
             self.client.query_opt(SQL, &[&name]),
         )
         .await?;
-        Ok(row.map(|r| r.get(0)))
+        row.map(|r| self.at("pg_replication_slots").get(&r, 0))
+            .transpose()
     }
 
     /// A physical slot that reserves WAL at once (the base backup that
@@ -463,10 +493,11 @@ impl Sql {
             self.client.query_one(SQL, &[]),
         )
         .await?;
+        let at = self.at("wal_segment_size and the timeline history");
         let size =
-            u64::try_from(row.get::<_, Option<i64>>(0).unwrap_or(16 << 20)).unwrap_or(16 << 20);
-        let history = row
-            .get::<_, Option<Vec<u8>>>(1)
+            u64::try_from(at.get::<Option<i64>>(&row, 0)?.unwrap_or(16 << 20)).unwrap_or(16 << 20);
+        let history = at
+            .get::<Option<Vec<u8>>>(&row, 1)?
             .map(|b| String::from_utf8_lossy(&b).into_owned());
         Ok((size, history))
     }

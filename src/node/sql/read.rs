@@ -5,6 +5,7 @@ use indexmap::IndexMap;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use super::row::{At, Cells};
 use super::{SQL_HBA_ERRORS, Sql};
 use crate::observed::parse::redact_conninfo;
 use crate::observed::{
@@ -130,8 +131,8 @@ impl Sql {
     /// The server's state and its own files, in one pipelined batch.
     pub async fn read_server(&self, q: &ServerQuery) -> anyhow::Result<(ServerFacts, ServerFiles)> {
         let b = self.batch(q).await?;
-        let files = server_files(&b);
-        Ok((server_facts(b), files))
+        let files = server_files(&b, &self.node)?;
+        Ok((server_facts(b, &self.node)?, files))
     }
 
     async fn batch(&self, q: &ServerQuery) -> anyhow::Result<Batch> {
@@ -212,153 +213,284 @@ fn text(b: Option<Vec<u8>>) -> Option<String> {
     b.map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
-fn server_files(b: &Batch) -> ServerFiles {
+/// A timeline as the server gives it (int4): none when out of range.
+fn tli(v: Option<i32>) -> Option<u32> {
+    v.and_then(|t| u32::try_from(t).ok())
+}
+
+/// Every row of a query, each mapped by `f`; the first bad value is the error.
+fn each<R: Cells, T>(
+    rows: &[R],
+    at: At<'_>,
+    f: impl Fn(&R, At<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<Vec<T>> {
+    rows.iter().map(|r| f(r, at)).collect()
+}
+
+fn server_files(b: &Batch, node: &str) -> anyhow::Result<ServerFiles> {
     let c = &b.control;
-    ServerFiles {
-        control: ControlData {
-            state: c.get(0),
-            system_identifier: c.get(1),
-            checkpoint_lsn: lsn(c.get(2)),
-            checkpoint_redo_lsn: lsn(c.get(3)),
-            checkpoint_timeline: u32::try_from(c.get::<_, i32>(4)).ok(),
-            min_recovery_end_lsn: lsn(c.get(5)).filter(|l| l.0 != 0),
-            min_recovery_end_timeline: u32::try_from(c.get::<_, i32>(6)).ok().filter(|t| *t != 0),
-            wal_log_hints: c.get(7),
-            data_checksums: c.get(8),
-            recorded_settings: Default::default(),
-        },
-        hba_conf: b.files.first().and_then(|r| text(r.get(0))),
-        auto_conf: b.files.get(1).and_then(|r| text(r.get(0))),
-        histories: b
-            .histories
-            .iter()
-            .filter_map(|r| {
-                let name: String = r.get(0);
-                let tli = u32::from_str_radix(name.strip_suffix(".history")?, 16).ok()?;
-                Some((tli, text(r.get(1))?))
+    let at = At {
+        node,
+        query: "pg_control_system(), pg_control_checkpoint(), pg_control_recovery()",
+    };
+    let control = ControlData {
+        state: at.get(c, 0)?,
+        system_identifier: at.get(c, 1)?,
+        checkpoint_lsn: lsn(at.get(c, 2)?),
+        checkpoint_redo_lsn: lsn(at.get(c, 3)?),
+        checkpoint_timeline: tli(at.get(c, 4)?),
+        min_recovery_end_lsn: lsn(at.get(c, 5)?).filter(|l| l.0 != 0),
+        min_recovery_end_timeline: tli(at.get(c, 6)?).filter(|t| *t != 0),
+        wal_log_hints: at.get(c, 7)?,
+        data_checksums: at.get(c, 8)?,
+        recorded_settings: Default::default(),
+    };
+    let files = At {
+        node,
+        query: "pg_read_binary_file(hba_file, postgresql.auto.conf)",
+    };
+    let file = |i: usize| -> anyhow::Result<Option<String>> {
+        b.files
+            .get(i)
+            .map_or(Ok(None), |r| Ok(text(files.get(r, 0)?)))
+    };
+    let histories = At {
+        node,
+        query: "pg_ls_dir('pg_wal') (timeline histories)",
+    };
+    let histories = each(&b.histories, histories, |r, at| {
+        let name: String = at.get(r, 0)?;
+        let content = text(at.get(r, 1)?);
+        Ok(u32::from_str_radix(name.trim_end_matches(".history"), 16)
+            .ok()
+            .zip(content))
+    })?;
+    let preload = match &b.preload {
+        None => None,
+        Some(rows) => {
+            let at = At {
+                node,
+                query: "pg_config PKGLIBDIR (preloaded libraries)",
+            };
+            let rows = each(rows, at, |r, at| {
+                Ok((
+                    at.get::<String>(r, 0)?,
+                    at.get::<String>(r, 1)?,
+                    at.get::<bool>(r, 2)?,
+                ))
+            })?;
+            Some(PreloadCheck {
+                libdir: rows.first().map(|r| r.0.clone()),
+                missing: rows.into_iter().filter(|r| !r.2).map(|r| r.1).collect(),
             })
-            .collect(),
-        preload: b.preload.as_ref().map(|rows| PreloadCheck {
-            libdir: rows.first().map(|r| r.get(0)),
-            missing: rows
-                .iter()
-                .filter(|r| !r.get::<_, bool>(2))
-                .map(|r| r.get(1))
-                .collect(),
-        }),
-    }
+        }
+    };
+    Ok(ServerFiles {
+        control,
+        hba_conf: file(0)?,
+        auto_conf: file(1)?,
+        histories: histories.into_iter().flatten().collect(),
+        preload,
+    })
 }
 
 /// pg_settings by name; primary_conninfo with its password redacted.
-fn settings(rows: &[Row]) -> IndexMap<String, PgSetting> {
-    rows.iter()
-        .map(|r| {
-            let name: String = r.get(0);
-            let mut setting: String = r.get::<_, Option<String>>(1).unwrap_or_default();
-            if name == "primary_conninfo" {
-                setting = redact_conninfo(&setting);
-            }
-            (
-                name.clone(),
-                PgSetting {
-                    name,
-                    setting,
-                    unit: r.get(2),
-                    context: r.get(3),
-                    vartype: r.get(4),
-                    pending_restart: r.get(5),
-                    source: r.get(6),
-                },
-            )
-        })
-        .collect()
+fn settings<R: Cells>(rows: &[R], node: &str) -> anyhow::Result<IndexMap<String, PgSetting>> {
+    let at = At {
+        node,
+        query: "pg_settings",
+    };
+    let rows = each(rows, at, |r, at| {
+        let name: String = at.get(r, 0)?;
+        let mut setting: String = at.get::<Option<String>>(r, 1)?.unwrap_or_default();
+        if name == "primary_conninfo" {
+            setting = redact_conninfo(&setting);
+        }
+        Ok((
+            name.clone(),
+            PgSetting {
+                name,
+                setting,
+                unit: at.get(r, 2)?,
+                context: at.get(r, 3)?,
+                vartype: at.get(r, 4)?,
+                pending_restart: at.get(r, 5)?,
+                source: at.get(r, 6)?,
+            },
+        ))
+    })?;
+    Ok(rows.into_iter().collect())
 }
 
-fn roles(rows: &[Row]) -> IndexMap<String, RoleFacts> {
-    rows.iter()
-        .map(|r| {
-            let name: String = r.get(0);
-            let verifier: Option<String> = r.get(4);
-            (
-                name.clone(),
-                RoleFacts {
-                    name,
-                    login: r.get(1),
-                    replication: r.get(2),
-                    superuser: r.get(3),
-                    valid_until: r.get(6),
-                    expired: r.get(7),
-                    connection_limit: r.get(8),
-                    verifier_digest: verifier.as_deref().map(crate::digest::digest),
-                    verifier,
-                    rewind_grants: r.get(5),
-                },
-            )
-        })
-        .collect()
+fn roles<R: Cells>(rows: &[R], node: &str) -> anyhow::Result<IndexMap<String, RoleFacts>> {
+    let at = At {
+        node,
+        query: "pg_authid (the file's roles)",
+    };
+    let rows = each(rows, at, |r, at| {
+        let name: String = at.get(r, 0)?;
+        let verifier: Option<String> = at.get(r, 4)?;
+        Ok((
+            name.clone(),
+            RoleFacts {
+                name,
+                login: at.get(r, 1)?,
+                replication: at.get(r, 2)?,
+                superuser: at.get(r, 3)?,
+                valid_until: at.get(r, 6)?,
+                expired: at.get(r, 7)?,
+                connection_limit: at.get(r, 8)?,
+                verifier_digest: verifier.as_deref().map(crate::digest::digest),
+                verifier,
+                rewind_grants: at.get(r, 5)?,
+            },
+        ))
+    })?;
+    Ok(rows.into_iter().collect())
 }
 
-fn server_facts(b: Batch) -> ServerFacts {
+fn server_facts(b: Batch, node: &str) -> anyhow::Result<ServerFacts> {
     let s = &b.server;
-    let settings = settings(&b.settings);
-    ServerFacts {
-        version_num: u32::try_from(s.get::<_, i32>(0)).unwrap_or(0),
-        in_recovery: s.get(1),
-        system_identifier: s.get(2),
-        timeline: u32::try_from(s.get::<_, i32>(3)).unwrap_or(0),
-        current_lsn: lsn(s.get(4)),
-        receive_lsn: lsn(s.get(5)),
-        replay_lsn: lsn(s.get(6)),
-        replay_delay_s: s.get(7),
-        data_directory: s.get(8),
-        hba_file: s.get(9),
-        database_size_bytes: s.get(10),
-        replay_paused: s.get::<_, Option<bool>>(11).unwrap_or(false),
-        custom_settings: b
-            .custom
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1)))
-            .filter(|(n, _)| !settings.contains_key(n))
-            .collect(),
+    let at = |query| At { node, query };
+    let server = at("the server's version, recovery, timeline and positions");
+    let settings = settings(&b.settings, node)?;
+    let custom_settings = each(
+        &b.custom,
+        at("current_setting() of custom settings"),
+        |r, at| Ok((at.get::<String>(r, 0)?, at.get::<Option<String>>(r, 1)?)),
+    )?
+    .into_iter()
+    .filter(|(n, _)| !settings.contains_key(n))
+    .collect();
+    Ok(ServerFacts {
+        version_num: u32::try_from(server.get::<i32>(s, 0)?).unwrap_or(0),
+        in_recovery: server.get(s, 1)?,
+        system_identifier: server.get(s, 2)?,
+        timeline: tli(server.get(s, 3)?).unwrap_or(0),
+        current_lsn: lsn(server.get(s, 4)?),
+        receive_lsn: lsn(server.get(s, 5)?),
+        replay_lsn: lsn(server.get(s, 6)?),
+        replay_delay_s: server.get(s, 7)?,
+        data_directory: server.get(s, 8)?,
+        hba_file: server.get(s, 9)?,
+        database_size_bytes: server.get(s, 10)?,
+        replay_paused: server.get::<Option<bool>>(s, 11)?.unwrap_or(false),
+        custom_settings,
         settings,
-        file_setting_errors: b.file_errors.iter().map(|r| r.get(0)).collect(),
-        roles: roles(&b.roles),
-        hba_errors: b.hba.iter().map(|r| (r.get(0), r.get(1))).collect(),
-        slots: b
-            .slots
-            .iter()
-            .map(|r| SlotFacts {
-                name: r.get(0),
-                slot_type: r.get(1),
-                active: r.get(2),
-                restart_lsn: lsn(r.get(3)),
-                wal_status: r.get(4),
-                retained_bytes: r.get(5),
+        file_setting_errors: each(&b.file_errors, at("pg_file_settings"), |r, at| at.get(r, 0))?,
+        roles: roles(&b.roles, node)?,
+        hba_errors: each(&b.hba, at("pg_hba_file_rules"), |r, at| {
+            Ok((at.get(r, 0)?, at.get(r, 1)?))
+        })?,
+        slots: each(&b.slots, at("pg_replication_slots"), |r, at| {
+            Ok(SlotFacts {
+                name: at.get(r, 0)?,
+                slot_type: at.get(r, 1)?,
+                active: at.get(r, 2)?,
+                restart_lsn: lsn(at.get(r, 3)?),
+                wal_status: at.get(r, 4)?,
+                retained_bytes: at.get(r, 5)?,
             })
-            .collect(),
-        replication: b
-            .replication
-            .iter()
-            .map(|r| ReplicationFacts {
-                application_name: r.get(0),
-                client_addr: r.get(1),
-                state: r.get(2),
-                sent_lsn: lsn(r.get(3)),
-                flush_lsn: lsn(r.get(4)),
-                replay_lsn: lsn(r.get(5)),
-                sync_state: r.get(6),
-                replay_lag_s: r.get(7),
+        })?,
+        replication: each(&b.replication, at("pg_stat_get_wal_senders()"), |r, at| {
+            Ok(ReplicationFacts {
+                application_name: at.get(r, 0)?,
+                client_addr: at.get(r, 1)?,
+                state: at.get(r, 2)?,
+                sent_lsn: lsn(at.get(r, 3)?),
+                flush_lsn: lsn(at.get(r, 4)?),
+                replay_lsn: lsn(at.get(r, 5)?),
+                sync_state: at.get(r, 6)?,
+                replay_lag_s: at.get(r, 7)?,
             })
-            .collect(),
-        wal_receiver: b.receiver.first().map(|r| WalReceiverFacts {
-            status: r.get(0),
-            received_tli: r
-                .get::<_, Option<i32>>(1)
-                .and_then(|t| u32::try_from(t).ok()),
-            flushed_lsn: lsn(r.get(2)),
-            slot_name: r.get(3),
-            sender_host: r.get(4),
-            sender_port: r.get(5),
-        }),
+        })?,
+        wal_receiver: each(&b.receiver, at("pg_stat_wal_receiver"), |r, at| {
+            Ok(WalReceiverFacts {
+                status: at.get(r, 0)?,
+                received_tli: tli(at.get(r, 1)?),
+                flushed_lsn: lsn(at.get(r, 2)?),
+                slot_name: at.get(r, 3)?,
+                sender_host: at.get(r, 4)?,
+                sender_port: at.get(r, 5)?,
+            })
+        })?
+        .into_iter()
+        .next(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_postgres::types::Type;
+
+    use super::super::row::fake::{FakeRow, boolean, int4, null, text};
+    use super::*;
+
+    fn role(
+        name: &str,
+        valid_until: (Type, Option<Vec<u8>>),
+        login: (Type, Option<Vec<u8>>),
+    ) -> FakeRow {
+        FakeRow(vec![
+            text(name),
+            login,
+            boolean(true),
+            boolean(false),
+            null(Type::TEXT),
+            boolean(true),
+            valid_until,
+            boolean(false),
+            int4(-1),
+        ])
+    }
+
+    #[test]
+    fn a_role_row_reads_into_its_facts() {
+        let rows = [role(
+            "replicator",
+            text("2030-01-01 00:00:00+00"),
+            boolean(true),
+        )];
+        let read = roles(&rows, "node1").expect("reads");
+        let r = &read["replicator"];
+        assert!(r.login && r.replication && !r.superuser && r.rewind_grants);
+        assert_eq!(r.valid_until.as_deref(), Some("2030-01-01 00:00:00+00"));
+        assert_eq!(r.connection_limit, -1);
+        assert!(r.verifier.is_none());
+        // rolvaliduntil NULL is a role that never expires.
+        let rows = [role("replicator", null(Type::TEXT), boolean(true))];
+        assert_eq!(
+            roles(&rows, "node1").expect("reads")["replicator"].valid_until,
+            None
+        );
+    }
+
+    /// On main `r.get(1)` panicked on a NULL (or a text where a bool was
+    /// expected); now it is an error naming the node, the query and the column.
+    #[test]
+    fn a_null_or_a_wrong_type_where_a_value_is_required_is_an_error() {
+        for bad in [null(Type::BOOL), text("yes")] {
+            let rows = [role("replicator", null(Type::TEXT), bad)];
+            let err = roles(&rows, "node1").expect_err("refused");
+            let text = format!("{err:#}");
+            assert!(
+                text.starts_with("node1: pg_authid (the file's roles): column 2"),
+                "{text}"
+            );
+        }
+        let setting = FakeRow(vec![
+            text("work_mem"),
+            text("4096"),
+            null(Type::TEXT),
+            null(Type::TEXT),
+            text("integer"),
+            boolean(false),
+            text("default"),
+        ]);
+        let err = settings(&[setting], "node2").expect_err("refused");
+        assert!(
+            format!("{err:#}").starts_with("node2: pg_settings: column 4"),
+            "{err:#}"
+        );
     }
 }

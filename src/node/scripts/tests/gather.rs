@@ -245,9 +245,7 @@ fn a_stopped_nodes_hba_is_the_file_its_configuration_names() {
     let tool = bin.join("postgres");
     write(
         &tool,
-        &format!(
-            "#!/bin/sh\n[ \"$1 $2 $3\" = '-C hba_file -D' ] && [ \"$4\" = \"$PGREPL_TEST_D\" ] && printf '%s\\n' \"$PGREPL_TEST_HBA\"\n"
-        ),
+        "#!/bin/sh\n[ \"$1 $2 $3\" = '-C hba_file -D' ] && [ \"$4\" = \"$PGREPL_TEST_D\" ] && printf '%s\\n' \"$PGREPL_TEST_HBA\"\n",
     );
     std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let passfile = root.path().join("none");
