@@ -151,10 +151,15 @@ static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 /// Writes to stdout. A reader that went away (`pgrepl plan | head -1`)
 /// ends the output quietly, not the command: its exit code still says how
 /// it ended. Any other write error is an error.
+///
+/// This and `eprint_text` are where every command's text reaches the
+/// terminal: a control character a node slipped into it (a status line, a
+/// setting's value) is escaped here; the colours pgrepl painted stay.
 pub fn print_text(text: &str) -> Result<(), CommandError> {
     if STDOUT_CLOSED.load(Ordering::SeqCst) {
         return Ok(());
     }
+    let text = terminal_painted(text);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
@@ -173,8 +178,10 @@ pub fn stdout_closed() -> bool {
     STDOUT_CLOSED.load(Ordering::SeqCst)
 }
 
-/// Writes to stderr; a closed stderr is not worth a panic.
+/// Writes to stderr (control characters escaped, as `print_text`); a
+/// closed stderr is not worth a panic.
 pub fn eprint_text(text: &str) {
+    let text = terminal_painted(text);
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
 }
