@@ -11,8 +11,10 @@ use pgrepl::quote::conf_value;
 
 use serde_json::Value;
 
+use std::time::{Duration, Instant};
+
 use crate::lab::Lab;
-use crate::support::{apply_ok, pgrepl, plan_is_empty, text};
+use crate::support::{apply_ok, edit_config, pgrepl, pgrepl_cmd, plan_is_empty, text};
 
 /// `sha256sum FILE` on node `i` (its first word).
 fn sha_of(lab: &Lab, i: usize, path: &str) -> String {
@@ -257,4 +259,73 @@ fn auto_conf_written_offline_is_read_back_by_postgresql() {
     // Written twice: the earlier line is replaced, not repeated.
     let auto = std::fs::read_to_string(dd.join("postgresql.auto.conf")).expect("auto.conf");
     assert_eq!(auto.matches("primary_conninfo").count(), 1, "{auto}");
+}
+
+/// On main a lock whose lease stopped being renewed went unnoticed: apply
+/// went on acting while another apply could take the cluster over. Now a
+/// lost lease stops apply before its next step, with the node and why.
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_lost_lock_lease_stops_apply_before_its_next_step() {
+    let lab = Lab::for_test("a_lost_lock_lease_stops_apply_before_its_next_step", 3);
+    apply_ok(&lab, &[]);
+    // As in the Ctrl-C test: node3's recovery (paused before its reload),
+    // then node1's stale slot dropped.
+    edit_config(
+        &lab,
+        "[nodes.node3]\n",
+        "[nodes.node3]\nupstream = \"node2\"\n",
+    );
+    let pause = lab.dir().join("pause-point");
+    let _ = std::fs::remove_file(&pause);
+    let mut child = pgrepl_cmd(&lab, &["apply", "--auto-approve"])
+        .env("PGREPL_TEST_PAUSE_AT", "recovery:before-reload")
+        .env("PGREPL_TEST_PAUSE_FILE", &pause)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pgrepl");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !pause.exists() {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "apply ended before the pause"
+        );
+        assert!(Instant::now() < deadline, "apply never paused");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // End node1's lock holder (by the pid its holder file records).
+    let holder = format!(
+        "/var/lib/postgresql/{}/.pgrepl-lab{}.lock.holder",
+        lab.major(),
+        lab.k()
+    );
+    let recorded = String::from_utf8_lossy(&lab.exec(1, &["cat", &holder]).stdout).into_owned();
+    let pid = recorded
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .unwrap_or_else(|| panic!("no pid in {recorded}"))
+        .to_string();
+    let killed = lab.exec(1, &["kill", &pid]);
+    assert!(killed.status.success(), "{killed:?}");
+    // The next renewal finds it gone (one every 2 s).
+    std::thread::sleep(Duration::from_secs(4));
+    std::fs::remove_file(&pause).expect("release the pause");
+    let out = child.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        err.contains("node1: the cluster lock's lease was lost")
+            && err.contains("stopped before its next step"),
+        "{err}"
+    );
+    assert!(
+        err.contains("node3.recovery"),
+        "the running step finished: {err}"
+    );
+    // It stopped before the end: node1's stale slot is still to drop.
+    let left = pgrepl(&lab, &["plan", "--detailed-exitcode"]);
+    assert_eq!(left.status.code(), Some(2), "{}", text(&left));
+    apply_ok(&lab, &[]);
+    plan_is_empty(&lab);
 }
