@@ -6,7 +6,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::lab::Lab;
-use crate::support::{apply_ok_env, node_fingerprint, pgrepl_cmd, pgrepl_env as pgrepl, text};
+use crate::support::{
+    apply_ok_env, hold_lock, node_fingerprint, pgrepl_cmd, pgrepl_env as pgrepl, text,
+};
 
 fn plan_exit(lab: &Lab, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let out = pgrepl(lab, &["plan", "--detailed-exitcode"], env);
@@ -325,25 +327,11 @@ fn a_rule_postgresql_rejects_leaves_the_old_pg_hba_conf() {
 fn a_second_apply_fails_fast_while_the_lock_is_held() {
     let lab = Lab::for_test("a_second_apply_fails_fast_while_the_lock_is_held", 2);
     // Another apply holds the lock on node1 (held exactly as pgrepl holds it).
-    let lock = format!(
-        "/var/lib/postgresql/{}/.pgrepl-lab{}.lock",
-        lab.major(),
-        lab.k()
+    let mut holder = hold_lock(
+        &lab,
+        1,
+        "client=elsewhere:42\nholder=pgrepl apply by someone@elsewhere (pid 42) since 2026-11-22T00:00:00Z\n",
     );
-    let mut holder = lab
-        .ssh(1)
-        .arg(format!(
-            "exec 9>>{lock}; flock 9; printf 'pid=%s\\nclient=elsewhere:42\\nholder=pgrepl apply by someone@elsewhere (pid 42) since 2026-11-22T00:00:00Z\\n' $$ > {lock}.holder; echo held; read _"
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ssh");
-    let mut first = String::new();
-    BufReader::new(holder.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("read");
-    assert_eq!(first.trim(), "held");
     let before = node_fingerprint(&lab, 1);
     let started = Instant::now();
     let out = pgrepl(&lab, &["apply", "--auto-approve"], &[]);

@@ -1,9 +1,8 @@
 //! Issue 14 on real nodes: files a node's configuration puts elsewhere,
 //! and what a node says that pgrepl must not trust.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use pgrepl::desired::conninfo_value;
 use pgrepl::node::scripts::AUTO_CONF_OFFLINE;
@@ -11,10 +10,13 @@ use pgrepl::quote::conf_value;
 
 use serde_json::Value;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::lab::Lab;
-use crate::support::{apply_ok, edit_config, pgrepl, pgrepl_cmd, plan_is_empty, text};
+use crate::support::{
+    apply_ok, apply_paused_in_a_cascade, hold_lock, pgrepl, plan_is_empty, text,
+    the_cascade_stopped_after_node3s_recovery,
+};
 
 /// `sha256sum FILE` on node `i` (its first word).
 fn sha_of(lab: &Lab, i: usize, path: &str) -> String {
@@ -100,32 +102,6 @@ fn a_custom_hba_file_is_the_one_read_and_written() {
     plan_is_empty(&lab);
 }
 
-/// Holds the cluster lock on node `i` as another pgrepl would, its lease
-/// kept fresh, with `identity` (holder file lines) naming who holds it.
-fn hold_lock(lab: &Lab, i: usize, identity: &str) -> Child {
-    let lock = format!(
-        "/var/lib/postgresql/{}/.pgrepl-lab{}.lock",
-        lab.major(),
-        lab.k()
-    );
-    let mut holder = lab
-        .ssh(i)
-        .arg(format!(
-            "exec 9>>{lock}; flock 9; printf 'pid=%s\\n{identity}holder=pgrepl apply by someone@twin since 2026-11-22T00:00:00Z\\n' $$ > {lock}.holder; \
-             p=$$; (exec 9>&-; while kill -0 $p 2>/dev/null; do touch {lock}.holder; sleep 1; done) & echo held; read _"
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ssh");
-    let mut first = String::new();
-    BufReader::new(holder.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("read");
-    assert_eq!(first.trim(), "held");
-    holder
-}
-
 /// Reads this machine's file, trimmed.
 fn local(path: &str) -> String {
     std::fs::read_to_string(path)
@@ -154,8 +130,9 @@ fn a_lock_held_from_another_machine_with_the_same_host_name_is_not_taken_over() 
     let machine = local("/etc/machine-id");
     // A pid that no process has: the twin's pgrepl is not in our /proc.
     let dead = 2_147_483_646u32;
+    let who = "holder=pgrepl apply by someone@twin since 2026-11-22T00:00:00Z\n";
     let twin = format!(
-        "client={host}:{dead}\\nmachine_id=0123456789abcdef0123456789abcdef\\nboot_id={boot}\\npid_ns={ns}\\nclient_start=1\\n"
+        "client={host}:{dead}\nmachine_id=0123456789abcdef0123456789abcdef\nboot_id={boot}\npid_ns={ns}\nclient_start=1\n{who}"
     );
     let mut holder = hold_lock(&lab, 1, &twin);
     let out = pgrepl(&lab, &["apply", "--auto-approve"]);
@@ -173,7 +150,7 @@ fn a_lock_held_from_another_machine_with_the_same_host_name_is_not_taken_over() 
     // The same holder from this very machine (and boot, and pid namespace):
     // its pgrepl is gone, so the lock is taken over at once.
     let ours = format!(
-        "client={host}:{dead}\\nmachine_id={machine}\\nboot_id={boot}\\npid_ns={ns}\\nclient_start=1\\n"
+        "client={host}:{dead}\nmachine_id={machine}\nboot_id={boot}\npid_ns={ns}\nclient_start=1\n{who}"
     );
     let mut holder = hold_lock(&lab, 1, &ours);
     let out = apply_ok(&lab, &[]);
@@ -268,32 +245,7 @@ fn auto_conf_written_offline_is_read_back_by_postgresql() {
 #[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
 fn a_lost_lock_lease_stops_apply_before_its_next_step() {
     let lab = Lab::for_test("a_lost_lock_lease_stops_apply_before_its_next_step", 3);
-    apply_ok(&lab, &[]);
-    // As in the Ctrl-C test: node3's recovery (paused before its reload),
-    // then node1's stale slot dropped.
-    edit_config(
-        &lab,
-        "[nodes.node3]\n",
-        "[nodes.node3]\nupstream = \"node2\"\n",
-    );
-    let pause = lab.dir().join("pause-point");
-    let _ = std::fs::remove_file(&pause);
-    let mut child = pgrepl_cmd(&lab, &["apply", "--auto-approve"])
-        .env("PGREPL_TEST_PAUSE_AT", "recovery:before-reload")
-        .env("PGREPL_TEST_PAUSE_FILE", &pause)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pgrepl");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !pause.exists() {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "apply ended before the pause"
-        );
-        assert!(Instant::now() < deadline, "apply never paused");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (child, pause) = apply_paused_in_a_cascade(&lab);
     // End node1's lock holder (by the pid its holder file records).
     let holder = format!(
         "/var/lib/postgresql/{}/.pgrepl-lab{}.lock.holder",
@@ -319,13 +271,5 @@ fn a_lost_lock_lease_stops_apply_before_its_next_step() {
             && err.contains("stopped before its next step"),
         "{err}"
     );
-    assert!(
-        err.contains("node3.recovery"),
-        "the running step finished: {err}"
-    );
-    // It stopped before the end: node1's stale slot is still to drop.
-    let left = pgrepl(&lab, &["plan", "--detailed-exitcode"]);
-    assert_eq!(left.status.code(), Some(2), "{}", text(&left));
-    apply_ok(&lab, &[]);
-    plan_is_empty(&lab);
+    the_cascade_stopped_after_node3s_recovery(&lab, &err);
 }

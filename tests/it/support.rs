@@ -1,7 +1,9 @@
 //! What the lab tests share: running pgrepl against a lab, showing what it
 //! printed, editing the lab's cluster file, and waiting with a deadline.
 
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::lab::Lab;
@@ -235,4 +237,84 @@ pub fn after_apply_steps(out: &Output) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("Known only now that the plan's steps ran: "))
         .flat_map(|l| l.split(", ").map(String::from).collect::<Vec<_>>())
         .collect()
+}
+
+/// `apply --auto-approve` paused at `point` (PGREPL_TEST_PAUSE_AT): the
+/// running apply and the pause file, which releases it once removed. Fails
+/// when apply ends before the pause or never reaches it within 90 s.
+pub fn apply_paused_at(lab: &Lab, point: &str) -> (Child, PathBuf) {
+    let pause = lab.dir().join("pause-point");
+    let _ = std::fs::remove_file(&pause);
+    let mut child = pgrepl_cmd(lab, &["apply", "--auto-approve"])
+        .env("PGREPL_TEST_PAUSE_AT", point)
+        .env("PGREPL_TEST_PAUSE_FILE", &pause)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pgrepl");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !pause.exists() {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "apply ended before the pause"
+        );
+        assert!(Instant::now() < deadline, "apply never paused");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child, pause)
+}
+
+/// A converged 3-node lab in which node3 is then made to cascade from node2
+/// (a slot on node2, node3's recovery, node1's stale slot dropped), and the
+/// apply that does it paused before node3's reload: see `apply_paused_at`.
+pub fn apply_paused_in_a_cascade(lab: &Lab) -> (Child, PathBuf) {
+    apply_ok(lab, &[]);
+    edit_config(
+        lab,
+        "[nodes.node3]\n",
+        "[nodes.node3]\nupstream = \"node2\"\n",
+    );
+    apply_paused_at(lab, "recovery:before-reload")
+}
+
+/// After `apply_paused_in_a_cascade` stopped early: node3's recovery
+/// (the running step) is done, node1's stale slot is still to drop, and a
+/// rerun converges.
+pub fn the_cascade_stopped_after_node3s_recovery(lab: &Lab, stderr: &str) {
+    assert!(
+        stderr.contains("node3.recovery"),
+        "the running step finished: {stderr}"
+    );
+    let left = pgrepl(lab, &["plan", "--detailed-exitcode"]);
+    assert_eq!(left.status.code(), Some(2), "{}", text(&left));
+    apply_ok(lab, &[]);
+    plan_is_empty(lab);
+}
+
+/// Holds the cluster lock on node `i` as another apply holds it: the holder
+/// file is `pid=PID` and then `lines` (each ending in a newline: who holds
+/// it), and its lease is kept fresh until the child's stdin closes.
+pub fn hold_lock(lab: &Lab, i: usize, lines: &str) -> Child {
+    let lock = format!(
+        "/var/lib/postgresql/{}/.pgrepl-lab{}.lock",
+        lab.major(),
+        lab.k()
+    );
+    let format = lines.replace('%', "%%").replace('\n', "\\n");
+    let mut holder = lab
+        .ssh(i)
+        .arg(format!(
+            "exec 9>>{lock}; flock 9; printf 'pid=%s\\n{format}' $$ > {lock}.holder; \
+             p=$$; (exec 9>&-; while kill -0 $p 2>/dev/null; do touch {lock}.holder; sleep 1; done) & echo held; read _"
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    let mut first = String::new();
+    BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read");
+    assert_eq!(first.trim(), "held");
+    holder
 }
