@@ -274,7 +274,7 @@ impl NodeLock {
     /// Renews the lease of the holder that answered `locked`, every
     /// `RENEW_EVERY`, and reads each renewal's acknowledgement: when none
     /// came for `LOST_AFTER` (the channel broke, the node is cut off, the
-    /// holder file is gone), the lock is lost and says why.
+    /// holder ended), the lock is lost and says why.
     fn renewing<R>(node: &str, mut child: RemoteChild, mut acks: tokio::io::Lines<R>) -> NodeLock
     where
         R: tokio::io::AsyncBufRead + Unpin + Send + 'static,
