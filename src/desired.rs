@@ -130,20 +130,71 @@ pub fn conninfo_value(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-pub fn primary_conninfo(cfg: &Config, node: &Node, upstream: &Node) -> String {
-    let parts = [
-        ("host", upstream.host.clone()),
-        ("port", upstream.postgres.port.to_string()),
-        ("user", cfg.replication.user.clone()),
-        ("passfile", passfile_path(cfg, node)),
-        ("application_name", node.name.clone()),
-        ("sslmode", cfg.replication.sslmode.clone()),
-    ];
+/// A libpq conninfo string: `key=value` pairs, each value quoted by
+/// [`conninfo_value`].
+pub fn conninfo(parts: &[(&str, String)]) -> String {
     parts
         .iter()
         .map(|(k, v)| format!("{k}={}", conninfo_value(v)))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The TLS keywords every replication connection carries: `sslmode`, then
+/// `sslrootcert`, `sslcert` and `sslkey` where the file gives them.
+pub fn tls_parts(cfg: &Config) -> Vec<(&'static str, String)> {
+    let r = &cfg.replication;
+    let mut parts = vec![("sslmode", r.sslmode.clone())];
+    for (k, v) in [
+        ("sslrootcert", &r.sslrootcert),
+        ("sslcert", &r.sslcert),
+        ("sslkey", &r.sslkey),
+    ] {
+        if let Some(v) = v {
+            parts.push((k, v.clone()));
+        }
+    }
+    parts
+}
+
+/// How `node` reaches `source` as `user`: host, port, user, this node's
+/// passfile, the extra keywords, then the TLS ones.
+fn connection(
+    cfg: &Config,
+    node: &Node,
+    source: &Node,
+    user: &str,
+    extra: &[(&'static str, String)],
+) -> String {
+    let mut parts = vec![
+        ("host", source.host.clone()),
+        ("port", source.postgres.port.to_string()),
+        ("user", user.to_string()),
+        ("passfile", passfile_path(cfg, node)),
+    ];
+    parts.extend(extra.iter().cloned());
+    parts.extend(tls_parts(cfg));
+    conninfo(&parts)
+}
+
+/// A standby's `primary_conninfo`.
+pub fn primary_conninfo(cfg: &Config, node: &Node, upstream: &Node) -> String {
+    let app = [("application_name", node.name.clone())];
+    connection(cfg, node, upstream, &cfg.replication.user, &app)
+}
+
+/// What `pg_basebackup -d` gets on `node` to copy from `upstream`: the
+/// replication role, the passfile, the TLS keywords.
+pub fn base_backup_conninfo(cfg: &Config, node: &Node, upstream: &Node) -> String {
+    connection(cfg, node, upstream, &cfg.replication.user, &[])
+}
+
+/// What `pg_rewind --source-server` gets on `node` to rewind from
+/// `source`: the rewind role `user` on database postgres, the passfile,
+/// the TLS keywords.
+pub fn rewind_conninfo(cfg: &Config, node: &Node, source: &Node, user: &str) -> String {
+    let db = [("dbname", "postgres".to_string())];
+    connection(cfg, node, source, user, &db)
 }
 
 /// `FIRST 1 ("db2", "db3")` without the primary, or empty.

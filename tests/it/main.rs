@@ -17,3 +17,4 @@ mod status;
 mod structure;
 mod support;
 mod switchover;
+mod tls;
