@@ -164,3 +164,72 @@ fn a_wrong_ca_fails_each_connection_naming_the_node_and_tls() {
         "node2:true:/CN=node2,node3:true:/CN=node3"
     );
 }
+
+// ---- the `[replication]` TLS keys in the loader (pure)
+
+/// A two-node file whose `[replication]` table ends with `extra`.
+fn load_with(extra: &str) -> Result<pgrepl::config::Config, pgrepl::config::ConfigError> {
+    let text = format!(
+        "[cluster]\nname = \"t\"\nprimary = \"db1\"\n[nodes.db1]\nhost = \"10.0.0.1\"\n[nodes.db2]\nhost = \"10.0.0.2\"\n\
+         [replication]\nuser = \"replicator\"\npassword = {{ env = \"REPL_PW\" }}\n{extra}"
+    );
+    pgrepl::config::load_str(
+        &text,
+        std::path::Path::new("pgrepl.toml"),
+        &crate::config::FakeSources::default(),
+    )
+}
+
+#[test]
+fn tls_files_are_absolute_paths_and_the_client_pair_comes_together() {
+    let cfg = load_with(
+        "sslmode = \"verify-full\"\nsslrootcert = \"/etc/tls/it's a \\\\ root.crt\"\nsslcert = \"/etc/tls/c.crt\"\nsslkey = \"/etc/tls/c.key\"\n",
+    )
+    .expect("valid");
+    let r = &cfg.replication;
+    assert_eq!(
+        r.sslrootcert.as_deref(),
+        Some("/etc/tls/it's a \\ root.crt")
+    );
+    assert_eq!(r.sslcert.as_deref(), Some("/etc/tls/c.crt"));
+    assert_eq!(r.sslkey.as_deref(), Some("/etc/tls/c.key"));
+    // verify-full without sslrootcert: libpq's ~/.postgresql/root.crt.
+    let cfg = load_with("sslmode = \"verify-full\"\n").expect("valid");
+    assert_eq!(cfg.replication.sslrootcert, None);
+    for (extra, says) in [
+        (
+            "sslrootcert = \"root.crt\"\n",
+            "`replication.sslrootcert` must be an absolute file path",
+        ),
+        (
+            "sslrootcert = \"/etc/tls/\"\n",
+            "`replication.sslrootcert` must be an absolute file path",
+        ),
+        (
+            "sslrootcert = \"/etc/a\\nb\"\n",
+            "`replication.sslrootcert` must be an absolute file path",
+        ),
+        (
+            "sslrootcert = \"/etc/a\\u0000b\"\n",
+            "`replication.sslrootcert` must be an absolute file path",
+        ),
+        (
+            "sslcert = \"/c.crt\"\n",
+            "`replication.sslcert` and `replication.sslkey` come together",
+        ),
+        (
+            "sslkey = \"/c.key\"\n",
+            "`replication.sslcert` and `replication.sslkey` come together",
+        ),
+        (
+            "sslcert = \"\"\nsslkey = \"/k\"\n",
+            "`replication.sslcert` must be an absolute file path",
+        ),
+    ] {
+        let err = load_with(extra)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(says), "{extra:?}: {err}");
+    }
+}
