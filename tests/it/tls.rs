@@ -5,7 +5,7 @@
 //! connection over TLS; with a CA that signed nothing, each connection
 //! fails and says which node and that it is about a certificate.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use crate::lab::Lab;
 use crate::lab::fixture::lab_sh;
@@ -70,10 +70,16 @@ fn diverge(lab: &Lab, i: usize) {
     lab.sql(i, "INSERT INTO lab_data(note) VALUES ('diverged')");
 }
 
-fn apply(lab: &Lab, extra: &[&str]) -> Output {
-    let mut args = vec!["apply", "--auto-approve"];
-    args.extend_from_slice(extra);
-    pgrepl(lab, &args)
+/// `apply --target NODE` fails, saying `what`, libpq's certificate
+/// message, and that it is a TLS problem.
+#[track_caller]
+fn fails_on_the_certificate(lab: &Lab, node: &str, what: &str) {
+    let out = pgrepl(lab, &["apply", "--auto-approve", "--target", node]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    for needle in [what, "certificate verify failed", "a TLS problem"] {
+        assert!(said.contains(needle), "{needle:?} in {said}");
+    }
 }
 
 #[test]
@@ -125,28 +131,16 @@ fn a_wrong_ca_fails_each_connection_naming_the_node_and_tls() {
         "sslrootcert = \"/var/lib/postgresql/tls/wrong-root.crt\"",
     );
     // A new standby's base backup.
-    let out = apply(&lab, &["--target", "node3"]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(
-        said.contains("pg_basebackup on node3 from node1 failed"),
-        "{said}"
-    );
-    assert!(said.contains("certificate verify failed"), "{said}");
-    assert!(said.contains("a TLS problem"), "{said}");
+    fails_on_the_certificate(&lab, "node3", "pg_basebackup on node3 from node1 failed");
     // A re-base: pg_rewind cannot connect, and pgrepl stops there (a base
     // backup over the same connection would fail alike): nothing is moved
     // aside, the node stays stopped for the next apply.
     diverge(&lab, 2);
-    let out = apply(&lab, &["--target", "node2"]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(
-        said.contains("pg_rewind on node2 could not connect to its source node1"),
-        "{said}"
+    fails_on_the_certificate(
+        &lab,
+        "node2",
+        "pg_rewind on node2 could not connect to its source node1",
     );
-    assert!(said.contains("certificate verify failed"), "{said}");
-    assert!(said.contains("a TLS problem"), "{said}");
     assert!(
         !kept_old_data_dirs(&lab, 2).status.success(),
         "nothing is kept aside"
