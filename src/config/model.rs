@@ -91,6 +91,12 @@ pub struct Replication {
     pub password: Secret,
     pub slots: bool,
     pub sslmode: String,
+    /// TLS files on the nodes (absolute paths), passed to every replication
+    /// connection: the CA that signs the servers' certificates, and this
+    /// client's certificate and key (both or neither).
+    pub sslrootcert: Option<String>,
+    pub sslcert: Option<String>,
+    pub sslkey: Option<String>,
     pub max_lag_on_failover: u64,
     pub synchronous: Option<Synchronous>,
 }

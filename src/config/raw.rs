@@ -80,6 +80,9 @@ pub struct RawReplication {
     pub password: Spanned<toml::Value>,
     pub slots: Option<Spanned<bool>>,
     pub sslmode: Option<Spanned<String>>,
+    pub sslrootcert: Option<Spanned<String>>,
+    pub sslcert: Option<Spanned<String>>,
+    pub sslkey: Option<Spanned<String>>,
     pub max_lag_on_failover: Option<Spanned<toml::Value>>,
     pub synchronous: Option<Spanned<RawSynchronous>>,
 }

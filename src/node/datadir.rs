@@ -27,10 +27,8 @@ pub enum BackupTarget {
 
 /// What pg_basebackup copies, and how it logs in.
 pub struct BaseBackup<'a> {
-    pub host: &'a str,
-    pub port: u16,
-    pub user: &'a str,
-    pub passfile: &'a str,
+    /// Host, port, user, passfile and the TLS keywords (no password).
+    pub conninfo: &'a str,
     pub slot: Option<&'a str>,
     pub target: &'a str,
 }
@@ -59,19 +57,14 @@ impl Node<'_> {
         b: &BaseBackup<'_>,
         on_line: impl FnMut(&str),
     ) -> anyhow::Result<RemoteOutput> {
-        let port = b.port.to_string();
         let bin = self.bin("pg_basebackup");
-        let env_pass = format!("PGPASSFILE={}", b.passfile);
+        // LC_ALL=C: libpq's messages (a failed certificate check) in English.
         let mut argv: Vec<&str> = vec![
             "env",
-            &env_pass,
+            "LC_ALL=C",
             &bin,
-            "-h",
-            b.host,
-            "-p",
-            &port,
-            "-U",
-            b.user,
+            "-d",
+            b.conninfo,
             "-D",
             b.target,
             "-X",
@@ -96,6 +89,8 @@ impl Node<'_> {
     ) -> anyhow::Result<RemoteOutput> {
         let source = format!("--source-server={source_server}");
         let argv = [
+            "env",
+            "LC_ALL=C",
             &self.bin("pg_rewind"),
             "-D",
             self.data_dir(),

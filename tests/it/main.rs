@@ -18,3 +18,4 @@ mod status;
 mod structure;
 mod support;
 mod switchover;
+mod tls;
