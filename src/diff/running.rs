@@ -7,7 +7,7 @@ use super::restart::RestartFor;
 use super::values::{passfile_ok, write_recovery};
 use crate::desired::NodeDesired;
 use crate::hba::{self, HBA_BEGIN, HBA_END};
-use crate::observed::{NodeState, ServerFacts};
+use crate::observed::{NodeState, ServerFacts, invalidation_text};
 use crate::plan::{Action, Op, step};
 use crate::text::human_bytes;
 
@@ -469,14 +469,31 @@ impl Differ<'_> {
             }
         }
         for slot in &want.slots {
-            if server.slots.iter().any(|s| &s.name == slot) {
+            let seen = server.slots.iter().find(|s| &s.name == slot);
+            let invalidated = seen.and_then(|s| s.invalidated());
+            if seen.is_some() && invalidated.is_none() {
                 continue;
             }
+            if let Some(why) = invalidated {
+                self.steps.push(step::drop_slot(
+                    &want.name,
+                    slot,
+                    &format!("physical slot, invalidated ({why})"),
+                    format!(
+                        "PostgreSQL invalidated it ({}): it can no longer be used, and is re-created",
+                        invalidation_text(why)
+                    ),
+                ));
+            }
             let mut s = step::create_slot(&want.name, slot);
-            s.reason = if self.want.nodes.contains_key(slot) {
+            let user = if self.want.nodes.contains_key(slot) {
                 format!("standby {slot} streams through it")
             } else {
                 "listed in [[slots]]".into()
+            };
+            s.reason = match invalidated {
+                Some(_) => format!("re-created after its invalidation: {user}"),
+                None => user,
             };
             self.steps.push(s);
         }
@@ -484,13 +501,27 @@ impl Differ<'_> {
 
     fn unmanaged_slot_warnings(&mut self, want: &NodeDesired, server: &ServerFacts) {
         for slot in &server.slots {
-            if let Some(ws) = slot.wal_status.as_deref()
-                && (ws == "unreserved" || ws == "lost")
-            {
+            if let Some(why) = slot.invalidated() {
+                let what = if !want.slots.contains(&slot.name) {
+                    "pgrepl leaves it alone (drop it with pg_drop_replication_slot if unused)"
+                } else if slot.lost_wal() {
+                    "this plan re-creates it; its standby needs WAL that is gone, and a fresh base backup"
+                } else {
+                    "this plan re-creates it; its standby streams again if the WAL it needs is still there, else it is re-based"
+                };
                 self.warn(
                     Some(&want.name),
                     format!(
-                        "slot {} has wal_status {ws}: its standby will need a fresh base backup",
+                        "slot {} was invalidated ({}): {what}",
+                        slot.name,
+                        invalidation_text(why)
+                    ),
+                );
+            } else if slot.wal_status.as_deref() == Some("unreserved") {
+                self.warn(
+                    Some(&want.name),
+                    format!(
+                        "slot {} has wal_status unreserved: its standby will need a fresh base backup",
                         slot.name
                     ),
                 );

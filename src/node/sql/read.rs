@@ -25,7 +25,8 @@ const SQL_SERVER: &str = "SELECT current_setting('server_version_num')::int4,
   current_setting('data_directory'),
   current_setting('hba_file'),
   CASE WHEN pg_is_in_recovery() THEN NULL ELSE (SELECT sum(pg_database_size(oid)) FROM pg_database)::int8 END,
-  pg_is_in_recovery() AND pg_is_wal_replay_paused()";
+  pg_is_in_recovery() AND pg_is_wal_replay_paused(),
+  ARRAY(SELECT rolname::text FROM pg_authid WHERE rolpassword LIKE 'md5%' ORDER BY 1)";
 
 const SQL_SETTINGS: &str =
     "SELECT name, setting, unit, context, vartype, pending_restart, source FROM pg_settings";
@@ -41,10 +42,13 @@ pub(super) const SQL_ROLES: &str = "SELECT rolname::text, rolcanlogin, rolreplic
 // Custom (dotted) names: a placeholder is never in pg_settings, but
 // current_setting() reads it (NULL when it is not set at all).
 const SQL_CUSTOM_SETTINGS: &str = "SELECT n, current_setting(n, true) FROM unnest($1::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i";
+// invalidation_reason is PostgreSQL 17's (NULL before): read through
+// to_jsonb, so that one query serves every major.
 const SQL_SLOTS: &str = "SELECT slot_name::text, slot_type, active, restart_lsn::text, wal_status,
   CASE WHEN restart_lsn IS NULL THEN NULL
-       ELSE pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_lsn() END, restart_lsn)::int8 END
-  FROM pg_replication_slots ORDER BY slot_name";
+       ELSE pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_lsn() END, restart_lsn)::int8 END,
+  to_jsonb(s) ->> 'invalidation_reason'
+  FROM pg_replication_slots s ORDER BY slot_name";
 // pg_stat_replication's own sources: the view also joins every backend
 // and pg_authid, which costs a fresh backend more than the rest of the batch.
 const SQL_REPLICATION: &str = "SELECT coalesce(a.application_name, ''), host(a.client_addr), w.state, w.sent_lsn::text, w.flush_lsn::text, w.replay_lsn::text,
@@ -311,6 +315,7 @@ fn server_facts(b: Batch) -> ServerFacts {
         hba_file: s.get(9),
         database_size_bytes: s.get(10),
         replay_paused: s.get::<_, Option<bool>>(11).unwrap_or(false),
+        md5_roles: s.get(12),
         custom_settings: b
             .custom
             .iter()
@@ -331,6 +336,7 @@ fn server_facts(b: Batch) -> ServerFacts {
                 restart_lsn: lsn(r.get(3)),
                 wal_status: r.get(4),
                 retained_bytes: r.get(5),
+                invalidation_reason: r.get(6),
             })
             .collect(),
         replication: b
