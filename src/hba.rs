@@ -134,6 +134,147 @@ pub fn unclosed_block(current: &str) -> Option<usize> {
     open
 }
 
+/// An `include`, `include_if_exists` or `include_dir` line of pg_hba.conf
+/// (PostgreSQL 16+): its 1-based line, keyword and path as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Include {
+    pub line: usize,
+    pub keyword: String,
+    pub path: String,
+}
+
+/// The include directives that stand before the managed block (all of
+/// them when there is no block): the rules they pull in are matched
+/// before the block's. A directive is kept where it is, like every line
+/// outside the block.
+pub fn includes_before_block(current: &str) -> Vec<Include> {
+    let mut found = Vec::new();
+    for (i, line) in current.lines().enumerate() {
+        if line.starts_with(HBA_BEGIN) {
+            break;
+        }
+        let mut words = line.split_whitespace();
+        let Some(keyword) = words.next() else {
+            continue;
+        };
+        if !["include", "include_if_exists", "include_dir"].contains(&keyword) {
+            continue;
+        }
+        let rest = line.trim_start()[keyword.len()..].trim();
+        let path = rest.split('#').next().unwrap_or("").trim();
+        let path = path
+            .strip_prefix('"')
+            .and_then(|p| p.strip_suffix('"'))
+            .unwrap_or(path);
+        found.push(Include {
+            line: i + 1,
+            keyword: keyword.to_string(),
+            path: path.to_string(),
+        });
+    }
+    found
+}
+
+/// One rule as `pg_hba_file_rules` shows it, with the file it comes from
+/// (PostgreSQL 16+: `rule_number`, `file_name`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileRule {
+    /// Its place in the order PostgreSQL matches rules.
+    pub rule_number: i32,
+    pub file_name: String,
+    pub line_number: i32,
+    /// `host`, `hostssl`, `local`, ...
+    pub kind: String,
+    pub database: Vec<String>,
+    pub user_name: Vec<String>,
+    /// `all`, `samehost`, `samenet`, an IP address or a host name; `None`
+    /// for `local`.
+    pub address: Option<String>,
+    pub netmask: Option<String>,
+}
+
+/// A connection a managed rule admits: TCP, to `database` (`replication`
+/// for a walsender), as `user`, from `client` (an address or a host name).
+pub struct Connection<'a> {
+    pub database: &'a str,
+    pub user: &'a str,
+    pub client: &'a str,
+}
+
+impl FileRule {
+    /// Whether this rule would be the first match of `c` if it came first:
+    /// PostgreSQL's own matching, with what cannot be known here (group
+    /// membership `+role`, `samenet`, host names, `@file` lists) counted
+    /// as a match.
+    pub fn may_match(&self, c: &Connection) -> bool {
+        if self.kind == "local" {
+            return false;
+        }
+        let db_ok = self.database.iter().any(|d| {
+            d == c.database
+                || d.starts_with('@')
+                || (c.database != "replication"
+                    && ["all", "sameuser", "samerole"].contains(&d.as_str()))
+        });
+        let user_ok = self
+            .user_name
+            .iter()
+            .any(|u| u == "all" || u == c.user || u.starts_with('+') || u.starts_with('@'));
+        db_ok && user_ok && self.address_may_match(c.client)
+    }
+
+    fn address_may_match(&self, client: &str) -> bool {
+        let Some(address) = self.address.as_deref() else {
+            return false;
+        };
+        let (Ok(ip), Ok(net)) = (
+            client.parse::<std::net::IpAddr>(),
+            address.parse::<std::net::IpAddr>(),
+        ) else {
+            // all, samehost, samenet, a host name: may match.
+            return true;
+        };
+        let mask = self
+            .netmask
+            .as_deref()
+            .and_then(|m| m.parse::<std::net::IpAddr>().ok());
+        match (ip, net, mask) {
+            (std::net::IpAddr::V4(a), std::net::IpAddr::V4(n), Some(std::net::IpAddr::V4(m))) => {
+                u32::from(a) & u32::from(m) == u32::from(n) & u32::from(m)
+            }
+            (std::net::IpAddr::V6(a), std::net::IpAddr::V6(n), Some(std::net::IpAddr::V6(m))) => {
+                u128::from(a) & u128::from(m) == u128::from(n) & u128::from(m)
+            }
+            (a, n, None) => a == n,
+            _ => false,
+        }
+    }
+}
+
+/// The rules of included files that PostgreSQL matches before the
+/// managed block of `current` (the main file, `hba_file`): those numbered
+/// before the block's first rule, or all of them when the block has none
+/// yet or the file no block.
+pub fn included_before_block<'r>(
+    current: &str,
+    hba_file: &str,
+    rules: &'r [FileRule],
+) -> Vec<&'r FileRule> {
+    let Some(begin) = current.lines().position(|l| l.starts_with(HBA_BEGIN)) else {
+        return Vec::new();
+    };
+    let first_block_rule = rules
+        .iter()
+        .filter(|r| r.file_name == hba_file && r.line_number > begin as i32)
+        .map(|r| r.rule_number)
+        .min()
+        .unwrap_or(i32::MAX);
+    rules
+        .iter()
+        .filter(|r| r.file_name != hba_file && r.rule_number < first_block_rule)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +303,139 @@ mod tests {
         // Idempotent: the old block is replaced, not repeated.
         let once = render(current, &block);
         assert_eq!(render(&once, &block), once);
+    }
+
+    #[test]
+    fn include_directives_before_the_block_are_found() {
+        let current = format!(
+            "# c\ninclude_dir conf.d\ninclude_if_exists \"/etc/x y.conf\" # note\nhost all all 0.0.0.0/0 md5\n{HBA_BEGIN}\ninclude after.conf\n{HBA_END}\ninclude late.conf\n"
+        );
+        let found = includes_before_block(&current);
+        assert_eq!(
+            found,
+            vec![
+                Include {
+                    line: 2,
+                    keyword: "include_dir".into(),
+                    path: "conf.d".into()
+                },
+                Include {
+                    line: 3,
+                    keyword: "include_if_exists".into(),
+                    path: "/etc/x y.conf".into()
+                },
+            ]
+        );
+        // `includes` in a word, or a comment, is not a directive.
+        assert!(includes_before_block("# include x\nhost includex all all trust\n").is_empty());
+    }
+
+    #[test]
+    fn include_lines_are_kept_and_the_block_goes_above_them() {
+        let block = vec![
+            HBA_BEGIN.to_string(),
+            "host replication r 10.0.0.2/32 scram-sha-256".into(),
+            HBA_END.into(),
+        ];
+        let current = format!(
+            "include_dir conf.d\n{HBA_BEGIN}\nold\n{HBA_END}\ninclude_if_exists extra.conf\n"
+        );
+        let out = render(&current, &block);
+        assert_eq!(
+            out,
+            format!(
+                "{HBA_BEGIN}\nhost replication r 10.0.0.2/32 scram-sha-256\n{HBA_END}\n\ninclude_dir conf.d\ninclude_if_exists extra.conf\n"
+            )
+        );
+        assert!(includes_before_block(&out).is_empty());
+    }
+
+    fn rule(
+        n: i32,
+        file: &str,
+        line: i32,
+        db: &str,
+        user: &str,
+        addr: &str,
+        mask: &str,
+    ) -> FileRule {
+        FileRule {
+            rule_number: n,
+            file_name: file.into(),
+            line_number: line,
+            kind: "host".into(),
+            database: vec![db.into()],
+            user_name: vec![user.into()],
+            address: Some(addr.into()),
+            netmask: (!mask.is_empty()).then(|| mask.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_rule_may_match_a_managed_connection() {
+        let c = Connection {
+            database: "replication",
+            user: "replicator",
+            client: "10.0.2.11",
+        };
+        assert!(rule(1, "f", 1, "replication", "all", "10.0.2.0", "255.255.255.0").may_match(&c));
+        assert!(
+            rule(
+                1,
+                "f",
+                1,
+                "replication",
+                "replicator",
+                "10.0.2.11",
+                "255.255.255.255"
+            )
+            .may_match(&c)
+        );
+        assert!(rule(1, "f", 1, "replication", "+admins", "all", "").may_match(&c));
+        assert!(rule(1, "f", 1, "replication", "all", "samenet", "").may_match(&c));
+        // `all` does not match replication connections.
+        assert!(!rule(1, "f", 1, "all", "all", "0.0.0.0", "0.0.0.0").may_match(&c));
+        assert!(!rule(1, "f", 1, "replication", "all", "10.0.3.0", "255.255.255.0").may_match(&c));
+        assert!(!rule(1, "f", 1, "replication", "app", "10.0.2.0", "255.255.255.0").may_match(&c));
+        let rewind = Connection {
+            database: "postgres",
+            user: "pgrepl_rewind",
+            client: "10.0.2.11",
+        };
+        assert!(rule(1, "f", 1, "all", "all", "0.0.0.0", "0.0.0.0").may_match(&rewind));
+        let v6 = Connection {
+            database: "replication",
+            user: "r",
+            client: "fd00::11",
+        };
+        assert!(rule(1, "f", 1, "replication", "r", "fd00::", "ffff::").may_match(&v6));
+        assert!(!rule(1, "f", 1, "replication", "r", "fd01::", "ffff:ffff::").may_match(&v6));
+        let mut local = rule(1, "f", 1, "replication", "all", "all", "");
+        local.kind = "local".into();
+        assert!(!local.may_match(&c));
+    }
+
+    #[test]
+    fn included_rules_before_the_block_are_those_numbered_before_its_first_rule() {
+        let current = format!(
+            "include_dir conf.d\n{HBA_BEGIN}\nhost replication r 10.0.0.2/32 scram-sha-256\n{HBA_END}\ninclude late.conf\n"
+        );
+        let rules = vec![
+            rule(1, "/etc/conf.d/a.conf", 1, "replication", "all", "all", ""),
+            rule(
+                2,
+                "/etc/pg_hba.conf",
+                3,
+                "replication",
+                "r",
+                "10.0.0.2",
+                "255.255.255.255",
+            ),
+            rule(3, "/etc/late.conf", 1, "replication", "all", "all", ""),
+        ];
+        let before = included_before_block(&current, "/etc/pg_hba.conf", &rules);
+        assert_eq!(before, vec![&rules[0]]);
+        assert!(included_before_block("include x\n", "/etc/pg_hba.conf", &rules).is_empty());
     }
 
     #[test]

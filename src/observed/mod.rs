@@ -251,6 +251,9 @@ pub struct ServerFacts {
     pub roles: IndexMap<String, RoleFacts>,
     /// `pg_hba_file_rules` errors: (line, error).
     pub hba_errors: Vec<(i32, String)>,
+    /// `pg_hba_file_rules` with each rule's file (PostgreSQL 16+; empty
+    /// before): where included files' rules stand.
+    pub hba_rules: Vec<crate::hba::FileRule>,
     pub slots: Vec<SlotFacts>,
     pub replication: Vec<ReplicationFacts>,
     pub wal_receiver: Option<WalReceiverFacts>,

@@ -6,6 +6,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::{SQL_HBA_ERRORS, Sql};
+use crate::hba::FileRule;
 use crate::observed::parse::redact_conninfo;
 use crate::observed::{
     ControlData, Lsn, PgSetting, PreloadCheck, ReplicationFacts, RoleFacts, ServerFacts, SlotFacts,
@@ -67,6 +68,14 @@ const SQL_CONTROL: &str =
   r.min_recovery_end_lsn::text, r.min_recovery_end_timeline,
   current_setting('wal_log_hints')::bool, current_setting('data_checksums')::bool
   FROM pg_control_system() s, pg_control_checkpoint() c, pg_control_recovery() r";
+// pg_hba.conf's rules with the file each comes from (PostgreSQL 16+, where
+// include directives exist; no rows before): which rules of included files
+// PostgreSQL matches before the managed block.
+const SQL_HBA_RULES: &str =
+    "SELECT (j ->> 'rule_number')::int4, j ->> 'file_name', coalesce(line_number, 0),
+  type, coalesce(database, '{}'), coalesce(user_name, '{}'), address, netmask
+  FROM pg_hba_file_rules h, LATERAL to_jsonb(h) j
+  WHERE error IS NULL AND j ? 'file_name' ORDER BY 1";
 // Whole files as bytes (text would reject invalid encoding); NULL if absent.
 const SQL_READ_FILES: &str =
     "SELECT CASE WHEN (pg_stat_file(f, true)).isdir IS FALSE THEN pg_read_binary_file(f) END
@@ -117,6 +126,7 @@ struct Batch {
     file_errors: Vec<Row>,
     roles: Vec<Row>,
     hba: Vec<Row>,
+    hba_rules: Vec<Row>,
     slots: Vec<Row>,
     replication: Vec<Row>,
     receiver: Vec<Row>,
@@ -164,6 +174,7 @@ impl Sql {
             file_errors,
             roles,
             hba,
+            hba_rules,
             slots,
             replication,
             receiver,
@@ -178,6 +189,7 @@ impl Sql {
             client.query(SQL_FILE_SETTINGS, &[]),
             client.query(SQL_ROLES, &role_param),
             client.query(SQL_HBA_ERRORS, &[]),
+            client.query(SQL_HBA_RULES, &[]),
             client.query(SQL_SLOTS, &[]),
             client.query(SQL_REPLICATION, &[]),
             client.query(SQL_WAL_RECEIVER, &[]),
@@ -193,6 +205,7 @@ impl Sql {
             file_errors,
             roles,
             hba,
+            hba_rules,
             slots,
             replication,
             receiver,
@@ -326,6 +339,20 @@ fn server_facts(b: Batch) -> ServerFacts {
         file_setting_errors: b.file_errors.iter().map(|r| r.get(0)).collect(),
         roles: roles(&b.roles),
         hba_errors: b.hba.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        hba_rules: b
+            .hba_rules
+            .iter()
+            .map(|r| FileRule {
+                rule_number: r.get(0),
+                file_name: r.get(1),
+                line_number: r.get(2),
+                kind: r.get(3),
+                database: r.get(4),
+                user_name: r.get(5),
+                address: r.get(6),
+                netmask: r.get(7),
+            })
+            .collect(),
         slots: b
             .slots
             .iter()

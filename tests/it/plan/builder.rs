@@ -437,6 +437,7 @@ fn running_node(cfg: &Config, name: &str, converged: bool) -> NodeState {
         replay_delay_s: standby.then_some(0.2),
         replay_paused: false,
         md5_roles: Vec::new(),
+        hba_rules: Vec::new(),
         data_directory: node.postgres.data_dir.clone(),
         hba_file: format!("{conf_dir}/pg_hba.conf"),
         database_size_bytes: Some(7_500_000),
