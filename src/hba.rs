@@ -228,8 +228,8 @@ impl FileRule {
             return false;
         };
         let (Ok(ip), Ok(net)) = (
-            client.parse::<std::net::IpAddr>(),
-            address.parse::<std::net::IpAddr>(),
+            client.parse::<core::net::IpAddr>(),
+            address.parse::<core::net::IpAddr>(),
         ) else {
             // all, samehost, samenet, a host name: may match.
             return true;
@@ -237,14 +237,18 @@ impl FileRule {
         let mask = self
             .netmask
             .as_deref()
-            .and_then(|m| m.parse::<std::net::IpAddr>().ok());
+            .and_then(|m| m.parse::<core::net::IpAddr>().ok());
         match (ip, net, mask) {
-            (std::net::IpAddr::V4(a), std::net::IpAddr::V4(n), Some(std::net::IpAddr::V4(m))) => {
-                u32::from(a) & u32::from(m) == u32::from(n) & u32::from(m)
-            }
-            (std::net::IpAddr::V6(a), std::net::IpAddr::V6(n), Some(std::net::IpAddr::V6(m))) => {
-                u128::from(a) & u128::from(m) == u128::from(n) & u128::from(m)
-            }
+            (
+                core::net::IpAddr::V4(a),
+                core::net::IpAddr::V4(n),
+                Some(core::net::IpAddr::V4(m)),
+            ) => u32::from(a) & u32::from(m) == u32::from(n) & u32::from(m),
+            (
+                core::net::IpAddr::V6(a),
+                core::net::IpAddr::V6(n),
+                Some(core::net::IpAddr::V6(m)),
+            ) => u128::from(a) & u128::from(m) == u128::from(n) & u128::from(m),
             (a, n, None) => a == n,
             _ => false,
         }

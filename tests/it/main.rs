@@ -10,6 +10,7 @@ mod drift;
 mod faults;
 mod lab;
 mod lowering;
+mod majors;
 mod manager;
 mod plan;
 mod plan_lab;
