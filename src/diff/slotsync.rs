@@ -18,7 +18,8 @@ impl Differ<'_> {
             return;
         }
         let name = want.name.as_str();
-        if desired::slot_sync(&self.cfg.nodes[name]) {
+        // The worker runs on standbys only; a primary ignores the setting.
+        if !want.is_primary && desired::slot_sync(&self.cfg.nodes[name]) {
             let mut why = Vec::new();
             if want
                 .settings

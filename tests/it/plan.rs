@@ -8,6 +8,7 @@
 mod builder;
 mod guards;
 mod issue12;
+mod majors;
 mod props;
 
 use std::path::PathBuf;
