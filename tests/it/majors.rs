@@ -20,6 +20,16 @@ fn major_at_least(lab: &Lab, at_least: u32, why: &str) -> u32 {
     major
 }
 
+/// Waits until node `i` streams from node `from`.
+fn wait_streaming(lab: &Lab, i: usize, from: usize) {
+    let want = format!("{}:streaming", lab.host(from));
+    wait_for(
+        &format!("node{i} to stream from node{from}"),
+        Duration::from_secs(20),
+        || sender_of(lab, i) == want,
+    );
+}
+
 fn plan_text(lab: &Lab) -> String {
     text(&pgrepl(lab, &["plan"]))
 }
@@ -77,12 +87,7 @@ fn an_hba_include_above_the_block_is_named_and_kept() {
     let out = lab.exec(2, &["sh", "-c", &format!("rm -rf {dd}")]);
     assert!(out.status.success(), "{}", text(&out));
     apply_ok(&lab, &[]);
-    let h1 = lab.host(1);
-    wait_for(
-        "node2 to stream from node1",
-        Duration::from_secs(20),
-        || sender_of(&lab, 2) == format!("{h1}:streaming"),
-    );
+    wait_streaming(&lab, 2, 1);
     plan_is_empty(&lab);
 }
 
@@ -259,12 +264,7 @@ fn on_18_checksums_serve_pg_rewind_md5_is_warned_and_an_idle_slot_is_recreated()
         "idle_replication_slot_timeout = 0",
     );
     apply_ok(&lab, &[]);
-    let h2 = lab.host(2);
-    wait_for(
-        "node1 to stream from node2",
-        Duration::from_secs(20),
-        || sender_of(&lab, 1) == format!("{h2}:streaming"),
-    );
+    wait_streaming(&lab, 1, 2);
     assert_eq!(
         lab.sql(2, "SELECT coalesce(invalidation_reason, 'valid') FROM pg_replication_slots WHERE slot_name = 'node1'"),
         "valid"

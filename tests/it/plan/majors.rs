@@ -6,7 +6,7 @@ use pgrepl::desired;
 use pgrepl::diff;
 use pgrepl::gather::Observed;
 use pgrepl::guc::Normalized;
-use pgrepl::hba::FileRule;
+use pgrepl::hba::{Connection, FileRule, HBA_BEGIN, HBA_END, included_before_block};
 use pgrepl::plan::Plan;
 
 use super::builder::{converged, files, load, server};
@@ -211,17 +211,6 @@ fn an_include_above_the_block_names_the_included_rule_that_shadows_it() {
     let hba = files(&mut obs, "db1").hba_conf.clone().expect("hba");
     files(&mut obs, "db1").hba_conf = Some(format!("include_dir conf.d\n{hba}"));
     let hba_file = server(&mut obs, "db1").hba_file.clone();
-    let rule =
-        |n: i32, file: &str, line: i32, db: &str, user: &str, addr: &str, mask: &str| FileRule {
-            rule_number: n,
-            file_name: file.into(),
-            line_number: line,
-            kind: "host".into(),
-            database: vec![db.into()],
-            user_name: vec![user.into()],
-            address: Some(addr.into()),
-            netmask: Some(mask.into()),
-        };
     server(&mut obs, "db1").hba_rules = vec![
         rule(
             1,
@@ -263,4 +252,84 @@ fn an_include_above_the_block_names_the_included_rule_that_shadows_it() {
         "{:?}",
         steps(&plan)
     );
+}
+
+fn rule(n: i32, file: &str, line: i32, db: &str, user: &str, addr: &str, mask: &str) -> FileRule {
+    FileRule {
+        rule_number: n,
+        file_name: file.into(),
+        line_number: line,
+        kind: "host".into(),
+        database: vec![db.into()],
+        user_name: vec![user.into()],
+        address: Some(addr.into()),
+        netmask: (!mask.is_empty()).then(|| mask.to_string()),
+    }
+}
+
+#[test]
+fn a_rule_may_match_a_managed_connection() {
+    let c = Connection {
+        database: "replication",
+        user: "replicator",
+        client: "10.0.2.11",
+    };
+    assert!(rule(1, "f", 1, "replication", "all", "10.0.2.0", "255.255.255.0").may_match(&c));
+    assert!(
+        rule(
+            1,
+            "f",
+            1,
+            "replication",
+            "replicator",
+            "10.0.2.11",
+            "255.255.255.255"
+        )
+        .may_match(&c)
+    );
+    assert!(rule(1, "f", 1, "replication", "+admins", "all", "").may_match(&c));
+    assert!(rule(1, "f", 1, "replication", "all", "samenet", "").may_match(&c));
+    // `all` does not match replication connections.
+    assert!(!rule(1, "f", 1, "all", "all", "0.0.0.0", "0.0.0.0").may_match(&c));
+    assert!(!rule(1, "f", 1, "replication", "all", "10.0.3.0", "255.255.255.0").may_match(&c));
+    assert!(!rule(1, "f", 1, "replication", "app", "10.0.2.0", "255.255.255.0").may_match(&c));
+    let rewind = Connection {
+        database: "postgres",
+        user: "pgrepl_rewind",
+        client: "10.0.2.11",
+    };
+    assert!(rule(1, "f", 1, "all", "all", "0.0.0.0", "0.0.0.0").may_match(&rewind));
+    let v6 = Connection {
+        database: "replication",
+        user: "r",
+        client: "fd00::11",
+    };
+    assert!(rule(1, "f", 1, "replication", "r", "fd00::", "ffff::").may_match(&v6));
+    assert!(!rule(1, "f", 1, "replication", "r", "fd01::", "ffff:ffff::").may_match(&v6));
+    let mut local = rule(1, "f", 1, "replication", "all", "all", "");
+    local.kind = "local".into();
+    assert!(!local.may_match(&c));
+}
+
+#[test]
+fn included_rules_before_the_block_are_those_numbered_before_its_first_rule() {
+    let current = format!(
+        "include_dir conf.d\n{HBA_BEGIN}\nhost replication r 10.0.0.2/32 scram-sha-256\n{HBA_END}\ninclude late.conf\n"
+    );
+    let rules = vec![
+        rule(1, "/etc/conf.d/a.conf", 1, "replication", "all", "all", ""),
+        rule(
+            2,
+            "/etc/pg_hba.conf",
+            3,
+            "replication",
+            "r",
+            "10.0.0.2",
+            "255.255.255.255",
+        ),
+        rule(3, "/etc/late.conf", 1, "replication", "all", "all", ""),
+    ];
+    let before = included_before_block(&current, "/etc/pg_hba.conf", &rules);
+    assert_eq!(before, vec![&rules[0]]);
+    assert!(included_before_block("include x\n", "/etc/pg_hba.conf", &rules).is_empty());
 }
