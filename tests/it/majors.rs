@@ -82,6 +82,20 @@ fn an_hba_include_above_the_block_is_named_and_kept() {
         "1"
     );
     plan_is_empty(&lab);
+    // An error in an included file is reported with that file.
+    let bad = format!("{dd}/hba.d/20-bad.conf");
+    let out = lab.exec(
+        1,
+        &["sh", "-c", &format!("echo 'host replication' > {bad}")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = plan_text(&lab);
+    assert!(
+        shown.contains("line 1: ") && shown.contains(&format!("(in {bad})")),
+        "{shown}"
+    );
+    let out = lab.exec(1, &["rm", &bad]);
+    assert!(out.status.success(), "{}", text(&out));
     // node2 still gets in: a base backup through node1's hba.
     lab.stop(2);
     let out = lab.exec(2, &["sh", "-c", &format!("rm -rf {dd}")]);
