@@ -139,6 +139,9 @@ fn an_idle_timeout_slot_is_recreated_and_its_standby_kept() {
     let create = s.iter().position(|s| s == "+ db1.slot.db2 create_slot");
     assert!(drop.is_some() && create > drop, "{s:?}");
     assert!(!s.iter().any(|s| s.contains("db2.timeline")), "{s:?}");
+    let json = pgrepl::plan::render::json(&plan);
+    let errors = super::schema_errors(&super::plan_schema(), &json);
+    assert!(errors.is_empty(), "{errors:?}");
     let w = warnings(&plan);
     assert!(
         w.contains("slot db2 was invalidated (invalidation_reason idle_timeout: unused for longer than idle_replication_slot_timeout): this plan re-creates it"),
