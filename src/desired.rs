@@ -179,8 +179,11 @@ fn connection(
 
 /// A standby's `primary_conninfo`.
 pub fn primary_conninfo(cfg: &Config, node: &Node, upstream: &Node) -> String {
-    let app = [("application_name", node.name.clone())];
-    connection(cfg, node, upstream, &cfg.replication.user, &app)
+    let mut extra = vec![("application_name", node.name.clone())];
+    if slot_sync(node) {
+        extra.push(("dbname", SLOT_SYNC_DBNAME.to_string()));
+    }
+    connection(cfg, node, upstream, &cfg.replication.user, &extra)
 }
 
 /// What `pg_basebackup -d` gets on `node` to copy from `upstream`: the
@@ -195,6 +198,21 @@ pub fn base_backup_conninfo(cfg: &Config, node: &Node, upstream: &Node) -> Strin
 pub fn rewind_conninfo(cfg: &Config, node: &Node, source: &Node, user: &str) -> String {
     let db = [("dbname", "postgres".to_string())];
     connection(cfg, node, source, user, &db)
+}
+
+/// The database a standby's slot sync worker connects to (PostgreSQL 17+
+/// `sync_replication_slots` needs a `dbname` in `primary_conninfo`): always
+/// there, and the one the rewind role already reads.
+pub const SLOT_SYNC_DBNAME: &str = "postgres";
+
+/// Whether the file turns on `sync_replication_slots` (PostgreSQL 17+) on
+/// `node`: its primary_conninfo then names [`SLOT_SYNC_DBNAME`], it runs
+/// with `hot_standby_feedback` (on unless the file says otherwise), and
+/// every other node's hba admits the replication role to that database.
+pub fn slot_sync(node: &Node) -> bool {
+    node.settings
+        .get("sync_replication_slots")
+        .is_some_and(|s| s.normalized == Some(crate::guc::Normalized::Bool(true)))
 }
 
 /// `FIRST 1 ("db2", "db3")` without the primary, or empty.
@@ -234,6 +252,20 @@ pub fn hba_block(cfg: &Config, node: &Node) -> Vec<String> {
             "replication",
             &repl_user,
             Some(&addr),
+            "scram-sha-256",
+            None,
+        ));
+    }
+    for other in cfg
+        .nodes
+        .values()
+        .filter(|o| o.name != node.name && slot_sync(o))
+    {
+        lines.push(hba::rule_line(
+            "host",
+            SLOT_SYNC_DBNAME,
+            &repl_user,
+            Some(&host_cidr(&other.host)),
             "scram-sha-256",
             None,
         ));
@@ -294,6 +326,20 @@ pub fn desired_state(cfg: &Config) -> DesiredState {
                     name: "synchronous_standby_names".into(),
                     value: raw,
                     normalized,
+                },
+            );
+        }
+        if slot_sync(node)
+            && !settings.contains_key("hot_standby_feedback")
+            && let Some(def) = guc::lookup("hot_standby_feedback")
+        {
+            let raw = toml::Value::Boolean(true);
+            settings.insert(
+                "hot_standby_feedback".into(),
+                Setting {
+                    name: "hot_standby_feedback".into(),
+                    normalized: guc::normalize_desired(def, &raw).ok(),
+                    value: raw,
                 },
             );
         }

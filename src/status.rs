@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::observed::{DataDir, Lsn, NodeState, Observed, ServerFacts};
+use crate::observed::{
+    DataDir, Lsn, NodeState, Observed, ServerFacts, SlotFacts, invalidation_text,
+};
 use crate::text::human_bytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,6 +69,9 @@ pub struct NodeStatus {
     pub upstream: Option<String>,
     pub slot: Option<String>,
     pub slot_wal_status: Option<String>,
+    /// Why PostgreSQL invalidated the slot (`invalidation_reason`, 17+;
+    /// `wal_removed` for a lost slot before 17).
+    pub slot_invalidated: Option<String>,
     pub slot_retained_bytes: Option<i64>,
     pub sync_state: Option<String>,
     pub system_identifier: Option<String>,
@@ -185,6 +190,7 @@ impl NodeStatus {
             upstream: None,
             slot: None,
             slot_wal_status: None,
+            slot_invalidated: None,
             slot_retained_bytes: None,
             sync_state: None,
             system_identifier: None,
@@ -272,18 +278,35 @@ fn upstream_view(n: &NodeState, up: &NodeState, st: &mut NodeStatus) {
     }
     if let Some(slot) = st
         .slot
-        .as_deref()
+        .clone()
         .and_then(|s| up_server.slots.iter().find(|x| x.name == s))
     {
-        st.slot_wal_status = slot.wal_status.clone();
-        st.slot_retained_bytes = slot.retained_bytes;
-        if slot.wal_status.as_deref() == Some("lost") {
-            st.healthy = false;
-            st.problems.push(format!(
-                "slot {} on {} lost WAL this standby needs: it must be re-based",
-                slot.name, up.name
-            ));
-        }
+        slot_facts(st, slot, &up.name);
+    }
+}
+
+/// The standby's slot on its upstream `up`: its WAL status, and whether
+/// PostgreSQL invalidated it (unhealthy: the slot cannot be used).
+fn slot_facts(st: &mut NodeStatus, slot: &SlotFacts, up: &str) {
+    st.slot = Some(slot.name.clone());
+    st.slot_wal_status = slot.wal_status.clone();
+    st.slot_retained_bytes = slot.retained_bytes;
+    st.slot_invalidated = slot.invalidated().map(String::from);
+    if let Some(why) = slot.invalidated() {
+        st.healthy = false;
+        st.problems.push(if slot.lost_wal() {
+            format!(
+                "slot {} on {up} lost WAL this standby needs ({}): it must be re-based",
+                slot.name,
+                invalidation_text(why)
+            )
+        } else {
+            format!(
+                "slot {} on {up} was invalidated ({}): apply re-creates it",
+                slot.name,
+                invalidation_text(why)
+            )
+        });
     }
 }
 
@@ -329,10 +352,8 @@ fn slot_on_upstream(cfg: &Config, obs: &Observed, n: &NodeState, st: &mut NodeSt
     else {
         return;
     };
-    st.slot = Some(slot.name.clone());
-    st.slot_wal_status = slot.wal_status.clone();
-    st.slot_retained_bytes = slot.retained_bytes;
-    if !slot.active {
+    slot_facts(st, slot, &up.name);
+    if !slot.active && slot.invalidated().is_none() {
         st.problems.push(format!(
             "its slot {} on {} is inactive and retains {} of WAL (wal_status {}), more for as long as {} does not stream",
             slot.name,
@@ -372,8 +393,11 @@ pub fn render_table(s: &ClusterStatus) -> String {
             };
             let slot = match &n.slot {
                 Some(name) => format!(
-                    "{name} ({}, {})",
+                    "{name} ({}{}, {})",
                     n.slot_wal_status.as_deref().unwrap_or("?"),
+                    n.slot_invalidated
+                        .as_deref()
+                        .map_or_else(String::new, |r| format!(": {r}")),
                     n.slot_retained_bytes
                         .map_or_else(|| "?".into(), |b| human_bytes(b.max(0) as u64))
                 ),

@@ -16,6 +16,7 @@ mod restart;
 mod roles;
 mod running;
 mod settings;
+mod slotsync;
 mod standby;
 mod stopped;
 mod values;

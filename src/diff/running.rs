@@ -7,7 +7,7 @@ use super::restart::RestartFor;
 use super::values::{passfile_ok, write_recovery};
 use crate::desired::NodeDesired;
 use crate::hba::{self, HBA_BEGIN, HBA_END};
-use crate::observed::{NodeState, ServerFacts};
+use crate::observed::{NodeState, ServerFacts, invalidation_text};
 use crate::plan::{Action, Op, step};
 use crate::text::human_bytes;
 
@@ -100,6 +100,7 @@ impl Differ<'_> {
             self.roles(name, server);
         }
         self.settings(want, seen, server);
+        self.slot_sync(want, server);
         if !is_primary {
             self.recovery(want, seen, server);
         }
@@ -301,7 +302,15 @@ impl Differ<'_> {
             })
             .map(|(i, l)| (i + 1, l.trim()))
             .collect();
+        let includes = if had_block {
+            self.shadowing_includes(&want.name, &current, server)
+        } else {
+            Vec::new()
+        };
         s.reason = match before_block.first() {
+            Some((line, _)) if includes.contains(line) => format!(
+                "an include directive stands before the managed block (line {line}); the block moves above it"
+            ),
             Some((line, rule)) if had_block => {
                 self.warn(
                     Some(&want.name),
@@ -319,6 +328,74 @@ impl Differ<'_> {
         };
         s.diff = Some(unified_diff(&current, &next, "pg_hba.conf"));
         self.steps.push(s);
+    }
+
+    /// Warns of each include directive (PostgreSQL 16+) above the managed
+    /// block of `current`, naming the rules it pulls in that PostgreSQL
+    /// would match before the block's for a connection the block admits.
+    /// Returns the lines of the directives there.
+    fn shadowing_includes(
+        &mut self,
+        node: &str,
+        current: &str,
+        server: &ServerFacts,
+    ) -> Vec<usize> {
+        let includes = hba::includes_before_block(current);
+        if includes.is_empty() {
+            return Vec::new();
+        }
+        let admitted = self.admitted(node);
+        let shadowing: Vec<String> =
+            hba::included_before_block(current, &server.hba_file, &server.hba_rules)
+                .into_iter()
+                .filter_map(|r| {
+                    let (c, other) = admitted.iter().find(|(c, _)| {
+                        r.may_match(&hba::Connection {
+                            database: &c.0,
+                            user: &c.1,
+                            client: &c.2,
+                        })
+                    })?;
+                    Some(shadow_text(r, &c.0, &c.1, other))
+                })
+                .collect();
+        let shadow = if shadowing.is_empty() {
+            String::new()
+        } else {
+            format!(", and shadow the block's: {}", shadowing.join("; "))
+        };
+        for inc in &includes {
+            self.warn(
+                Some(node),
+                format!(
+                    "{} line {} (`{} {}`) stands before pgrepl's block: the rules it includes are matched first{shadow}; the block moves above it (the directive stays)",
+                    server.hba_file, inc.line, inc.keyword, inc.path,
+                ),
+            );
+        }
+        includes.iter().map(|i| i.line).collect()
+    }
+
+    /// The connections the managed block of `node` admits, each with the
+    /// node it comes from: (database, user, client address).
+    fn admitted(&self, node: &str) -> Vec<((String, String, String), String)> {
+        let mut out = Vec::new();
+        for other in self.cfg.nodes.values().filter(|o| o.name != node) {
+            let mut add = |db: &str, user: &str| {
+                out.push((
+                    (db.to_string(), user.to_string(), other.host.clone()),
+                    other.name.clone(),
+                ));
+            };
+            add("replication", &self.cfg.replication.user);
+            if let Some(rw) = &self.cfg.rewind {
+                add("postgres", &rw.user);
+            }
+            if crate::desired::slot_sync(other) {
+                add(crate::desired::SLOT_SYNC_DBNAME, &self.cfg.replication.user);
+            }
+        }
+        out
     }
 
     fn recovery(&mut self, want: &NodeDesired, seen: &NodeState, server: &ServerFacts) {
@@ -469,14 +546,31 @@ impl Differ<'_> {
             }
         }
         for slot in &want.slots {
-            if server.slots.iter().any(|s| &s.name == slot) {
+            let seen = server.slots.iter().find(|s| &s.name == slot);
+            let invalidated = seen.and_then(|s| s.invalidated());
+            if seen.is_some() && invalidated.is_none() {
                 continue;
             }
+            if let Some(why) = invalidated {
+                self.steps.push(step::drop_slot(
+                    &want.name,
+                    slot,
+                    &format!("physical slot, invalidated ({why})"),
+                    format!(
+                        "PostgreSQL invalidated it ({}): it can no longer be used, and is re-created",
+                        invalidation_text(why)
+                    ),
+                ));
+            }
             let mut s = step::create_slot(&want.name, slot);
-            s.reason = if self.want.nodes.contains_key(slot) {
+            let user = if self.want.nodes.contains_key(slot) {
                 format!("standby {slot} streams through it")
             } else {
                 "listed in [[slots]]".into()
+            };
+            s.reason = match invalidated {
+                Some(_) => format!("re-created after its invalidation: {user}"),
+                None => user,
             };
             self.steps.push(s);
         }
@@ -484,13 +578,27 @@ impl Differ<'_> {
 
     fn unmanaged_slot_warnings(&mut self, want: &NodeDesired, server: &ServerFacts) {
         for slot in &server.slots {
-            if let Some(ws) = slot.wal_status.as_deref()
-                && (ws == "unreserved" || ws == "lost")
-            {
+            if let Some(why) = slot.invalidated() {
+                let what = if !want.slots.contains(&slot.name) {
+                    "pgrepl leaves it alone (drop it with pg_drop_replication_slot if unused)"
+                } else if slot.lost_wal() {
+                    "this plan re-creates it; its standby needs WAL that is gone, and a fresh base backup"
+                } else {
+                    "this plan re-creates it; its standby streams again if the WAL it needs is still there, else it is re-based"
+                };
                 self.warn(
                     Some(&want.name),
                     format!(
-                        "slot {} has wal_status {ws}: its standby will need a fresh base backup",
+                        "slot {} was invalidated ({}): {what}",
+                        slot.name,
+                        invalidation_text(why)
+                    ),
+                );
+            } else if slot.wal_status.as_deref() == Some("unreserved") {
+                self.warn(
+                    Some(&want.name),
+                    format!(
+                        "slot {} has wal_status unreserved: its standby will need a fresh base backup",
                         slot.name
                     ),
                 );
@@ -555,6 +663,30 @@ impl Differ<'_> {
             );
         }
     }
+}
+
+/// An included rule that matches `user`'s connections to `database` from
+/// node `other` before the managed block does.
+fn shadow_text(r: &hba::FileRule, database: &str, user: &str, other: &str) -> String {
+    let rule = [
+        r.kind.clone(),
+        r.database.join(","),
+        r.user_name.join(","),
+        r.address.clone().unwrap_or_default(),
+        r.netmask.clone().unwrap_or_default(),
+    ]
+    .join(" ");
+    let kind = if database == "replication" {
+        "replication connections".to_string()
+    } else {
+        format!("connections to database {database}")
+    };
+    format!(
+        "{} line {} (`{}`) matches {user}'s {kind} from {other} before the block does",
+        r.file_name,
+        r.line_number,
+        rule.trim_end()
+    )
 }
 
 fn unified_diff(old: &str, new: &str, name: &str) -> String {

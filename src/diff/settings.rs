@@ -3,7 +3,7 @@
 
 use super::differ::Differ;
 use super::restart::RestartFor;
-use super::values::{display_value, toml_text};
+use super::values::{display_value, setting_in, toml_text};
 use crate::desired::NodeDesired;
 use crate::guc::{self, Normalized};
 use crate::observed::{NodeState, ServerFacts};
@@ -13,6 +13,7 @@ use crate::quote::sql_literal;
 impl Differ<'_> {
     pub(super) fn settings(&mut self, want: &NodeDesired, seen: &NodeState, server: &ServerFacts) {
         let name = want.name.as_str();
+        self.md5_deprecation(want, server);
         // What waits in postgresql.auto.conf for the next restart: compared
         // with the file too, so a bad value never waits for a restart there.
         let auto = seen
@@ -40,8 +41,8 @@ impl Differ<'_> {
                 );
                 continue;
             };
-            let def = guc::lookup(&setting.name);
-            let (equal, before, after, sql_value) = match (def, &setting.normalized) {
+            let (def, wanted) = setting_in(setting, Some(server.major()));
+            let (equal, before, after, sql_value) = match (def, &wanted) {
                 (Some(def), Some(want_v)) => {
                     let live_v = guc::normalize_observed(def, &live.setting, live.unit.as_deref());
                     let equal = live_v.as_ref().is_ok_and(|v| v == want_v);
@@ -68,7 +69,7 @@ impl Differ<'_> {
             };
             if equal {
                 if let (Some(def), Some(want_v), Some(pending)) =
-                    (def, &setting.normalized, auto.get(&setting.name))
+                    (def, &wanted, auto.get(&setting.name))
                     && live.pending_restart
                     && !guc::normalize_desired(def, &toml::Value::String(pending.clone()))
                         .is_ok_and(|v| &v == want_v)
@@ -89,7 +90,7 @@ impl Differ<'_> {
             if let Some(def) = def
                 && def.hot_standby_sensitive
                 && let (Some(Normalized::Integer(w)), Ok(l)) =
-                    (&setting.normalized, live.setting.parse::<i64>())
+                    (&wanted, live.setting.parse::<i64>())
                 && *w != l
             {
                 self.restarts.hot_standby_change(name, &setting.name, l, *w);
@@ -107,6 +108,50 @@ impl Differ<'_> {
             if restart {
                 self.add_restart(name, RestartFor::Setting(setting.name.clone()));
             }
+        }
+    }
+
+    /// PostgreSQL 18 deprecates MD5 passwords: warns when the file (or,
+    /// when the file leaves it, the server) sets `password_encryption =
+    /// md5`, and, on the primary, names the roles that still have an MD5
+    /// password (the roles replicate: the standbys hold the same ones).
+    fn md5_deprecation(&mut self, want: &NodeDesired, server: &ServerFacts) {
+        if server.major() < 18 {
+            return;
+        }
+        let name = want.name.as_str();
+        let encryption = want
+            .settings
+            .get("password_encryption")
+            .map(|s| (toml_text(&s.value), "the file sets"))
+            .or_else(|| {
+                server
+                    .settings
+                    .get("password_encryption")
+                    .map(|p| (p.setting.clone(), "the server runs with"))
+            });
+        if let Some((v, whose)) = encryption
+            && v.eq_ignore_ascii_case("md5")
+        {
+            self.warn(
+                Some(name),
+                format!(
+                    "{whose} password_encryption = md5, which PostgreSQL {} deprecates (a WARNING at every password set, removal in a later release): use scram-sha-256",
+                    server.major()
+                ),
+            );
+        }
+        if want.is_primary && !server.md5_roles.is_empty() {
+            self.warn(
+                Some(name),
+                format!(
+                    "role{} {} still ha{} an MD5 password, which PostgreSQL {} deprecates: set it again with password_encryption = scram-sha-256 (pgrepl's own roles get a SCRAM verifier from apply)",
+                    if server.md5_roles.len() == 1 { "" } else { "s" },
+                    server.md5_roles.join(", "),
+                    if server.md5_roles.len() == 1 { "s" } else { "ve" },
+                    server.major()
+                ),
+            );
         }
     }
 

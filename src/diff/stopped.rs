@@ -5,7 +5,7 @@
 use indexmap::IndexMap;
 
 use super::differ::Differ;
-use super::values::{display_value, passfile_ok, toml_text, write_recovery};
+use super::values::{display_value, passfile_ok, setting_in, toml_text, write_recovery};
 use crate::desired::{NodeDesired, RecoveryDesired};
 use crate::guc::{self, Normalized};
 use crate::observed::{ControlData, FileFacts, NodeState};
@@ -40,7 +40,7 @@ impl Differ<'_> {
             .as_deref()
             .map(crate::observed::parse::conf_settings)
             .unwrap_or_default();
-        self.offline_settings(want, &auto);
+        self.offline_settings(want, &auto, files.major);
         if let Some(rec) = &want.recovery {
             self.stopped_recovery(name, files, &auto, rec);
         }
@@ -61,13 +61,18 @@ impl Differ<'_> {
     /// before the start, so a value that keeps it from starting (or one
     /// the file no longer wants) never stays in the way. A setting not
     /// there is checked once it runs.
-    fn offline_settings(&mut self, want: &NodeDesired, auto: &IndexMap<String, String>) {
+    fn offline_settings(
+        &mut self,
+        want: &NodeDesired,
+        auto: &IndexMap<String, String>,
+        major: Option<u32>,
+    ) {
         for setting in want.settings.values() {
             let Some(current) = auto.get(&setting.name) else {
                 continue;
             };
-            let def = guc::lookup(&setting.name);
-            let (equal, after) = match (def, &setting.normalized) {
+            let (def, wanted) = setting_in(setting, major);
+            let (equal, after) = match (def, &wanted) {
                 (Some(def), Some(want_v)) => (
                     guc::normalize_desired(def, &toml::Value::String(current.clone()))
                         .is_ok_and(|v| &v == want_v),

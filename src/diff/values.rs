@@ -2,8 +2,9 @@
 //! wants, whether a node's passfile is the file's: shared by the running,
 //! stopped and new-standby diffs and the facts.
 
-use crate::config::Config;
+use crate::config::{Config, Setting};
 use crate::desired::{RecoveryDesired, passfile_digest};
+use crate::guc::{self, GucDef, Normalized};
 use crate::observed::FileFacts;
 use crate::plan::{Action, Step, step};
 
@@ -45,4 +46,22 @@ pub(super) fn passfile_ok(cfg: &Config, name: &str, files: Option<&FileFacts>) -
         f.passfile_sha256.as_deref() == Some(passfile_digest(cfg, node).as_str())
             && f.passfile_mode.as_deref() == Some("600")
     })
+}
+
+/// The facts of a setting as a server of `major` knows them (the newest
+/// facts when the major is unknown or lacks the setting), and the file's
+/// value normalised by them: a live value is compared in its own major's
+/// terms (an enum value, a unit, a range that moved between majors).
+pub(super) fn setting_in(
+    setting: &Setting,
+    major: Option<u32>,
+) -> (Option<&'static GucDef>, Option<Normalized>) {
+    let def = major
+        .and_then(|m| guc::lookup_in(&setting.name, m))
+        .or_else(|| guc::lookup(&setting.name));
+    let normalized = def
+        .filter(|_| setting.normalized.is_some())
+        .and_then(|d| guc::normalize_desired(d, &setting.value).ok())
+        .or_else(|| setting.normalized.clone());
+    (def, normalized)
 }

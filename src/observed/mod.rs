@@ -232,6 +232,9 @@ pub struct ServerFacts {
     /// A standby whose WAL replay is paused (`pg_is_wal_replay_paused()`):
     /// it receives WAL but applies none of it.
     pub replay_paused: bool,
+    /// Roles whose stored password is an MD5 hash (deprecated in
+    /// PostgreSQL 18), by name; never the hash.
+    pub md5_roles: Vec<String>,
     pub data_directory: String,
     pub hba_file: String,
     /// All databases together, measured on a primary only: a standby is its
@@ -248,6 +251,9 @@ pub struct ServerFacts {
     pub roles: IndexMap<String, RoleFacts>,
     /// `pg_hba_file_rules` errors: (line, error).
     pub hba_errors: Vec<(i32, String)>,
+    /// `pg_hba_file_rules` with each rule's file (PostgreSQL 16+; empty
+    /// before): where included files' rules stand.
+    pub hba_rules: Vec<crate::hba::FileRule>,
     pub slots: Vec<SlotFacts>,
     pub replication: Vec<ReplicationFacts>,
     pub wal_receiver: Option<WalReceiverFacts>,
@@ -295,6 +301,40 @@ pub struct SlotFacts {
     pub restart_lsn: Option<Lsn>,
     pub wal_status: Option<String>,
     pub retained_bytes: Option<i64>,
+    /// Why PostgreSQL invalidated the slot (`invalidation_reason`, 17+:
+    /// `wal_removed`, `idle_timeout`, ...); `None` when it is usable, or
+    /// before 17, where `wal_status = 'lost'` is the only sign.
+    pub invalidation_reason: Option<String>,
+}
+
+/// A slot's `invalidation_reason` with what it means.
+pub fn invalidation_text(reason: &str) -> String {
+    let means = match reason {
+        "wal_removed" => "the WAL it held went past max_slot_wal_keep_size and was removed",
+        "idle_timeout" => "unused for longer than idle_replication_slot_timeout",
+        "wal_level_insufficient" => "wal_level is below what the slot needs",
+        "rows_removed" => "rows it needed were removed",
+        _ => return format!("invalidation_reason {reason}"),
+    };
+    format!("invalidation_reason {reason}: {means}")
+}
+
+impl SlotFacts {
+    /// Why the slot can no longer be used, if it cannot: the server's
+    /// reason on 17+, `wal_removed` for a slot whose `wal_status` is
+    /// `lost` before 17 (the only cause a physical slot had then).
+    pub fn invalidated(&self) -> Option<&str> {
+        self.invalidation_reason
+            .as_deref()
+            .or((self.wal_status.as_deref() == Some("lost")).then_some("wal_removed"))
+    }
+
+    /// The slot's standby needs WAL the server removed: it must be
+    /// re-based. A slot invalidated for another reason (`idle_timeout`)
+    /// may still have its WAL, and is only re-created.
+    pub fn lost_wal(&self) -> bool {
+        self.invalidated() == Some("wal_removed")
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -91,7 +91,7 @@ fn cause(
         .and_then(|s| s.wal_receiver.as_ref())
         .and_then(|w| w.slot_name.as_ref())
         .and_then(|slot| p.server.slots.iter().find(|x| &x.name == slot))
-        .is_some_and(|x| x.wal_status.as_deref() == Some("lost"));
+        .is_some_and(|x| x.lost_wal());
     let cause = if *sysid != p.server.system_identifier {
         RebaseCause::OtherCluster {
             system_identifier: sysid.clone(),

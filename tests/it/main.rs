@@ -11,6 +11,7 @@ mod faults;
 mod hostile;
 mod lab;
 mod lowering;
+mod majors;
 mod manager;
 mod plan;
 mod plan_lab;

@@ -8,6 +8,7 @@
 mod builder;
 mod guards;
 mod issue12;
+mod majors;
 mod props;
 
 use std::path::PathBuf;
@@ -1069,6 +1070,7 @@ fn inactive_unmanaged_slot_is_a_warning_with_its_retained_size() {
         restart_lsn: Some(pgrepl::gather::Lsn(0x0100_0000)),
         wal_status: Some("extended".into()),
         retained_bytes: Some(3_758_096_384),
+        invalidation_reason: None,
     });
     // An active unmanaged slot (a backup tool streaming now) is no warning.
     server(&mut obs, "db1").slots.push(SlotFacts {
@@ -1078,6 +1080,7 @@ fn inactive_unmanaged_slot_is_a_warning_with_its_retained_size() {
         restart_lsn: Some(pgrepl::gather::Lsn(0x0300_0000)),
         wal_status: Some("reserved".into()),
         retained_bytes: Some(328),
+        invalidation_reason: None,
     });
     let plan = plan_and_snapshot("unmanaged_slot", &cfg, &obs);
     assert!(

@@ -42,8 +42,10 @@ pub const REWIND_FUNCTIONS: [&str; 4] = [
     "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
 ];
 
-const SQL_HBA_ERRORS: &str =
-    "SELECT coalesce(line_number, 0), error FROM pg_hba_file_rules WHERE error IS NOT NULL";
+// An error in a file pg_hba.conf includes (PostgreSQL 16+) names that
+// file: its line number is that file's.
+const SQL_HBA_ERRORS: &str = "SELECT coalesce(line_number, 0), error || coalesce(' (in ' || nullif(to_jsonb(h) ->> 'file_name', current_setting('hba_file')) || ')', '')
+  FROM pg_hba_file_rules h WHERE error IS NOT NULL";
 const SQL_WAL_RECEIVER_STATUS: &str = "SELECT status FROM pg_stat_wal_receiver";
 const SQL_PROMOTE: &str = "SELECT pg_promote(true, 60)";
 
@@ -196,7 +198,7 @@ impl Sql {
     pub async fn config_errors(&self) -> anyhow::Result<Vec<String>> {
         const SQL: &str = "SELECT coalesce(sourcefile, '') || ':' || coalesce(sourceline, 0) || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL AND error <> 'setting could not be applied'
              UNION ALL
-             SELECT 'pg_hba.conf:' || coalesce(line_number, 0) || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL";
+             SELECT coalesce(to_jsonb(h) ->> 'file_name', 'pg_hba.conf') || ':' || coalesce(line_number, 0) || ': ' || error FROM pg_hba_file_rules h WHERE error IS NOT NULL";
         let rows = bounded(QUERY_LIMIT, "pg_file_settings", self.client.query(SQL, &[])).await?;
         let at = self.at("pg_file_settings and pg_hba_file_rules errors");
         rows.iter().map(|r| at.get(r, 0)).collect()

@@ -7,6 +7,7 @@ use tokio_postgres::types::ToSql;
 
 use super::row::{At, Cells};
 use super::{SQL_HBA_ERRORS, Sql};
+use crate::hba::FileRule;
 use crate::observed::parse::redact_conninfo;
 use crate::observed::{
     ControlData, Lsn, PgSetting, PreloadCheck, ReplicationFacts, RoleFacts, ServerFacts, SlotFacts,
@@ -26,7 +27,8 @@ const SQL_SERVER: &str = "SELECT current_setting('server_version_num')::int4,
   current_setting('data_directory'),
   current_setting('hba_file'),
   CASE WHEN pg_is_in_recovery() THEN NULL ELSE (SELECT sum(pg_database_size(oid)) FROM pg_database)::int8 END,
-  pg_is_in_recovery() AND pg_is_wal_replay_paused()";
+  pg_is_in_recovery() AND pg_is_wal_replay_paused(),
+  ARRAY(SELECT rolname::text FROM pg_authid WHERE rolpassword LIKE 'md5%' ORDER BY 1)";
 
 const SQL_SETTINGS: &str =
     "SELECT name, setting, unit, context, vartype, pending_restart, source FROM pg_settings";
@@ -42,10 +44,13 @@ pub(super) const SQL_ROLES: &str = "SELECT rolname::text, rolcanlogin, rolreplic
 // Custom (dotted) names: a placeholder is never in pg_settings, but
 // current_setting() reads it (NULL when it is not set at all).
 const SQL_CUSTOM_SETTINGS: &str = "SELECT n, current_setting(n, true) FROM unnest($1::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i";
+// invalidation_reason is PostgreSQL 17's (NULL before): read through
+// to_jsonb, so that one query serves every major.
 const SQL_SLOTS: &str = "SELECT slot_name::text, slot_type, active, restart_lsn::text, wal_status,
   CASE WHEN restart_lsn IS NULL THEN NULL
-       ELSE pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_lsn() END, restart_lsn)::int8 END
-  FROM pg_replication_slots ORDER BY slot_name";
+       ELSE pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_lsn() END, restart_lsn)::int8 END,
+  to_jsonb(s) ->> 'invalidation_reason'
+  FROM pg_replication_slots s ORDER BY slot_name";
 // pg_stat_replication's own sources: the view also joins every backend
 // and pg_authid, which costs a fresh backend more than the rest of the batch.
 const SQL_REPLICATION: &str = "SELECT coalesce(a.application_name, ''), host(a.client_addr), w.state, w.sent_lsn::text, w.flush_lsn::text, w.replay_lsn::text,
@@ -64,6 +69,14 @@ const SQL_CONTROL: &str =
   r.min_recovery_end_lsn::text, r.min_recovery_end_timeline,
   current_setting('wal_log_hints')::bool, current_setting('data_checksums')::bool
   FROM pg_control_system() s, pg_control_checkpoint() c, pg_control_recovery() r";
+// pg_hba.conf's rules with the file each comes from (PostgreSQL 16+, where
+// include directives exist; no rows before): which rules of included files
+// PostgreSQL matches before the managed block.
+const SQL_HBA_RULES: &str =
+    "SELECT (j ->> 'rule_number')::int4, j ->> 'file_name', coalesce(line_number, 0),
+  type, coalesce(database, '{}'), coalesce(user_name, '{}'), address, netmask
+  FROM pg_hba_file_rules h, LATERAL to_jsonb(h) j
+  WHERE error IS NULL AND j ? 'file_name' ORDER BY 1";
 // Whole files as bytes (text would reject invalid encoding); NULL if
 // absent: the server's own hba_file (the file apply writes, wherever the
 // configuration puts it), then the paths $1.
@@ -117,6 +130,7 @@ struct Batch {
     file_errors: Vec<Row>,
     roles: Vec<Row>,
     hba: Vec<Row>,
+    hba_rules: Vec<Row>,
     slots: Vec<Row>,
     replication: Vec<Row>,
     receiver: Vec<Row>,
@@ -164,6 +178,7 @@ impl Sql {
             file_errors,
             roles,
             hba,
+            hba_rules,
             slots,
             replication,
             receiver,
@@ -178,6 +193,7 @@ impl Sql {
             client.query(SQL_FILE_SETTINGS, &[]),
             client.query(SQL_ROLES, &role_param),
             client.query(SQL_HBA_ERRORS, &[]),
+            client.query(SQL_HBA_RULES, &[]),
             client.query(SQL_SLOTS, &[]),
             client.query(SQL_REPLICATION, &[]),
             client.query(SQL_WAL_RECEIVER, &[]),
@@ -193,6 +209,7 @@ impl Sql {
             file_errors,
             roles,
             hba,
+            hba_rules,
             slots,
             replication,
             receiver,
@@ -375,12 +392,25 @@ fn server_facts(b: Batch, node: &str) -> anyhow::Result<ServerFacts> {
         hba_file: server.get(s, 9)?,
         database_size_bytes: server.get(s, 10)?,
         replay_paused: server.get::<Option<bool>>(s, 11)?.unwrap_or(false),
+        md5_roles: server.get(s, 12)?,
         custom_settings,
         settings,
         file_setting_errors: each(&b.file_errors, at("pg_file_settings"), |r, at| at.get(r, 0))?,
         roles: roles(&b.roles, node)?,
         hba_errors: each(&b.hba, at("pg_hba_file_rules"), |r, at| {
             Ok((at.get(r, 0)?, at.get(r, 1)?))
+        })?,
+        hba_rules: each(&b.hba_rules, at("pg_hba_file_rules by file"), |r, at| {
+            Ok(FileRule {
+                rule_number: at.get(r, 0)?,
+                file_name: at.get(r, 1)?,
+                line_number: at.get(r, 2)?,
+                kind: at.get(r, 3)?,
+                database: at.get(r, 4)?,
+                user_name: at.get(r, 5)?,
+                address: at.get(r, 6)?,
+                netmask: at.get(r, 7)?,
+            })
         })?,
         slots: each(&b.slots, at("pg_replication_slots"), |r, at| {
             Ok(SlotFacts {
@@ -390,6 +420,7 @@ fn server_facts(b: Batch, node: &str) -> anyhow::Result<ServerFacts> {
                 restart_lsn: lsn(at.get(r, 3)?),
                 wal_status: at.get(r, 4)?,
                 retained_bytes: at.get(r, 5)?,
+                invalidation_reason: at.get(r, 6)?,
             })
         })?,
         replication: each(&b.replication, at("pg_stat_get_wal_senders()"), |r, at| {

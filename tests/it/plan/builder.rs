@@ -397,6 +397,7 @@ fn running_node(cfg: &Config, name: &str, converged: bool) -> NodeState {
                 restart_lsn: Some(Lsn(0x0300_0000)),
                 wal_status: Some("reserved".into()),
                 retained_bytes: Some(if is_node { 328 } else { 48 << 20 }),
+                invalidation_reason: None,
             });
         }
         for down in cfg.downstreams(name) {
@@ -435,6 +436,8 @@ fn running_node(cfg: &Config, name: &str, converged: bool) -> NodeState {
         replay_lsn: standby.then_some(Lsn(0x0300_0148)),
         replay_delay_s: standby.then_some(0.2),
         replay_paused: false,
+        md5_roles: Vec::new(),
+        hba_rules: Vec::new(),
         data_directory: node.postgres.data_dir.clone(),
         hba_file: format!("{conf_dir}/pg_hba.conf"),
         database_size_bytes: Some(7_500_000),

@@ -26,6 +26,7 @@ fn slot(name: &str, active: bool) -> SlotFacts {
         restart_lsn: Some(pgrepl::gather::Lsn(0x0300_0000)),
         wal_status: Some("reserved".into()),
         retained_bytes: Some(0),
+        invalidation_reason: None,
     }
 }
 

@@ -347,6 +347,7 @@ fn apply_drift(cfg: &Config, obs: &mut Observed, name: &str, d: &Drift) {
                 ["reserved", "extended", "unreserved", "lost"][status as usize % 4].into(),
             ),
             retained_bytes: Some(retained),
+            invalidation_reason: None,
         });
     }
     let role = cfg.replication.user.clone();
