@@ -366,6 +366,7 @@ write_cluster_file() {
 [cluster]
 name = "lab$K"
 primary = "node1"
+postgres_version = $major
 
 [ssh]
 user = "$PG_USER"
@@ -568,6 +569,10 @@ setup_tls() {
 	TLS=1 install_missing
 	n=$(cat "$LAB/nodes")
 	major=$(cat "$LAB/major")
+	# Some builds come without SSL (the PyPI wheels of 16 and 18): ssl = on
+	# would keep their servers from starting.
+	"/usr/lib/postgresql/$major/bin/pg_config" --configure 2>/dev/null | grep -q -e '--with-openssl' -e '--with-ssl=openssl' ||
+		die "the PostgreSQL $major build of this lab has no SSL support (pg_config --configure names neither --with-openssl nor --with-ssl=openssl): use a major whose build has it (15, Debian's; 17)"
 	if [ ! -f "$LAB/tls/root.crt" ]; then
 		install -d -m 0700 "$LAB/tls"
 		make_ca "$LAB/tls/root" "pgrepl lab $K CA" || die "openssl could not make the lab's CA"

@@ -41,10 +41,13 @@ cargo test --quiet -- --test-threads "$threads"
 # failover slots from 17).
 if [ -n "$LAB" ]; then
   echo "== lab tests on PostgreSQL 18 (all)"
-  PGREPL_LAB_PG=18 cargo test --quiet --test it -- --test-threads "$threads" --include-ignored
+  # The PostgreSQL 18 build the lab installs has no SSL: the TLS lab tests
+  # run on 15 and 17 instead (lab.sh tls refuses a build without SSL).
+  echo "   (tls:: skipped on 18: its build has no SSL; they run on 15 and 17)"
+  PGREPL_LAB_PG=18 cargo test --quiet --test it -- --test-threads "$threads" --include-ignored --skip tls::
   for major in 16 17; do
     news=("${since16[@]}")
-    if [ "$major" = 17 ]; then news=("${since17[@]}"); fi
+    if [ "$major" = 17 ]; then news=("${since17[@]}" tls::); fi
     echo "== lab tests on PostgreSQL $major (the core scenarios)"
     PGREPL_LAB_PG=$major cargo test --quiet --test it -- --test-threads "$threads" --include-ignored \
       apply_converges_a_fresh_lab apply_repairs_drift \

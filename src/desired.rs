@@ -140,9 +140,14 @@ pub fn conninfo(parts: &[(&str, String)]) -> String {
         .join(" ")
 }
 
-/// The TLS keywords every replication connection carries: `sslmode`, then
-/// `sslrootcert`, `sslcert` and `sslkey` where the file gives them.
-pub fn tls_parts(cfg: &Config) -> Vec<(&'static str, String)> {
+/// The keywords that protect every replication connection: `sslmode`,
+/// then `sslrootcert`, `sslcert` and `sslkey` where the file gives them,
+/// and with `cluster.postgres_version` 16 or newer (libpq 16 on every
+/// node) `require_auth=scram-sha-256`, so that a server that asks for a
+/// clear-text or MD5 password is refused before any password is sent. The
+/// managed pg_hba block admits these roles by scram-sha-256 only, ahead of
+/// every other rule.
+pub fn secure_parts(cfg: &Config) -> Vec<(&'static str, String)> {
     let r = &cfg.replication;
     let mut parts = vec![("sslmode", r.sslmode.clone())];
     for (k, v) in [
@@ -153,6 +158,9 @@ pub fn tls_parts(cfg: &Config) -> Vec<(&'static str, String)> {
         if let Some(v) = v {
             parts.push((k, v.clone()));
         }
+    }
+    if cfg.cluster.postgres_version.is_some_and(|v| v >= 16) {
+        parts.push(("require_auth", "scram-sha-256".to_string()));
     }
     parts
 }
@@ -173,7 +181,7 @@ fn connection(
         ("passfile", passfile_path(cfg, node)),
     ];
     parts.extend(extra.iter().cloned());
-    parts.extend(tls_parts(cfg));
+    parts.extend(secure_parts(cfg));
     conninfo(&parts)
 }
 
@@ -547,5 +555,42 @@ mod tests {
             primary_conninfo(&cfg, &cfg.nodes["db2"], &cfg.nodes["db1"])
                 .ends_with(" sslmode=verify-full sslrootcert='/tls/it\\'s a root.crt' sslcert=/tls/c.crt sslkey=/tls/c.key"),
         );
+    }
+
+    #[test]
+    fn from_postgresql_16_every_replication_connection_requires_scram() {
+        let with_version = |v: &str| {
+            let text = format!(
+                "[cluster]\nname = \"t\"\nprimary = \"db1\"\n{v}\n[nodes.db1]\nhost = \"10.0.0.1\"\n[nodes.db2]\nhost = \"10.0.0.2\"\n[replication]\nuser = \"replicator\"\npassword = {{ env = \"PW\" }}\n[rewind]\nuser = \"rw\"\npassword = {{ env = \"PW\" }}\n"
+            );
+            crate::config::load_str(&text, std::path::Path::new("t.toml"), &PwSources)
+                .expect("valid")
+        };
+        for (version, required) in [
+            ("", false),
+            ("postgres_version = 15", false),
+            ("postgres_version = 16", true),
+            ("postgres_version = 18", true),
+        ] {
+            let cfg = with_version(version);
+            let (db1, db2) = (&cfg.nodes["db1"], &cfg.nodes["db2"]);
+            for info in [
+                primary_conninfo(&cfg, db2, db1),
+                base_backup_conninfo(&cfg, db2, db1),
+                rewind_conninfo(&cfg, db2, db1, "rw"),
+            ] {
+                let got = parse_conninfo(&info)
+                    .into_iter()
+                    .filter(|(k, _)| k == "require_auth")
+                    .map(|(_, v)| v)
+                    .collect::<Vec<_>>();
+                let want: Vec<String> = if required {
+                    vec!["scram-sha-256".into()]
+                } else {
+                    vec![]
+                };
+                assert_eq!(got, want, "{version:?}: {info}");
+            }
+        }
     }
 }

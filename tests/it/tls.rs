@@ -98,6 +98,15 @@ fn verify_full_converges_switches_over_and_rebases_over_tls() {
         "node2:true:/CN=node2,node3:true:/CN=node3"
     );
     all_tls(&lab, 1, "application_name=pg_basebackup ");
+    // From 16 on (the lab's file names its major), libpq also refuses a
+    // server that asks for anything but SCRAM.
+    let conninfo = lab.sql(2, "SHOW primary_conninfo");
+    let major: u32 = lab.major().parse().expect("the lab's major");
+    assert_eq!(
+        conninfo.contains(" require_auth=scram-sha-256"),
+        major >= 16,
+        "PostgreSQL {major}: {conninfo}"
+    );
     // Switchover: the old primary streams from the new one, over TLS.
     set_primary(&lab, "node2");
     apply_ok(&lab, &[]);
