@@ -14,6 +14,7 @@ mod lowering;
 mod manager;
 mod plan;
 mod plan_lab;
+mod planfile;
 mod status;
 mod structure;
 mod support;
