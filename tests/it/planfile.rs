@@ -52,12 +52,22 @@ fn refused_unchanged(lab: &Lab, edited: &Path, address: &str, what: &str) {
     assert_eq!(out.status.code(), Some(1), "{what}:\n{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("the saved plan does not match what the cluster file and the live state give now"),
+        err.contains(
+            "the saved plan does not match what the cluster file and the live state give now"
+        ),
         "{what}:\n{}",
         text(&out)
     );
-    assert!(err.contains("nothing was changed"), "{what}:\n{}", text(&out));
-    assert!(err.contains(address), "{what}: names {address}:\n{}", text(&out));
+    assert!(
+        err.contains("nothing was changed"),
+        "{what}:\n{}",
+        text(&out)
+    );
+    assert!(
+        err.contains(address),
+        "{what}: names {address}:\n{}",
+        text(&out)
+    );
     assert!(
         err.contains("pgrepl plan --out"),
         "{what}: says what to do:\n{}",
@@ -78,9 +88,11 @@ fn an_edited_plan_file_is_refused_and_changes_nothing() {
     plan_is_empty(&lab);
     lab.sql(1, "ALTER SYSTEM SET wal_keep_size = '64MB'");
     lab.sql(1, "SELECT pg_reload_conf()");
-    crate::support::wait_for("node1: wal_keep_size = 64MB", Duration::from_secs(5), || {
-        lab.sql(1, "SHOW wal_keep_size") == "64MB"
-    });
+    crate::support::wait_for(
+        "node1: wal_keep_size = 64MB",
+        Duration::from_secs(5),
+        || lab.sql(1, "SHOW wal_keep_size") == "64MB",
+    );
     let planfile = lab.dir().join("drift.plan");
     let out = pgrepl(&lab, &["plan", "--out", planfile.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -124,7 +136,12 @@ fn an_edited_plan_file_is_refused_and_changes_nothing() {
         .expect("changes")
         .remove(setting);
     write_json(&edited, &v);
-    refused_unchanged(&lab, &edited, "node1.setting.wal_keep_size", "a step left out");
+    refused_unchanged(
+        &lab,
+        &edited,
+        "node1.setting.wal_keep_size",
+        "a step left out",
+    );
 
     // The untouched plan file applies, and runs exactly its steps.
     let out = pgrepl_bare(
@@ -149,18 +166,22 @@ fn a_plan_file_made_before_the_live_state_changed_is_refused_as_stale() {
     // A plan for a drifted setting, then the setting is changed by hand.
     lab.sql(1, "ALTER SYSTEM SET wal_keep_size = '64MB'");
     lab.sql(1, "SELECT pg_reload_conf()");
-    crate::support::wait_for("node1: wal_keep_size = 64MB", Duration::from_secs(5), || {
-        lab.sql(1, "SHOW wal_keep_size") == "64MB"
-    });
+    crate::support::wait_for(
+        "node1: wal_keep_size = 64MB",
+        Duration::from_secs(5),
+        || lab.sql(1, "SHOW wal_keep_size") == "64MB",
+    );
     let planfile = lab.dir().join("stale.plan");
     let planfile_s = planfile.to_str().expect("path");
     let out = pgrepl(&lab, &["plan", "--out", planfile_s]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     lab.sql(1, "ALTER SYSTEM SET wal_keep_size = '32MB'");
     lab.sql(1, "SELECT pg_reload_conf()");
-    crate::support::wait_for("node1: wal_keep_size = 32MB", Duration::from_secs(5), || {
-        lab.sql(1, "SHOW wal_keep_size") == "32MB"
-    });
+    crate::support::wait_for(
+        "node1: wal_keep_size = 32MB",
+        Duration::from_secs(5),
+        || lab.sql(1, "SHOW wal_keep_size") == "32MB",
+    );
     let before: Vec<String> = (1..=2).map(|i| node_fingerprint(&lab, i)).collect();
     let out = pgrepl_bare(&lab, &["apply", planfile_s, "--auto-approve"])
         .output()
@@ -190,7 +211,11 @@ fn a_plan_file_made_before_the_live_state_changed_is_refused_as_stale() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Saved plan is stale:"), "{}", text(&out));
     assert!(err.contains("node2.running changed"), "{}", text(&out));
-    assert_eq!(before, node_fingerprint(&lab, 1), "a stale plan changed node1");
+    assert_eq!(
+        before,
+        node_fingerprint(&lab, 1),
+        "a stale plan changed node1"
+    );
 }
 
 // What follows needs no node: the plan file is refused before any is contacted.
@@ -282,14 +307,20 @@ fn a_plan_file_that_is_not_one_or_names_an_unknown_node_is_a_clear_error() {
     };
 
     // A node the cluster file does not have: named, never a panic.
-    write_json(&planfile, &plan_file(&config, json!([base_backup("db9", "db1")])));
+    write_json(
+        &planfile,
+        &plan_file(&config, json!([base_backup("db9", "db1")])),
+    );
     refused(
         &config,
         &planfile,
         &["db9", "not in the cluster file", "nothing was changed"],
         "a step on an unknown node",
     );
-    write_json(&planfile, &plan_file(&config, json!([base_backup("db2", "db7")])));
+    write_json(
+        &planfile,
+        &plan_file(&config, json!([base_backup("db2", "db7")])),
+    );
     refused(
         &config,
         &planfile,
@@ -304,7 +335,11 @@ fn a_plan_file_that_is_not_one_or_names_an_unknown_node_is_a_clear_error() {
     refused(
         &config,
         &planfile,
-        &["pgrepl 0.0.1", env!("CARGO_PKG_VERSION"), "pgrepl plan --out"],
+        &[
+            "pgrepl 0.0.1",
+            env!("CARGO_PKG_VERSION"),
+            "pgrepl plan --out",
+        ],
         "another version",
     );
     let mut v = plan_file(&config, json!([]));
@@ -320,8 +355,9 @@ fn a_plan_file_that_is_not_one_or_names_an_unknown_node_is_a_clear_error() {
         &["is not a pgrepl plan file"],
         "malformed",
     );
-    let whole = serde_json::to_string_pretty(&plan_file(&config, json!([base_backup("db2", "db1")])))
-        .expect("json");
+    let whole =
+        serde_json::to_string_pretty(&plan_file(&config, json!([base_backup("db2", "db1")])))
+            .expect("json");
     std::fs::write(&planfile, &whole[..whole.len() / 2]).expect("write");
     refused(
         &config,
@@ -337,7 +373,10 @@ fn a_plan_file_that_is_not_one_or_names_an_unknown_node_is_a_clear_error() {
 
     // A FIFO: refused, not waited on.
     std::fs::remove_file(&planfile).expect("rm");
-    let made = Command::new("mkfifo").arg(&planfile).status().expect("mkfifo");
+    let made = Command::new("mkfifo")
+        .arg(&planfile)
+        .status()
+        .expect("mkfifo");
     assert!(made.success());
     refused(&config, &planfile, &["not a regular file"], "a FIFO");
 }
