@@ -29,6 +29,27 @@ fn no_panic(out: &Output) {
     assert_ne!(out.status.code(), Some(101), "{}", text(out));
 }
 
+/// `wal_keep_size` on node1 set by hand (ALTER SYSTEM and a reload).
+fn set_by_hand(lab: &Lab, value: &str) {
+    lab.sql(1, &format!("ALTER SYSTEM SET wal_keep_size = '{value}'"));
+    lab.sql(1, "SELECT pg_reload_conf()");
+    crate::support::wait_for(
+        &format!("node1: wal_keep_size = {value}"),
+        Duration::from_secs(5),
+        || lab.sql(1, "SHOW wal_keep_size") == value,
+    );
+}
+
+/// `pgrepl apply PLANFILE --auto-approve`, without `-c`.
+fn apply_file(lab: &Lab, planfile: &Path) -> Output {
+    pgrepl_bare(
+        lab,
+        &["apply", planfile.to_str().expect("path"), "--auto-approve"],
+    )
+    .output()
+    .expect("apply")
+}
+
 /// The index of the saved step at `address`.
 fn step_at(plan: &Value, address: &str) -> usize {
     plan["plan"]["changes"]
@@ -42,12 +63,7 @@ fn step_at(plan: &Value, address: &str) -> usize {
 /// `apply EDITED` must refuse, name `address`, and change nothing.
 fn refused_unchanged(lab: &Lab, edited: &Path, address: &str, what: &str) {
     let before: Vec<String> = (1..=2).map(|i| node_fingerprint(lab, i)).collect();
-    let out = pgrepl_bare(
-        lab,
-        &["apply", edited.to_str().expect("path"), "--auto-approve"],
-    )
-    .output()
-    .expect("apply");
+    let out = apply_file(lab, edited);
     no_panic(&out);
     assert_eq!(out.status.code(), Some(1), "{what}:\n{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -86,13 +102,7 @@ fn an_edited_plan_file_is_refused_and_changes_nothing() {
     let lab = Lab::for_test("an_edited_plan_file_is_refused_and_changes_nothing", 2);
     apply_ok(&lab, &[]);
     plan_is_empty(&lab);
-    lab.sql(1, "ALTER SYSTEM SET wal_keep_size = '64MB'");
-    lab.sql(1, "SELECT pg_reload_conf()");
-    crate::support::wait_for(
-        "node1: wal_keep_size = 64MB",
-        Duration::from_secs(5),
-        || lab.sql(1, "SHOW wal_keep_size") == "64MB",
-    );
+    set_by_hand(&lab, "64MB");
     let planfile = lab.dir().join("drift.plan");
     let out = pgrepl(&lab, &["plan", "--out", planfile.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -144,12 +154,7 @@ fn an_edited_plan_file_is_refused_and_changes_nothing() {
     );
 
     // The untouched plan file applies, and runs exactly its steps.
-    let out = pgrepl_bare(
-        &lab,
-        &["apply", planfile.to_str().expect("path"), "--auto-approve"],
-    )
-    .output()
-    .expect("apply");
+    let out = apply_file(&lab, &planfile);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(lab.sql(1, "SHOW wal_keep_size"), "256MB");
     plan_is_empty(&lab);
@@ -164,28 +169,14 @@ fn a_plan_file_made_before_the_live_state_changed_is_refused_as_stale() {
     );
     apply_ok(&lab, &[]);
     // A plan for a drifted setting, then the setting is changed by hand.
-    lab.sql(1, "ALTER SYSTEM SET wal_keep_size = '64MB'");
-    lab.sql(1, "SELECT pg_reload_conf()");
-    crate::support::wait_for(
-        "node1: wal_keep_size = 64MB",
-        Duration::from_secs(5),
-        || lab.sql(1, "SHOW wal_keep_size") == "64MB",
-    );
+    set_by_hand(&lab, "64MB");
     let planfile = lab.dir().join("stale.plan");
     let planfile_s = planfile.to_str().expect("path");
     let out = pgrepl(&lab, &["plan", "--out", planfile_s]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    lab.sql(1, "ALTER SYSTEM SET wal_keep_size = '32MB'");
-    lab.sql(1, "SELECT pg_reload_conf()");
-    crate::support::wait_for(
-        "node1: wal_keep_size = 32MB",
-        Duration::from_secs(5),
-        || lab.sql(1, "SHOW wal_keep_size") == "32MB",
-    );
+    set_by_hand(&lab, "32MB");
     let before: Vec<String> = (1..=2).map(|i| node_fingerprint(&lab, i)).collect();
-    let out = pgrepl_bare(&lab, &["apply", planfile_s, "--auto-approve"])
-        .output()
-        .expect("apply");
+    let out = apply_file(&lab, &planfile);
     no_panic(&out);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -199,13 +190,10 @@ fn a_plan_file_made_before_the_live_state_changed_is_refused_as_stale() {
     assert_eq!(before, after, "a stale plan file changed a node");
 
     // A node that went down since the plan: stale, nothing changed on the other.
-    lab.sql(1, "ALTER SYSTEM SET wal_keep_size = '64MB'");
-    lab.sql(1, "SELECT pg_reload_conf()");
+    set_by_hand(&lab, "64MB");
     lab.stop(2);
     let before = node_fingerprint(&lab, 1);
-    let out = pgrepl_bare(&lab, &["apply", planfile_s, "--auto-approve"])
-        .output()
-        .expect("apply");
+    let out = apply_file(&lab, &planfile);
     no_panic(&out);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
