@@ -1,15 +1,13 @@
-//! A short, one-way fingerprint of a text: for noticing a change (a role's
-//! verifier, a plan's text) and for naming things after settings (an SSH
-//! master). Not for secrecy: FNV-1a 64, useless to recover anything.
+//! A one-way fingerprint of a text: for noticing a change (a role's
+//! verifier, pg_hba.conf, the cluster file a saved plan was made from) and
+//! for naming things after settings (an SSH master). SHA-256, so that no
+//! edited text can be made to keep a fingerprint.
 
-/// The fingerprint of `s`, 16 hex digits.
+use sha2::{Digest, Sha256};
+
+/// The SHA-256 of `s`, 64 lowercase hex digits.
 pub fn digest(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:x}", Sha256::digest(s.as_bytes()))
 }
 
 #[cfg(test)]
@@ -17,9 +15,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn is_fnv1a_64() {
-        assert_eq!(digest(""), "cbf29ce484222325");
-        assert_eq!(digest("a"), "af63dc4c8601ec8c");
+    fn is_sha256() {
+        assert_eq!(
+            digest(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            digest("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_ne!(
             digest("SCRAM-SHA-256$4096:a"),
             digest("SCRAM-SHA-256$4096:b")

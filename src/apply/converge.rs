@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::diff;
 use crate::gather::{self, UnreachableInfo};
 use crate::node::LostFlag;
-use crate::plan::{Op, Plan};
+use crate::plan::{self, Op, Plan};
 use crate::transport::NodeSession;
 
 /// Rounds after the plan's own steps, for what is known only once they ran
@@ -156,8 +156,11 @@ impl Failed {
     }
 }
 
-/// Gathers every node and plans (or checks that a saved plan's facts still
-/// hold). Read-only.
+/// Gathers every node and plans. A saved plan is trusted only as far as
+/// it is re-derived: its facts must still hold, and the plan made now from
+/// the file and the live state must have exactly its steps; the plan made
+/// now is the one that runs. `targets` are the plan's (a saved plan's own).
+/// Read-only.
 pub async fn begin<'a>(
     cfg: &'a Config,
     saved: Option<Plan>,
@@ -173,8 +176,8 @@ pub async fn begin<'a>(
         .collect();
     let is_saved = saved.is_some();
     let plan = match saved {
-        Some(plan) => {
-            let stale = stale_facts(&plan.facts, &diff::facts(cfg, &observed));
+        Some(saved) => {
+            let stale = stale_facts(&saved.facts, &diff::facts(cfg, &observed));
             if !stale.is_empty() {
                 close_all(sessions).await;
                 anyhow::bail!(
@@ -182,7 +185,14 @@ pub async fn begin<'a>(
                     stale.join("; ")
                 );
             }
-            plan
+            let now = diff::plan(cfg, &observed).restrict_to(targets);
+            if let Some(d) = plan::first_difference(&saved.changes, &now.changes) {
+                close_all(sessions).await;
+                anyhow::bail!(
+                    "the saved plan does not match what the cluster file and the live state give now; nothing was changed; run `pgrepl plan --out` again. First difference: {d}"
+                );
+            }
+            now
         }
         None => diff::plan(cfg, &observed).restrict_to(targets),
     };

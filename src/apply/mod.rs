@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::io::Write as _;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail};
+use anyhow::{Context as _, anyhow, bail};
 use indexmap::IndexMap;
 
 use crate::config::Config;
@@ -46,7 +46,7 @@ pub async fn lock_cluster(
     );
     let mut locks = Vec::new();
     for (name, session) in sessions {
-        let node = &cfg.nodes[name];
+        let node = config_node(cfg, name)?;
         let path = lock_path(cfg, node);
         match Node::new(node, session)
             .lock(&path, &holder, &node.postgres.data_dir)
@@ -150,13 +150,17 @@ pub async fn run_steps(
     // Waves: a build starts once its upstream is not being built any more.
     let mut pending: Vec<String> = builds.iter().map(|s| s.node.clone()).collect();
     pending.dedup();
+    let mut upstreams: IndexMap<String, Option<String>> = IndexMap::new();
+    for name in &pending {
+        upstreams.insert(name.clone(), config_node(cfg, name)?.upstream.clone());
+    }
     while !pending.is_empty() {
         let ready: Vec<String> = pending
             .iter()
             .filter(|n| {
-                cfg.nodes[*n]
-                    .upstream
-                    .as_ref()
+                upstreams
+                    .get(*n)
+                    .and_then(Option::as_ref)
                     .is_none_or(|u| !pending.contains(u))
             })
             .cloned()
@@ -167,7 +171,7 @@ pub async fn run_steps(
         let mut per_upstream: IndexMap<String, usize> = IndexMap::new();
         let mut wave = Vec::new();
         for name in ready {
-            let up = cfg.nodes[&name].upstream.clone().unwrap_or_default();
+            let up = upstreams.get(&name).cloned().flatten().unwrap_or_default();
             let cap = parallel_builds(cfg, &up);
             let used = per_upstream.entry(up).or_insert(0);
             if *used < cap {
@@ -287,23 +291,12 @@ async fn run_with_session(
     session: &mut NodeSession,
     peer: Option<&mut NodeSession>,
 ) -> anyhow::Result<String> {
-    let node = cfg.nodes.get(&step.node).ok_or_else(|| {
-        anyhow!(
-            "step {} names node {} which is not in the cluster file",
-            step.address,
-            step.node
-        )
-    })?;
+    let node = config_node(cfg, &step.node).with_context(|| failed(step))?;
     let started = Instant::now();
     let name = step.node.clone();
     let progress = move |msg: &str| progress_line(&format!("  {name}: {msg}"));
     let peer = match peer {
-        Some(p) => Some((
-            cfg.nodes
-                .get(&p.node)
-                .ok_or_else(|| anyhow!("{} is not in the cluster file", p.node))?,
-            p,
-        )),
+        Some(p) => Some((config_node(cfg, &p.node)?, p)),
         None => None,
     };
     let mut ctx = exec::Ctx {
@@ -325,6 +318,14 @@ async fn run_with_session(
         }
         Err(e) => Err(e.context(failed(step))),
     }
+}
+
+/// The file's node `name`: an error, never a panic, for a name the file
+/// does not have.
+fn config_node<'a>(cfg: &'a Config, name: &str) -> anyhow::Result<&'a crate::config::Node> {
+    cfg.nodes
+        .get(name)
+        .ok_or_else(|| anyhow!("node {name:?} is not in the cluster file"))
 }
 
 fn failed(step: &Step) -> StepFailed {

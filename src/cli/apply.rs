@@ -30,7 +30,23 @@ pub fn run(args: &ApplyArgs) -> Result<Exit, CommandError> {
             config_path.display()
         )));
     }
-    super::block_on(apply(&cfg, args, saved.map(|pf| pf.plan)))?
+    if let Some(pf) = &saved
+        && let Some(name) = pf
+            .plan
+            .node_names()
+            .into_iter()
+            .find(|n| !cfg.nodes.contains_key(*n))
+    {
+        return Err(CommandError::failed(format!(
+            "the saved plan names node {name:?}, which is not in the cluster file {}; nothing was changed. Run `pgrepl plan --out` again",
+            config_path.display()
+        )));
+    }
+    let (saved, targets) = match saved {
+        Some(pf) => (Some(pf.plan), pf.targets),
+        None => (None, args.target.clone()),
+    };
+    super::block_on(apply(&cfg, args, saved, &targets))?
 }
 
 fn saved_plan(args: &ApplyArgs) -> anyhow::Result<Option<PlanFile>> {
@@ -42,18 +58,19 @@ fn saved_plan(args: &ApplyArgs) -> anyhow::Result<Option<PlanFile>> {
             "--target cannot be combined with a saved plan: the plan already is what will be done"
         );
     }
-    let text = std::fs::read_to_string(p)
-        .with_context(|| format!("cannot read the plan file {}", p.display()))?;
-    let file = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a pgrepl plan file", p.display()))?;
-    Ok(Some(file))
+    PlanFile::read(p).map(Some)
 }
 
-async fn apply(cfg: &Config, args: &ApplyArgs, saved: Option<Plan>) -> Result<Exit, CommandError> {
+async fn apply(
+    cfg: &Config,
+    args: &ApplyArgs,
+    saved: Option<Plan>,
+    targets: &[String],
+) -> Result<Exit, CommandError> {
     // Ctrl-C before any change stops at once; after, at a step boundary.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot catch Ctrl-C")?;
     let run = tokio::select! {
-        run = apply::begin(cfg, saved, &args.target, args.force) => run?,
+        run = apply::begin(cfg, saved, targets, args.force) => run?,
         _ = sigint.recv() => return Err(cancelled_before_any_change()),
     };
     eprint_text(&render::problems(&run.plan, stderr_style()));

@@ -6,9 +6,12 @@
 //! A `Step` is one line of the plan and one action of apply: its address
 //! and old -> new value for people, its `Op` for the executor.
 
+mod compare;
 pub mod render;
 pub mod step;
 mod target;
+
+pub use compare::{StepDifference, first_difference, without_sizes};
 
 use std::collections::BTreeMap;
 

@@ -15,6 +15,7 @@ mod majors;
 mod manager;
 mod plan;
 mod plan_lab;
+mod planfile;
 mod status;
 mod structure;
 mod support;
