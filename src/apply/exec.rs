@@ -900,11 +900,11 @@ async fn keep_diverged_wal(here: Node<'_>, source: &Sql, keep_as: &str) -> anyho
         ("shut down", Some(lsn)) => crate::timeline::wal_file_name(timeline, lsn, segment_size),
         _ => String::new(),
     };
-    let n = here
+    let (n, kept_at) = here
         .keep_diverged_wal(timeline, &first, keep_as, &last)
         .await?;
     Ok(format!(
-        "the diverged WAL ({n} segment{} of timeline {timeline} from {first}, {}) is kept at {keep_as}",
+        "the diverged WAL ({n} segment{} of timeline {timeline} from {first}, {}) is kept at {kept_at}",
         if n == 1 { "" } else { "s" },
         crate::text::human_bytes(n * segment_size)
     ))

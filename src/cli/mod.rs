@@ -70,7 +70,7 @@ pub struct PlanArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
-    /// A plan saved with `pgrepl plan --out`; refused when stale.
+    /// A plan saved with `pgrepl plan --out`: made again from the file and the live state, run only if its steps are the same.
     #[arg(value_name = "PLANFILE")]
     pub planfile: Option<PathBuf>,
     #[command(flatten)]

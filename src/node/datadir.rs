@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{anyhow, bail};
 
 use super::Node;
 use super::scripts::{KEEP_DIVERGED_WAL, PREPARE_BASE_BACKUP, STOP_ORPHANS};
@@ -152,7 +152,7 @@ impl Node<'_> {
         first: &str,
         keep_as: &str,
         last: &str,
-    ) -> anyhow::Result<u64> {
+    ) -> anyhow::Result<(u64, String)> {
         let tli = format!("{timeline:08X}");
         let argv = KEEP_DIVERGED_WAL.argv(&[self.data_dir(), &tli, first, keep_as, last]);
         // As long as a copy may take: the divergence can be gigabytes.
@@ -164,6 +164,11 @@ impl Node<'_> {
                 out.stderr.trim()
             );
         }
-        Ok(out.stdout.trim().parse().unwrap_or(0))
+        let printed = out.stdout.trim_end_matches('\n');
+        let (n, dir) = printed
+            .split_once(' ')
+            .and_then(|(n, dir)| Some((n.parse().ok()?, dir.to_string())))
+            .ok_or_else(|| anyhow!("copying timeline {timeline}'s WAL printed {printed:?}"))?;
+        Ok((n, dir))
     }
 }

@@ -166,8 +166,9 @@ pub const PREPARE_BASE_BACKUP: Script = Script {
 
 /// `DATA_DIR TIMELINE FIRST_SEGMENT OUT [LAST_SEGMENT]`: copies the WAL
 /// segments of TIMELINE from FIRST_SEGMENT on, and every timeline history
-/// file, out of `DATA_DIR/pg_wal` into the new directory OUT; prints how
-/// many segments. pg_rewind discards them. With LAST_SEGMENT, the segment
+/// file, out of `DATA_DIR/pg_wal` into a new directory, OUT or, when that
+/// exists, `OUT.2`, `OUT.3`, ...; prints how many segments and the
+/// directory (`N PATH`). pg_rewind discards them. With LAST_SEGMENT, the segment
 /// of a clean shutdown's checkpoint (the end of WAL), nothing after it is
 /// copied; without it, segments older than FIRST_SEGMENT itself are
 /// skipped. Either way, what is left out are recycled files waiting to be

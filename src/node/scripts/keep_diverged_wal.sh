@@ -1,6 +1,12 @@
 D=$1; T=$2; FIRST=$3; OUT=$4; LAST=${5:-}
 cd "$D/pg_wal" || exit 1
-mkdir -m 700 "$OUT" || exit 1
+# A fresh directory: OUT, else OUT.2, OUT.3, ... (a rerun within the same
+# second names the same OUT); an existing one is never written into.
+base=$OUT; i=1
+until mkdir -m 700 -- "$OUT" 2>/dev/null; do
+  [ -e "$OUT" ] && [ "$i" -lt 100 ] || { mkdir -m 700 -- "$OUT"; exit 1; }
+  i=$((i + 1)); OUT=$base.$i
+done
 fail() { rm -rf -- "$OUT"; exit 1; }
 from=$((0x${FIRST#"$T"})); n=0
 to=; [ -n "$LAST" ] && to=$((0x${LAST#"$T"}))
@@ -18,4 +24,4 @@ for f in *; do
       ;;
   esac
 done
-echo "$n"
+echo "$n $OUT"

@@ -2,15 +2,16 @@
 //! implementation shared by the tests, the demo and the benchmarks.
 //!
 //! `Lab::for_test(name, nodes)` brings up a lab with a K of its own
-//! (`PGREPL_LAB_BASE_K`, default 200, plus a per-process counter; a K held by
-//! another live lab is skipped, one left behind by a dead test process is torn
-//! down and reused) and tears it down in `Drop`, so a failing or panicking test
+//! (`PGREPL_LAB_BASE_K`, default 200, plus a per-process counter, or a K this
+//! process took down before; a K held by another live lab is skipped, one left
+//! behind by a dead test process is torn down and reused) and tears it down in `Drop`, so a failing or panicking test
 //! leaves nothing behind.
 
 #![allow(dead_code)] // the fixture is an API for later lab tests and benchmarks
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,9 @@ const EXIT_IN_USE: i32 = 3;
 const DEFAULT_BASE_K: u32 = 200;
 
 static NEXT_K: AtomicU32 = AtomicU32::new(0);
+/// Ks this process took down cleanly, to be used again: the whole suite
+/// brings up more labs than 256 - base Ks.
+static FREED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 pub fn lab_sh() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/lab/lab.sh")
@@ -101,7 +105,8 @@ impl Lab {
             })
             .unwrap_or(DEFAULT_BASE_K);
         loop {
-            let k = base + NEXT_K.fetch_add(1, Ordering::SeqCst);
+            let freed = FREED.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let k = freed.unwrap_or_else(|| base + NEXT_K.fetch_add(1, Ordering::SeqCst));
             assert!(k <= 255, "no free lab K left in {base}..=255");
             let mut reclaimed = false;
             loop {
@@ -340,6 +345,7 @@ impl Lab {
         let out = self.lab(&["down"]);
         self.down_done = true;
         if out.status.success() {
+            FREED.lock().unwrap_or_else(|e| e.into_inner()).push(self.k);
             Ok(())
         } else {
             Err(format!(

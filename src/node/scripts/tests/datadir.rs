@@ -1,7 +1,7 @@
 //! The data directory scripts of a base backup and a re-base:
 //! stop_orphans.sh, prepare_base_backup.sh and keep_diverged_wal.sh.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -169,7 +169,7 @@ fn keeps_the_diverged_segments_and_the_histories() {
         let out = hostile(root.path()).join(format!("-kept {shell}"));
         let ran = keep(&out, "");
         assert!(ran.status.success(), "{shell}: {ran:?}");
-        assert_eq!(stdout(&ran).trim(), "4");
+        assert_eq!(stdout(&ran).trim(), format!("4 {}", out.display()));
         let mut kept: Vec<String> = std::fs::read_dir(&out)
             .expect("kept dir")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -191,13 +191,24 @@ fn keeps_the_diverged_segments_and_the_histories() {
         let bounded = hostile(root.path()).join(format!("-bounded {shell}"));
         let ran = keep(&bounded, "000000010000000000000003");
         assert!(ran.status.success(), "{shell}: {ran:?}");
-        assert_eq!(stdout(&ran).trim(), "2");
+        assert_eq!(stdout(&ran).trim(), format!("2 {}", bounded.display()));
         assert!(bounded.join("000000010000000000000003.partial").exists());
         assert!(!bounded.join("00000001000000000000000A").exists());
         // The originals stay where they were (pg_rewind decides their fate).
         assert!(wal.join("000000010000000000000003").exists());
-        // An existing target is never written into.
-        assert!(!keep(&out, "").status.success());
+        // An existing target is never written into: a rerun within the
+        // same second (the same name) gets OUT.2, then OUT.3.
+        for i in 2..=3 {
+            let again = keep(&out, "");
+            assert!(again.status.success(), "{shell}: {again:?}");
+            let next = PathBuf::from(format!("{}.{i}", out.display()));
+            assert_eq!(stdout(&again).trim(), format!("4 {}", next.display()));
+            assert!(next.join("00000002.history").exists(), "{shell}");
+        }
+        assert_eq!(
+            std::fs::read_dir(&out).expect("kept dir").count(),
+            kept.len()
+        );
     }
     nothing_ran(root.path());
 }
