@@ -76,12 +76,64 @@ struct Checker<'a> {
     base_dir: &'a Path,
     sources: &'a dyn Sources,
     problems: Vec<Diagnostic>,
+    /// Full "did you mean" searches of the setting catalog still allowed.
+    setting_searches_left: usize,
 }
+
+/// A file gets at most this many full searches of the setting catalog for
+/// a "did you mean" (each compares the name with every known setting):
+/// 20,000 misspelt settings cost 20,000 cheap checks, not 20,000 searches.
+const SETTING_SEARCHES: usize = 100;
 
 impl Checker<'_> {
     fn error(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<String>) {
         self.problems.push(Diagnostic::at(span, message).help(help));
     }
+
+    /// The known setting an unknown `name` was probably meant to be.
+    fn suggest_setting(&mut self, name: &str) -> Option<&'static str> {
+        if let Some(next) = guc::successor(name) {
+            return Some(next);
+        }
+        if name.len() > MAX_SUGGESTED
+            || self.setting_searches_left == 0
+            || !near_a_known_setting(name)
+        {
+            return None;
+        }
+        self.setting_searches_left -= 1;
+        guc::suggest(name)
+    }
+}
+
+/// Characters of a name, lower-cased with `-` read as `_` (as
+/// `guc::suggest` compares them), counted in 64 buckets.
+fn char_counts(name: &str) -> [u16; 64] {
+    let mut counts = [0u16; 64];
+    for ch in name.chars().flat_map(char::to_lowercase) {
+        let ch = if ch == '-' { '_' } else { ch };
+        let slot = &mut counts[ch as usize % 64];
+        *slot = slot.saturating_add(1);
+    }
+    counts
+}
+
+/// Whether some known setting may be within `guc::suggest`'s reach (3
+/// edits at most): each edit changes the characters' counts by at most 2,
+/// so a name whose counts differ by more than 6 from every setting's has
+/// no suggestion. 64 comparisons per known setting, no allocation.
+fn near_a_known_setting(name: &str) -> bool {
+    static COUNTS: std::sync::OnceLock<Vec<[u16; 64]>> = std::sync::OnceLock::new();
+    let known = COUNTS.get_or_init(|| guc::catalog().iter().map(|d| char_counts(d.name)).collect());
+    let mine = char_counts(name);
+    known.iter().any(|theirs| {
+        let apart: u32 = mine
+            .iter()
+            .zip(theirs)
+            .map(|(a, b)| u32::from(a.abs_diff(*b)))
+            .sum();
+        apart <= 6
+    })
 }
 
 pub fn check(
@@ -94,6 +146,7 @@ pub fn check(
         base_dir,
         sources,
         problems: Vec::new(),
+        setting_searches_left: SETTING_SEARCHES,
     };
 
     let cluster = check_cluster(&mut c, &raw);
@@ -1071,9 +1124,7 @@ fn check_settings(
             continue;
         }
         let Some(def) = guc::lookup(&name) else {
-            let suggestion = (name.len() <= MAX_SUGGESTED)
-                .then(|| guc::suggest(&name))
-                .flatten();
+            let suggestion = c.suggest_setting(&name);
             let help = match (value.get_ref(), suggestion) {
                 // `myapp.foo = "bar"` unquoted is TOML for a table `myapp`
                 // with a key `foo`: the custom setting wants its name quoted.
