@@ -1756,3 +1756,70 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
     }
     prev[b.len()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(edges: &[(&str, Option<&str>)], primary: &str) -> ChainWalk {
+        let map: HashMap<String, Option<String>> = edges
+            .iter()
+            .map(|(n, u)| (n.to_string(), u.map(str::to_string)))
+            .collect();
+        chain_cycles(
+            edges.iter().map(|(n, _)| *n),
+            |n| map.get(n).cloned().flatten(),
+            primary,
+        )
+    }
+
+    #[test]
+    fn a_long_chain_visits_each_node_once() {
+        let names: Vec<String> = (0..5000).map(|i| format!("n{i}")).collect();
+        let edges: Vec<(&str, Option<&str>)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i.checked_sub(1).map(|p| names[p].as_str())))
+            .rev()
+            .collect();
+        let w = walk(&edges, "n0");
+        assert!(w.cycles.is_empty());
+        assert_eq!(w.steps, 5000);
+    }
+
+    #[test]
+    fn each_cycle_is_reported_once() {
+        let w = walk(
+            &[
+                ("p", None),
+                ("a", Some("b")),
+                ("b", Some("c")),
+                ("c", Some("b")),
+                ("d", Some("a")),
+                ("e", Some("p")),
+            ],
+            "p",
+        );
+        assert_eq!(w.cycles, [["a", "b", "c", "b"]]);
+        assert_eq!(w.steps, 6);
+    }
+
+    #[test]
+    fn no_suggestion_search_for_far_or_long_names() {
+        assert!(near_a_known_setting("wal_levl"));
+        assert!(!near_a_known_setting("unknown_setting_00001"));
+        assert_eq!(closest(&"x".repeat(MAX_SUGGESTED + 1), ["x"]), None);
+    }
+
+    #[test]
+    fn hosts() {
+        assert!(check_host("10.0.0.1").is_ok());
+        assert!(check_host("db1.example.com").is_ok());
+        let (why, help) = check_host("db1:5432").expect_err("a port");
+        assert!(
+            why.contains("SSH target") && help.contains("`port = 5432`"),
+            "{help}"
+        );
+        assert!(check_host("-db1").is_err());
+    }
+}
