@@ -13,7 +13,7 @@ pub const MAX_BYTES: u64 = 4096;
 
 /// `O_NONBLOCK` on Linux's common architectures (std has no name for it):
 /// a FIFO swapped in between the check and the open does not block it.
-#[cfg(all(
+const O_NONBLOCK: i32 = if cfg!(all(
     target_os = "linux",
     any(
         target_arch = "x86_64",
@@ -25,22 +25,12 @@ pub const MAX_BYTES: u64 = 4096;
         target_arch = "powerpc64",
         target_arch = "loongarch64"
     )
-))]
-const O_NONBLOCK: i32 = 0o4000;
-#[cfg(not(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "aarch64",
-        target_arch = "arm",
-        target_arch = "riscv64",
-        target_arch = "s390x",
-        target_arch = "powerpc64",
-        target_arch = "loongarch64"
-    )
-)))]
-const O_NONBLOCK: i32 = 0;
+)) {
+    0o4000
+} else {
+    // Elsewhere the check before the open is what keeps a FIFO out.
+    0
+};
 
 /// The text of a password file, or why it cannot be one.
 pub fn read_private_file(path: &Path) -> Result<String, String> {
