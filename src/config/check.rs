@@ -1124,28 +1124,7 @@ fn check_settings(
             continue;
         }
         let Some(def) = guc::lookup(&name) else {
-            let suggestion = c.suggest_setting(&name);
-            let help = match (value.get_ref(), suggestion) {
-                // `myapp.foo = "bar"` unquoted is TOML for a table `myapp`
-                // with a key `foo`: the custom setting wants its name quoted.
-                (toml::Value::Table(t), _) if !t.is_empty() => {
-                    let (inner, _) = t.iter().next().expect("not empty");
-                    format!(
-                        "a dotted key is a TOML table; to set the custom setting, quote its name: \"{}.{}\" = ...",
-                        clip(key.get_ref()),
-                        clip(inner)
-                    )
-                }
-                (_, Some(s)) => format!("did you mean `{s}`?"),
-                (_, None) => {
-                    "check the spelling against `SELECT name FROM pg_settings`".to_string()
-                }
-            };
-            c.error(
-                key.span(),
-                format!("unknown setting `{}`", clip(key.get_ref())),
-                help,
-            );
+            unknown_setting(c, key, value.get_ref(), &name);
             continue;
         };
         if let Some(reason) = guc::not_settable_reason(def) {
@@ -1195,6 +1174,31 @@ fn check_settings(
         }
     }
     out
+}
+
+/// Reports a setting PostgreSQL does not know, with the likely fix.
+fn unknown_setting(c: &mut Checker, key: &Spanned<String>, value: &toml::Value, name: &str) {
+    let help = match value {
+        // `myapp.foo = "bar"` unquoted is TOML for a table `myapp` with a
+        // key `foo`: the custom setting wants its name quoted.
+        toml::Value::Table(t) if !t.is_empty() => {
+            let inner = t.keys().next().map_or("", String::as_str);
+            format!(
+                "a dotted key is a TOML table; to set the custom setting, quote its name: \"{}.{}\" = ...",
+                clip(key.get_ref()),
+                clip(inner)
+            )
+        }
+        _ => match c.suggest_setting(name) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => "check the spelling against `SELECT name FROM pg_settings`".to_string(),
+        },
+    };
+    c.error(
+        key.span(),
+        format!("unknown setting `{}`", clip(key.get_ref())),
+        help,
+    );
 }
 
 /// "a line break" or "a NUL" when a setting's value (a string, or a string
