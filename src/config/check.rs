@@ -4,7 +4,7 @@
 //! variables and files that hold passwords, through `Sources`.
 
 use core::net::IpAddr;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,8 +13,10 @@ use indexmap::IndexMap;
 use toml::Spanned;
 
 use super::diag::Diagnostic;
+use super::excerpt::clip;
 use super::model::*;
 use super::raw::*;
+use super::secret_file::read_private_file;
 use crate::guc;
 
 /// Where secrets are read from; tests pass their own.
@@ -34,25 +36,6 @@ impl Sources for RealSources {
     fn read_secret_file(&self, path: &Path) -> Result<String, String> {
         read_private_file(path)
     }
-}
-
-/// Reads a file that must not be readable by group or others.
-pub fn read_private_file(path: &Path) -> Result<String, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "{} is readable by others (mode {mode:04o}); run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            ));
-        }
-    }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 pub const HBA_TYPES: &[&str] = &[
@@ -93,12 +76,64 @@ struct Checker<'a> {
     base_dir: &'a Path,
     sources: &'a dyn Sources,
     problems: Vec<Diagnostic>,
+    /// Full "did you mean" searches of the setting catalog still allowed.
+    setting_searches_left: usize,
 }
+
+/// A file gets at most this many full searches of the setting catalog for
+/// a "did you mean" (each compares the name with every known setting):
+/// 20,000 misspelt settings cost 20,000 cheap checks, not 20,000 searches.
+const SETTING_SEARCHES: usize = 100;
 
 impl Checker<'_> {
     fn error(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<String>) {
         self.problems.push(Diagnostic::at(span, message).help(help));
     }
+
+    /// The known setting an unknown `name` was probably meant to be.
+    fn suggest_setting(&mut self, name: &str) -> Option<&'static str> {
+        if let Some(next) = guc::successor(name) {
+            return Some(next);
+        }
+        if name.len() > MAX_SUGGESTED
+            || self.setting_searches_left == 0
+            || !near_a_known_setting(name)
+        {
+            return None;
+        }
+        self.setting_searches_left -= 1;
+        guc::suggest(name)
+    }
+}
+
+/// Characters of a name, lower-cased with `-` read as `_` (as
+/// `guc::suggest` compares them), counted in 64 buckets.
+fn char_counts(name: &str) -> [u16; 64] {
+    let mut counts = [0u16; 64];
+    for ch in name.chars().flat_map(char::to_lowercase) {
+        let ch = if ch == '-' { '_' } else { ch };
+        let slot = &mut counts[ch as usize % 64];
+        *slot = slot.saturating_add(1);
+    }
+    counts
+}
+
+/// Whether some known setting may be within `guc::suggest`'s reach (3
+/// edits at most): each edit changes the characters' counts by at most 2,
+/// so a name whose counts differ by more than 6 from every setting's has
+/// no suggestion. 64 comparisons per known setting, no allocation.
+fn near_a_known_setting(name: &str) -> bool {
+    static COUNTS: std::sync::OnceLock<Vec<[u16; 64]>> = std::sync::OnceLock::new();
+    let known = COUNTS.get_or_init(|| guc::catalog().iter().map(|d| char_counts(d.name)).collect());
+    let mine = char_counts(name);
+    known.iter().any(|theirs| {
+        let apart: u32 = mine
+            .iter()
+            .zip(theirs)
+            .map(|(a, b)| u32::from(a.abs_diff(*b)))
+            .sum();
+        apart <= 6
+    })
 }
 
 pub fn check(
@@ -111,6 +146,7 @@ pub fn check(
         base_dir,
         sources,
         problems: Vec::new(),
+        setting_searches_left: SETTING_SEARCHES,
     };
 
     let cluster = check_cluster(&mut c, &raw);
@@ -155,13 +191,9 @@ pub fn check(
     let extra_slots = check_slots(&mut c, &raw, &node_names);
 
     // Defaults are checked once per node that inherits them: report each problem once.
-    let mut seen = Vec::new();
-    c.problems.retain(|d| {
-        let key = (d.span.clone(), d.message.clone());
-        let fresh = !seen.contains(&key);
-        seen.push(key);
-        fresh
-    });
+    let mut seen = HashSet::new();
+    c.problems
+        .retain(|d| seen.insert((d.span.clone(), d.message.clone())));
     if c.problems.is_empty() {
         Ok(Config {
             path,
@@ -306,11 +338,15 @@ fn check_unique_hosts(c: &mut Checker, raw: &RawConfig) {
     let mut seen: HashMap<String, &str> = HashMap::new();
     for (key, node) in raw.nodes.get_ref() {
         let host = node.get_ref().host.get_ref();
-        if host.trim().is_empty() || host.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+        if let Err((why, help)) = check_host(host) {
             c.error(
                 node.get_ref().host.span(),
-                format!("invalid host {host:?} for node `{}`", key.get_ref()),
-                "write the address or DNS name pgrepl reaches over SSH and standbys connect to",
+                format!(
+                    "invalid host {:?} for node `{}`: {why}",
+                    clip(host),
+                    key.get_ref()
+                ),
+                help,
             );
             continue;
         }
@@ -333,6 +369,95 @@ fn check_unique_hosts(c: &mut Checker, raw: &RawConfig) {
     }
 }
 
+/// An IP address (v4 or v6) or a host name of RFC 1123 labels (letters,
+/// digits and `-`, not at a label's ends); ssh and libpq get it as one
+/// argument, so nothing else may pass (a leading `-` is an option to ssh).
+/// Else why not, and what to write instead.
+pub fn check_host(host: &str) -> Result<(), (String, String)> {
+    const WHAT: &str =
+        "write the IP address or DNS name pgrepl reaches over SSH and standbys connect to";
+    if host.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let refuse = |why: &str, help: String| Err((why.to_string(), help));
+    if let Some((user, hostport)) = split_ssh_target(host) {
+        let (name, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (h, Some(p)),
+            _ => (hostport, None),
+        };
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        let mut parts = vec![format!("`host = {:?}`", clip(name))];
+        if let Some(u) = user {
+            parts.push(format!(
+                "`user = {:?}` in `[ssh]` (or `[nodes.NAME.ssh]`)",
+                clip(u)
+            ));
+        }
+        if let Some(p) = port {
+            parts.push(format!(
+                "`port = {}` in `[ssh]` (or `[nodes.NAME.ssh]`)",
+                clip(p)
+            ));
+        }
+        return refuse(
+            "a host is an address or a name, not an SSH target",
+            format!("write {}", parts.join(", and ")),
+        );
+    }
+    if host.starts_with('[') && host.ends_with(']') {
+        return refuse(
+            "an IPv6 address is written without brackets",
+            format!("write `host = {:?}`", clip(&host[1..host.len() - 1])),
+        );
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() || name.len() > 253 {
+        return refuse("a host name has 1 to 253 characters", WHAT.into());
+    }
+    let labels_ok = name.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    if !labels_ok {
+        return refuse(
+            "not an IP address, and not a host name (dot-separated labels of 1 to 63 letters, digits and `-`, no `-` at either end)",
+            WHAT.into(),
+        );
+    }
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|top| top.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return refuse(
+            "not an IP address (four numbers 0 to 255), and a host name does not end in a number",
+            WHAT.into(),
+        );
+    }
+    Ok(())
+}
+
+/// `ssh://[user@]host[:port][/]`, `user@host[:port]` or `host:port` (not an
+/// IPv6 address): (the user, host[:port]); `None` for anything else.
+fn split_ssh_target(host: &str) -> Option<(Option<&str>, &str)> {
+    let (scheme, rest) = match host.split_once("://") {
+        Some((_, rest)) => (true, rest.trim_end_matches('/')),
+        None => (false, host),
+    };
+    let (user, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    let host_port = hostport.matches(':').count() == 1
+        || (hostport.starts_with('[') && hostport.contains("]:"));
+    (scheme || user.is_some() || host_port).then_some((user, hostport))
+}
+
 /// Resolves every node's upstream: `None` for the primary, else the named
 /// upstream or the primary. Reports unknown names and cycles.
 fn check_upstreams(
@@ -342,6 +467,7 @@ fn check_upstreams(
     node_names: &[String],
 ) -> HashMap<String, Option<String>> {
     let mut upstreams = HashMap::new();
+    let known: HashSet<&str> = node_names.iter().map(String::as_str).collect();
     for (key, node) in raw.nodes.get_ref() {
         let name = key.get_ref();
         let resolved = match &node.get_ref().upstream {
@@ -363,7 +489,7 @@ fn check_upstreams(
                 );
                 None
             }
-            Some(up) if !node_names.contains(up.get_ref()) => {
+            Some(up) if !known.contains(up.get_ref().as_str()) => {
                 c.error(
                     up.span(),
                     format!("upstream `{}` of node `{name}` is not a node", up.get_ref()),
@@ -381,38 +507,84 @@ fn check_upstreams(
         upstreams.insert(name.clone(), resolved);
     }
     // Every chain must end at the primary; each cycle is reported once.
-    let mut in_reported_cycle: Vec<String> = Vec::new();
-    for (key, node) in raw.nodes.get_ref() {
-        let start = key.get_ref();
-        if in_reported_cycle.contains(start) {
-            continue;
-        }
-        let mut seen = vec![start.as_str()];
-        let mut cur = start.as_str();
-        while let Some(Some(next)) = upstreams.get(cur) {
-            if next == primary {
-                break;
-            }
-            if seen.contains(&next.as_str()) {
-                let span = node
-                    .get_ref()
+    let walk = chain_cycles(
+        raw.nodes.get_ref().keys().map(|k| k.get_ref().as_str()),
+        |name| upstreams.get(name).cloned().flatten(),
+        primary,
+    );
+    for chain in walk.cycles {
+        let start = chain[0].as_str();
+        let span = raw
+            .nodes
+            .get_ref()
+            .get_key_value(start)
+            .map_or(0..0, |(key, node)| {
+                node.get_ref()
                     .upstream
                     .as_ref()
-                    .map_or(key.span(), |u| u.span());
-                in_reported_cycle.extend(seen.iter().map(|s| s.to_string()));
-                seen.push(next);
-                c.error(
-                    span,
-                    format!("upstream chain of `{start}` is a cycle: {}", seen.join(" -> ")),
-                    "every chain of upstreams must end at the primary; remove `upstream` from one of these nodes",
-                );
-                break;
-            }
-            seen.push(next);
-            cur = next;
-        }
+                    .map_or(key.span(), |u| u.span())
+            });
+        c.error(
+            span,
+            format!("upstream chain of `{start}` is a cycle: {}", chain.join(" -> ")),
+            "every chain of upstreams must end at the primary; remove `upstream` from one of these nodes",
+        );
     }
     upstreams
+}
+
+/// The upstream cycles found by following each node's chain, in `order`.
+#[derive(Debug, PartialEq, Eq)]
+struct ChainWalk {
+    /// Each cycle once, as the chain of the first node (in `order`) that
+    /// reaches it: that node, ..., the node where the chain closes.
+    cycles: Vec<Vec<String>>,
+    /// Nodes visited in all: each node once, however long the chains.
+    steps: usize,
+}
+
+/// Follows every chain of upstreams (`upstream(node)`: `None` for the
+/// primary and for a node without a usable upstream) to the primary,
+/// visiting each node once: a chain stops at a node an earlier chain
+/// already followed, so a 5,000-node cascade costs 5,000 steps, not
+/// 12.5 million.
+fn chain_cycles<'a>(
+    order: impl Iterator<Item = &'a str>,
+    upstream: impl Fn(&str) -> Option<String>,
+    primary: &str,
+) -> ChainWalk {
+    // Absent: not visited; Some(i): on the chain being followed, at i; None: done.
+    let mut state: HashMap<String, Option<usize>> = HashMap::new();
+    let mut walk = ChainWalk {
+        cycles: Vec::new(),
+        steps: 0,
+    };
+    for start in order {
+        let mut chain: Vec<String> = Vec::new();
+        let mut cur = start.to_string();
+        loop {
+            match state.get(&cur) {
+                Some(None) => break,
+                Some(Some(_)) => {
+                    chain.push(cur);
+                    walk.cycles.push(chain.clone());
+                    break;
+                }
+                None => {}
+            }
+            walk.steps += 1;
+            state.insert(cur.clone(), Some(chain.len()));
+            chain.push(cur.clone());
+            match upstream(&cur) {
+                Some(next) if next != primary => cur = next,
+                _ => break,
+            }
+        }
+        for name in &chain {
+            state.insert(name.clone(), None);
+        }
+    }
+    walk
 }
 
 fn check_replication(
@@ -625,63 +797,100 @@ fn check_password(c: &mut Checker, value: &Spanned<toml::Value>, key: &str) -> S
         }
     };
     let keys: Vec<&str> = table.keys().map(String::as_str).collect();
-    match (table.get("env"), table.get("file"), keys.len()) {
-        (Some(toml::Value::String(var)), None, 1) => {
-            match c.sources.env(var) {
-                Some(v) if !v.is_empty() => Secret::new(SecretSource::Env(var.clone()), v),
-                Some(_) => {
-                    c.error(
-                        value.span(),
-                        format!("environment variable {var} (for `{key}`) is empty"),
-                        format!("set {var} to the password before running pgrepl"),
-                    );
-                    placeholder
-                }
-                None => {
-                    c.error(
-                    value.span(),
-                    format!("environment variable {var} (for `{key}`) is not set"),
-                    format!("export {var}=... before running pgrepl, or read the password from a file"),
-                );
-                    placeholder
-                }
-            }
-        }
+    let read = match (table.get("env"), table.get("file"), keys.len()) {
+        (Some(toml::Value::String(var)), None, 1) => password_from_env(c.sources, var, key),
         (None, Some(toml::Value::String(file)), 1) => {
-            let path = resolve_path(c.base_dir, file);
-            match c.sources.read_secret_file(&path) {
-                Ok(text) => {
-                    let pw = text.strip_suffix('\n').unwrap_or(&text);
-                    let pw = pw.strip_suffix('\r').unwrap_or(pw);
-                    if pw.is_empty() {
-                        c.error(
-                            value.span(),
-                            format!("password file {} (for `{key}`) is empty", path.display()),
-                            "write the password on the file's first line",
-                        );
-                        placeholder
-                    } else {
-                        Secret::new(SecretSource::File(path), pw.to_string())
-                    }
-                }
-                Err(e) => {
-                    c.error(
-                        value.span(),
-                        format!("password file for `{key}`: {e}"),
-                        "fix the file or point `file` elsewhere",
-                    );
-                    placeholder
-                }
-            }
+            password_from_file(c.sources, resolve_path(c.base_dir, file), key)
         }
-        _ => {
-            c.error(
-                value.span(),
-                format!("`{key}` needs exactly one of `env` or `file`, as a string"),
-                how,
-            );
-            placeholder
-        }
+        _ => Err((
+            format!("`{key}` needs exactly one of `env` or `file`, as a string"),
+            how,
+        )),
+    };
+    read.unwrap_or_else(|(message, help)| {
+        c.error(value.span(), message, help);
+        placeholder
+    })
+}
+
+/// A password problem: the message and what to do.
+type PasswordProblem = (String, String);
+
+fn password_from_env(
+    sources: &dyn Sources,
+    var: &str,
+    key: &str,
+) -> Result<Secret, PasswordProblem> {
+    let Some(pw) = sources.env(var) else {
+        return Err((
+            format!("environment variable {var} (for `{key}`) is not set"),
+            format!("export {var}=... before running pgrepl, or read the password from a file"),
+        ));
+    };
+    if pw.is_empty() {
+        return Err((
+            format!("environment variable {var} (for `{key}`) is empty"),
+            format!("set {var} to the password before running pgrepl"),
+        ));
+    }
+    if let Some(bad) = unsendable(&pw) {
+        return Err((
+            format!("environment variable {var} (for `{key}`) holds {bad}"),
+            format!("set {var} to the password alone; {PASSWORD_IS_ONE_LINE}"),
+        ));
+    }
+    Ok(Secret::new(SecretSource::Env(var.to_string()), pw))
+}
+
+/// Why a password must be one line of text.
+const PASSWORD_IS_ONE_LINE: &str = "a password is one line of a passfile, without CR, LF or NUL";
+
+fn password_from_file(
+    sources: &dyn Sources,
+    path: PathBuf,
+    key: &str,
+) -> Result<Secret, PasswordProblem> {
+    let text = sources.read_secret_file(&path).map_err(|e| {
+        (
+            format!("password file for `{key}`: {e}"),
+            "fix the file or point `file` elsewhere".to_string(),
+        )
+    })?;
+    // One final line break, LF or CRLF, ends the line; it is not the password's.
+    let pw = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    let shown = path.display();
+    if pw.is_empty() {
+        return Err((
+            format!("password file {shown} (for `{key}`) is empty"),
+            "write the password on the file's first line".to_string(),
+        ));
+    }
+    if let Some(bad) = unsendable(pw) {
+        let what = if pw.contains('\n') {
+            "more than one line"
+        } else {
+            bad
+        };
+        return Err((
+            format!("password file {shown} (for `{key}`) holds {what}"),
+            format!("write the password alone on the file's first line; {PASSWORD_IS_ONE_LINE}"),
+        ));
+    }
+    Ok(Secret::new(SecretSource::File(path), pw.to_string()))
+}
+
+/// "a line break" or "a NUL" when text cannot travel as one line of a
+/// PostgreSQL file (a passfile, postgresql.auto.conf).
+fn unsendable(pw: &str) -> Option<&'static str> {
+    if pw.contains('\0') {
+        Some("a NUL")
+    } else if pw.contains(['\n', '\r']) {
+        Some("a line break (CR or LF)")
+    } else {
+        None
     }
 }
 
@@ -850,21 +1059,25 @@ fn check_service(c: &mut Checker, s: &Spanned<toml::Value>) -> Service {
     match s.get_ref() {
         toml::Value::String(v) if v == "pg_ctl" => Service::PgCtl,
         toml::Value::Table(t) if t.len() == 1 => match t.iter().next() {
-            Some((k, toml::Value::String(unit))) if k == "systemd" && !unit.is_empty() => {
+            Some((k, toml::Value::String(unit))) if k == "systemd" => {
+                if !is_service_word(unit) {
+                    c.error(
+                        s.span(),
+                        format!("invalid systemd unit {:?}", clip(unit)),
+                        "write the unit's name, e.g. \"postgresql@15-main\": not empty, no `-` first (systemctl would read an option), no `/`, spaces or control characters",
+                    );
+                }
                 Service::Systemd(unit.clone())
             }
             Some((k, toml::Value::String(cl))) if k == "pg_ctlcluster" => {
                 let ok = cl.split_once('/').is_some_and(|(v, n)| {
-                    !v.is_empty()
-                        && v.chars().all(|ch| ch.is_ascii_digit())
-                        && !n.is_empty()
-                        && !n.contains(char::is_whitespace)
+                    !v.is_empty() && v.chars().all(|ch| ch.is_ascii_digit()) && is_service_word(n)
                 });
                 if !ok {
                     c.error(
                         s.span(),
-                        format!("invalid pg_ctlcluster cluster {cl:?}"),
-                        "write VERSION/NAME, e.g. \"15/main\"",
+                        format!("invalid pg_ctlcluster cluster {:?}", clip(cl)),
+                        "write VERSION/NAME, e.g. \"15/main\": a NAME without `-` first, `/`, spaces or control characters",
                     );
                 }
                 Service::PgCtlCluster(cl.clone())
@@ -879,6 +1092,16 @@ fn check_service(c: &mut Checker, s: &Spanned<toml::Value>) -> Service {
             Service::PgCtl
         }
     }
+}
+
+/// A systemd unit or a Debian cluster name, passed as one argument to
+/// systemctl or pg_ctlcluster: not empty, not an option, not a path.
+fn is_service_word(w: &str) -> bool {
+    !w.is_empty()
+        && !w.starts_with('-')
+        && !w
+            .chars()
+            .any(|ch| ch == '/' || ch.is_whitespace() || ch.is_control())
 }
 
 fn check_settings(
@@ -897,12 +1120,20 @@ fn check_settings(
             );
             continue;
         }
+        if let Some(bad) = value_with_line_break(value.get_ref()) {
+            c.error(
+                value.span(),
+                format!("the value of `{}` holds {bad}", clip(&name)),
+                "a setting's value is written on one line of postgresql.auto.conf: remove the line break or NUL",
+            );
+            continue;
+        }
         if name.contains('.') {
-            if !guc::is_custom_name(&name) {
+            if !guc::is_custom_name(&name) || crate::quote::setting_name(&name).is_err() {
                 c.error(
                     key.span(),
-                    format!("`{}` is not a valid custom setting name", key.get_ref()),
-                    "a custom setting is two or more identifiers joined by dots (letters, digits, `_`, `$`; not starting with a digit or `$`), e.g. \"myapp.feature\"",
+                    format!("`{}` is not a valid custom setting name", clip(key.get_ref())),
+                    "a custom setting is two or more identifiers joined by dots (ASCII letters, digits and `_`, not starting with a digit), e.g. \"myapp.feature\"",
                 );
                 continue;
             }
@@ -928,26 +1159,7 @@ fn check_settings(
             continue;
         }
         let Some(def) = guc::lookup(&name) else {
-            let help = match (value.get_ref(), guc::suggest(&name)) {
-                // `myapp.foo = "bar"` unquoted is TOML for a table `myapp`
-                // with a key `foo`: the custom setting wants its name quoted.
-                (toml::Value::Table(t), _) if !t.is_empty() => {
-                    let (inner, _) = t.iter().next().expect("not empty");
-                    format!(
-                        "a dotted key is a TOML table; to set the custom setting, quote its name: \"{}.{inner}\" = ...",
-                        key.get_ref()
-                    )
-                }
-                (_, Some(s)) => format!("did you mean `{s}`?"),
-                (_, None) => {
-                    "check the spelling against `SELECT name FROM pg_settings`".to_string()
-                }
-            };
-            c.error(
-                key.span(),
-                format!("unknown setting `{}`", key.get_ref()),
-                help,
-            );
+            unknown_setting(c, key, value.get_ref(), &name);
             continue;
         };
         if let Some(reason) = guc::not_settable_reason(def) {
@@ -997,6 +1209,42 @@ fn check_settings(
         }
     }
     out
+}
+
+/// Reports a setting PostgreSQL does not know, with the likely fix.
+fn unknown_setting(c: &mut Checker, key: &Spanned<String>, value: &toml::Value, name: &str) {
+    let help = match value {
+        // `myapp.foo = "bar"` unquoted is TOML for a table `myapp` with a
+        // key `foo`: the custom setting wants its name quoted.
+        toml::Value::Table(t) if !t.is_empty() => {
+            let inner = t.keys().next().map_or("", String::as_str);
+            format!(
+                "a dotted key is a TOML table; to set the custom setting, quote its name: \"{}.{}\" = ...",
+                clip(key.get_ref()),
+                clip(inner)
+            )
+        }
+        _ => match c.suggest_setting(name) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => "check the spelling against `SELECT name FROM pg_settings`".to_string(),
+        },
+    };
+    c.error(
+        key.span(),
+        format!("unknown setting `{}`", clip(key.get_ref())),
+        help,
+    );
+}
+
+/// "a line break" or "a NUL" when a setting's value (a string, or a string
+/// in an array) holds one: postgresql.auto.conf holds a value on one line,
+/// and PostgreSQL text cannot hold a NUL.
+fn value_with_line_break(value: &toml::Value) -> Option<&'static str> {
+    match value {
+        toml::Value::String(s) => unsendable(s),
+        toml::Value::Array(items) => items.iter().find_map(value_with_line_break),
+        _ => None,
+    }
 }
 
 /// What a valid value of this setting looks like.
@@ -1487,16 +1735,27 @@ fn split_number(s: &str) -> Result<(u64, &str), String> {
     Ok((num, t[end..].trim_start()))
 }
 
+/// Names longer than this get no "did you mean": no key or setting is
+/// that long, and the edit distance costs the product of the lengths.
+pub const MAX_SUGGESTED: usize = 64;
+
 /// The candidate closest to `word` by edit distance, if close enough to be a typo.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    if word.len() > MAX_SUGGESTED {
+        return None;
+    }
     let word_l = word.to_ascii_lowercase();
     candidates
         .into_iter()
+        .filter(|cand| cand.len() <= MAX_SUGGESTED)
         .map(|cand| (levenshtein(&word_l, &cand.to_ascii_lowercase()), cand))
         .filter(|(d, cand)| *d <= (cand.len().max(word.len()) / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, cand)| cand)
 }
+
+/// Candidates a hint lists at most.
+const LISTED: usize = 20;
 
 pub fn did_you_mean_or_list<'a>(
     word: &str,
@@ -1506,8 +1765,19 @@ pub fn did_you_mean_or_list<'a>(
     match closest(word, candidates.clone()) {
         Some(s) => format!("did you mean `{s}`?"),
         None => {
-            let all: Vec<String> = candidates.into_iter().map(|c| format!("`{c}`")).collect();
-            format!("{lead} {}", all.join(", "))
+            let mut all = candidates.into_iter();
+            let shown: Vec<String> = all
+                .by_ref()
+                .take(LISTED)
+                .map(|c| format!("`{c}`"))
+                .collect();
+            let more = all.count();
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            format!("{lead} {}{more}", shown.join(", "))
         }
     }
 }
@@ -1524,4 +1794,71 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(edges: &[(&str, Option<&str>)], primary: &str) -> ChainWalk {
+        let map: HashMap<String, Option<String>> = edges
+            .iter()
+            .map(|(n, u)| (n.to_string(), u.map(str::to_string)))
+            .collect();
+        chain_cycles(
+            edges.iter().map(|(n, _)| *n),
+            |n| map.get(n).cloned().flatten(),
+            primary,
+        )
+    }
+
+    #[test]
+    fn a_long_chain_visits_each_node_once() {
+        let names: Vec<String> = (0..5000).map(|i| format!("n{i}")).collect();
+        let edges: Vec<(&str, Option<&str>)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i.checked_sub(1).map(|p| names[p].as_str())))
+            .rev()
+            .collect();
+        let w = walk(&edges, "n0");
+        assert!(w.cycles.is_empty());
+        assert_eq!(w.steps, 5000);
+    }
+
+    #[test]
+    fn each_cycle_is_reported_once() {
+        let w = walk(
+            &[
+                ("p", None),
+                ("a", Some("b")),
+                ("b", Some("c")),
+                ("c", Some("b")),
+                ("d", Some("a")),
+                ("e", Some("p")),
+            ],
+            "p",
+        );
+        assert_eq!(w.cycles, [["a", "b", "c", "b"]]);
+        assert_eq!(w.steps, 6);
+    }
+
+    #[test]
+    fn no_suggestion_search_for_far_or_long_names() {
+        assert!(near_a_known_setting("wal_levl"));
+        assert!(!near_a_known_setting("unknown_setting_00001"));
+        assert_eq!(closest(&"x".repeat(MAX_SUGGESTED + 1), ["x"]), None);
+    }
+
+    #[test]
+    fn hosts() {
+        assert!(check_host("10.0.0.1").is_ok());
+        assert!(check_host("db1.example.com").is_ok());
+        let (why, help) = check_host("db1:5432").expect_err("a port");
+        assert!(
+            why.contains("SSH target") && help.contains("`port = 5432`"),
+            "{help}"
+        );
+        assert!(check_host("-db1").is_err());
+    }
 }

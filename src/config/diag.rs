@@ -5,6 +5,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use super::excerpt::{SourceMap, clip_to};
+
 /// One problem in the file: where, what, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -37,22 +39,38 @@ impl Diagnostic {
 }
 
 /// Every problem found in one file; nothing was contacted.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConfigError {
     pub path: PathBuf,
+    /// The whole file, inline passwords included: never printed as it is.
     pub source_text: String,
     pub diagnostics: Vec<Diagnostic>,
 }
 
 impl std::error::Error for ConfigError {}
 
+/// Without the file's text, which may hold an inline password.
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigError")
+            .field("path", &self.path)
+            .field("diagnostics", &self.diagnostics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Characters of a message or hint printed at most (a value quoted in one
+/// is cut where it is quoted; this bounds what any message prints).
+const MAX_MESSAGE: usize = 1000;
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let map = SourceMap::new(&self.source_text);
         for (i, d) in self.diagnostics.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
-            render(f, &self.path, &self.source_text, d)?;
+            render(f, &self.path, &map, d)?;
         }
         let n = self.diagnostics.len();
         write!(
@@ -64,49 +82,32 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let offset = floor_char_boundary(source, offset.min(source.len()));
-    let before = &source[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let col = source[line_start..offset].chars().count() + 1;
-    (line, col)
-}
-
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn render(f: &mut fmt::Formatter<'_>, path: &Path, source: &str, d: &Diagnostic) -> fmt::Result {
-    writeln!(f, "error: {}", d.message)?;
+fn render(f: &mut fmt::Formatter<'_>, path: &Path, map: &SourceMap, d: &Diagnostic) -> fmt::Result {
+    writeln!(f, "error: {}", clip_to(&d.message, MAX_MESSAGE))?;
+    let help = d.help.as_deref().map(|h| clip_to(h, MAX_MESSAGE));
     match &d.span {
         Some(span) => {
-            let (line, col) = line_col(source, span.start);
+            let e = map.excerpt(span);
+            let line = e.line;
             let gutter = line.to_string().len();
-            writeln!(f, "{:gutter$}--> {}:{line}:{col}", "", path.display())?;
-            let text = source.lines().nth(line - 1).unwrap_or("");
+            writeln!(f, "{:gutter$}--> {}:{line}:{}", "", path.display(), e.col)?;
             writeln!(f, "{:gutter$} |", "")?;
-            writeln!(f, "{line} | {text}")?;
-            let width = caret_width(source, span, text, col);
+            writeln!(f, "{line} | {}", e.text)?;
             writeln!(
                 f,
                 "{:gutter$} | {:pad$}{}",
                 "",
                 "",
-                "^".repeat(width),
-                pad = col - 1
+                "^".repeat(e.caret_width),
+                pad = e.caret_pad
             )?;
-            if let Some(help) = &d.help {
+            if let Some(help) = help {
                 writeln!(f, "{:gutter$} = help: {help}", "")?;
             }
         }
         None => {
             writeln!(f, " --> {}", path.display())?;
-            if let Some(help) = &d.help {
+            if let Some(help) = help {
                 writeln!(f, "  = help: {help}")?;
             }
         }
@@ -114,48 +115,57 @@ fn render(f: &mut fmt::Formatter<'_>, path: &Path, source: &str, d: &Diagnostic)
     Ok(())
 }
 
-/// Carets under the span, clipped to the end of its first line, at least one.
-fn caret_width(source: &str, span: &Range<usize>, line_text: &str, col: usize) -> usize {
-    let start = floor_char_boundary(source, span.start.min(source.len()));
-    let end = floor_char_boundary(source, span.end.min(source.len())).max(start);
-    let spanned = source[start..end].split('\n').next().unwrap_or("");
-    let rest_of_line = line_text.chars().count().saturating_sub(col - 1);
-    spanned.chars().count().min(rest_of_line).max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn line_col_counts_from_one() {
-        let s = "a = 1\nbb = 2\n";
-        assert_eq!(line_col(s, 0), (1, 1));
-        assert_eq!(line_col(s, 6), (2, 1));
-        assert_eq!(line_col(s, 8), (2, 3));
-        assert_eq!(line_col(s, 999), (3, 1));
-    }
-
-    #[test]
-    fn line_col_survives_multibyte_offsets() {
-        let s = "é = 1\n";
-        assert_eq!(line_col(s, 1), (1, 1));
-        assert_eq!(line_col(s, 2), (1, 2));
+    fn rendered(source: &str, d: Diagnostic) -> String {
+        ConfigError {
+            path: "c.toml".into(),
+            source_text: source.into(),
+            diagnostics: vec![d],
+        }
+        .to_string()
     }
 
     #[test]
     fn renders_caret_under_span() {
-        let err = ConfigError {
-            path: "c.toml".into(),
-            source_text: "[cluster]\nprimry = \"db1\"\n".into(),
-            diagnostics: vec![
-                Diagnostic::at(10..16, "unknown key `primry`").help("did you mean `primary`?"),
-            ],
-        };
-        let text = err.to_string();
+        let text = rendered(
+            "[cluster]\nprimry = \"db1\"\n",
+            Diagnostic::at(10..16, "unknown key `primry`").help("did you mean `primary`?"),
+        );
         assert!(text.contains(" --> c.toml:2:1"), "{text}");
         assert!(text.contains("2 | primry = \"db1\""), "{text}");
         assert!(text.contains("  | ^^^^^^\n"), "{text}");
         assert!(text.contains("= help: did you mean `primary`?"), "{text}");
+    }
+
+    #[test]
+    fn never_echoes_an_inline_password() {
+        let source = "[replication]\nuser = \"r\" password = \"hunter2\"\n";
+        let text = rendered(source, Diagnostic::at(25..26, "expected newline"));
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("2 | user = \"r\" password = \"(sensitive)\"\n"),
+            "{text}"
+        );
+        let debug = format!(
+            "{:?}",
+            ConfigError {
+                path: "c.toml".into(),
+                source_text: source.into(),
+                diagnostics: vec![],
+            }
+        );
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn bounds_long_messages() {
+        let text = rendered(
+            "x = 1\n",
+            Diagnostic::at(0..1, "y".repeat(5000)).help("z".repeat(5000)),
+        );
+        assert!(text.len() < 2 * MAX_MESSAGE + 200, "{}", text.len());
     }
 }

@@ -3,17 +3,19 @@
 
 mod check;
 pub mod diag;
+mod excerpt;
 pub mod model;
 mod raw;
+mod secret_file;
 
 use std::path::{Path, PathBuf};
 
 pub use check::{
-    RealSources, Sources, closest, host_cidr, levenshtein, parse_bytes, parse_duration,
-    read_private_file,
+    RealSources, Sources, check_host, closest, host_cidr, levenshtein, parse_bytes, parse_duration,
 };
 pub use diag::{ConfigError, Diagnostic};
 pub use model::*;
+pub use secret_file::read_private_file;
 
 /// Reads and checks the cluster file; reads password sources; contacts nothing.
 pub fn load(path: &Path) -> anyhow::Result<Config> {

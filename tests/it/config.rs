@@ -683,3 +683,253 @@ fn just_enough_slots_and_senders_are_valid() {
     .expect("valid");
     assert_eq!(cfg.extra_slots, ["barman"]);
 }
+
+// ---- issue 14: what apply would refuse, secrets never echoed, linear work
+
+fn with_password_file(text: &str) -> Result<Config, ConfigError> {
+    let mut sources = FakeSources::default();
+    sources
+        .files
+        .insert(PathBuf::from("/etc/pgrepl/pw"), Ok(text.to_string()));
+    let file = with_cluster("").replace("{ env = \"REPL_PW\" }", "{ file = \"/etc/pgrepl/pw\" }");
+    config::load_str(&file, Path::new("pgrepl.toml"), &sources)
+}
+
+#[test]
+fn passwords_with_a_line_break_are_refused() {
+    for text in ["a\nb\n", "a\rb", "a\n\n", "a\0b"] {
+        let e = with_password_file(text).expect_err(text).to_string();
+        assert!(e.contains("pgrepl.toml:13:12"), "{e}");
+        assert!(
+            e.contains("holds more than one line")
+                || e.contains("holds a line break")
+                || e.contains("holds a NUL"),
+            "{e}"
+        );
+    }
+    let cfg = with_password_file("pw\r\n").expect("one line, CRLF");
+    assert_eq!(cfg.replication.password.expose(), "pw");
+    let mut sources = FakeSources::default();
+    sources.env.insert("REPL_PW".into(), "pw\nmore".into());
+    let e = config::load_str(&with_cluster(""), Path::new("pgrepl.toml"), &sources)
+        .expect_err("env with LF")
+        .to_string();
+    assert!(
+        e.contains("environment variable REPL_PW (for `replication.password`) holds a line break"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_inline_password_is_masked_in_every_echoed_line() {
+    // A TOML syntax error on the password's line.
+    let text = with_cluster("").replace("{ env = \"REPL_PW\" }", "\"hunter2\" oops");
+    let e = errors(&text);
+    assert!(!e.contains("hunter2"), "{e}");
+    assert!(e.contains("13 | password = \"(sensitive)\" oops"), "{e}");
+    // In an inline table, with an unknown key on the same line.
+    let text = with_cluster("").replace(
+        "[replication]\nuser = \"replicator\"\npassword = { env = \"REPL_PW\" }",
+        "replication = { user = \"r\", pasword = 1, password = 'hunter2' }",
+    );
+    let e = errors(&text);
+    assert!(!e.contains("hunter2"), "{e}");
+    assert!(e.contains("password = \"(sensitive)\" }"), "{e}");
+}
+
+#[test]
+fn echoed_lines_are_cut() {
+    let e = errors(&with_cluster(&format!(
+        "[settings]\n{} = 1\n",
+        "y".repeat(5000)
+    )));
+    assert!(e.lines().all(|l| l.chars().count() < 400), "{e}");
+    assert!(e.contains('…'), "{e}");
+}
+
+#[test]
+fn hosts_are_addresses_or_names() {
+    for ok in [
+        "10.0.0.3",
+        "2001:db8::3",
+        "db3",
+        "db3.example.com",
+        "DB3.example.com.",
+    ] {
+        load(&with_cluster(&format!("[nodes.db3]\nhost = {ok:?}\n"))).expect(ok);
+    }
+    for bad in [
+        "-oProxyCommand=x",
+        "db3#x",
+        "db 3",
+        "db3/x",
+        "-db3",
+        "10.0.0.256",
+        "[2001:db8::3]",
+        "db3_x",
+    ] {
+        let e = errors(&with_cluster(&format!("[nodes.db3]\nhost = {bad:?}\n")));
+        assert!(e.contains("invalid host"), "{bad}: {e}");
+    }
+    let e = errors(&with_cluster(
+        "[nodes.db3]\nhost = \"ssh://admin@db3.example.com:2222\"\n",
+    ));
+    assert!(e.contains("not an SSH target"), "{e}");
+    assert!(
+        e.contains("`host = \"db3.example.com\"`, and `user = \"admin\"` in `[ssh]`"),
+        "{e}"
+    );
+    assert!(e.contains("`port = 2222` in `[ssh]`"), "{e}");
+}
+
+#[test]
+fn validate_refuses_what_apply_would_refuse() {
+    for (extra, want) in [
+        (
+            "[settings]\n\"app.b$c\" = 1\n",
+            "not a valid custom setting name",
+        ),
+        (
+            "[settings]\n\"app.1b\" = 1\n",
+            "not a valid custom setting name",
+        ),
+        ("[settings]\n\"app.x\" = \"a\\nb\"\n", "holds a line break"),
+        (
+            "[settings]\napplication_name = \"a\\u0000b\"\n",
+            "holds a NUL",
+        ),
+        (
+            "[settings]\nshared_preload_libraries = [\"a\", \"b\\rc\"]\n",
+            "holds a line break",
+        ),
+        (
+            "[postgres]\nservice = { systemd = \"-x\" }\n",
+            "invalid systemd unit",
+        ),
+        (
+            "[postgres]\nservice = { systemd = \"a/b\" }\n",
+            "invalid systemd unit",
+        ),
+        (
+            "[postgres]\nservice = { pg_ctlcluster = \"15/-main\" }\n",
+            "invalid pg_ctlcluster cluster",
+        ),
+        (
+            "[postgres]\nservice = { pg_ctlcluster = \"15/main/x\" }\n",
+            "invalid pg_ctlcluster cluster",
+        ),
+    ] {
+        let e = errors(&with_cluster(extra));
+        assert!(e.contains(want), "{extra}: {e}");
+    }
+}
+
+/// Generous bounds for a debug build: today's main takes minutes on each.
+fn loads_within(text: &str, secs: u64) -> Result<Config, ConfigError> {
+    let start = std::time::Instant::now();
+    let result = load(text);
+    if let Err(e) = &result {
+        let _ = e.to_string();
+    }
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(secs),
+        "took {:?}",
+        start.elapsed()
+    );
+    result
+}
+
+#[test]
+fn a_five_thousand_node_chain_loads_quickly() {
+    let mut text = String::from(
+        "[cluster]\nname = \"t\"\nprimary = \"n0\"\n[replication]\nuser = \"r\"\npassword = { env = \"REPL_PW\" }\n[settings]\nmax_wal_senders = 6000\nmax_replication_slots = 6000\n",
+    );
+    for i in 0..5000 {
+        text.push_str(&format!(
+            "[nodes.n{i}]\nhost = \"10.0.{}.{}\"\n",
+            i / 256,
+            i % 256
+        ));
+        if i > 0 {
+            text.push_str(&format!("upstream = \"n{}\"\n", i - 1));
+        }
+    }
+    let cfg = loads_within(&text, 10).expect("valid");
+    assert_eq!(cfg.nodes["n4999"].upstream.as_deref(), Some("n4998"));
+}
+
+#[test]
+fn a_megabyte_name_and_twenty_thousand_errors_report_quickly() {
+    let e = loads_within(
+        &with_cluster(&format!("[settings]\n{} = 1\n", "x".repeat(1 << 20))),
+        10,
+    )
+    .expect_err("unknown");
+    assert_eq!(e.diagnostics.len(), 1);
+    let mut extra = String::from("[settings]\n");
+    for i in 0..20_000 {
+        extra.push_str(&format!("unknown_setting_{i:05} = {i}\n"));
+    }
+    let e = loads_within(&with_cluster(&extra), 20).expect_err("unknown");
+    assert_eq!(e.diagnostics.len(), 20_000);
+}
+
+fn validate_file(dir: &Path, text: &str) -> std::process::Output {
+    let path = dir.join("pgrepl.toml");
+    std::fs::write(&path, text).expect("write");
+    validate_cmd(&path)
+}
+
+#[test]
+fn validate_exits_1_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = with_cluster("[nodes.db3]\nhost = \"admin@db3\"\n")
+        .replace("REPL_PW", "PGREPL_REPLICATION_PASSWORD");
+    let out = validate_file(dir.path(), &text);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pgrepl.toml:15:8"), "{stderr}");
+    assert!(stderr.contains("`user = \"admin\"` in `[ssh]`"), "{stderr}");
+}
+
+#[test]
+fn validate_does_not_hang_on_a_fifo_password_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("pw");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let path = dir.path().join("pgrepl.toml");
+    let text = with_cluster("").replace("{ env = \"REPL_PW\" }", "{ file = \"pw\" }");
+    std::fs::write(&path, text).expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgrepl"))
+        .args(["validate", "-c"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pgrepl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("validate hangs on a FIFO password file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert!(stderr.contains("is a FIFO, not a regular file"), "{stderr}");
+}
