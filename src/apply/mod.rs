@@ -23,10 +23,11 @@ use crate::node::{Node, NodeLock};
 use crate::plan::{Op, Plan, Step};
 use crate::transport::NodeSession;
 
-/// Where step progress goes (stderr for the CLI).
+/// Where step progress goes (stderr for the CLI). A message may quote a
+/// node's output, so control characters are escaped.
 pub fn progress_line(msg: &str) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{msg}");
+    let _ = writeln!(err, "{}", crate::quote::terminal(msg));
 }
 
 /// Takes the cluster lock on every reachable node, in file order: a second

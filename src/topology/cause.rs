@@ -144,7 +144,7 @@ impl Rebase {
         let keep = &self.keep_as;
         match self.method {
             Method::Rewind => format!(
-                "pg_rewind from {} (after a CHECKPOINT there, with the WAL it discards copied to {}); if it fails, a fresh base backup with the old data directory kept at {keep}",
+                "pg_rewind from {} (after a CHECKPOINT there, with the WAL it discards copied to {}); if it fails once connected, a fresh base backup with the old data directory kept at {keep}",
                 self.source,
                 keep.replace(".pgrepl-old-", ".pgrepl-diverged-wal-")
             ),
