@@ -223,4 +223,17 @@ chmod 755 \"$HOME/repmgrd\"",
         before,
         "apply --force touched node2"
     );
+
+    // node1 sees the process too (one kernel), and a stopped node's gather
+    // looks for repmgrd: the same path names node1's own data directory,
+    // but in node1's mount namespace, so the repmgrd is not node1's.
+    lab.stop(1);
+    let out = pgrepl(&lab, &["plan"]);
+    lab.start(1);
+    assert!(
+        text(&out).contains("node2: is managed by repmgrd")
+            && !text(&out).contains("node1: is managed"),
+        "{}",
+        text(&out)
+    );
 }

@@ -5,7 +5,10 @@ nl='
 mgr() { printf 'manager %s %s\n' "$1" "$2"; }
 # A live repmgrd whose repmgr.conf (its -f, else repmgr's own search: its
 # working directory, then /etc) names $D; one whose file cannot be read
-# may be this node's, and counts.
+# may be this node's, and counts. Paths are read as the repmgrd sees them
+# (through /proc/PID/root when this user may): a repmgrd in another mount
+# namespace on the same kernel (a container, another node of a lab) names
+# its own data directory, which is this one only if it is the same inode.
 repmgrd_of() {
   for f in /proc/[0-9]*/comm; do
     c=; read -r c 2>/dev/null <"$f" || continue
@@ -21,12 +24,14 @@ repmgrd_of() {
     done <<ARGS
 $args
 ARGS
+    r=; [ -r "$q/root/." ] && [ -x "$q/root/." ] && r=$q/root
     case $conf in
-      '') for conf in "$q/cwd/repmgr.conf" /etc/repmgr.conf ''; do [ -f "$conf" ] && break; done ;;
-      /*) ;;
+      '') for conf in "$q/cwd/repmgr.conf" "$r/etc/repmgr.conf" ''; do [ -f "$conf" ] && break; done ;;
+      /*) conf=$r$conf ;;
       *) conf=$q/cwd/$conf ;;
     esac
     shown=${conf#"$q/cwd/"}; [ "$shown" = "$conf" ] || shown="$shown in its working directory"
+    [ -z "$r" ] || shown=${shown#"$r"}
     case $shown in *"$nl"*) shown='(a path with a newline)' ;; esac
     if [ -z "$conf" ] || ! [ -r "$conf" ]; then
       mgr repmgrd "repmgrd (pid $n) runs on this host and its repmgr.conf ${shown:-(not found)} cannot be read to tell which data directory it manages"
@@ -45,6 +50,11 @@ ARGS
     done <"$conf"
     while [ "${v%/}" != "$v" ]; do v=${v%/}; done
     dd=$D; while [ "${dd%/}" != "$dd" ]; do dd=${dd%/}; done
+    if [ -n "$r" ] && [ "${v#/}" != "$v" ]; then
+      theirs=$(stat -L -c %d:%i -- "$r$v" 2>/dev/null) || continue
+      [ "$theirs" = "$ours" ] || continue
+      v=$dd
+    fi
     if [ -n "$v" ] && { [ "$v" = "$dd" ] || [ "$v" = "$phys" ]; }; then
       mgr repmgrd "repmgrd (pid $n) runs for this data directory (data_directory in $shown)"
     fi
@@ -52,6 +62,7 @@ ARGS
 }
 phys=
 if cd -P -- "$D" 2>/dev/null; then phys=$PWD; cd /; fi
+ours=$(stat -L -c %d:%i -- "$D" 2>/dev/null)
 if [ "${5-}" = repmgrd ]; then repmgrd_of; exit 0; fi
 if [ -f "$D/PG_VERSION" ]; then
   echo "datadir initialised"
