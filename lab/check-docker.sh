@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016 # remote commands and Go templates are single-quoted on purpose
 # Shell-level check of the lab's docker runtime (lab/docker.sh), as root:
 #
 #     bash lab/check-docker.sh [--k K]      # default K 180

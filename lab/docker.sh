@@ -58,7 +58,7 @@ dk() {
 # ------------------------------------------------------------------ install
 
 docker_install_missing() {
-	local pkgs=() created_policy= rc=0
+	local pkgs=() created_policy='' rc=0
 	command -v dockerd >/dev/null && command -v containerd >/dev/null && command -v runc >/dev/null ||
 		pkgs+=(docker.io)
 	[ -x /usr/bin/docker ] || command -v docker >/dev/null || pkgs+=(docker.io)
@@ -328,6 +328,7 @@ docker_start_daemon() {
 	install -d -m 0700 "$d/data" "$d/exec" "$d/volumes"
 	# Its trust key in the lab, not in the host's /etc/docker.
 	printf '{"deprecated-key-path": "%s"}\n' "$d/key.json" >"$d/daemon.json"
+	# shellcheck disable=SC2016 # the script's own positional parameters
 	setsid nsenter -t "$sshd" --net --uts -- unshare --mount --propagation private -- \
 		sh -c '
 			umount -l /run/netns 2>/dev/null
