@@ -324,8 +324,7 @@ docker_start_daemon() {
 	local i=$1 d sshd
 	d=$(docker_node_dir "$i")
 	sshd=$(node_pid "$i")
-	install -d -m 0755 "$d" "$d/run" "$d/client"
-	install -d -m 0700 "$d/data" "$d/exec" "$d/volumes"
+	docker_make_dirs "$i"
 	# Its trust key in the lab, not in the host's /etc/docker.
 	printf '{"deprecated-key-path": "%s"}\n' "$d/key.json" >"$d/daemon.json"
 	# shellcheck disable=SC2016 # the script's own positional parameters
@@ -342,6 +341,39 @@ docker_start_daemon() {
 		--iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none \
 		--userland-proxy=false --storage-driver overlay2 --cgroup-parent "pgrepl-lab-$K-node$i" \
 		</dev/null >"$d/dockerd.log" 2>&1 &
+	disown # not this script's job: no "Killed" notice when a failed up tears it down
+}
+
+# Node $1's docker directory: the daemon's roots (the data root a mount
+# point for its tmpfs), the volumes (0701 as docker makes it: postgres's
+# uid passes through to its volume).
+docker_make_dirs() {
+	local d
+	d=$(docker_node_dir "$1")
+	install -d -m 0755 "$d" "$d/run" "$d/client"
+	install -d -m 0700 "$d/data" "$d/exec"
+	install -d -m 0701 "$d/volumes"
+}
+
+# node1's volume, made and initialised on the host while the dockerds start
+# (initdb takes seconds, as long as the rest): the image's initdb, run as
+# its postgres uid and gid, with the entrypoint's options (and -U postgres:
+# on the host, uid 999 may have another name). dockerd's local
+# volume driver takes each directory of its volumes directory as a volume;
+# `docker volume create` then finds it (or, were it not so, makes the same
+# directory again).
+docker_initdb_node1() {
+	local major=$1 vol
+	docker_make_dirs 1
+	vol=$(docker_node_dir 1)/volumes/$DOCKER_VOLUME
+	install -d -m 0755 "$vol"
+	install -d -m 0700 -o "$DOCKER_PG_UID" -g "$DOCKER_PG_UID" "$vol/_data"
+	(cd / && setpriv --reuid="$DOCKER_PG_UID" --regid="$DOCKER_PG_UID" --clear-groups -- \
+		env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
+		"/usr/lib/postgresql/$major/bin/initdb" -N -D "$vol/_data" -U postgres \
+		--auth-local=peer --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8) >"$LAB/node1/initdb.log" 2>&1 ||
+		{ cat "$LAB/node1/initdb.log" >&2; die "node1: initdb failed"; }
+	printf "\n# pgrepl lab\nlisten_addresses = '*'\nunix_socket_directories = '/var/run/postgresql'\n" >>"$vol/_data/postgresql.conf"
 }
 
 # Waits (bounded) until node $1's dockerd answers, then points the node's
@@ -363,9 +395,11 @@ docker_wait_daemon() {
 
 # --------------------------------------------------------------- containers
 
-# Node $1's container: created on its volume, started on node1 (told to
-# initdb), left created on the others, absent on the PGREPL_LAB_DOCKER_ABSENT
-# ones.
+# Node $1's container on its volume: node1's started (its volume holds a
+# database already; like an official image's container with
+# POSTGRES_PASSWORD, it is told to initdb should its volume be empty at a
+# start), the others' created and never started, none on the
+# PGREPL_LAB_DOCKER_ABSENT ones.
 docker_make_container() {
 	local i=$1 major=$2 c
 	c=$(docker_container "$i")
@@ -409,28 +443,35 @@ docker_wait_ready() {
 # running with the table lab_data. $2: a file holding the image archive's
 # path, written by a build running meanwhile (pid $3).
 docker_up() {
-	local major=$1 archive_file=$2 build_pid=$3 i n archive pids=() t0=$EPOCHREALTIME t1 t2 t3
+	local major=$1 archive_file=$2 build_pid=$3 i n archive pids=() initdb_pid t0=$EPOCHREALTIME t1 t2 t3
 	n=$NODES
 	case " ${PGREPL_LAB_DOCKER_ABSENT:-} " in *" 1 "* | *" node1 "*) die "node1 is the primary: it needs its container" ;; esac
+	docker_initdb_node1 "$major" &
+	initdb_pid=$!
 	for i in $(seq 1 "$n"); do docker_start_daemon "$i"; done
 	wait "$build_pid" || die "building the image failed"
 	archive=$(cat "$archive_file")
 	t1=$EPOCHREALTIME
 	for i in $(seq 1 "$n"); do
-		(docker_wait_daemon "$i" && dk "$i" load -q -i "$archive" >/dev/null &&
-			docker_make_container "$i" "$major") &
+		(
+			docker_wait_daemon "$i"
+			dk "$i" load -q -i "$archive" >/dev/null || die "node$i: docker load of $archive failed"
+			[ "$i" = 1 ] || docker_make_container "$i" "$major"
+		) &
 		pids+=($!)
 	done
 	for i in $(seq 1 "$n"); do
 		wait "${pids[$((i - 1))]}" || die "node$i: dockerd, the image or the container failed (see above)"
 	done
+	wait "$initdb_pid" || die "node1: initdb failed"
+	docker_make_container 1 "$major"
 	t2=$EPOCHREALTIME
 	docker_wait_ready 1
 	docker_sql 1 "
 		CREATE TABLE lab_data (id serial PRIMARY KEY, note text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
 		INSERT INTO lab_data (note) SELECT 'row ' || g FROM generate_series(1, 1000) AS g;" >&2
 	t3=$EPOCHREALTIME
-	log "docker: image ready after $(docker_secs "$t0" "$t1")s, dockerds answering with the image loaded and the containers made after $(docker_secs "$t1" "$t2")s more, node1 serving after $(docker_secs "$t2" "$t3")s more"
+	log "docker: image ready after $(docker_secs "$t0" "$t1")s; dockerds answering with the image loaded, node1's initdb done, the containers made after $(docker_secs "$t1" "$t2")s more; node1 serving lab_data after $(docker_secs "$t2" "$t3")s more"
 }
 
 docker_secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
