@@ -100,7 +100,9 @@ for _ in $(seq 1 100); do
 	sleep 0.05
 done
 check "node2: started on its empty volume, pg-node2 exits" "exited" "$(dk 2 inspect -f '{{.State.Status}}' pg-node2)"
-dk 2 logs pg-node2 2>&1 | grep -q 'holds no database' || fail "node2: the entrypoint did not say why"
+# (the logs are read whole first: grep -q ending early would be a SIGPIPE, an error under pipefail)
+logs=$(dk 2 logs pg-node2 2>&1)
+grep -q 'holds no database' <<<"$logs" || fail "node2: the entrypoint did not say why"
 check "node2: ... and nothing was written to the volume" "0" "$(lab exec 2 sh -c 'ls -A /var/lib/postgresql/data | wc -l')"
 
 # node3: no container, no volume.
@@ -117,7 +119,8 @@ for r in 1 2 3; do
 	d=$EPOCHREALTIME
 	echo "round $r: docker stop $(secs "$a" "$b") s, docker start $(secs "$b" "$c") s, accepting connections $(secs "$b" "$d") s after the start"
 done
-dk 1 logs pg-node1 2>&1 | grep -q 'received fast shutdown request' || fail "node1: docker stop was not a fast shutdown"
+logs=$(dk 1 logs pg-node1 2>&1)
+grep -q 'received fast shutdown request' <<<"$logs" || fail "node1: docker stop was not a fast shutdown"
 ok "node1: docker stop is a fast shutdown (SIGINT)"
 lab stop 1 >/dev/null 2>&1
 check "lab.sh stop 1: exited" "exited" "$(dk 1 inspect -f '{{.State.Status}}' pg-node1)"

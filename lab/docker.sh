@@ -79,13 +79,17 @@ docker_install_missing() {
 		[ $rc = 0 ] || die "apt-get install docker.io failed"
 	fi
 	getent group docker >/dev/null || groupadd --system docker
-	# The SSH user: may run docker (group docker), is not root, has no password.
+	# The SSH user: may run docker (group docker), is not root, has no
+	# password. An ordinary uid (1000 and up), as an admin's: a system uid
+	# could be 999, the containers' postgres, and own their volumes' files.
 	if ! id "$DOCKER_SSH_USER" >/dev/null 2>&1; then
-		useradd --system --create-home --home-dir "/home/$DOCKER_SSH_USER" --shell /bin/bash \
+		useradd --create-home --home-dir "/home/$DOCKER_SSH_USER" --shell /bin/bash \
 			--groups docker --comment "pgrepl lab, SSH user of docker nodes" "$DOCKER_SSH_USER" 2>/dev/null ||
 			id "$DOCKER_SSH_USER" >/dev/null 2>&1 || die "could not create the user $DOCKER_SSH_USER"
 	fi
 	id -nG "$DOCKER_SSH_USER" | tr ' ' '\n' | grep -qx docker || usermod -aG docker "$DOCKER_SSH_USER"
+	[ "$(id -u "$DOCKER_SSH_USER")" != "$DOCKER_PG_UID" ] ||
+		die "the user $DOCKER_SSH_USER has uid $DOCKER_PG_UID, the containers' postgres: remove it (userdel -r $DOCKER_SSH_USER), the lab makes it again"
 }
 
 # The Debian major the image is made from; the wheel-installed majors
@@ -356,24 +360,25 @@ docker_make_dirs() {
 }
 
 # node1's volume, made and initialised on the host while the dockerds start
-# (initdb takes seconds, as long as the rest): the image's initdb, run as
-# its postgres uid and gid, with the entrypoint's options (and -U postgres:
-# on the host, uid 999 may have another name). dockerd's local
-# volume driver takes each directory of its volumes directory as a volume;
-# `docker volume create` then finds it (or, were it not so, makes the same
-# directory again).
+# (initdb takes seconds, as long as the rest): the image's initdb with the
+# entrypoint's options, run as the host's postgres (uid 999 may have no
+# name here, and initdb needs one) and handed to 999:999 after. dockerd's
+# local volume driver takes each directory of its volumes directory as a
+# volume; `docker volume create` then finds it (or, were it not so, makes
+# the same directory again).
 docker_initdb_node1() {
 	local major=$1 vol
 	docker_make_dirs 1
 	vol=$(docker_node_dir 1)/volumes/$DOCKER_VOLUME
 	install -d -m 0755 "$vol"
-	install -d -m 0700 -o "$DOCKER_PG_UID" -g "$DOCKER_PG_UID" "$vol/_data"
-	(cd / && setpriv --reuid="$DOCKER_PG_UID" --regid="$DOCKER_PG_UID" --clear-groups -- \
+	install -d -m 0700 -o "$PG_USER" -g "$PG_USER" "$vol/_data"
+	(cd / && setpriv --reuid="$PG_USER" --regid="$PG_USER" --init-groups -- \
 		env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
 		"/usr/lib/postgresql/$major/bin/initdb" -N -D "$vol/_data" -U postgres \
 		--auth-local=peer --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8) >"$LAB/node1/initdb.log" 2>&1 ||
 		{ cat "$LAB/node1/initdb.log" >&2; die "node1: initdb failed"; }
 	printf "\n# pgrepl lab\nlisten_addresses = '*'\nunix_socket_directories = '/var/run/postgresql'\n" >>"$vol/_data/postgresql.conf"
+	chown -R "$DOCKER_PG_UID:$DOCKER_PG_UID" "$vol/_data"
 }
 
 # Waits (bounded) until node $1's dockerd answers, then points the node's
