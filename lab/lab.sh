@@ -82,7 +82,7 @@ ssl_ca_file and log_connections = on in postgresql.conf (a running server is
 reloaded); standbys copy that file with their base backup. The cluster file
 then says sslmode = "verify-full" with sslrootcert, sslcert and sslkey, so
 pgrepl's replication connections verify the server and present the node's
-certificate. pg_hba stays `host` (pgrepl's derived rules): TLS is enforced
+certificate. pg_hba stays "host" (pgrepl's derived rules): TLS is enforced
 by the clients' verify-full, not by hostssl.
 
 cut: the host-side veth of the node is set down.  The node keeps running but
