@@ -10,6 +10,7 @@
 pub mod datadir;
 pub mod files;
 pub mod lock;
+pub mod pooler;
 pub mod remote;
 pub mod scripts;
 pub mod service;
