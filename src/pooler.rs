@@ -197,6 +197,13 @@ pub fn splice(ini: &str, block: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// Whether some pooled database points at the streaming standbys.
+pub fn has_standbys_target(cfg: &Config) -> bool {
+    cfg.pgbouncer
+        .as_ref()
+        .is_some_and(|p| p.databases.iter().any(|d| d.to == PoolTarget::Standbys))
+}
+
 /// The read-write databases: those a switchover pauses.
 pub fn read_write(cfg: &Config) -> Vec<String> {
     cfg.pgbouncer.as_ref().map_or_else(Vec::new, |p| {
@@ -396,6 +403,23 @@ pub fn repoints(cfg: &Config, block_steps: &[Step]) -> Vec<PoolerRepoint> {
             pause: pause.clone(),
         })
         .collect()
+}
+
+/// What a switchover's reason adds about the poolers.
+pub fn switchover_note(cfg: &Config, repoints: &[PoolerRepoint]) -> Option<String> {
+    let pgb = cfg.pgbouncer.as_ref()?;
+    let first = repoints.first()?;
+    let names: Vec<&str> = repoints.iter().map(|r| r.pooler.as_str()).collect();
+    Some(format!(
+        ". Before the shutdown, {} on {} are PAUSEd (at most {}; clients wait instead of failing); after the promotion they are re-pointed, RELOADed and RESUMEd (also if the switchover fails)",
+        if first.pause.is_empty() {
+            "no read-write pools".to_string()
+        } else {
+            first.pause.join(", ")
+        },
+        names.join(", "),
+        format!("{:.1}s", pgb.pause_timeout.as_secs_f64())
+    ))
 }
 
 /// The facts a saved plan relies on: each pooler's block and live targets.

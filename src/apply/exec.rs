@@ -713,6 +713,7 @@ async fn switchover(
         preflight_and_checkpoint(cfg, here, old, &candidate).await?;
     }
     // Clients of the read-write pools wait from here on, instead of failing.
+    let held_from = Instant::now();
     let hold = super::pooler::pause(cfg, poolers).await?;
     if !poolers.is_empty() {
         (ctx.progress)("read-write pools paused on every pooler");
@@ -734,7 +735,7 @@ async fn switchover(
     };
     let promoted_in = t0.elapsed();
     let repointed = hold.repoint_and_resume().await;
-    let held_for = t0.elapsed();
+    let held_for = held_from.elapsed();
     pause::point("switchover:after-promote").await;
     // No CHECKPOINT here: only pg_rewind needs the new timeline in
     // pg_control, and a re-base makes its own CHECKPOINT on its source.

@@ -74,8 +74,8 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
     plan
 }
 
-/// The poolers' steps go last: they point at the primary the steps before
-/// made. A switchover carries them too, to run between its promotion and
+/// The poolers' steps follow the role change, or go last: they point at
+/// the primary the steps before made. A switchover carries them too, to run between its promotion and
 /// the rest of the plan while the read-write pools are paused.
 fn add_poolers(
     cfg: &Config,
@@ -86,14 +86,44 @@ fn add_poolers(
 ) {
     let failover = steps.iter().any(|s| matches!(s.op, Op::Promote { .. }));
     let mut p = crate::pooler::plan(cfg, obs, failover);
+    // Which standbys stream is known only once the steps before ran.
+    let moves_standbys = steps.iter().any(|s| {
+        matches!(
+            s.op,
+            Op::Switchover { .. }
+                | Op::Promote { .. }
+                | Op::BaseBackup { .. }
+                | Op::Rebase { .. }
+                | Op::Start { .. }
+                | Op::WriteRecovery { .. }
+        )
+    });
+    if moves_standbys && crate::pooler::has_standbys_target(cfg) {
+        for s in &mut p.steps {
+            if !s.reason.is_empty() {
+                s.reason.push_str("; ");
+            }
+            s.reason
+                .push_str("the read-only targets (the standbys that stream) are known after apply");
+        }
+    }
     warnings.append(&mut p.warnings);
     blocked.append(&mut p.blocked);
     for s in steps.iter_mut() {
         if let Op::Switchover { poolers, .. } = &mut s.op {
             *poolers = crate::pooler::repoints(cfg, &p.steps);
+            if let Some(why) = crate::pooler::switchover_note(cfg, poolers) {
+                s.reason.push_str(&why);
+            }
         }
     }
-    steps.append(&mut p.steps);
+    // Right after a role change, so that the read-write pools follow the
+    // promotion at once; otherwise last.
+    let at = steps
+        .iter()
+        .position(|s| matches!(s.op, Op::Switchover { .. } | Op::Promote { .. }))
+        .map_or(steps.len(), |i| i + 1);
+    steps.splice(at..at, p.steps);
 }
 
 /// The ordinary steps with the topology's: a role change comes first (the
