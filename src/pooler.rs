@@ -410,15 +410,15 @@ pub fn switchover_note(cfg: &Config, repoints: &[PoolerRepoint]) -> Option<Strin
     let pgb = cfg.pgbouncer.as_ref()?;
     let first = repoints.first()?;
     let names: Vec<&str> = repoints.iter().map(|r| r.pooler.as_str()).collect();
+    let pools = if first.pause.is_empty() {
+        "no read-write pools".to_string()
+    } else {
+        first.pause.join(", ")
+    };
     Some(format!(
-        ". Before the shutdown, {} on {} are PAUSEd (at most {}; clients wait instead of failing); after the promotion they are re-pointed, RELOADed and RESUMEd (also if the switchover fails)",
-        if first.pause.is_empty() {
-            "no read-write pools".to_string()
-        } else {
-            first.pause.join(", ")
-        },
+        ". Before the shutdown, {pools} on {} are PAUSEd (at most {:.1}s; clients wait instead of failing); after the promotion they are re-pointed, RELOADed and RESUMEd (also if the switchover fails)",
         names.join(", "),
-        format!("{:.1}s", pgb.pause_timeout.as_secs_f64())
+        pgb.pause_timeout.as_secs_f64()
     ))
 }
 
