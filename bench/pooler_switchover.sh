@@ -89,14 +89,19 @@ def write(rate, log, conninfos):
                 start = time.time()
                 try:
                     if conns[i] is None:
-                        conns[i] = psycopg.connect(conninfos[i], autocommit=True, connect_timeout=3)
+                        # No server-side prepared statements: pgBouncer 1.18's
+                        # transaction pooling cannot keep them (a switchover
+                        # gives the client another server connection).
+                        conns[i] = psycopg.connect(conninfos[i], autocommit=True,
+                                                   connect_timeout=3, prepare_threshold=None)
                     row = conns[i].execute(
                         "INSERT INTO lab_data(note) VALUES ('bench') RETURNING id").fetchone()
                     out.write(f"{start:.6f} {time.time():.6f} 1 {row[0]}\n")
                     at = i
                     break
-                except Exception:
-                    out.write(f"{start:.6f} {time.time():.6f} 0 -\n")
+                except Exception as e:
+                    why = " ".join(str(e).split())[:200]
+                    out.write(f"{start:.6f} {time.time():.6f} 0 - {why}\n")
                     try:
                         if conns[i] is not None:
                             conns[i].close()
@@ -176,6 +181,7 @@ for r in $(seq 1 "$ROUNDS"); do
 			"$n" "node$from>node$to" "$pc" "$pf" "$ps" "$pl" "$dc" "$df" "$ds" "$dl" \
 			"$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
 		grep -o "clients held [0-9.]*s" "$BENCH_TMP/apply.$n.log" >&2 || true
+		[ -z "${BENCH_VERBOSE:-}" ] || grep -h ' 0 - ' "$BENCH_TMP/pooled.$n" >&2 || true
 	done
 done
 echo "(pooled:/direct: committed transactions; stall_s: longest time between two commits)" >&2

@@ -110,6 +110,38 @@ async fn paused(console: &Console) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// The pools held paused right now, for a second Ctrl-C: apply then stops
+/// at once, but resumes them first (`resume_after_interrupt`).
+static HELD: std::sync::Mutex<Vec<(Pooler, String, Vec<String>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn set_held(held: Vec<(Pooler, String, Vec<String>)>) {
+    if let Ok(mut h) = HELD.lock() {
+        *h = held;
+    }
+}
+
+/// RESUMEs the pools a switchover holds, within `limit`, when apply is
+/// about to stop at once (a second Ctrl-C). Says what it did.
+pub async fn resume_after_interrupt(limit: Duration) -> Option<String> {
+    let held = HELD.lock().map(|mut h| std::mem::take(&mut *h)).ok()?;
+    if held.is_empty() {
+        return None;
+    }
+    let work = futures_util::future::join_all(held.iter().map(|(p, user, dbs)| async move {
+        let session = connect(p).await?;
+        let console = Node::new(&p.reach, &session).console(user).await?;
+        for db in dbs {
+            console.resume(db).await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    }));
+    Some(match tokio::time::timeout(limit, work).await {
+        Ok(r) if r.iter().all(Result::is_ok) => "the paused pools were resumed".into(),
+        _ => "resuming the paused pools failed; the next apply resumes them".into(),
+    })
+}
+
 /// The read-write pools a switchover holds paused, with a session to each
 /// pooler. Dropping it without `resume` leaves them paused: a rerun plans
 /// their RESUME.
@@ -144,6 +176,12 @@ pub async fn pause<'a>(cfg: &'a Config, repoints: &'a [PoolerRepoint]) -> anyhow
         }
     }
     if failed.is_empty() {
+        set_held(
+            hold.poolers
+                .iter()
+                .map(|(r, p, _)| ((*p).clone(), pgb.admin_user.clone(), r.pause.clone()))
+                .collect(),
+        );
         let paused = futures_util::future::join_all(
             hold.poolers
                 .iter()
@@ -207,6 +245,7 @@ impl Hold<'_> {
                 rewrite.and(resumed)
             }))
             .await;
+        set_held(Vec::new());
         first_error(results)
     }
 
@@ -222,6 +261,7 @@ impl Hold<'_> {
                 .map(|(r, p, s)| resume_one(pgb, r, p, s)),
         )
         .await;
+        set_held(Vec::new());
         first_error(results)
     }
 }
