@@ -230,6 +230,9 @@ impl Hold<'_> {
     /// primary), RELOAD, RESUME, all poolers at once. A pooler whose
     /// rewrite fails is still resumed.
     pub async fn repoint_and_resume(self) -> anyhow::Result<()> {
+        if self.poolers.is_empty() {
+            return Ok(());
+        }
         let pgb = pgbouncer(self.cfg)?;
         let results =
             futures_util::future::join_all(self.poolers.iter().map(|(r, p, s)| async move {

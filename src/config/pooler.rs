@@ -44,17 +44,16 @@ pub(super) fn check_poolers(
         .as_ref()
         .map(|p| check_pgbouncer(c, p.get_ref(), nodes));
     let mut poolers = IndexMap::new();
-    let Some(raw_poolers) = &raw.poolers else {
-        return (pgbouncer, poolers);
+    // Without poolers, `[pgbouncer]` is checked but changes nothing.
+    let Some(raw_poolers) = raw.poolers.as_ref().filter(|p| !p.get_ref().is_empty()) else {
+        return (None, poolers);
     };
     let Some(pgb) = &pgbouncer else {
-        if !raw_poolers.get_ref().is_empty() {
-            c.error(
-                raw_poolers.span(),
-                "`[poolers]` needs a `[pgbouncer]` section",
-                "add `[pgbouncer]` with `ini`, `port`, `admin_user` and `[pgbouncer.databases]`",
-            );
-        }
+        c.error(
+            raw_poolers.span(),
+            "`[poolers]` needs a `[pgbouncer]` section",
+            "add `[pgbouncer]` with `ini`, `port`, `admin_user` and `[pgbouncer.databases]`",
+        );
         return (None, poolers);
     };
     for (key, p) in raw_poolers.get_ref() {
