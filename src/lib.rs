@@ -11,6 +11,8 @@
 //!   literals), `digest`, `hba` (pg_hba.conf text), `text` (sizes);
 //! - `plan` (steps, their builders and addresses, `--target`, rendering);
 //! - `config` -> `desired` (what every node must look like);
+//! - `pooler` (pgBouncer: where each pooled database points, the managed
+//!   block of pgbouncer.ini, the poolers' steps);
 //! - on `observed`: `timeline`, `manager`, `space`;
 //! - `topology` (switchover, failover, re-base) -> `diff` (each node's own
 //!   differences, and the whole plan) and `status` (role and health).
@@ -19,8 +21,8 @@
 //! second's list of modules from here; tests/it/boundary.rs the fourth):
 //! - No import cycle among the modules.
 //! - `config`, `guc`, `observed`, `quote`, `digest`, `desired`, `diff`,
-//!   `plan`, `timeline`, `topology`, `manager`, `status`, `hba`, `text` and
-//!   `space` do no IO (except reading the password sources at load time)
+//!   `plan`, `pooler`, `timeline`, `topology`, `manager`, `status`, `hba`,
+//!   `text` and `space` do no IO (except reading the password sources at load time)
 //!   and are not async.
 //! - Decisions read types, never prose: why a node is re-based, what stands
 //!   in a role change's way and what a failover risks are enums
@@ -42,6 +44,7 @@ pub mod manager;
 pub mod node;
 pub mod observed;
 pub mod plan;
+pub mod pooler;
 pub mod quote;
 pub mod scram;
 pub mod space;

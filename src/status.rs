@@ -45,6 +45,9 @@ pub struct ClusterStatus {
     pub cluster: String,
     pub healthy: bool,
     pub nodes: Vec<NodeStatus>,
+    /// pgBouncer poolers (`[poolers]`), each managed database's target.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub poolers: Vec<crate::pooler::PoolerStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,10 +107,12 @@ pub fn derive(cfg: &Config, obs: &Observed) -> ClusterStatus {
                 .push(format!("{}; `pgrepl apply` re-bases it", rebase.why()));
         }
     }
+    let poolers = crate::pooler::status(cfg, obs);
     ClusterStatus {
         cluster: obs.cluster.clone(),
-        healthy: nodes.iter().all(|n| n.healthy),
+        healthy: nodes.iter().all(|n| n.healthy) && poolers.iter().all(|p| p.healthy),
         nodes,
+        poolers,
     }
 }
 
@@ -454,6 +459,10 @@ pub fn render_table(s: &ClusterStatus) -> String {
             }
         }
     }
+    if !s.poolers.is_empty() {
+        out.push('\n');
+        out.push_str(&render_poolers(&s.poolers));
+    }
     let _ = writeln!(
         out,
         "\nCluster \"{}\": {}",
@@ -462,8 +471,77 @@ pub fn render_table(s: &ClusterStatus) -> String {
             "every node is healthy.".to_string()
         } else {
             let bad = s.nodes.iter().filter(|n| !n.healthy).count();
-            format!("{bad} of {} nodes unhealthy.", s.nodes.len())
+            let pools = s.poolers.iter().filter(|p| !p.healthy).count();
+            if pools == 0 {
+                format!("{bad} of {} nodes unhealthy.", s.nodes.len())
+            } else {
+                format!(
+                    "{bad} of {} nodes and {pools} of {} poolers unhealthy.",
+                    s.nodes.len(),
+                    s.poolers.len()
+                )
+            }
         }
     );
+    out
+}
+
+/// The poolers' table: one row per managed database of each pooler.
+fn render_poolers(poolers: &[crate::pooler::PoolerStatus]) -> String {
+    let mut rows = vec![[
+        "POOLER".to_string(),
+        "HOST".into(),
+        "DATABASE".into(),
+        "TARGET".into(),
+        "WANTED".into(),
+        "PAUSED".into(),
+        "HEALTH".into(),
+    ]];
+    for p in poolers {
+        let health = if p.healthy { "ok" } else { "UNHEALTHY" };
+        if p.databases.is_empty() || !p.reachable {
+            rows.push([
+                p.name.clone(),
+                p.host.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                health.into(),
+            ]);
+            continue;
+        }
+        for d in &p.databases {
+            rows.push([
+                p.name.clone(),
+                p.host.clone(),
+                d.name.clone(),
+                d.target.clone().unwrap_or_else(|| "-".into()),
+                d.wanted.clone(),
+                if d.paused { "yes" } else { "no" }.into(),
+                health.into(),
+            ]);
+        }
+    }
+    let mut widths = [0usize; 7];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut l = String::new();
+        for (i, c) in r.iter().enumerate() {
+            let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    }
+    for p in poolers {
+        for problem in &p.problems {
+            let _ = writeln!(out, "{}: {problem}", p.name);
+        }
+    }
     out
 }

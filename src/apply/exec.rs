@@ -13,7 +13,7 @@ use crate::desired;
 use crate::hba::HBA_BEGIN;
 use crate::node::{BackupTarget, BaseBackup, Node, STREAM_WAIT, Sql};
 use crate::observed::Lsn;
-use crate::plan::{Op, RoleKind, Step};
+use crate::plan::{Op, PoolerRepoint, RoleKind, Step};
 use crate::quote::{conf_value, setting_name};
 use crate::scram;
 use crate::transport::NodeSession;
@@ -97,7 +97,8 @@ pub async fn execute(ctx: &mut Ctx<'_>, step: &Step) -> anyhow::Result<String> {
         Op::Switchover {
             from,
             synchronous_standby_names,
-        } => switchover(ctx, from, synchronous_standby_names.as_deref()).await,
+            poolers,
+        } => switchover(ctx, from, synchronous_standby_names.as_deref(), poolers).await,
         Op::Promote {
             old,
             synchronous_standby_names,
@@ -107,6 +108,12 @@ pub async fn execute(ctx: &mut Ctx<'_>, step: &Step) -> anyhow::Result<String> {
             rewind,
             keep_as,
         } => rebase(ctx, source, *rewind, keep_as).await,
+        Op::WritePoolerBlock { .. } | Op::PoolerService { .. } => {
+            bail!(
+                "{}: a pooler step runs on its pooler, not on a node",
+                step.address
+            )
+        }
     }
 }
 
@@ -689,8 +696,10 @@ async fn switchover(
     ctx: &mut Ctx<'_>,
     from: &str,
     sync_names: Option<&str>,
+    poolers: &[PoolerRepoint],
 ) -> anyhow::Result<String> {
     let me = ctx.node.name.clone();
+    let cfg = ctx.cfg;
     let Some(old) = ctx.take_peer() else {
         bail!("the switchover needs a connection to the old primary {from}");
     };
@@ -700,40 +709,97 @@ async fn switchover(
         return Ok(format!("{me} is already the primary"));
     }
     let old_runs = old_primary_runs_if_needed(here, old, &candidate, ctx.progress).await?;
-    let t0 = Instant::now();
     if old_runs {
-        shut_down_old_primary(ctx.cfg, here, old, &candidate).await?;
-        (ctx.progress)(&format!("{from} stopped (fast shutdown)"));
+        preflight_and_checkpoint(cfg, here, old, &candidate).await?;
+    }
+    // Clients of the read-write pools wait from here on, instead of failing.
+    let held_from = Instant::now();
+    let hold = super::pooler::pause(cfg, poolers).await?;
+    if !poolers.is_empty() {
+        (ctx.progress)("read-write pools paused on every pooler");
+        pause::point("switchover:after-pause").await;
+    }
+    let t0 = Instant::now();
+    let promoted = promote_paused(here, old, &candidate, sync_names, old_runs, ctx.progress).await;
+    let shutdown_lsn = match promoted {
+        Ok(lsn) => lsn,
+        Err(e) => {
+            return Err(match hold.resume().await {
+                Ok(()) if poolers.is_empty() => e,
+                Ok(()) => e.context("the poolers were resumed"),
+                Err(e2) => e.context(format!(
+                    "resuming the poolers failed too ({e2:#}); run apply again to resume them"
+                )),
+            });
+        }
+    };
+    let promoted_in = t0.elapsed();
+    let repointed = hold.repoint_and_resume().await;
+    let held_for = held_from.elapsed();
+    pause::point("switchover:after-promote").await;
+    // No CHECKPOINT here: only pg_rewind needs the new timeline in
+    // pg_control, and a re-base makes its own CHECKPOINT on its source.
+    let rejoined = old_primary_rejoins(cfg, ctx.node, old).await;
+    repointed.context(format!(
+        "{me} was promoted, but re-pointing the poolers failed; run apply again"
+    ))?;
+    rejoined?;
+    let pools = if poolers.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} pooler(s) re-pointed, clients held {:.2}s",
+            poolers.len(),
+            held_for.as_secs_f64()
+        )
+    };
+    Ok(format!(
+        "{from} stopped at {shutdown_lsn}, {me} promoted {:.2}s after the shutdown began; {from} streams from it{pools}",
+        promoted_in.as_secs_f64()
+    ))
+}
+
+/// Phases 1 (the shutdown, when `from` runs) to 3 (the promotion). Any
+/// failure before pg_promote is sent starts `from` again as the primary.
+async fn promote_paused(
+    here: Node<'_>,
+    old: Node<'_>,
+    candidate: &Sql,
+    sync_names: Option<&str>,
+    old_runs: bool,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<Lsn> {
+    let (me, from) = (here.name(), old.name());
+    if old_runs {
+        pause::point("switchover:before-shutdown").await;
+        old.stop().await?;
+        progress(&format!("{from} stopped (fast shutdown)"));
         pause::point("switchover:after-shutdown").await;
     }
     // Until pg_promote is sent, the old primary is the one to run again.
-    let shutdown_lsn = match until_promotion(here, old, &candidate, sync_names).await {
+    let shutdown_lsn = match until_promotion(here, old, candidate, sync_names).await {
         Ok(lsn) => lsn,
-        Err(e) => {
-            return match start_old_primary(old).await {
-                Ok(()) => Err(e.context(format!(
-                    "nothing was promoted; {from} was started again as the primary"
-                ))),
-                Err(e2) => Err(e.context(format!(
-                    "nothing was promoted, and starting {from} again as the primary failed too ({e2:#}); run apply again once both nodes answer"
-                ))),
-            };
-        }
+        Err(e) => return Err(restart_old(old, e).await),
     };
     if let Err(e) = candidate.promote().await {
         return Err(e.context(format!(
             "whether {me} was promoted is not known: {from} stays stopped (it shut down cleanly and {me} has all of its WAL); run apply again once {me} answers, it finishes the switchover"
         )));
     }
-    let promoted_in = t0.elapsed();
-    pause::point("switchover:after-promote").await;
-    // No CHECKPOINT here: only pg_rewind needs the new timeline in
-    // pg_control, and a re-base makes its own CHECKPOINT on its source.
-    old_primary_rejoins(ctx.cfg, ctx.node, old).await?;
-    Ok(format!(
-        "{from} stopped at {shutdown_lsn}, {me} promoted {:.2}s after the shutdown began; {from} streams from it",
-        promoted_in.as_secs_f64()
-    ))
+    Ok(shutdown_lsn)
+}
+
+/// A failure before the promotion: `from` runs again as the primary.
+async fn restart_old(old: Node<'_>, e: anyhow::Error) -> anyhow::Error {
+    let from = old.name();
+    match start_old_primary(old).await {
+        Ok(()) => e.context(format!(
+            "nothing was promoted; {from} was started again as the primary"
+        )),
+        Err(e2) => e.context(format!(
+            "nothing was promoted, and starting {from} again as the primary failed too ({e2:#}); run apply again once both nodes answer"
+        )),
+    }
 }
 
 /// Phase 1 of a rerun: whether the old primary runs. Stopped without this
@@ -772,9 +838,9 @@ async fn old_primary_runs_if_needed(
 }
 
 /// Phase 1: the preflight (the old node is still the primary, the candidate
-/// streams from it, directly or cascaded, within `max_lag_on_failover`),
-/// a CHECKPOINT and the old primary's fast shutdown.
-async fn shut_down_old_primary(
+/// streams from it, directly or cascaded, within `max_lag_on_failover`)
+/// and a CHECKPOINT; the fast shutdown follows once the poolers paused.
+async fn preflight_and_checkpoint(
     cfg: &Config,
     here: Node<'_>,
     old: Node<'_>,
@@ -801,9 +867,6 @@ async fn shut_down_old_primary(
         ),
     }
     old_sql.checkpoint().await?;
-    drop(old_sql);
-    pause::point("switchover:before-shutdown").await;
-    old.stop().await?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ mod converge;
 pub mod exec;
 pub mod failure;
 pub mod pause;
+pub mod pooler;
 
 pub use converge::{Cancel, Cancelled, Converged, Failed, Refusal, Run, Verdict, begin};
 pub use failure::{StepFailed, Transient};
@@ -254,6 +255,13 @@ async fn run_one(
     sessions: &mut IndexMap<String, NodeSession>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    if matches!(
+        step.op,
+        Op::WritePoolerBlock { .. } | Op::PoolerService { .. }
+    ) {
+        report.done.push(run_pooler_step(cfg, step).await?);
+        return Ok(());
+    }
     // Two-node steps borrow the other node's session for their duration.
     let peer_name = match &step.op {
         Op::Switchover { from, .. } => Some(from.clone()),
@@ -319,6 +327,21 @@ async fn run_with_session(
         }
         Err(e) => Err(e.context(failed(step))),
     }
+}
+
+/// A `pooler.NAME.*` step, on its pooler.
+async fn run_pooler_step(cfg: &Config, step: &Step) -> anyhow::Result<String> {
+    let started = Instant::now();
+    progress_line(&format!("{}: {}...", step.node, describe(step)));
+    let what = pooler::run_step(cfg, step)
+        .await
+        .map_err(|e| e.context(failed(step)))?;
+    let secs = started.elapsed().as_secs_f64();
+    progress_line(&format!(
+        "{}: {} done in {secs:.2}s ({what})",
+        step.node, step.address
+    ));
+    Ok(format!("{} ({secs:.2}s)", describe(step)))
 }
 
 /// The file's node `name`: an error, never a panic, for a name the file

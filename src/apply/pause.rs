@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 /// The named phase boundaries, in the order a role change meets them.
 pub const POINTS: &[&str] = &[
+    "switchover:after-pause",
     "switchover:before-shutdown",
     "switchover:after-shutdown",
     "switchover:before-promote",

@@ -121,6 +121,11 @@ async fn stop_on_ctrl_c(mut sigint: Signal, cancel: Arc<Cancel>) {
                 "\nCtrl-C: stopping once the running step is done (Ctrl-C again stops at once).\n",
             );
         } else {
+            if let Some(said) =
+                apply::pooler::resume_after_interrupt(std::time::Duration::from_secs(3)).await
+            {
+                eprint_text(&format!("\nCtrl-C again: {said}.\n"));
+            }
             eprint_text(
                 "\nCtrl-C again: stopping now. Run `pgrepl apply` again to continue from the state that is now live.\n",
             );

@@ -72,8 +72,8 @@ pub const SSLMODES: &[&str] = &[
 ];
 pub const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 12..=18;
 
-struct Checker<'a> {
-    base_dir: &'a Path,
+pub(super) struct Checker<'a> {
+    pub(super) base_dir: &'a Path,
     sources: &'a dyn Sources,
     problems: Vec<Diagnostic>,
     /// Full "did you mean" searches of the setting catalog still allowed.
@@ -86,7 +86,12 @@ struct Checker<'a> {
 const SETTING_SEARCHES: usize = 100;
 
 impl Checker<'_> {
-    fn error(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<String>) {
+    pub(super) fn error(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
         self.problems.push(Diagnostic::at(span, message).help(help));
     }
 
@@ -189,6 +194,7 @@ pub fn check(
     check_replication_slots(&mut c, &raw, &nodes);
     let hba = check_hba(&mut c, &raw, &nodes);
     let extra_slots = check_slots(&mut c, &raw, &node_names);
+    let (pgbouncer, poolers) = super::pooler::check_poolers(&mut c, &raw, &nodes);
 
     // Defaults are checked once per node that inherits them: report each problem once.
     let mut seen = HashSet::new();
@@ -203,6 +209,8 @@ pub fn check(
             rewind,
             hba,
             extra_slots,
+            pgbouncer,
+            poolers,
         })
     } else {
         Err(c.problems)
@@ -315,7 +323,12 @@ fn is_identifier(s: &str) -> bool {
             .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
 }
 
-fn check_identifier(c: &mut Checker, key: &Spanned<String>, what: &str, why: &str) -> bool {
+pub(super) fn check_identifier(
+    c: &mut Checker,
+    key: &Spanned<String>,
+    what: &str,
+    why: &str,
+) -> bool {
     let ok = is_identifier(key.get_ref());
     if !ok {
         let suggestion: String = key
@@ -909,7 +922,7 @@ pub fn resolve_path(base_dir: &Path, p: &str) -> PathBuf {
     }
 }
 
-fn check_port(c: &mut Checker, port: &Spanned<i64>, key: &str) -> u16 {
+pub(super) fn check_port(c: &mut Checker, port: &Spanned<i64>, key: &str) -> u16 {
     match u16::try_from(*port.get_ref()) {
         Ok(p) if p > 0 => p,
         _ => {
@@ -923,7 +936,7 @@ fn check_port(c: &mut Checker, port: &Spanned<i64>, key: &str) -> u16 {
     }
 }
 
-fn check_ssh(c: &mut Checker, default: &RawSsh, node: &RawSsh) -> Ssh {
+pub(super) fn check_ssh(c: &mut Checker, default: &RawSsh, node: &RawSsh) -> Ssh {
     let user = node.user.as_ref().or(default.user.as_ref());
     let port = node.port.as_ref().or(default.port.as_ref());
     let identity = node
@@ -989,7 +1002,7 @@ fn check_ssh(c: &mut Checker, default: &RawSsh, node: &RawSsh) -> Ssh {
     }
 }
 
-fn check_abs_path(
+pub(super) fn check_abs_path(
     c: &mut Checker,
     p: Option<&Spanned<String>>,
     default: &str,

@@ -5,6 +5,7 @@ mod check;
 pub mod diag;
 mod excerpt;
 pub mod model;
+mod pooler;
 mod raw;
 mod secret_file;
 

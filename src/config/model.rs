@@ -20,6 +20,58 @@ pub struct Config {
     pub hba: Vec<HbaRule>,
     /// Extra physical slots on the primary (`[[slots]]`).
     pub extra_slots: Vec<String>,
+    /// `[pgbouncer]`, when the file has poolers.
+    pub pgbouncer: Option<Pgbouncer>,
+    /// `[poolers.NAME]`, in the file's order.
+    pub poolers: IndexMap<String, Pooler>,
+}
+
+/// `[pgbouncer]`: what every pooler shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pgbouncer {
+    /// pgbouncer.ini on the pooler hosts; pgrepl owns a block of its `[databases]`.
+    pub ini: String,
+    /// Where the admin console's socket is (`unix_socket_dir`).
+    pub admin_socket_dir: String,
+    pub port: u16,
+    pub admin_user: String,
+    /// The longest a switchover may hold the read-write pools paused.
+    pub pause_timeout: Duration,
+    /// `[pgbouncer.databases]`, in the file's order.
+    pub databases: Vec<PoolerDatabase>,
+}
+
+/// One `[databases]` entry pgrepl writes on every pooler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolerDatabase {
+    /// The name clients connect to.
+    pub name: String,
+    /// The database on the server.
+    pub dbname: String,
+    pub to: PoolTarget,
+    /// Options passed through as written (`pool_size = 20`), in file order.
+    pub options: Vec<(String, String)>,
+}
+
+/// Where a pooled database points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolTarget {
+    /// The file's primary: a read-write pool.
+    Primary,
+    /// Every streaming standby (the primary when none streams): read-only.
+    Standbys,
+    /// One node of the file.
+    Node(String),
+}
+
+/// `[poolers.NAME]`: a pgBouncer host.
+#[derive(Debug, Clone)]
+pub struct Pooler {
+    pub name: String,
+    pub host: String,
+    /// How pgrepl reaches it, as a node: `[ssh]`, the admin console's
+    /// port and socket directory in `postgres`.
+    pub reach: Node,
 }
 
 #[derive(Debug, Clone)]

@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub hba: Vec<Spanned<RawHba>>,
     #[serde(default)]
     pub slots: Vec<Spanned<RawSlot>>,
+    pub pgbouncer: Option<Spanned<RawPgbouncer>>,
+    pub poolers: Option<Spanned<SpannedMap<Spanned<RawPooler>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,4 +120,27 @@ pub struct RawHba {
 #[serde(deny_unknown_fields)]
 pub struct RawSlot {
     pub name: Spanned<String>,
+}
+
+/// `[pgbouncer]`: what every pooler shares.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPgbouncer {
+    pub ini: Option<Spanned<String>>,
+    pub admin_socket_dir: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub admin_user: Option<Spanned<String>>,
+    pub pause_timeout: Option<Spanned<String>>,
+    /// Each an inline table: `to`, `dbname` and pass-through options.
+    #[serde(default)]
+    pub databases: SpannedMap<Spanned<toml::Value>>,
+}
+
+/// `[poolers.NAME]`: one pgBouncer host, reached over SSH like a node.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPooler {
+    pub host: Spanned<String>,
+    #[serde(default)]
+    pub ssh: RawSsh,
 }

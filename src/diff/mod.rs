@@ -57,18 +57,73 @@ pub fn plan(cfg: &Config, obs: &Observed) -> Plan {
             .unwrap_or(steps.len());
         steps.splice(at..at, late);
     }
+    add_poolers(cfg, obs, &mut steps, &mut warnings, &mut blocked);
+    let mut facts = facts(cfg, obs);
+    facts.extend(crate::pooler::facts(obs));
     let mut plan = Plan::new(
         cfg.cluster.name.clone(),
         labels(cfg),
         steps,
         warnings,
         blocked,
-        facts(cfg, obs),
+        facts,
     );
     plan.data_loss = data_loss;
     plan.needs_force = needs_force;
     plan.refused = refused;
     plan
+}
+
+/// The poolers' steps follow the role change, or go last: they point at
+/// the primary the steps before made. A switchover carries them too, to run between its promotion and
+/// the rest of the plan while the read-write pools are paused.
+fn add_poolers(
+    cfg: &Config,
+    obs: &Observed,
+    steps: &mut Vec<Step>,
+    warnings: &mut Vec<crate::plan::Warning>,
+    blocked: &mut Vec<crate::plan::Warning>,
+) {
+    let failover = steps.iter().any(|s| matches!(s.op, Op::Promote { .. }));
+    let mut p = crate::pooler::plan(cfg, obs, failover);
+    // Which standbys stream is known only once the steps before ran.
+    let moves_standbys = steps.iter().any(|s| {
+        matches!(
+            s.op,
+            Op::Switchover { .. }
+                | Op::Promote { .. }
+                | Op::BaseBackup { .. }
+                | Op::Rebase { .. }
+                | Op::Start { .. }
+                | Op::WriteRecovery { .. }
+        )
+    });
+    if moves_standbys && crate::pooler::has_standbys_target(cfg) {
+        for s in &mut p.steps {
+            if !s.reason.is_empty() {
+                s.reason.push_str("; ");
+            }
+            s.reason
+                .push_str("the read-only targets (the standbys that stream) are known after apply");
+        }
+    }
+    warnings.append(&mut p.warnings);
+    blocked.append(&mut p.blocked);
+    for s in steps.iter_mut() {
+        if let Op::Switchover { poolers, .. } = &mut s.op {
+            *poolers = crate::pooler::repoints(cfg, &p.steps);
+            if let Some(why) = crate::pooler::switchover_note(cfg, poolers) {
+                s.reason.push_str(&why);
+            }
+        }
+    }
+    // Right after a role change, so that the read-write pools follow the
+    // promotion at once; otherwise last.
+    let at = steps
+        .iter()
+        .position(|s| matches!(s.op, Op::Switchover { .. } | Op::Promote { .. }))
+        .map_or(steps.len(), |i| i + 1);
+    steps.splice(at..at, p.steps);
 }
 
 /// The ordinary steps with the topology's: a role change comes first (the
@@ -113,5 +168,11 @@ fn labels(cfg: &Config) -> Vec<NodeLabel> {
             .into(),
             upstream: n.upstream.clone(),
         })
+        .chain(cfg.poolers.values().map(|p| NodeLabel {
+            name: p.name.clone(),
+            host: p.host.clone(),
+            role: "pooler".into(),
+            upstream: None,
+        }))
         .collect()
 }

@@ -3,6 +3,8 @@
 //! a second round trip on a server that preloads repmgr, to look for repmgrd).
 //! Read-only: `SELECT`/`SHOW`, file reads, `pg_controldata`, `test -e`.
 
+mod poolers;
+
 use std::time::Instant;
 
 use anyhow::Context;
@@ -54,7 +56,10 @@ async fn gather_some(
             gather_node_with(cfg, node, existing)
         })
         .collect::<Vec<_>>();
-    let results = futures_util::future::join_all(tasks).await;
+    let (results, poolers) = tokio::join!(
+        futures_util::future::join_all(tasks),
+        poolers::gather_poolers(cfg)
+    );
     let mut gathered = IndexMap::new();
     let mut sessions = IndexMap::new();
     for (state, session) in results {
@@ -84,6 +89,7 @@ async fn gather_some(
         Observed {
             cluster: cfg.cluster.name.clone(),
             nodes,
+            poolers,
         },
         sessions,
     )

@@ -11,6 +11,7 @@ pub mod container;
 pub mod datadir;
 pub mod files;
 pub mod lock;
+pub mod pooler;
 pub mod remote;
 pub mod scripts;
 pub mod service;

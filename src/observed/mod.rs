@@ -3,6 +3,7 @@
 //! core (diff, topology, status) reads it.
 
 pub mod parse;
+pub mod pooler;
 
 use std::fmt;
 use std::str::FromStr;
@@ -47,6 +48,8 @@ impl Serialize for Lsn {
 pub struct Observed {
     pub cluster: String,
     pub nodes: IndexMap<String, NodeState>,
+    /// Every pooler of the file, in its order.
+    pub poolers: IndexMap<String, pooler::PoolerState>,
 }
 
 #[derive(Debug, Clone, Serialize)]

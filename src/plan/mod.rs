@@ -143,6 +143,11 @@ pub enum Op {
         /// Set on the candidate before the promotion (a standby ignores it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         synchronous_standby_names: Option<String>,
+        /// Every pooler: its read-write pools paused before the old
+        /// primary's shutdown, re-pointed and resumed after the promotion
+        /// (resumed on every exit path).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        poolers: Vec<PoolerRepoint>,
     },
     /// Failover: promote the candidate without the (unreachable) old primary.
     Promote {
@@ -158,6 +163,35 @@ pub enum Op {
         rewind: bool,
         keep_as: String,
     },
+    /// Replace pgrepl's block of `[databases]` lines in a pooler's
+    /// pgbouncer.ini at `path` with `block` (markers included); lines
+    /// outside it are kept as they are. pgBouncer is never restarted.
+    WritePoolerBlock {
+        path: String,
+        block: String,
+    },
+    /// The pooler's admin console: RELOAD, then RECONNECT and RESUME of
+    /// the named databases.
+    PoolerService {
+        reload: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reconnect: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        resume: Vec<String>,
+    },
+}
+
+/// What a switchover does on one pooler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolerRepoint {
+    pub pooler: String,
+    /// pgbouncer.ini on the pooler.
+    pub path: String,
+    /// The managed block that points at the new primary (markers
+    /// included); empty when the block needs no change.
+    pub block: String,
+    /// The read-write databases paused for the switchover.
+    pub pause: Vec<String>,
 }
 
 impl Op {

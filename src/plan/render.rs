@@ -59,6 +59,7 @@ fn describe(step: &Step) -> String {
             | super::Op::Rebase { .. }
             | super::Op::DropSlot { .. }
             | super::Op::RemoveClusterFiles { .. }
+            | super::Op::PoolerService { .. }
             | super::Op::Restart {
                 catch_up_with: Some(_)
             }

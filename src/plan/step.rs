@@ -243,6 +243,7 @@ pub fn switchover(node: &str, from: &str, synchronous_standby_names: Option<Stri
         Op::Switchover {
             from: from.to_string(),
             synchronous_standby_names,
+            poolers: Vec::new(),
         },
     );
     s.before = Some(from.to_string());

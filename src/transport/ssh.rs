@@ -573,6 +573,45 @@ impl NodeSession {
         Ok(client)
     }
 
+    /// Opens a connection to a pgBouncer admin console (database
+    /// `pgbouncer`) through the forwarded socket `socket_dir/.s.PGSQL.PORT`,
+    /// as `user`. The console speaks the simple-query protocol only.
+    pub async fn admin_client(
+        &self,
+        port: u16,
+        socket_dir: &str,
+        user: &str,
+    ) -> anyhow::Result<tokio_postgres::Client> {
+        let dir = self
+            .pg_dir
+            .get_or_try_init(|| self.forward_pg_socket(port, socket_dir))
+            .await?
+            .path()
+            .to_path_buf();
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host_path(&dir)
+            .port(port)
+            .user(user)
+            .dbname("pgbouncer")
+            .connect_timeout(self.connect_timeout);
+        let (client, connection) = timeout(
+            self.connect_timeout + Duration::from_secs(1),
+            cfg.connect(tokio_postgres::NoTls),
+        )
+        .await
+        .map_err(|_| anyhow!("{}: connecting to the pgBouncer console timed out", self.node))?
+        .with_context(|| {
+            format!(
+                "{}: cannot connect to the pgBouncer console through {socket_dir}/.s.PGSQL.{port} as `{user}`",
+                self.node
+            )
+        })?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
     /// Starts `command` with its stdin, stdout and stderr piped, for a
     /// caller that talks with it while it runs (the cluster lock's holder).
     /// The child keeps this node's master connection alive.

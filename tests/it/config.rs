@@ -933,3 +933,78 @@ fn validate_does_not_hang_on_a_fifo_password_file() {
         .expect("stderr");
     assert!(stderr.contains("is a FIFO, not a regular file"), "{stderr}");
 }
+
+const POOLERS: &str = r#"
+[pgbouncer]
+pause_timeout = "2s"
+
+[pgbouncer.databases]
+app = { dbname = "appdb", to = "primary", pool_size = 20 }
+app_ro = { dbname = "appdb", to = "standbys" }
+app_db2 = { to = "db2" }
+
+[poolers.pgb1]
+host = "10.0.0.20"
+
+[poolers.pgb1.ssh]
+port = 2222
+"#;
+
+#[test]
+fn poolers_load_with_their_defaults() {
+    let cfg = load(&with_cluster(POOLERS)).expect("valid");
+    let pgb = cfg.pgbouncer.as_ref().expect("[pgbouncer]");
+    assert_eq!(pgb.ini, "/etc/pgbouncer/pgbouncer.ini");
+    assert_eq!(pgb.port, 6432);
+    assert_eq!(pgb.admin_user, "pgbouncer");
+    assert_eq!(pgb.pause_timeout, std::time::Duration::from_secs(2));
+    let to: Vec<_> = pgb.databases.iter().map(|d| d.to.clone()).collect();
+    assert_eq!(
+        to,
+        [
+            config::PoolTarget::Primary,
+            config::PoolTarget::Standbys,
+            config::PoolTarget::Node("db2".into())
+        ]
+    );
+    assert_eq!(
+        pgb.databases[0].options,
+        [("pool_size".into(), "20".into())]
+    );
+    assert_eq!(pgb.databases[2].dbname, "app_db2");
+    let p = &cfg.poolers["pgb1"];
+    assert_eq!(p.reach.ssh.port, 2222);
+    assert_eq!(p.reach.postgres.socket_dir, "/var/run/postgresql");
+    assert_eq!(p.reach.postgres.port, 6432);
+}
+
+#[test]
+fn pooler_mistakes_are_errors_with_their_line() {
+    let bad = POOLERS
+        .replace("to = \"db2\"", "to = \"db9\"")
+        .replace("\"2s\"", "\"2 weeks\"")
+        .replace("pool_size = 20", "password = \"x\"");
+    let e = errors(&with_cluster(&bad));
+    assert!(e.contains("`to = \"db9\"`"), "{e}");
+    assert!(e.contains("invalid pause_timeout"), "{e}");
+    assert!(e.contains("no password in the cluster file"), "{e}");
+    // Each names its line of the file.
+    let text = with_cluster(&bad);
+    let line_of = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| format!(":{}:", i + 1))
+            .expect("line")
+    };
+    for needle in ["db9", "2 weeks", "password = \"x\""] {
+        assert!(
+            e.contains(&line_of(needle)),
+            "{needle} at {}: {e}",
+            line_of(needle)
+        );
+    }
+    let orphan = errors(&with_cluster("[poolers.pgb1]\nhost = \"10.0.0.20\"\n"));
+    assert!(orphan.contains("needs a `[pgbouncer]` section"), "{orphan}");
+    let clash = errors(&with_cluster(&POOLERS.replace("pgb1", "db1")));
+    assert!(clash.contains("both a node and a pooler"), "{clash}");
+}

@@ -16,6 +16,7 @@ mod manager;
 mod plan;
 mod plan_lab;
 mod planfile;
+mod poolers;
 mod status;
 mod structure;
 mod support;

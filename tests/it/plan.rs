@@ -9,6 +9,7 @@ mod builder;
 mod guards;
 mod issue12;
 mod majors;
+mod poolers;
 mod props;
 
 use std::path::PathBuf;

@@ -185,10 +185,11 @@ pub fn unplanned_steps(out: &Output, may_follow: &[String]) -> Vec<String> {
     after_apply_steps(out)
         .into_iter()
         .filter(|s| {
-            let node = s
-                .split_whitespace()
-                .nth(1)
-                .and_then(|a| a.split('.').next());
+            // `pooler.NAME.*` belongs to pooler NAME.
+            let node = s.split_whitespace().nth(1).and_then(|a| {
+                let a = a.strip_prefix("pooler.").unwrap_or(a);
+                a.split('.').next()
+            });
             !node.is_some_and(|n| may_follow.iter().any(|m| m == n))
         })
         .collect()

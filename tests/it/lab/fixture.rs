@@ -94,8 +94,24 @@ impl Lab {
         Lab::up(nodes)
     }
 
-    /// Brings up a lab of `nodes` nodes with a K no other lab uses.
+    /// A lab with `poolers` pgBouncer hosts besides its nodes.
+    pub fn for_test_with_poolers(test: &str, nodes: usize, poolers: usize) -> Lab {
+        assert_lab_tests_can_run(test);
+        Lab::up_with(nodes, poolers)
+    }
+
+    /// Brings up a lab of `nodes` nodes with a K no other lab uses, with
+    /// `PGREPL_LAB_POOLERS` poolers (none by default).
     pub fn up(nodes: usize) -> Lab {
+        let poolers = std::env::var("PGREPL_LAB_POOLERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Lab::up_with(nodes, poolers)
+    }
+
+    /// Brings up a lab of `nodes` nodes and `poolers` poolers.
+    pub fn up_with(nodes: usize, poolers: usize) -> Lab {
         assert!(is_root(), "the lab needs root");
         let base = std::env::var("PGREPL_LAB_BASE_K")
             .ok()
@@ -111,7 +127,15 @@ impl Lab {
             let mut reclaimed = false;
             loop {
                 let started = Instant::now();
-                let out = run_lab_sh(&["--k", &k.to_string(), "--nodes", &nodes.to_string(), "up"]);
+                let out = run_lab_sh(&[
+                    "--k",
+                    &k.to_string(),
+                    "--nodes",
+                    &nodes.to_string(),
+                    "--poolers",
+                    &poolers.to_string(),
+                    "up",
+                ]);
                 let dir = lab_root().join(k.to_string());
                 if out.status.success() {
                     let config = text(&out.stdout).trim().to_string();
@@ -286,6 +310,32 @@ impl Lab {
     /// Like `sql`, but returns the raw result (for statements expected to fail).
     pub fn try_sql(&self, i: usize, sql: &str) -> Output {
         self.lab(&["sql", &i.to_string(), sql])
+    }
+
+    /// A pgBouncer console command on pooler `j` (`SHOW DATABASES`): its
+    /// rows, fields split at `|`.
+    pub fn pooler_admin(&self, j: usize, command: &str) -> Vec<Vec<String>> {
+        let out = self.lab_ok(&["pooler-admin", &j.to_string(), command]);
+        text(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('|').map(String::from).collect())
+            .collect()
+    }
+
+    /// Runs `args` as postgres on pooler `j`.
+    pub fn pooler_exec(&self, j: usize, args: &[&str]) -> Output {
+        let j = j.to_string();
+        let mut all = vec!["pooler-exec", &j];
+        all.extend_from_slice(args);
+        self.lab_ok(&all)
+    }
+
+    /// Pooler `j`'s address.
+    pub fn pooler_addr(&self, j: usize) -> String {
+        text(&self.lab_ok(&["pooler-addr", &j.to_string()]).stdout)
+            .trim()
+            .to_string()
     }
 
     pub fn stop(&self, i: usize) {

@@ -466,6 +466,7 @@ pub fn converged(cfg: &Config) -> Observed {
             .keys()
             .map(|name| (name.clone(), running_node(cfg, name, true)))
             .collect(),
+        poolers: Default::default(),
     }
 }
 
@@ -486,6 +487,7 @@ pub fn fresh(cfg: &Config) -> Observed {
                 (name.clone(), n)
             })
             .collect(),
+        poolers: Default::default(),
     }
 }
 
