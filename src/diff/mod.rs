@@ -112,6 +112,7 @@ fn labels(cfg: &Config) -> Vec<NodeLabel> {
             }
             .into(),
             upstream: n.upstream.clone(),
+            kind: n.exec.kind(),
         })
         .collect()
 }
