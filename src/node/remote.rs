@@ -62,7 +62,7 @@ impl<'a> Access<'a> {
         let argv: Vec<&str> = argv.iter().map(AsRef::as_ref).collect();
         RemoteCommand {
             line: command_line(&self.wrap(&argv)),
-            program: argv.first().copied().unwrap_or("").to_string(),
+            program: program(&argv).to_string(),
         }
     }
 
@@ -84,6 +84,16 @@ impl<'a> Access<'a> {
             Access::Sudo(_) => sudo_refusal(out),
             Access::Unsupported(exec) => Some(unsupported(exec)),
         }
+    }
+}
+
+/// What `argv` runs, for messages: a script's name (`sh -c TEXT NAME`
+/// runs NAME), else the program.
+fn program<'b>(argv: &[&'b str]) -> &'b str {
+    match argv {
+        ["sh", "-c", _, name, ..] => name,
+        [first, ..] => first,
+        [] => "",
     }
 }
 
@@ -150,7 +160,7 @@ fn sudo_refusal(out: &RemoteOutput) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRefused {
     pub node: String,
-    /// The program pgrepl asked for (`sh`, `perl`, `pg_ctl`, ...).
+    /// What pgrepl asked for (`pgrepl-gather`, `perl`, `pg_ctl`, ...).
     pub program: String,
     /// What the way in said (`sudo: a password is required`).
     pub said: String,
@@ -487,5 +497,16 @@ mod tests {
         let cmd = Access::Direct.command(&["pg_ctl", "status", "-D", "/data dir"]);
         assert_eq!(cmd.line, "pg_ctl status -D '/data dir'");
         assert_eq!(cmd.program, "pg_ctl");
+    }
+
+    #[test]
+    fn a_script_is_named_by_its_name_not_by_sh() {
+        let argv = super::super::scripts::STATUS.argv(&["/bin", "/data"]);
+        assert_eq!(Access::Direct.command(&argv).program, "pgrepl-status");
+        assert_eq!(
+            Access::Sudo("postgres").command(&argv).program,
+            "pgrepl-status"
+        );
+        assert_eq!(Access::Direct.command(&["sh", "-c"]).program, "sh");
     }
 }

@@ -18,6 +18,7 @@ mod plan_lab;
 mod planfile;
 mod status;
 mod structure;
+mod sudo;
 mod support;
 mod switchover;
 mod tls;
