@@ -305,3 +305,48 @@ fn a_missing_sudo_rule_is_an_error_naming_the_node_and_nothing_hangs() {
     drop(restore);
     plan_is_empty(&lab);
 }
+
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_sql_bridge_ends_when_its_connection_is_dropped() {
+    let lab = Lab::for_sudo_test("a_sql_bridge_ends_when_its_connection_is_dropped", 1);
+    let sources = crate::config::FakeSources {
+        env: lab.env().into_iter().collect(),
+        files: Default::default(),
+    };
+    let path = lab.config_path();
+    let text = std::fs::read_to_string(&path).expect("the lab's file");
+    let cfg = pgrepl::config::load_str(&text, &path, &sources).expect("the lab's file loads");
+    let spec = &cfg.nodes["node1"];
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let session = pgrepl::transport::NodeSession::connect(spec)
+            .await
+            .expect("ssh as pgadmin");
+        let node = pgrepl::node::Node::new(spec, &session);
+        let first = node.sql().await.expect("a connection over the bridge");
+        let second = node.sql().await.expect("another one");
+        assert!(first.answers().await && second.answers().await);
+        assert_eq!(bridges(&lab).len(), 2, "{:?}", bridges(&lab));
+        // Dropped while the SSH session lives on: its bridge ends, the
+        // other one stays.
+        drop(first);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while bridges(&lab).len() != 1 {
+            assert!(Instant::now() < deadline, "{:?}", bridges(&lab));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(second.answers().await);
+        drop(second);
+        session.close().await;
+    });
+    nothing_left_running(&lab);
+}
+
+/// The SQL bridges running on node 1 (a sudo running one counts with it).
+fn bridges(lab: &Lab) -> Vec<String> {
+    bridges_and_sudos(lab, 1)
+        .into_iter()
+        .filter(|p| p.contains(": perl "))
+        .collect()
+}
