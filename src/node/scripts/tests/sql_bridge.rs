@@ -3,7 +3,7 @@
 //! either side closes, so that no bridge outlives its connection.
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,36 @@ fn bridge(socket: &std::path::Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("perl")
+}
+
+/// The bridge's connection, within 5 s (a test never hangs on a bridge
+/// that died before it connected).
+fn accept(listener: &UnixListener, child: &mut Child) -> UnixStream {
+    listener.set_nonblocking(true).expect("nonblocking");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).expect("blocking");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("read timeout");
+                return stream;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("accept: {e}"),
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+            panic!("the bridge ended before it connected ({status}): {err}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bridge did not connect within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Waits up to 5 s for `child` to end: its exit code.
@@ -46,7 +76,7 @@ fn the_bridge_relays_both_ways_and_ends_when_its_stdin_closes() {
     let socket = dir.path().join(".s.PGSQL.5432");
     let listener = UnixListener::bind(&socket).expect("bind");
     let mut child = bridge(&socket);
-    let (mut server, _) = listener.accept().expect("accept");
+    let mut server = accept(&listener, &mut child);
     let data = payload();
 
     // Client to server, while the server reads.
@@ -90,7 +120,7 @@ fn the_bridge_ends_when_the_server_closes() {
     let socket = dir.path().join(".s.PGSQL.5432");
     let listener = UnixListener::bind(&socket).expect("bind");
     let mut child = bridge(&socket);
-    let (server, _) = listener.accept().expect("accept");
+    let server = accept(&listener, &mut child);
     drop(server);
     assert_eq!(ends(&mut child), Some(0));
     let mut out = Vec::new();
