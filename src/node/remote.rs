@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use super::scripts::SUDO_HOME;
+use super::scripts::{SUDO_HOME, script_name};
 use crate::config::{self, Exec};
 use crate::transport::{RemoteCommand, RemoteOutput};
 
@@ -90,11 +90,7 @@ impl<'a> Access<'a> {
 /// What `argv` runs, for messages: a script's name (`sh -c TEXT NAME`
 /// runs NAME), else the program.
 fn program<'b>(argv: &[&'b str]) -> &'b str {
-    match argv {
-        ["sh", "-c", _, name, ..] => name,
-        [first, ..] => first,
-        [] => "",
-    }
+    script_name(argv).unwrap_or_else(|| argv.first().copied().unwrap_or(""))
 }
 
 /// How pgrepl's SQL connections reach a node's server.

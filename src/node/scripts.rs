@@ -20,6 +20,14 @@ impl Script {
     }
 }
 
+/// The script's name when `argv` runs a script (`sh -c TEXT NAME ARGS...`).
+pub fn script_name<'a>(argv: &[&'a str]) -> Option<&'a str> {
+    match argv {
+        ["sh", "-c", _, name, ..] => Some(name),
+        _ => None,
+    }
+}
+
 /// The read-only script run on each node:
 /// `sh -c SCRIPT pgrepl-gather DATA_DIR BIN_DIR CONF_DIR PASSFILE [MODE [LIBRARIES]]`,
 /// MODE `repmgrd` (below) or `-`; LIBRARIES the names the file preloads,
