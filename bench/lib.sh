@@ -45,11 +45,13 @@ bench_build() {
 	[ -x "$PGREPL" ] || bench_die "$PGREPL missing after the build"
 }
 
-# lab_up K N: brings lab K up with N nodes (fails if K is in use: never
-# touches a lab this script did not make).
+# lab_up K N [OPTION...]: brings lab K up with N nodes and lab.sh's
+# OPTIONs (--sudo) (fails if K is in use: never touches a lab this script
+# did not make).
 lab_up() {
 	local k=$1 n=$2 rc=0
-	bash "$BENCH_LAB" --k "$k" --nodes "$n" up >"$BENCH_TMP/up-$k.out" 2>"$BENCH_TMP/up-$k.err" || rc=$?
+	shift 2
+	bash "$BENCH_LAB" --k "$k" --nodes "$n" "$@" up >"$BENCH_TMP/up-$k.out" 2>"$BENCH_TMP/up-$k.err" || rc=$?
 	if [ $rc = 3 ]; then
 		bench_die "lab $k is in use by someone else (or left over): pick another K (see --help) or run: bash $BENCH_LAB --k $k down"
 	fi

@@ -2,7 +2,7 @@
 # pgrepl lab: real PostgreSQL nodes, each in its own network, mount, UTS and
 # IPC namespace, with its own address on a bridge and its own sshd.
 #
-# Usage: lab/lab.sh [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--runtime bare|docker] COMMAND [ARGS...]   (as root)
+# Usage: lab/lab.sh [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--sudo] [--runtime bare|docker] COMMAND [ARGS...]   (as root)
 #
 # Lab K uses 198.18.K.0/24: the host side of the bridge is 198.18.K.1, node i
 # is 198.18.K.(10+i).  Everything is named after K (bridge pgrl-brK, network
@@ -24,11 +24,15 @@ NODES=3
 PG=${PGREPL_LAB_PG:-}
 TLS=${PGREPL_LAB_TLS:-}
 RUNTIME=${PGREPL_LAB_RUNTIME:-}
+SUDO=${PGREPL_LAB_SUDO:-}
+# --sudo: the SSH user, an administrator that runs everything through sudo.
+ADMIN_USER=pgadmin
+ADMIN_HOME=/var/lib/pgrepl-lab-admin
 EXIT_IN_USE=3
 
 usage() {
 	cat <<EOF
-Usage: $PROG [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--runtime bare|docker] COMMAND [ARGS...]   (run as root)
+Usage: $PROG [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--sudo] [--runtime bare|docker] COMMAND [ARGS...]   (run as root)
 
   install          install what is missing (postgresql, openssh-server, iproute2,
                    and with --pg 16|17|18 that major's server)
@@ -36,6 +40,7 @@ Usage: $PROG [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--runtime b
                    prints the path of the lab's cluster file (pgrepl.toml)
                    with --tls (or PGREPL_LAB_TLS=1), then what tls does
   tls              TLS on every node (see below); installs openssl if missing
+  sudo-rule NODE on|off   (a --sudo lab) add or remove NODE's sudo rule (see below)
   down             remove everything lab K made (safe to run twice)
   status           one line per node
   stop NODE        stop NODE's PostgreSQL (pg_ctl stop -m fast)
@@ -89,6 +94,19 @@ pgrepl's replication connections verify the server and present the node's
 certificate. pg_hba stays "host" (pgrepl's derived rules): TLS is enforced
 by the clients' verify-full, not by hostssl.
 
+--sudo (or PGREPL_LAB_SUDO=1) at up: pgrepl logs in as the administrator
+$ADMIN_USER, not as postgres, and runs everything through sudo -n -u postgres.
+install creates $ADMIN_USER (a system user whose home, $ADMIN_HOME, is on
+the host) and installs sudo if missing. Every node's sshd allows
+$ADMIN_USER only; /etc/sudoers.d/pgrepl-lab-K, one line per node, lets
+$ADMIN_USER run anything as postgres on that node's address and nowhere else
+(sudo matches a rule's host against the machine's addresses, and each node
+has its own); the cluster file says [ssh] user = "$ADMIN_USER" and [postgres]
+exec = { sudo = "postgres" }. The nodes share the host's /etc, so the file is
+named after the lab and removed by its down; the user stays, like the
+postgres user. sudo-rule NODE off takes NODE's line out (sudo then answers
+"a password is required"), on puts it back.
+
 cut: the host-side veth of the node is set down.  The node keeps running but
 nobody reaches it: new connections time out (and fail with "No route to host"
 once ARP gave up, as for a machine that died on a LAN); established
@@ -115,6 +133,7 @@ while [ $# -gt 0 ]; do
 	--runtime=*) RUNTIME=${1#--runtime=}; shift ;;
 	--poolers) PGREPL_LAB_POOLERS=${2:?--poolers needs a value}; shift 2 ;;
 	--poolers=*) PGREPL_LAB_POOLERS=${1#--poolers=}; shift ;;
+	--sudo) SUDO=1; shift ;;
 	-h | --help | help) usage; exit 0 ;;
 	--) shift; break ;;
 	-*) echo "$PROG: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -131,6 +150,7 @@ K=$((10#$K))
 NODES=$((10#$NODES))
 case $PG in '' | 15 | 16 | 17 | 18) ;; *) die "--pg must be 15, 16, 17 or 18 (got '$PG')" ;; esac
 case $RUNTIME in '' | bare | docker) ;; *) die "--runtime must be bare or docker (got '$RUNTIME')" ;; esac
+[ "$SUDO" != 1 ] || [ "${RUNTIME:-bare}" != docker ] || die "--sudo and --runtime docker do not combine yet"
 
 LAB=$LAB_ROOT/$K
 NET=198.18.$K
@@ -149,6 +169,7 @@ SSH_USER=$PG_USER # the docker runtime's is its own
 lab_runtime() {
 	if [ -f "$LAB/runtime" ]; then cat "$LAB/runtime"; else echo "${RUNTIME:-bare}"; fi
 }
+SUDOERS=/etc/sudoers.d/pgrepl-lab-$K
 
 ns_name() { echo "pgrl-$K-$1"; }   # network namespace of node $1
 veth_name() { echo "pgrl-$K-$1"; } # host-side veth of node $1 (in the bridge)
@@ -237,6 +258,7 @@ install_missing() {
 	[ "$TLS" != 1 ] || command -v openssl >/dev/null || pkgs+=(openssl)
 	[ "$POOLERS" = 0 ] || command -v pgbouncer >/dev/null || pkgs+=(pgbouncer)
 	[ "$POOLERS" = 0 ] || command -v psql >/dev/null || pkgs+=(postgresql-client)
+	[ "$SUDO" != 1 ] || { command -v sudo >/dev/null && command -v visudo >/dev/null; } || pkgs+=(sudo)
 	[ ${#pkgs[@]} -eq 0 ] && return 0
 	log "installing ${pkgs[*]}"
 	if [[ " ${pkgs[*]} " == *" postgresql "* ]]; then
@@ -269,6 +291,7 @@ install_missing() {
 install_all() {
 	install_missing
 	[ "${RUNTIME:-bare}" != docker ] || docker_install_missing
+	[ "$SUDO" != 1 ] || add_admin_user
 	if [ -n "$PG" ] && [ "$PG" != "$(pg_major)" ]; then install_wheel_major "$PG"; fi
 }
 
@@ -327,8 +350,8 @@ Port 22
 ListenAddress $(node_addr "$i")
 HostKey $d/ssh_host_ed25519_key
 PidFile $d/sshd.pid
-# Key-only logins as postgres; the authorized key lives in the lab, not in
-# postgres's home.  UsePAM yes: Debian's postgres account is locked ('!' in
+# Key-only logins as $(lab_ssh_user); the authorized key lives in the lab, not in
+# its home.  UsePAM yes: Debian's postgres account is locked ('!' in
 # /etc/shadow) and sshd without PAM refuses locked accounts; with PAM the
 # account stack accepts it, no usermod needed.
 AuthorizedKeysFile $LAB/authorized_keys
@@ -340,7 +363,7 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM yes
-AllowUsers $SSH_USER
+AllowUsers $(lab_ssh_user)
 PermitRootLogin no
 # pgrepl reaches PostgreSQL through a forwarded Unix socket.
 AllowStreamLocalForwarding yes
@@ -366,6 +389,11 @@ start_node() {
 	ip -n "$ns" link set eth0 up
 	ip -n "$ns" link set lo up
 	write_sshd_config "$i"
+	# A --sudo node resolves its own name, as a real machine does: sudo
+	# warns on every command where it cannot.
+	if [ -e "$LAB/sudo" ]; then
+		{ cat /etc/hosts; echo "$(node_addr "$i") node$i"; } >"$d/hosts"
+	fi
 	# The node's own mount, UTS and IPC namespaces, anchored by its sshd.
 	# /run and /dev/shm become private tmpfs mounts (the node's own /run/sshd,
 	# socket dir and POSIX shared memory), as on a machine of its own.
@@ -378,6 +406,7 @@ start_node() {
 		mount --bind "$1/home" /var/lib/postgresql
 		mount --bind "$1/run" /run/postgresql
 		mount --bind "$1/log" /var/log/postgresql
+		[ ! -f "$1/hosts" ] || mount --bind "$1/hosts" /etc/hosts
 		exec /usr/sbin/sshd -f "$1/sshd_config" -E "$1/sshd.log"
 	' sh "$d" "$i" </dev/null >>"$d/sshd.log" 2>&1 || {
 		cat "$d/sshd.log" >&2
@@ -406,7 +435,7 @@ primary = "node1"
 postgres_version = $major
 
 [ssh]
-user = "$PG_USER"
+user = "$(lab_ssh_user)"
 port = 22
 identity_file = "$LAB/id_ed25519"
 known_hosts_file = "$LAB/known_hosts"
@@ -420,6 +449,7 @@ bin_dir = "/usr/lib/postgresql/$major/bin"
 socket_dir = "/var/run/postgresql"
 service = "pg_ctl"
 EOF
+		[ ! -e "$LAB/sudo" ] || echo "exec = { sudo = \"$PG_USER\" }"
 		for i in $(seq 1 "$NODES"); do
 			printf '\n[nodes.node%d]\nhost = "%s"\n' "$i" "$(node_addr "$i")"
 		done
@@ -501,6 +531,7 @@ cmd_up() {
 	echo "$NODES" >"$LAB/nodes"
 	echo "$major" >"$LAB/major"
 	echo "${RUNTIME:-bare}" >"$LAB/runtime"
+	[ "$SUDO" != 1 ] || touch "$LAB/sudo"
 	[ -n "${PGREPL_LAB_OWNER_PID:-}" ] && echo "$PGREPL_LAB_OWNER_PID" >"$LAB/owner"
 	# iproute2 makes /run/netns a mount point on first use; remember whether
 	# we caused it, so the last down can undo it.
@@ -546,7 +577,7 @@ cmd_up() {
 		for i in $(seq 1 "$NODES"); do printf 'Host node%d\n  HostName %s\n' "$i" "$(node_addr "$i")"; done
 		cat <<EOF
 Host *
-  User $SSH_USER
+  User $(lab_ssh_user)
   Port 22
   IdentityFile $LAB/id_ed25519
   IdentitiesOnly yes
@@ -561,10 +592,15 @@ EOF
 	(umask 077 && printf 'export PGREPL_REPLICATION_PASSWORD=%s\nexport PGREPL_REWIND_PASSWORD=%s\n' \
 		"$(random_password)" "$(random_password)" >"$LAB/env")
 
-	# Prove every node answers over SSH (in parallel, while initdb finishes).
-	local ssh_pids=()
+	# Prove every node answers over SSH (in parallel, while initdb finishes),
+	# and on a --sudo lab that sudo runs commands as postgres there.
+	local ssh_pids=() check=(true)
+	if [ -e "$LAB/sudo" ]; then
+		write_sudoers
+		check=(sudo -n -u "$PG_USER" true)
+	fi
 	for i in $(seq 1 "$NODES"); do
-		ssh -F "$LAB/ssh_config" "node$i" true </dev/null >"$LAB/node$i/ssh-check.log" 2>&1 &
+		ssh -F "$LAB/ssh_config" "node$i" "${check[@]}" </dev/null >"$LAB/node$i/ssh-check.log" 2>&1 &
 		ssh_pids+=($!)
 	done
 
@@ -581,7 +617,7 @@ EOF
 	fi
 
 	for i in $(seq 1 "$NODES"); do
-		wait "${ssh_pids[$((i - 1))]}" || { cat "$LAB/node$i/ssh-check.log" >&2; die "node$i: ssh as $SSH_USER failed"; }
+		wait "${ssh_pids[$((i - 1))]}" || { cat "$LAB/node$i/ssh-check.log" >&2; die "node$i: ssh as $(lab_ssh_user) (${check[*]}) failed"; }
 	done
 
 	[ "$TLS" != 1 ] || setup_tls
@@ -652,6 +688,67 @@ setup_tls() {
 	rm -f "$LAB"/tls/*.csr "$LAB"/tls/*.ext
 	grep -q '^sslrootcert = ' "$LAB/pgrepl.toml" || sed -i "s|^sslmode = .*|sslmode = \"verify-full\"\nsslrootcert = \"$TLS_NODE_DIR/root.crt\"\nsslcert = \"$TLS_NODE_DIR/node.crt\"\nsslkey = \"$TLS_NODE_DIR/node.key\"|" "$LAB/pgrepl.toml"
 	log "TLS on: CA $LAB/tls/root.crt, node certificates in $TLS_NODE_DIR on every node; cluster file uses verify-full"
+}
+
+# ------------------------------------------------------------------- sudo
+
+# The administrator pgrepl logs in as on a --sudo lab: a system user whose
+# home is on the host (the nodes see it: only /var/lib/postgresql is theirs),
+# made once; two ups at once may race, and the loser finds it made.
+add_admin_user() {
+	id "$ADMIN_USER" >/dev/null 2>&1 && return 0
+	useradd --system --user-group --home-dir "$ADMIN_HOME" --create-home --shell /bin/sh \
+		--comment "pgrepl lab administrator (lab/lab.sh --sudo)" "$ADMIN_USER" >&2 ||
+		id "$ADMIN_USER" >/dev/null 2>&1 || die "could not create the user $ADMIN_USER"
+}
+
+# The user pgrepl logs in as on lab K: the administrator on a --sudo lab.
+lab_ssh_user() {
+	if [ -e "$LAB/sudo" ]; then echo "$ADMIN_USER"
+	elif [ "$(lab_runtime)" = docker ]; then echo "$DOCKER_SSH_USER"
+	else echo "$PG_USER"; fi
+}
+
+# $SUDOERS: the administrator may run anything as postgres on each node's
+# address, but on the nodes listed in LABDIR/sudo-off. sudo matches a
+# rule's host against the addresses of the machine it runs on, so a rule
+# holds on its node only (not on the host, whose bridge address is .1).
+# Checked with visudo before it replaces the old one: a broken file in
+# /etc/sudoers.d stops sudo for everyone. A name with a `.` is skipped by
+# sudo's includedir, which keeps the file being written out of its sight.
+write_sudoers() {
+	local n i tmp off
+	n=$(cat "$LAB/nodes")
+	off=" $({ tr '\n' ' ' <"$LAB/sudo-off"; } 2>/dev/null || true) "
+	tmp=$(mktemp /etc/sudoers.d/.pgrepl-lab-XXXXXX)
+	{
+		echo "# pgrepl lab $K (lab/lab.sh --sudo): $ADMIN_USER runs anything as $PG_USER on the lab's nodes; removed by lab.sh --k $K down"
+		for i in $(seq 1 "$n"); do
+			if [[ $off == *" $i "* ]]; then
+				echo "# node$i: no rule (lab.sh --k $K sudo-rule $i off)"
+			else
+				echo "$ADMIN_USER $(node_addr "$i") = ($PG_USER) NOPASSWD: ALL"
+			fi
+		done
+	} >"$tmp"
+	chmod 0440 "$tmp"
+	visudo -cqf "$tmp" >&2 || { rm -f "$tmp"; die "visudo refused the lab's sudoers file"; }
+	mv -f "$tmp" "$SUDOERS"
+}
+
+# sudo-rule NODE on|off: NODE's line in $SUDOERS, for tests of a missing rule.
+cmd_sudo_rule() {
+	need_root
+	local i=$1 state=${2:-}
+	[ -e "$LAB/sudo" ] || die "lab $K is not a --sudo lab"
+	case $state in
+	off) { grep -vx "$i" "$LAB/sudo-off" 2>/dev/null || true; echo "$i"; } >"$LAB/sudo-off.new" ;;
+	on) { grep -vx "$i" "$LAB/sudo-off" 2>/dev/null || true; } >"$LAB/sudo-off.new" ;;
+	*) die "usage: $PROG sudo-rule NODE on|off" ;;
+	esac
+	mv -f "$LAB/sudo-off.new" "$LAB/sudo-off"
+	write_sudoers
+	log "node$i: sudo rule for $ADMIN_USER $state"
 }
 
 # ------------------------------------------------------------------- down
@@ -729,6 +826,7 @@ cmd_down() {
 	done
 	poolers_down
 	if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE" && did=1; fi
+	if [ -e "$SUDOERS" ]; then rm -f "$SUDOERS" && did=1; fi
 	if [ -e "$LAB" ]; then
 		if [ -f "$LAB/$MARKER" ] || [ -z "$(ls -A "$LAB")" ]; then
 			rm -rf --one-file-system "$LAB" && did=1
@@ -784,6 +882,10 @@ case $CMD in
 install) need_root; install_all ;;
 up) cmd_up ;;
 tls) setup_tls ;;
+sudo-rule)
+	i=$(node_index "${1:-}")
+	cmd_sudo_rule "$i" "${2:-}"
+	;;
 down) cmd_down ;;
 status) cmd_status ;;
 stop)

@@ -53,6 +53,10 @@ pub struct ClusterStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
     pub name: String,
+    /// How pgrepl reaches PostgreSQL there (`sudo postgres`); absent for a
+    /// node reached directly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     pub host: String,
     pub reachable: bool,
     pub role: Role,
@@ -122,6 +126,7 @@ fn node_by_host<'a>(obs: &'a Observed, host: &str) -> Option<&'a NodeState> {
 
 fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
     let mut st = NodeStatus::new(n);
+    st.kind = cfg.nodes.get(&n.name).and_then(|spec| spec.exec.kind());
     if let Some(u) = &n.unreachable {
         st.role = Role::Unreachable;
         st.problems.push(format!("unreachable: {}", u.message));
@@ -178,6 +183,7 @@ impl NodeStatus {
     fn new(n: &NodeState) -> NodeStatus {
         NodeStatus {
             name: n.name.clone(),
+            kind: None,
             host: n.host.clone(),
             reachable: n.reachable(),
             role: Role::Unknown,
@@ -409,7 +415,10 @@ pub fn render_table(s: &ClusterStatus) -> String {
                 None => dash(),
             };
             [
-                n.name.clone(),
+                match &n.kind {
+                    Some(kind) => format!("{} ({kind})", n.name),
+                    None => n.name.clone(),
+                },
                 n.host.clone(),
                 n.role.as_str().to_string(),
                 n.version.clone().unwrap_or_else(dash),

@@ -171,6 +171,7 @@ pub fn check(
         let n = node.get_ref();
         let ssh = check_ssh(&mut c, default_ssh, &n.ssh);
         let postgres = check_postgres(&mut c, default_pg, &n.postgres);
+        let exec = check_exec(&mut c, &name, n, default_pg);
         let mut settings = global_settings.clone();
         for (k, v) in check_settings(&mut c, &n.settings, cluster.postgres_version) {
             settings.insert(k, v);
@@ -183,6 +184,7 @@ pub fn check(
                 name,
                 ssh,
                 postgres,
+                exec,
                 settings,
             },
         );
@@ -1105,6 +1107,90 @@ fn check_service(c: &mut Checker, s: &Spanned<toml::Value>) -> Service {
             Service::PgCtl
         }
     }
+}
+
+/// The node's `exec`: `[nodes.NAME] exec` or `[nodes.NAME.postgres] exec`
+/// (not both), else `[postgres] exec`, else direct.
+fn check_exec(c: &mut Checker, node: &str, raw: &RawNode, default: &RawPostgres) -> Exec {
+    if let (Some(_), Some(again)) = (&raw.exec, &raw.postgres.exec) {
+        c.error(
+            again.span(),
+            format!("`exec` is set twice for node `{node}`"),
+            format!("keep one of `[nodes.{node}] exec` and `[nodes.{node}.postgres] exec`"),
+        );
+    }
+    let Some(value) = raw
+        .exec
+        .as_ref()
+        .or(raw.postgres.exec.as_ref())
+        .or(default.exec.as_ref())
+    else {
+        return Exec::Direct;
+    };
+    let exec = parse_exec(c, value);
+    if let Exec::Docker(name) | Exec::Podman(name) = &exec {
+        let runtime = if matches!(exec, Exec::Docker(_)) {
+            "docker"
+        } else {
+            "podman"
+        };
+        c.error(
+            value.span(),
+            format!(
+                "node `{node}`: exec = {{ {runtime} = {:?} }} is not supported yet",
+                clip(name)
+            ),
+            "this version of pgrepl cannot reach PostgreSQL in a container: leave `exec` out (ssh as the user that runs PostgreSQL) or use { sudo = \"postgres\" }",
+        );
+    }
+    exec
+}
+
+/// `"direct"`, `{ sudo = USER }`, `{ docker = CONTAINER }` or `{ podman = CONTAINER }`.
+fn parse_exec(c: &mut Checker, value: &Spanned<toml::Value>) -> Exec {
+    let help = "use \"direct\" (the default), { sudo = \"postgres\" }, { docker = \"CONTAINER\" } or { podman = \"CONTAINER\" }";
+    let (kind, name) = match value.get_ref() {
+        toml::Value::String(v) if v == "direct" => return Exec::Direct,
+        toml::Value::Table(t) if t.len() == 1 => match t.iter().next() {
+            Some((k, toml::Value::String(name)))
+                if matches!(k.as_str(), "sudo" | "docker" | "podman") =>
+            {
+                (k.as_str(), name)
+            }
+            _ => {
+                c.error(value.span(), "unknown `exec`", help);
+                return Exec::Direct;
+            }
+        },
+        _ => {
+            c.error(value.span(), "unknown `exec`", help);
+            return Exec::Direct;
+        }
+    };
+    let what = if kind == "sudo" { "user" } else { "container" };
+    if !is_exec_name(name) {
+        c.error(
+            value.span(),
+            format!("invalid {kind} {what} {:?}", clip(name)),
+            format!(
+                "write the {what}'s name: 1 to 64 characters from letters, digits, `_`, `.` and `-`, not starting with `-` or `.` (sudo or docker would read an option)"
+            ),
+        );
+    }
+    match kind {
+        "sudo" => Exec::Sudo(name.clone()),
+        "docker" => Exec::Docker(name.clone()),
+        _ => Exec::Podman(name.clone()),
+    }
+}
+
+/// A user or container name passed as one argument to sudo or docker:
+/// letters, digits, `_`, `.`, `-`, not an option, not `.` or `..`.
+fn is_exec_name(w: &str) -> bool {
+    (1..=64).contains(&w.len())
+        && w.starts_with(|ch: char| ch.is_ascii_alphanumeric() || ch == '_')
+        && w.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'))
 }
 
 /// A systemd unit or a Debian cluster name, passed as one argument to

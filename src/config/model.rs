@@ -89,6 +89,8 @@ pub struct Node {
     pub upstream: Option<String>,
     pub ssh: Ssh,
     pub postgres: Postgres,
+    /// How pgrepl runs commands for PostgreSQL on the node.
+    pub exec: Exec,
     /// `[settings]` merged with `[nodes.NAME.settings]`, keyed by lower-case GUC name.
     pub settings: IndexMap<String, Setting>,
 }
@@ -135,6 +137,33 @@ pub enum Service {
     PgCtl,
     Systemd(String),
     PgCtlCluster(String),
+}
+
+/// How pgrepl runs commands for PostgreSQL on a node (`exec`), after SSH
+/// as `ssh.user`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exec {
+    /// As `ssh.user` itself, the user that runs PostgreSQL (the default).
+    Direct,
+    /// `sudo -n -u USER`: `ssh.user` is an administrator, USER runs PostgreSQL.
+    Sudo(String),
+    /// `docker exec CONTAINER` (not supported yet: `validate` refuses it).
+    Docker(String),
+    /// `podman exec CONTAINER` (not supported yet: `validate` refuses it).
+    Podman(String),
+}
+
+impl Exec {
+    /// The node's kind as plans and status show it beside its name
+    /// (`sudo postgres`); `None` for a direct node.
+    pub fn kind(&self) -> Option<String> {
+        match self {
+            Exec::Direct => None,
+            Exec::Sudo(user) => Some(format!("sudo {user}")),
+            Exec::Docker(c) => Some(format!("docker {c}")),
+            Exec::Podman(c) => Some(format!("podman {c}")),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

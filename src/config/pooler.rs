@@ -89,6 +89,9 @@ pub(super) fn check_poolers(
                 service: Service::PgCtl,
                 config_dir: None,
             },
+            // A pooler is reached as `[ssh].user` itself: `exec` (sudo,
+            // containers) is not wired for poolers yet.
+            exec: super::Exec::Direct,
             settings: IndexMap::new(),
         };
         poolers.insert(

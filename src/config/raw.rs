@@ -1,7 +1,7 @@
 //! The cluster file exactly as written: serde types with spans, no meaning yet.
 //!
 //! Every struct denies unknown keys, so a typo is an error, never ignored.
-//! Values whose shape has several forms (passwords, service, GUC values) stay
+//! Values whose shape has several forms (passwords, service, exec, GUC values) stay
 //! `toml::Value` here; `check` turns them into the validated model with an
 //! error that names the key.
 
@@ -60,6 +60,9 @@ pub struct RawPostgres {
     pub socket_dir: Option<Spanned<String>>,
     pub service: Option<Spanned<toml::Value>>,
     pub config_dir: Option<Spanned<String>>,
+    /// How commands reach PostgreSQL: `"direct"`, `{ sudo = USER }`,
+    /// `{ docker = CONTAINER }`, `{ podman = CONTAINER }`.
+    pub exec: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +70,8 @@ pub struct RawPostgres {
 pub struct RawNode {
     pub host: Spanned<String>,
     pub upstream: Option<Spanned<String>>,
+    /// The same key as `[nodes.NAME.postgres] exec`; one of the two at most.
+    pub exec: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub ssh: RawSsh,
     #[serde(default)]

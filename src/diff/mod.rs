@@ -167,12 +167,14 @@ fn labels(cfg: &Config) -> Vec<NodeLabel> {
             }
             .into(),
             upstream: n.upstream.clone(),
+            kind: n.exec.kind(),
         })
         .chain(cfg.poolers.values().map(|p| NodeLabel {
             name: p.name.clone(),
             host: p.host.clone(),
             role: "pooler".into(),
             upstream: None,
+            kind: None,
         }))
         .collect()
 }

@@ -246,6 +246,7 @@ impl Node<'_> {
             }
             _ => {
                 let out = child.wait_with_output().await?;
+                self.refused(LOCK.name, &out)?;
                 anyhow::bail!(
                     "{node}: cannot take the lock on {path}: {}",
                     out.stderr.trim()

@@ -23,7 +23,7 @@ use anyhow::bail;
 
 pub use datadir::{BASE_BACKUP_LIMIT, BackupTarget, BaseBackup};
 pub use lock::{LOCK_LEASE_S, LostFlag, NodeLock};
-pub use remote::Access;
+pub use remote::{Access, AccessRefused};
 pub use scripts::Script;
 pub use service::{PG_CTL_WAIT_S, STREAM_WAIT, ServerStatus};
 pub use sql::Sql;
@@ -36,7 +36,7 @@ use crate::transport::{NodeSession, RemoteOutput};
 pub struct Node<'a> {
     pub spec: &'a config::Node,
     session: &'a NodeSession,
-    access: Access,
+    access: Access<'a>,
 }
 
 impl<'a> Node<'a> {
@@ -84,7 +84,18 @@ impl<'a> Node<'a> {
         on_line: impl FnMut(&str),
     ) -> anyhow::Result<RemoteOutput> {
         let command = self.access.command(argv);
-        self.session.run(&command, stdin, limit, on_line).await
+        let out = self.session.run(&command, stdin, limit, on_line).await?;
+        self.refused(&command.program, &out)?;
+        Ok(out)
+    }
+
+    /// An error when `out` is the way in refusing to run `program` (sudo
+    /// without a rule), not `program`'s own output.
+    fn refused(&self, program: &str, out: &RemoteOutput) -> anyhow::Result<()> {
+        match self.access.refusal(out) {
+            Some(said) => Err(AccessRefused::new(self.spec, self.access, program, said).into()),
+            None => Ok(()),
+        }
     }
 
     /// Runs `argv`; its stdout, or an error saying `what` failed and why.

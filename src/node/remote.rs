@@ -3,44 +3,209 @@
 //! so every argument is single-quoted: nothing in an argument is ever
 //! interpreted.
 //!
-//! `Access` is where other ways in slot in (SSH + `sudo -n -u postgres`,
-//! SSH + `docker exec CONTAINER`): each wraps the argument vector before it
-//! is quoted (`wrap`), and nothing above this module changes. A variant
-//! that needs data (a container name) borrows it from the cluster file, so
-//! that `Access`, and `Node` with it, stay `Copy`.
+//! `Access` is where the ways in slot in (SSH as the user that runs
+//! PostgreSQL, SSH + `sudo -n -u USER`, later SSH + `docker exec
+//! CONTAINER`): each wraps the argument vector before it is quoted (`wrap`),
+//! and nothing above this module changes. A variant that needs data (a user
+//! name) borrows it from the cluster file, so that `Access`, and `Node` with
+//! it, stay `Copy`.
 
-use crate::config;
-use crate::transport::RemoteCommand;
+use std::fmt;
+
+use super::scripts::{SUDO_HOME, script_name};
+use crate::config::{self, Exec};
+use crate::transport::{RemoteCommand, RemoteOutput};
 
 /// How commands run on a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub enum Access<'a> {
     /// SSH as `[ssh].user`, the user that runs PostgreSQL: a command runs
     /// as it is.
     Direct,
+    /// SSH as an administrator, then `sudo -n -H -u USER`: every command
+    /// runs as USER, from USER's home, with its stdin passed through.
+    Sudo(&'a str),
+    /// A kind of node this version cannot reach (`validate` refuses it, so
+    /// no checked file gets here): every command fails and says so.
+    Unsupported(&'a Exec),
 }
 
-impl Access {
+impl<'a> Access<'a> {
     /// The way in that the cluster file gives `node`.
-    pub fn of(_node: &config::Node) -> Access {
-        Access::Direct
+    pub fn of(node: &'a config::Node) -> Access<'a> {
+        match &node.exec {
+            Exec::Direct => Access::Direct,
+            Exec::Sudo(user) => Access::Sudo(user),
+            other => Access::Unsupported(other),
+        }
     }
 
     /// The argument vector that runs `argv` on the node this way.
-    fn wrap<'a, S: AsRef<str>>(&self, argv: &'a [S]) -> Vec<&'a str> {
-        match self {
-            Access::Direct => argv.iter().map(AsRef::as_ref).collect(),
+    fn wrap<'b>(&self, argv: &[&'b str]) -> Vec<&'b str>
+    where
+        'a: 'b,
+    {
+        let argv = argv.iter().copied();
+        match *self {
+            Access::Direct => argv.collect(),
+            Access::Sudo(user) => ["sudo", "-n", "-H", "-u", user, "--"]
+                .into_iter()
+                .chain(SUDO_HOME.argv(&argv.collect::<Vec<_>>()))
+                .collect(),
+            // Never run: `refusal` reports every command as refused.
+            Access::Unsupported(_) => vec!["false"],
         }
     }
 
     /// The remote command for `argv`: wrapped, then each argument quoted.
     pub fn command<S: AsRef<str>>(&self, argv: &[S]) -> RemoteCommand {
+        let argv: Vec<&str> = argv.iter().map(AsRef::as_ref).collect();
         RemoteCommand {
-            line: command_line(&self.wrap(argv)),
-            program: argv.first().map_or("", AsRef::as_ref).to_string(),
+            line: command_line(&self.wrap(&argv)),
+            program: program(&argv).to_string(),
+        }
+    }
+
+    /// How pgrepl's SQL connections reach the server's socket this way.
+    pub fn sql_route(&self) -> SqlRoute<'a> {
+        match *self {
+            Access::Direct => SqlRoute::ForwardedSocket,
+            Access::Sudo(user) => SqlRoute::Bridge { user },
+            Access::Unsupported(exec) => SqlRoute::Unsupported(exec),
+        }
+    }
+
+    /// Whether `out`, the output of a command run this way, is the way in
+    /// refusing to run it (sudo without a rule) rather than the command's
+    /// own failure: what it said, for the operator.
+    pub fn refusal(&self, out: &RemoteOutput) -> Option<String> {
+        match self {
+            Access::Direct => None,
+            Access::Sudo(_) => sudo_refusal(out),
+            Access::Unsupported(exec) => Some(unsupported(exec)),
         }
     }
 }
+
+/// What `argv` runs, for messages: a script's name (`sh -c TEXT NAME`
+/// runs NAME), else the program.
+fn program<'b>(argv: &[&'b str]) -> &'b str {
+    script_name(argv).unwrap_or_else(|| argv.first().copied().unwrap_or(""))
+}
+
+/// How pgrepl's SQL connections reach a node's server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlRoute<'a> {
+    /// The socket is forwarded over SSH; peer authentication sees the SSH
+    /// user.
+    ForwardedSocket,
+    /// A bridge run as `user` (`scripts::SQL_BRIDGE`) relays the socket over
+    /// its stdio; peer authentication sees `user`.
+    Bridge { user: &'a str },
+    /// None: the node's kind is not supported.
+    Unsupported(&'a Exec),
+}
+
+/// What a node of a kind this version cannot reach says instead of running.
+pub fn unsupported(exec: &Exec) -> String {
+    format!(
+        "pgrepl: exec `{}` is not supported by this version",
+        exec.kind().unwrap_or_default()
+    )
+}
+
+/// What sudo says when it refuses to run a command (sudo 1.9; `-n` turns
+/// every password prompt into the first). sudo reports these only as text,
+/// as ssh does its failures; a warning it prints while running the command
+/// anyway (`unable to resolve host`) is none of them.
+const SUDO_REFUSALS: &[&str] = &[
+    "a password is required",
+    "a terminal is required",
+    "is not allowed to execute",
+    "is not allowed to run sudo",
+    "is not in the sudoers file",
+    "unknown user",
+    "you do not exist in the passwd database",
+    "account validation failure",
+    "you must have a tty",
+    "no tty present",
+    "no valid sudoers sources found",
+    "unable to initialize policy plugin",
+    "parse error in",
+];
+
+/// The line in which sudo refused to run a command: it exits 1 and says
+/// why (`sudo: a password is required`, `Sorry, user admin is not allowed
+/// to execute ...`), or the shell found no sudo (exit 127).
+fn sudo_refusal(out: &RemoteOutput) -> Option<String> {
+    let lines = || out.stderr.lines().map(str::trim);
+    let found = match out.code {
+        Some(1) => lines().find(|l| {
+            (l.starts_with("sudo:") || l.starts_with("Sorry, "))
+                && SUDO_REFUSALS.iter().any(|r| l.contains(r))
+        }),
+        Some(127) => lines()
+            .find(|l| l.ends_with("sudo: not found") || l.ends_with("sudo: command not found")),
+        _ => None,
+    };
+    found.map(String::from)
+}
+
+/// The way in refused to run a command on a node: sudo has no rule for it,
+/// or is missing. It repeats until the node's configuration changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRefused {
+    pub node: String,
+    /// What pgrepl asked for (`pgrepl-gather`, `perl`, `pg_ctl`, ...).
+    pub program: String,
+    /// What the way in said (`sudo: a password is required`).
+    pub said: String,
+    /// `[ssh].user` and the sudo user, for the rule to add.
+    pub ssh_user: String,
+    pub run_as: String,
+}
+
+impl AccessRefused {
+    pub fn new(node: &config::Node, access: Access<'_>, program: &str, said: String) -> Self {
+        AccessRefused {
+            node: node.name.clone(),
+            program: program.to_string(),
+            said,
+            ssh_user: node.ssh.user.clone(),
+            run_as: match access {
+                Access::Sudo(user) => user.to_string(),
+                _ => node.ssh.user.clone(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for AccessRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let AccessRefused {
+            node,
+            program,
+            said,
+            ssh_user,
+            run_as,
+        } = self;
+        if said.contains("not found") {
+            return write!(
+                f,
+                "{node}: cannot run `{program}` as {run_as}: sudo is not installed ({said}); install it on {node}, with a rule `{ssh_user} ALL=({run_as}) NOPASSWD: ALL` in /etc/sudoers.d/"
+            );
+        }
+        if said.starts_with("pgrepl:") {
+            return write!(f, "{node}: cannot run `{program}`: {said}");
+        }
+        write!(
+            f,
+            "{node}: sudo refused to run `{program}` as {run_as} for {ssh_user} ({said}); pgrepl runs sudo with -n and never types a password: add a NOPASSWD rule on {node}, e.g. `{ssh_user} ALL=({run_as}) NOPASSWD: ALL` in a file of /etc/sudoers.d/ (check it with visudo -c)"
+        )
+    }
+}
+
+impl std::error::Error for AccessRefused {}
 
 /// Quotes one argument for a POSIX shell: `'...'` with each `'` as `'\''`.
 /// Plain words made only of safe characters are left bare for readability.
@@ -94,6 +259,208 @@ mod tests {
             .collect()
     }
 
+    /// Arguments made to break any unquoted use.
+    const HOSTILE: [&str; 16] = [
+        "it's",
+        "a b",
+        "$(touch /tmp/pgrepl-pwned)",
+        "`id`",
+        "line1\nline2",
+        "\"double\"",
+        "back\\slash",
+        "semi;colon && rm -rf /nonexistent",
+        "*",
+        "~",
+        "$HOME",
+        "'",
+        "''",
+        "tab\there",
+        "ünïcødé",
+        "-n",
+    ];
+
+    /// A directory with a fake `sudo` first in PATH: it checks that it got
+    /// `-n -H -u USER --`, sets HOME to `home` (as `sudo -H` would set the
+    /// user's) and runs the rest; and the environment that finds it.
+    fn fake_sudo(home: &std::path::Path) -> (tempfile::TempDir, Vec<(String, String)>) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sudo = dir.path().join("sudo");
+        std::fs::write(
+            &sudo,
+            "#!/bin/sh\n[ \"$1 $2 $3 $4 $5\" = '-n -H -u postgres --' ] || { echo \"sudo: bad arguments: $*\" >&2; exit 1; }\nshift 5\nexport HOME=\"$FAKE_HOME\"\nexec \"$@\"\n",
+        )
+        .expect("write fake sudo");
+        std::fs::set_permissions(&sudo, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path = format!(
+            "{}:{}",
+            dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let env = vec![
+            ("PATH".to_string(), path),
+            ("FAKE_HOME".to_string(), home.display().to_string()),
+        ];
+        (dir, env)
+    }
+
+    /// Runs `argv` through `Access::Sudo("postgres")`'s command line in a
+    /// real `sh`, with the fake sudo, from `cwd`, with `stdin`.
+    fn through_sudo(
+        argv: &[&str],
+        home: &std::path::Path,
+        cwd: &std::path::Path,
+        stdin: &[u8],
+    ) -> Vec<u8> {
+        use std::io::Write;
+        let (_dir, env) = fake_sudo(home);
+        let line = Access::Sudo("postgres").command(argv).line;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .envs(env)
+            .current_dir(cwd)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("feed stdin");
+        let out = child.wait_with_output().expect("sh");
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    #[test]
+    fn sudo_access_runs_every_command_through_sudo_n_as_the_user() {
+        let cmd = Access::Sudo("postgres").command(&["pg_ctl", "status", "-D", "/data dir"]);
+        assert!(
+            cmd.line.starts_with("sudo -n -H -u postgres -- sh -c "),
+            "{}",
+            cmd.line
+        );
+        assert!(
+            cmd.line
+                .ends_with(" pgrepl-sudo pg_ctl status -D '/data dir'"),
+            "{}",
+            cmd.line
+        );
+        assert_eq!(cmd.program, "pg_ctl");
+    }
+
+    #[test]
+    fn hostile_arguments_reach_the_program_through_sudo_intact() {
+        let home = tempfile::tempdir().expect("home");
+        let mut argv = vec!["printf", "%s\\0"];
+        argv.extend(HOSTILE);
+        let out = through_sudo(&argv, home.path(), home.path(), b"");
+        let text = String::from_utf8(out).expect("utf8");
+        let seen: Vec<&str> = text.split('\0').filter(|s| !s.is_empty()).collect();
+        assert_eq!(seen, HOSTILE);
+        assert!(!std::path::Path::new("/tmp/pgrepl-pwned").exists());
+    }
+
+    #[test]
+    fn a_command_through_sudo_starts_in_the_users_home_with_stdin_passed_through() {
+        let home = tempfile::tempdir().expect("home");
+        let admin = tempfile::tempdir().expect("the administrator's cwd");
+        let out = through_sudo(
+            &["sh", "-c", "pwd; cat"],
+            home.path(),
+            admin.path(),
+            b"secret\n",
+        );
+        let want = format!(
+            "{}\nsecret\n",
+            home.path().canonicalize().expect("home").display()
+        );
+        assert_eq!(String::from_utf8_lossy(&out), want);
+        // A user without a home starts in `/`.
+        let gone = admin.path().join("no such home");
+        let out = through_sudo(&["pwd"], &gone, admin.path(), b"");
+        assert_eq!(String::from_utf8_lossy(&out), "/\n");
+    }
+
+    fn output(code: i32, stderr: &str) -> RemoteOutput {
+        RemoteOutput {
+            code: Some(code),
+            stdout: String::new(),
+            stderr: stderr.into(),
+        }
+    }
+
+    #[test]
+    fn sudo_refusing_is_told_from_the_commands_own_failure() {
+        let sudo = Access::Sudo("postgres");
+        let refused = [
+            (1, "sudo: a password is required\n"),
+            (
+                1,
+                "sudo: unable to resolve host node2: Name or service not known\nsudo: a password is required\n",
+            ),
+            (
+                1,
+                "Sorry, user pgadmin is not allowed to execute '/bin/sh -c ...' as postgres on node2.\n",
+            ),
+            (
+                1,
+                "sudo: unknown user nobody2\nsudo: error initializing audit plugin sudoers_audit\n",
+            ),
+            (127, "sh: 1: sudo: not found\n"),
+            (127, "bash: line 1: sudo: command not found\n"),
+        ];
+        for (code, stderr) in refused {
+            assert!(sudo.refusal(&output(code, stderr)).is_some(), "{stderr}");
+        }
+        let own = [
+            (1, "pg_ctl: no server running\n"),
+            (
+                1,
+                "sudo: unable to resolve host node2: Name or service not known\npg_ctl: no server running\n",
+            ),
+            (3, "sudo: a password is required\n"),
+            (127, "sh: 1: pg_rewind: not found\n"),
+            (0, ""),
+        ];
+        for (code, stderr) in own {
+            assert_eq!(sudo.refusal(&output(code, stderr)), None, "{stderr}");
+        }
+        assert_eq!(
+            Access::Direct.refusal(&output(1, "sudo: a password is required")),
+            None
+        );
+    }
+
+    #[test]
+    fn a_refusal_says_which_node_command_and_rule() {
+        let e = AccessRefused {
+            node: "db2".into(),
+            program: "perl".into(),
+            said: "sudo: a password is required".into(),
+            ssh_user: "admin".into(),
+            run_as: "postgres".into(),
+        };
+        let text = e.to_string();
+        for needle in [
+            "db2",
+            "`perl`",
+            "a password is required",
+            "NOPASSWD",
+            "admin ALL=(postgres) NOPASSWD: ALL",
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+    }
+
     #[test]
     fn plain_words_stay_bare() {
         assert_eq!(shell_quote("pg_ctl"), "pg_ctl");
@@ -111,24 +478,7 @@ mod tests {
 
     #[test]
     fn hostile_arguments_reach_the_program_intact() {
-        let hostile = [
-            "it's",
-            "a b",
-            "$(touch /tmp/pgrepl-pwned)",
-            "`id`",
-            "line1\nline2",
-            "\"double\"",
-            "back\\slash",
-            "semi;colon && rm -rf /nonexistent",
-            "*",
-            "~",
-            "$HOME",
-            "'",
-            "''",
-            "tab\there",
-            "ünïcødé",
-            "-n",
-        ];
+        let hostile = HOSTILE;
         assert_eq!(roundtrip(&hostile), hostile);
         assert!(!std::path::Path::new("/tmp/pgrepl-pwned").exists());
     }
@@ -143,5 +493,16 @@ mod tests {
         let cmd = Access::Direct.command(&["pg_ctl", "status", "-D", "/data dir"]);
         assert_eq!(cmd.line, "pg_ctl status -D '/data dir'");
         assert_eq!(cmd.program, "pg_ctl");
+    }
+
+    #[test]
+    fn a_script_is_named_by_its_name_not_by_sh() {
+        let argv = super::super::scripts::STATUS.argv(&["/bin", "/data"]);
+        assert_eq!(Access::Direct.command(&argv).program, "pgrepl-status");
+        assert_eq!(
+            Access::Sudo("postgres").command(&argv).program,
+            "pgrepl-status"
+        );
+        assert_eq!(Access::Direct.command(&["sh", "-c"]).program, "sh");
     }
 }

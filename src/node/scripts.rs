@@ -20,6 +20,14 @@ impl Script {
     }
 }
 
+/// The script's name when `argv` runs a script (`sh -c TEXT NAME ARGS...`).
+pub fn script_name<'a>(argv: &[&'a str]) -> Option<&'a str> {
+    match argv {
+        ["sh", "-c", _, name, ..] => Some(name),
+        _ => None,
+    }
+}
+
 /// The read-only script run on each node:
 /// `sh -c SCRIPT pgrepl-gather DATA_DIR BIN_DIR CONF_DIR PASSFILE [MODE [LIBRARIES]]`,
 /// MODE `repmgrd` (below) or `-`; LIBRARIES the names the file preloads,
@@ -185,8 +193,23 @@ pub const REMOVE_CLUSTER_FILES: Script = Script {
     text: include_str!("scripts/remove_cluster_files.sh"),
 };
 
+/// `COMMAND [ARGS...]`, run by `sudo -n -H -u USER`: moves into USER's
+/// home (or `/`), then runs COMMAND (`node::remote`, `Access::Sudo`).
+pub const SUDO_HOME: Script = Script {
+    name: "pgrepl-sudo",
+    text: include_str!("scripts/sudo_home.sh"),
+};
+
+/// The SQL bridge, a Perl program (perl-base is Essential in Debian, and
+/// the official postgres image has it): `perl -e BRIDGE -- SOCKET` relays
+/// its stdin and stdout to PostgreSQL's Unix socket SOCKET until either
+/// side closes, so that pgrepl speaks the protocol over the stdio of a
+/// command run as the server's user (`node::sql`). Exit 2 when it cannot
+/// connect, with the reason on stderr.
+pub const SQL_BRIDGE: &str = include_str!("scripts/sql_bridge.pl");
+
 /// Every script, for the tests.
-pub const ALL: [Script; 11] = [
+pub const ALL: [Script; 12] = [
     GATHER,
     LOCK,
     AUTO_CONF_OFFLINE,
@@ -198,6 +221,7 @@ pub const ALL: [Script; 11] = [
     PREPARE_BASE_BACKUP,
     KEEP_DIVERGED_WAL,
     REMOVE_CLUSTER_FILES,
+    SUDO_HOME,
 ];
 
 #[cfg(test)]

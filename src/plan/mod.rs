@@ -253,6 +253,10 @@ pub struct NodeLabel {
     pub role: String,
     /// The node a standby streams from.
     pub upstream: Option<String>,
+    /// How pgrepl reaches PostgreSQL there (`sudo postgres`); absent for a
+    /// node reached directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -103,10 +103,16 @@ pub fn text(plan: &Plan, style: Style) -> String {
     for step in &plan.changes {
         if current != Some(step.node.as_str()) {
             let header = match plan.nodes.iter().find(|n| n.name == step.node) {
-                Some(n) => match &n.upstream {
-                    Some(up) => format!("{} ({} of {up}, {})", n.name, n.role, n.host),
-                    None => format!("{} ({}, {})", n.name, n.role, n.host),
-                },
+                Some(n) => {
+                    let kind = n
+                        .kind
+                        .as_ref()
+                        .map_or_else(String::new, |k| format!(", {k}"));
+                    match &n.upstream {
+                        Some(up) => format!("{} ({} of {up}, {}{kind})", n.name, n.role, n.host),
+                        None => format!("{} ({}, {}{kind})", n.name, n.role, n.host),
+                    }
+                }
                 None => step.node.clone(),
             };
             let _ = writeln!(out, "\n{}", style.paint("1", &terminal(&header)));

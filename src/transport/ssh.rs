@@ -1,6 +1,8 @@
 //! One multiplexed OpenSSH master connection per node; remote commands as
 //! command lines made by `node::remote`; SQL through a forwarded Unix socket
-//! (peer authentication as the SSH user, no database port, no admin password).
+//! (peer authentication as the SSH user, no database port, no admin
+//! password), or over the stdio of a bridge command run as the user that
+//! runs PostgreSQL (a node reached with sudo).
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -612,6 +614,100 @@ impl NodeSession {
         Ok(client)
     }
 
+    /// Opens a PostgreSQL connection over the stdin and stdout of `bridge`,
+    /// a command on the node that relays them to the server's socket
+    /// `socket` (`node::sql` makes it, run as the user that runs
+    /// PostgreSQL): peer authentication sees that user, `user`. Bounded
+    /// like `pg_client`. On failure, the bridge's exit and stderr come
+    /// along, so that the caller can tell its way in refusing (sudo
+    /// without a rule) from the server.
+    pub async fn pg_client_over(
+        &self,
+        bridge: &RemoteCommand,
+        user: &str,
+        socket: &str,
+    ) -> Result<tokio_postgres::Client, BridgeFailure> {
+        let limit = self.connect_timeout + Duration::from_secs(1);
+        let what = || {
+            format!(
+                "{}: cannot connect to PostgreSQL through {socket} as `{user}` (peer authentication, over the stdio of `{}` on the node)",
+                self.node, bridge.program
+            )
+        };
+        match timeout(limit, self.connect_over(bridge, user)).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(mut failure)) => {
+                let said = failure
+                    .output
+                    .as_ref()
+                    .map(|o| first_line(&o.stderr))
+                    .filter(|l| !l.is_empty());
+                failure.error = match said {
+                    Some(line) => failure.error.context(format!("{}: {line}", what())),
+                    None => failure.error.context(what()),
+                };
+                Err(failure)
+            }
+            Err(elapsed) => Err(BridgeFailure {
+                output: None,
+                error: anyhow::Error::new(elapsed)
+                    .context(format!("{}: connecting to PostgreSQL timed out", self.node)),
+            }),
+        }
+    }
+
+    async fn connect_over(
+        &self,
+        bridge: &RemoteCommand,
+        user: &str,
+    ) -> Result<tokio_postgres::Client, BridgeFailure> {
+        let failed = |e: anyhow::Error| BridgeFailure {
+            output: None,
+            error: e,
+        };
+        let mut cmd = Session::to_raw_command(self.session.clone(), bridge.line.clone());
+        cmd.stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped());
+        let mut child = cmd.spawn().await.map_err(|e| {
+            failed(
+                anyhow::Error::new(e)
+                    .context(format!("{}: cannot start `{}`", self.node, bridge.program)),
+            )
+        })?;
+        let (Some(stdin), Some(stdout), stderr) = (
+            child.stdin().take(),
+            child.stdout().take(),
+            child.stderr().take(),
+        ) else {
+            return Err(failed(anyhow!("{}: the bridge has no stdio", self.node)));
+        };
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.user(user).dbname("postgres").application_name("pgrepl");
+        match cfg
+            .connect_raw(StdioStream { stdin, stdout }, tokio_postgres::NoTls)
+            .await
+        {
+            Ok((client, connection)) => {
+                // The bridge lives as long as the connection: when the
+                // client is dropped, the connection ends, its stdin closes
+                // and the bridge exits; the child is reaped here.
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                    drop(stderr);
+                    let _ = timeout(Duration::from_secs(5), child.wait()).await;
+                });
+                Ok(client)
+            }
+            Err(e) => Err(BridgeFailure {
+                // The stream is gone with the failed attempt: the bridge
+                // sees its stdin close and ends, with what it said.
+                output: bridge_output(child, stderr).await,
+                error: anyhow::Error::new(e),
+            }),
+        }
+    }
+
     /// Starts `command` with its stdin, stdout and stderr piped, for a
     /// caller that talks with it while it runs (the cluster lock's holder).
     /// The child keeps this node's master connection alive.
@@ -653,6 +749,80 @@ impl NodeSession {
 pub struct RemoteCommand {
     pub line: String,
     pub program: String,
+}
+
+/// A bridged connection that failed (`NodeSession::pg_client_over`): the
+/// error, and the bridge's exit and stderr when it ended within a second.
+#[derive(Debug)]
+pub struct BridgeFailure {
+    pub output: Option<RemoteOutput>,
+    pub error: anyhow::Error,
+}
+
+/// How the bridge ended and what it printed on stderr, waiting at most a
+/// second for it.
+async fn bridge_output(
+    child: openssh::Child<MasterRef>,
+    stderr: Option<openssh::ChildStderr>,
+) -> Option<RemoteOutput> {
+    use tokio::io::AsyncReadExt;
+    let collect = async {
+        let mut err = Vec::new();
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_end(&mut err).await;
+        }
+        let status = child.wait().await.ok()?;
+        Some(RemoteOutput {
+            code: status.code(),
+            stdout: String::new(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        })
+    };
+    timeout(Duration::from_secs(1), collect)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A remote command's stdin and stdout as one byte stream, for a protocol
+/// spoken over them (tokio-postgres' `connect_raw`).
+struct StdioStream {
+    stdin: openssh::ChildStdin,
+    stdout: openssh::ChildStdout,
+}
+
+impl tokio::io::AsyncRead for StdioStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stdout).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for StdioStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stdin).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stdin).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stdin).poll_shutdown(cx)
+    }
 }
 
 /// A running remote command with piped stdio (see `NodeSession::spawn`).

@@ -1008,3 +1008,90 @@ fn pooler_mistakes_are_errors_with_their_line() {
     let clash = errors(&with_cluster(&POOLERS.replace("pgb1", "db1")));
     assert!(clash.contains("both a node and a pooler"), "{clash}");
 }
+
+// ---- exec: how commands reach PostgreSQL on a node
+
+/// A two-node file with `postgres` in `[postgres]` and `db2` as the
+/// extra lines of `[nodes.db2]`.
+fn with_exec(postgres: &str, db2: &str) -> String {
+    format!(
+        "[cluster]\nname = \"t\"\nprimary = \"db1\"\n[ssh]\nuser = \"admin\"\n[postgres]\n{postgres}\n[nodes.db1]\nhost = \"10.0.0.1\"\n[nodes.db2]\nhost = \"10.0.0.2\"\n{db2}\n[replication]\nuser = \"replicator\"\npassword = {{ env = \"REPL_PW\" }}\n"
+    )
+}
+
+#[test]
+fn exec_comes_from_the_node_then_postgres_then_direct() {
+    use config::Exec;
+    let cfg = load(&with_exec("", "")).expect("valid");
+    assert_eq!(cfg.nodes["db1"].exec, Exec::Direct);
+    let cfg = load(&with_exec("exec = { sudo = \"postgres\" }", "")).expect("valid");
+    assert_eq!(cfg.nodes["db1"].exec, Exec::Sudo("postgres".into()));
+    assert_eq!(cfg.nodes["db2"].exec, Exec::Sudo("postgres".into()));
+    for db2 in [
+        "exec = \"direct\"",
+        "[nodes.db2.postgres]\nexec = \"direct\"",
+    ] {
+        let cfg = load(&with_exec("exec = { sudo = \"postgres\" }", db2)).expect("valid");
+        assert_eq!(
+            cfg.nodes["db1"].exec,
+            Exec::Sudo("postgres".into()),
+            "{db2}"
+        );
+        assert_eq!(cfg.nodes["db2"].exec, Exec::Direct, "{db2}");
+    }
+    let cfg = load(&with_exec("", "exec = { sudo = \"pg_15.main-x\" }")).expect("valid");
+    assert_eq!(cfg.nodes["db2"].exec, Exec::Sudo("pg_15.main-x".into()));
+    assert_eq!(
+        cfg.nodes["db2"].exec.kind().as_deref(),
+        Some("sudo pg_15.main-x")
+    );
+    assert_eq!(cfg.nodes["db1"].exec.kind(), None);
+}
+
+rule!(
+    exec_docker_is_refused_naming_the_node,
+    with_exec("", "exec = { docker = \"proxpanel-db\" }")
+);
+rule!(
+    exec_podman_in_postgres_is_refused_for_every_node,
+    with_exec("exec = { podman = \"pg\" }", "")
+);
+rule!(
+    exec_set_twice_for_a_node,
+    with_exec(
+        "",
+        "exec = { sudo = \"postgres\" }\n[nodes.db2.postgres]\nexec = \"direct\""
+    )
+);
+
+#[test]
+fn exec_names_that_sudo_or_docker_would_misread_are_refused() {
+    for (exec, want) in [
+        ("{ sudo = \"-u root\" }", "invalid sudo user"),
+        ("{ sudo = \"--\" }", "invalid sudo user"),
+        ("{ sudo = \"\" }", "invalid sudo user"),
+        ("{ sudo = \"post gres\" }", "invalid sudo user"),
+        ("{ sudo = \"postgres\\n\" }", "invalid sudo user"),
+        ("{ sudo = \"pg\\u0000\" }", "invalid sudo user"),
+        ("{ sudo = \"$(id)\" }", "invalid sudo user"),
+        ("{ sudo = \"..\" }", "invalid sudo user"),
+        ("{ sudo = \"a/b\" }", "invalid sudo user"),
+        ("{ docker = \"-it\" }", "invalid docker container"),
+        ("{ podman = \"a;b\" }", "invalid podman container"),
+        ("\"sudo\"", "unknown `exec`"),
+        ("{ su = \"postgres\" }", "unknown `exec`"),
+        ("{ sudo = \"postgres\", docker = \"pg\" }", "unknown `exec`"),
+        ("{ sudo = 5 }", "unknown `exec`"),
+    ] {
+        let text = with_exec(&format!("exec = {exec}"), "");
+        let e = errors(&text);
+        assert!(e.contains(want), "{exec}: {e}");
+        assert!(
+            e.contains("pgrepl.toml:7:"),
+            "{exec}: the line of [postgres] exec: {e}"
+        );
+    }
+    let long = "a".repeat(65);
+    let e = errors(&with_exec(&format!("exec = {{ sudo = \"{long}\" }}"), ""));
+    assert!(e.contains("invalid sudo user"), "{e}");
+}

@@ -18,7 +18,7 @@ fn apply(lab: &Lab, extra: &[&str]) -> Output {
 }
 
 /// Writes through whichever node accepts writes, recording every committed id.
-fn writer(lab: &Lab, stop: Arc<AtomicBool>) -> Vec<i64> {
+pub fn writer(lab: &Lab, stop: Arc<AtomicBool>) -> Vec<i64> {
     let mut committed = Vec::new();
     let mut target = 1;
     while !stop.load(Ordering::SeqCst) {
@@ -39,7 +39,8 @@ fn writer(lab: &Lab, stop: Arc<AtomicBool>) -> Vec<i64> {
     committed
 }
 
-fn ids_on(lab: &Lab, i: usize) -> std::collections::HashSet<i64> {
+/// The ids of node `i`'s rows.
+pub fn ids_on(lab: &Lab, i: usize) -> std::collections::HashSet<i64> {
     lab.sql(i, "SELECT string_agg(id::text, ',') FROM lab_data")
         .split(',')
         .filter_map(|s| s.parse().ok())

@@ -21,6 +21,7 @@ pub use read::{ServerFiles, ServerQuery};
 use row::At;
 
 use super::Node;
+use super::remote::{SqlRoute, unsupported};
 use crate::observed::Lsn;
 use crate::quote::{setting_name, sql_ident, sql_literal};
 
@@ -49,15 +50,45 @@ const SQL_HBA_ERRORS: &str = "SELECT coalesce(line_number, 0), error || coalesce
 const SQL_WAL_RECEIVER_STATUS: &str = "SELECT status FROM pg_stat_wal_receiver";
 const SQL_PROMOTE: &str = "SELECT pg_promote(true, 60)";
 
+/// The bridge's argument vector for the server socket `socket`.
+fn bridge_argv(socket: &str) -> [&str; 5] {
+    ["perl", "-e", super::scripts::SQL_BRIDGE, "--", socket]
+}
+
 impl Node<'_> {
-    /// A connection to the node's server (through its socket, as the SSH user).
+    /// A connection to the node's server through its socket, as the user
+    /// that runs PostgreSQL (peer authentication). Directly: the socket is
+    /// forwarded over SSH and that user is the SSH user. Otherwise (sudo):
+    /// a bridge run through the node's `Access` relays the socket over its
+    /// stdio, and that user is the one the bridge runs as.
     pub async fn sql(&self) -> anyhow::Result<Sql> {
         let pg = &self.spec.postgres;
-        let client = self.session.pg_client(pg.port, &pg.socket_dir).await?;
+        let client = match self.access.sql_route() {
+            SqlRoute::ForwardedSocket => self.session.pg_client(pg.port, &pg.socket_dir).await?,
+            SqlRoute::Bridge { user } => self.sql_bridge(user).await?,
+            SqlRoute::Unsupported(exec) => bail!("{}: {}", self.name(), unsupported(exec)),
+        };
         Ok(Sql {
             client,
             node: self.name().to_string(),
         })
+    }
+
+    /// A connection over the stdio of the SQL bridge run as `user` on the
+    /// node; sudo refusing to run the bridge is said as such.
+    async fn sql_bridge(&self, user: &str) -> anyhow::Result<Client> {
+        let pg = &self.spec.postgres;
+        let socket = format!("{}/.s.PGSQL.{}", pg.socket_dir, pg.port);
+        let bridge = self.access.command(&bridge_argv(&socket));
+        match self.session.pg_client_over(&bridge, user, &socket).await {
+            Ok(client) => Ok(client),
+            Err(failure) => {
+                if let Some(out) = &failure.output {
+                    self.refused(&bridge.program, out)?;
+                }
+                Err(failure.error)
+            }
+        }
     }
 }
 

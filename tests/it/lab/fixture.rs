@@ -5,7 +5,10 @@
 //! (`PGREPL_LAB_BASE_K`, default 200, plus a per-process counter, or a K this
 //! process took down before; a K held by another live lab is skipped, one left
 //! behind by a dead test process is torn down and reused) and tears it down in `Drop`, so a failing or panicking test
-//! leaves nothing behind.
+//! leaves nothing behind. `Lab::for_sudo_test` brings one up with
+//! `lab.sh --sudo`: pgrepl logs in as an administrator and runs everything
+//! through sudo (as does every lab when `PGREPL_LAB_SUDO=1`, which lab.sh
+//! reads itself).
 
 #![allow(dead_code)] // the fixture is an API for later lab tests and benchmarks
 
@@ -97,21 +100,26 @@ impl Lab {
     /// A lab with `poolers` pgBouncer hosts besides its nodes.
     pub fn for_test_with_poolers(test: &str, nodes: usize, poolers: usize) -> Lab {
         assert_lab_tests_can_run(test);
-        Lab::up_with(nodes, poolers)
+        Lab::up_with(nodes, &["--poolers", &poolers.to_string()])
+    }
+
+    /// The lab for one test, brought up with `lab.sh --sudo`: the cluster
+    /// file logs in as the administrator `pgadmin` and says `exec = { sudo
+    /// = "postgres" }`.
+    pub fn for_sudo_test(test: &str, nodes: usize) -> Lab {
+        assert_lab_tests_can_run(test);
+        Lab::up_with(nodes, &["--sudo"])
+    }
+
+    /// Brings up a lab of `nodes` nodes with a K no other lab uses (with
+    /// `PGREPL_LAB_POOLERS` poolers, none by default: lab.sh reads it).
+    pub fn up(nodes: usize) -> Lab {
+        Lab::up_with(nodes, &[])
     }
 
     /// Brings up a lab of `nodes` nodes with a K no other lab uses, with
-    /// `PGREPL_LAB_POOLERS` poolers (none by default).
-    pub fn up(nodes: usize) -> Lab {
-        let poolers = std::env::var("PGREPL_LAB_POOLERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        Lab::up_with(nodes, poolers)
-    }
-
-    /// Brings up a lab of `nodes` nodes and `poolers` poolers.
-    pub fn up_with(nodes: usize, poolers: usize) -> Lab {
+    /// `options` for `lab.sh` (`--sudo`).
+    pub fn up_with(nodes: usize, options: &[&str]) -> Lab {
         assert!(is_root(), "the lab needs root");
         let base = std::env::var("PGREPL_LAB_BASE_K")
             .ok()
@@ -127,15 +135,11 @@ impl Lab {
             let mut reclaimed = false;
             loop {
                 let started = Instant::now();
-                let out = run_lab_sh(&[
-                    "--k",
-                    &k.to_string(),
-                    "--nodes",
-                    &nodes.to_string(),
-                    "--poolers",
-                    &poolers.to_string(),
-                    "up",
-                ]);
+                let (k_text, nodes_text) = (k.to_string(), nodes.to_string());
+                let mut args = vec!["--k", &k_text, "--nodes", &nodes_text];
+                args.extend_from_slice(options);
+                args.push("up");
+                let out = run_lab_sh(&args);
                 let dir = lab_root().join(k.to_string());
                 if out.status.success() {
                     let config = text(&out.stdout).trim().to_string();
@@ -233,8 +237,31 @@ impl Lab {
         format!("/usr/lib/postgresql/{}/bin/{name}", self.major)
     }
 
-    /// `ssh` to node `i` as postgres with the lab's key and strict host key
-    /// checking; add the remote command with `.arg(...)`.
+    /// Whether pgrepl logs in as the administrator and runs everything
+    /// through sudo (`lab.sh --sudo`).
+    pub fn is_sudo(&self) -> bool {
+        self.dir.join("sudo").exists()
+    }
+
+    /// The user the lab's cluster file logs in as: postgres, or the
+    /// administrator `pgadmin` on a sudo lab.
+    pub fn ssh_user(&self) -> &'static str {
+        if self.is_sudo() {
+            "pgadmin"
+        } else {
+            "postgres"
+        }
+    }
+
+    /// On a sudo lab, adds (`true`) or removes node `i`'s sudo rule.
+    pub fn sudo_rule(&self, i: usize, on: bool) {
+        let state = if on { "on" } else { "off" };
+        self.lab_ok(&["sudo-rule", &i.to_string(), state]);
+    }
+
+    /// `ssh` to node `i` as the lab's SSH user (postgres, or pgadmin on a
+    /// sudo lab) with the lab's key and strict host key checking; add the
+    /// remote command with `.arg(...)`.
     pub fn ssh(&self, i: usize) -> Command {
         let mut c = Command::new("ssh");
         c.args([
@@ -253,7 +280,7 @@ impl Lab {
         .arg("-i")
         .arg(self.identity_file())
         .args(["-o", "ConnectTimeout=3"])
-        .arg(format!("postgres@{}", self.host(i)))
+        .arg(format!("{}@{}", self.ssh_user(), self.host(i)))
         .stdin(Stdio::null());
         c
     }

@@ -9,6 +9,7 @@ mod files;
 mod gather;
 mod lock;
 mod service;
+mod sql_bridge;
 
 use std::ffi::OsStr;
 use std::io::Write as _;
