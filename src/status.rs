@@ -124,15 +124,31 @@ fn node_by_host<'a>(obs: &'a Observed, host: &str) -> Option<&'a NodeState> {
     obs.nodes.values().find(|n| n.host == host)
 }
 
+/// A message that begins with the node's name (errors carry it as their
+/// context) without it: status prints the name before each problem.
+fn without_name<'a>(node: &str, message: &'a str) -> &'a str {
+    message
+        .strip_prefix(node)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(message)
+}
+
 fn derive_node(cfg: &Config, obs: &Observed, n: &NodeState) -> NodeStatus {
     let mut st = NodeStatus::new(n);
     st.kind = cfg.nodes.get(&n.name).and_then(|spec| spec.exec.kind());
     if let Some(u) = &n.unreachable {
         st.role = Role::Unreachable;
-        st.problems.push(format!("unreachable: {}", u.message));
+        st.problems.push(format!(
+            "unreachable: {}",
+            without_name(&n.name, &u.message)
+        ));
         return st;
     }
-    st.problems.extend(n.errors.iter().cloned());
+    st.problems.extend(
+        n.errors
+            .iter()
+            .map(|e| without_name(&n.name, e).to_string()),
+    );
     let Some(files) = &n.files else {
         return st;
     };
@@ -553,4 +569,20 @@ fn render_poolers(poolers: &[crate::pooler::PoolerStatus]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_name;
+
+    #[test]
+    fn a_problem_loses_the_node_name_it_begins_with() {
+        assert_eq!(
+            without_name("node2", "node2: cannot connect"),
+            "cannot connect"
+        );
+        assert_eq!(without_name("node2", "cannot connect"), "cannot connect");
+        assert_eq!(without_name("node2", "node22: other"), "node22: other");
+        assert_eq!(without_name("node2", "node2 is down"), "node2 is down");
+    }
 }

@@ -954,6 +954,13 @@ pub(super) fn check_ssh(c: &mut Checker, default: &RawSsh, node: &RawSsh) -> Ssh
         .connect_timeout
         .as_ref()
         .or(default.connect_timeout.as_ref());
+    if let Some(u) = user.filter(|u| !is_exec_name(u.get_ref())) {
+        c.error(
+            u.span(),
+            format!("invalid ssh user {:?}", clip(u.get_ref())),
+            "write the login name: 1 to 64 characters from letters, digits, `_`, `.` and `-`, not starting with `-` or `.` (ssh would read an option)",
+        );
+    }
     Ssh {
         user: user.map_or_else(|| "postgres".to_string(), |u| u.get_ref().clone()),
         port: port.map_or(22, |p| check_port(c, p, "ssh.port")),

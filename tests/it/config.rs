@@ -1095,3 +1095,13 @@ fn exec_names_that_sudo_or_docker_would_misread_are_refused() {
     let e = errors(&with_exec(&format!("exec = {{ sudo = \"{long}\" }}"), ""));
     assert!(e.contains("invalid sudo user"), "{e}");
 }
+
+#[test]
+fn an_ssh_user_that_ssh_would_read_as_an_option_is_an_error() {
+    for bad in ["-oProxyCommand=x", "", "a b", "root@host", ".hidden"] {
+        let e = errors(&with_exec("", "").replace("user = \"admin\"", &format!("user = {bad:?}")));
+        assert!(e.contains("invalid ssh user"), "{bad:?}: {e}");
+        assert!(e.contains(":5:"), "{bad:?} names its line: {e}");
+    }
+    assert!(load(&with_exec("", "").replace("\"admin\"", "\"pg_admin-2.x\"")).is_ok());
+}
