@@ -124,8 +124,9 @@ impl Differ<'_> {
                 DataDir::Initialised => match &seen.server {
                     Some(server) => self.running_node(want, seen, server, want.name == primary),
                     None if files.running => {
-                        let why = seen.errors.first().map_or("", |e| without_node(e, &want.name)).to_string();
-                        self.block(&want.name, format!("PostgreSQL runs but SQL failed: {why}"));
+                        let why = seen.errors.first().map_or("", |e| without_node(e, &want.name));
+                        let hint = no_socket_hint(why, &self.cfg.nodes[&want.name].postgres.socket_dir);
+                        self.block(&want.name, format!("PostgreSQL runs but SQL failed: {why}{hint}"));
                     }
                     None => self.stopped_node(want, seen),
                 },
@@ -167,9 +168,48 @@ impl Differ<'_> {
 }
 
 /// A gather error without the `NODE: ` it starts with (the plan names the node).
+/// When the server runs but its socket is not where the file says: the
+/// usual cause is a server listening in another directory (a build's
+/// default `/tmp`, or a hand-edited `unix_socket_directories`).
+fn no_socket_hint(why: &str, socket_dir: &str) -> String {
+    if why.contains("No such file or directory") {
+        format!(
+            "; the server does not listen in {socket_dir}: add it to unix_socket_directories on the node (or set [postgres] socket_dir to where it listens)"
+        )
+    } else {
+        String::new()
+    }
+}
+
 fn without_node<'a>(error: &'a str, node: &str) -> &'a str {
     error
         .strip_prefix(node)
         .and_then(|e| e.strip_prefix(": "))
         .unwrap_or(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_socket_hint;
+
+    #[test]
+    fn a_missing_socket_names_the_directory_and_the_setting() {
+        let hint = no_socket_hint(
+            "cannot connect to /var/run/postgresql/.s.PGSQL.5432: No such file or directory",
+            "/var/run/postgresql",
+        );
+        assert!(
+            hint.contains("does not listen in /var/run/postgresql"),
+            "{hint}"
+        );
+        assert!(hint.contains("unix_socket_directories"), "{hint}");
+    }
+
+    #[test]
+    fn other_sql_failures_get_no_socket_hint() {
+        assert_eq!(
+            no_socket_hint("peer authentication failed for user", "/run"),
+            ""
+        );
+    }
 }
