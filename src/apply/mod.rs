@@ -82,12 +82,19 @@ impl std::fmt::Display for Locked {
 
 impl std::error::Error for Locked {}
 
+/// The cluster lock's file on `node`: beside the data directory, or, when
+/// PostgreSQL runs in a container, in the SSH user's home on the host (the
+/// lock is held from there: a container's stop must not end it).
 pub fn lock_path(cfg: &Config, node: &crate::config::Node) -> String {
-    format!(
-        "{}/.pgrepl-{}.lock",
-        crate::desired::files_dir(node),
-        cfg.cluster.name
-    )
+    use crate::config::Exec;
+    match &node.exec {
+        Exec::Docker(c) | Exec::Podman(c) => format!(".pgrepl-{}-{c}.lock", cfg.cluster.name),
+        _ => format!(
+            "{}/.pgrepl-{}.lock",
+            crate::desired::files_dir(node),
+            cfg.cluster.name
+        ),
+    }
 }
 
 fn hostname() -> String {

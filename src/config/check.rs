@@ -1135,19 +1135,12 @@ fn check_exec(c: &mut Checker, node: &str, raw: &RawNode, default: &RawPostgres)
         return Exec::Direct;
     };
     let exec = parse_exec(c, value);
-    if let Exec::Docker(name) | Exec::Podman(name) = &exec {
-        let runtime = if matches!(exec, Exec::Docker(_)) {
-            "docker"
-        } else {
-            "podman"
-        };
+    // `[postgres] service` for the other nodes does not reach a container.
+    if let (Exec::Docker(_) | Exec::Podman(_), Some(service)) = (&exec, &raw.postgres.service) {
         c.error(
-            value.span(),
-            format!(
-                "node `{node}`: exec = {{ {runtime} = {:?} }} is not supported yet",
-                clip(name)
-            ),
-            "this version of pgrepl cannot reach PostgreSQL in a container: leave `exec` out (ssh as the user that runs PostgreSQL) or use { sudo = \"postgres\" }",
+            service.span(),
+            format!("node `{node}`: `postgres.service` does not apply to a container"),
+            "the container is the service (docker start, stop, restart): leave `service` out for this node",
         );
     }
     exec

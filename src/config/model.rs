@@ -147,9 +147,9 @@ pub enum Exec {
     Direct,
     /// `sudo -n -u USER`: `ssh.user` is an administrator, USER runs PostgreSQL.
     Sudo(String),
-    /// `docker exec CONTAINER` (not supported yet: `validate` refuses it).
+    /// PostgreSQL in the docker container CONTAINER (`node::remote`).
     Docker(String),
-    /// `podman exec CONTAINER` (not supported yet: `validate` refuses it).
+    /// PostgreSQL in the podman container CONTAINER.
     Podman(String),
 }
 

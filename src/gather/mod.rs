@@ -196,6 +196,10 @@ async fn run_gather(
 
 async fn read_files(cfg: &Config, remote: Node<'_>) -> anyhow::Result<FileFacts> {
     let node = remote.spec;
+    if remote.container().is_some() {
+        // The container's layout, before anything else is believed.
+        remote.check_container().await?;
+    }
     let libraries = crate::desired::preload_libraries(node);
     let joined = libraries.join("\n");
     let extra: &[&str] = if libraries.is_empty() {

@@ -413,6 +413,30 @@ impl Container {
         }
     }
 
+    /// Why pgrepl cannot manage a server whose data directory is
+    /// `data_dir` in this container, if it cannot: the data directory must
+    /// be on a writable volume or bind mount (one-off containers work on it
+    /// while the server is stopped), and so must its parent directory,
+    /// where pgrepl keeps the passfile, its markers and what it sets aside
+    /// (the official image's layout from PostgreSQL 18 on: a volume at
+    /// /var/lib/postgresql, PGDATA below it).
+    pub fn layout_problem(&self, data_dir: &str) -> Option<String> {
+        let dd = data_dir.trim_end_matches('/');
+        if let Err(p) = self.data_dir_mount(dd) {
+            return Some(format!("the data directory {dd} {p}"));
+        }
+        let parent = match dd.rsplit_once('/') {
+            Some(("", _)) | None => "/",
+            Some((p, _)) => p,
+        };
+        match self.mount_of(parent) {
+            Some(m) if !m.read_only && m.source != Source::Tmpfs => None,
+            _ => Some(format!(
+                "the data directory {dd} is the mount point of its volume, and its parent {parent} is in the container's own layer: pgrepl keeps its passfile, its markers and the copies it sets aside beside the data directory, where one-off containers must reach them. Mount the volume one level up instead (`-v VOLUME:{parent}`, with PGDATA={dd} in it), as the official image does from PostgreSQL 18 on (README \"PostgreSQL in containers\" shows how to move an existing volume's data)"
+            )),
+        }
+    }
+
     /// Whether `docker stop` asks for a fast shutdown (SIGINT). With
     /// SIGTERM (docker's default) PostgreSQL waits for its clients to
     /// leave, and docker kills it when its time is up.
@@ -782,6 +806,33 @@ mod tests {
         let nameless = PODMAN.replace(r#""Name": "pgdata", "#, "");
         let err = parse_inspect("pg", &nameless).unwrap_err();
         assert!(err.to_string().contains("has no name"), "{err}");
+    }
+
+    #[test]
+    fn the_data_directorys_parent_must_be_on_a_volume_too() {
+        // ProxPanel's layout (the official image up to 17): the volume at
+        // the data directory itself.
+        let why = proxpanel()
+            .layout_problem("/var/lib/postgresql/data")
+            .expect("refused");
+        assert!(why.contains("mount point of its volume"), "{why}");
+        assert!(why.contains("-v VOLUME:/var/lib/postgresql"), "{why}");
+        // A subdirectory of the volume (PGDATA=/var/lib/postgresql/data/pgdata).
+        assert_eq!(
+            proxpanel().layout_problem("/var/lib/postgresql/data/pgdata"),
+            None
+        );
+        // The official image from 18 on: the volume one level up.
+        let eighteen = PODMAN.replace(
+            r#""Destination": "/var/lib/postgresql/data""#,
+            r#""Destination": "/var/lib/postgresql""#,
+        );
+        let c = parse_inspect("pg", &eighteen).unwrap().unwrap();
+        assert_eq!(c.layout_problem("/var/lib/postgresql/18/docker"), None);
+        assert_eq!(c.layout_problem("/var/lib/postgresql/data/"), None);
+        // Not on a mount at all.
+        let why = c.layout_problem("/srv/pg").expect("refused");
+        assert!(why.contains("on no volume"), "{why}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 
 use super::Node;
-use super::scripts::{KEEP_DIVERGED_WAL, PREPARE_BASE_BACKUP, STOP_ORPHANS};
+use super::scripts::{CONTAINER_ORPHANS, KEEP_DIVERGED_WAL, PREPARE_BASE_BACKUP, STOP_ORPHANS};
 use crate::transport::RemoteOutput;
 
 /// How long a base backup, a rewind or keeping diverged WAL may take.
@@ -41,6 +41,7 @@ impl Node<'_> {
     /// Stops what a killed earlier run left copying into this data
     /// directory, removes its partial copy, and says where a backup goes.
     pub async fn prepare_base_backup(&self, utc_now: &str) -> anyhow::Result<BackupTarget> {
+        self.remove_orphan_containers().await?;
         let dd = self.data_dir();
         let out = self.script(PREPARE_BASE_BACKUP, &[dd, utc_now]).await?;
         Ok(match out.stdout.trim() {
@@ -135,11 +136,36 @@ impl Node<'_> {
     /// Stops a pg_basebackup or pg_rewind a killed earlier run left writing
     /// into this data directory.
     pub async fn stop_orphans(&self) -> anyhow::Result<()> {
+        self.remove_orphan_containers().await?;
         self.run_ok(
             &STOP_ORPHANS.argv(&[self.data_dir()]),
             "stopping what an interrupted run left running",
         )
         .await?;
+        Ok(())
+    }
+
+    /// On a container node, removes the one-off containers an interrupted
+    /// run left working on its volumes (each runs in a PID namespace of
+    /// its own, where `STOP_ORPHANS` cannot see the others).
+    async fn remove_orphan_containers(&self) -> anyhow::Result<()> {
+        let Some((engine, c)) = self.container() else {
+            return Ok(());
+        };
+        let out = self
+            .run_host(
+                &CONTAINER_ORPHANS.argv(&[engine.program(), c]),
+                super::container::CLI_MARGIN,
+            )
+            .await?;
+        if !out.success() {
+            bail!(
+                "{}: removing one-off containers left on {c}'s volumes failed ({}): {}",
+                self.name(),
+                out.exit(),
+                out.stderr.trim()
+            );
+        }
         Ok(())
     }
 

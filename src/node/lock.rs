@@ -206,7 +206,8 @@ impl Node<'_> {
         ]);
         let mut child = self
             .session
-            .spawn(&self.access.command(&argv))
+            // On the SSH host itself: a container's stop must not end it.
+            .spawn(&self.access.host().command(&argv))
             .await
             .with_context(|| format!("{node}: cannot start the lock holder"))?;
         let Some(stdout) = child.take_stdout() else {

@@ -89,6 +89,50 @@ impl<'a> Node<'a> {
         Ok(out)
     }
 
+    /// Runs `argv` on the SSH host itself, as `[ssh].user`, whatever the
+    /// node's way in to PostgreSQL: a container's lifecycle and logs, the
+    /// cluster lock. On other nodes, the same as `run_with_stdin`.
+    pub async fn run_host<S: AsRef<str>>(
+        &self,
+        argv: &[S],
+        limit: Duration,
+    ) -> anyhow::Result<RemoteOutput> {
+        let host = self.access.host();
+        let command = host.command(argv);
+        let out = self.session.run(&command, None, limit, |_| {}).await?;
+        if let Some(said) = host.refusal(&out) {
+            return Err(AccessRefused::new(self.spec, host, &command.program, said).into());
+        }
+        Ok(out)
+    }
+
+    /// The engine and container, when PostgreSQL runs in one.
+    pub fn container(&self) -> Option<(container::Engine, &'a str)> {
+        self.access.container()
+    }
+
+    /// On a container node: that the container exists and that pgrepl can
+    /// work on its data directory (`container::Container::layout_problem`),
+    /// else an error naming the node and what to change.
+    pub async fn check_container(&self) -> anyhow::Result<()> {
+        let Some((engine, c)) = self.container() else {
+            return Ok(());
+        };
+        let out = self
+            .run_host(&container::inspect(engine, c), container::CLI_MARGIN)
+            .await?;
+        let found = container::parse_inspect(c, &out.stdout)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}: {}", self.name(), out.stderr.trim()))?;
+        let Some(found) = found else {
+            let said = format!("pgrepl-container: No such container: {c}");
+            return Err(AccessRefused::new(self.spec, self.access, c, said).into());
+        };
+        if let Some(why) = found.layout_problem(&self.spec.postgres.data_dir) {
+            bail!("{}: container {c}: {why}", self.name());
+        }
+        Ok(())
+    }
+
     /// An error when `out` is the way in refusing to run `program` (sudo
     /// without a rule), not `program`'s own output.
     fn refused(&self, program: &str, out: &RemoteOutput) -> anyhow::Result<()> {

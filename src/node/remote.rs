@@ -4,17 +4,22 @@
 //! interpreted.
 //!
 //! `Access` is where the ways in slot in (SSH as the user that runs
-//! PostgreSQL, SSH + `sudo -n -u USER`, later SSH + `docker exec
-//! CONTAINER`): each wraps the argument vector before it is quoted (`wrap`),
-//! and nothing above this module changes. A variant that needs data (a user
-//! name) borrows it from the cluster file, so that `Access`, and `Node` with
-//! it, stay `Copy`.
+//! PostgreSQL, SSH + `sudo -n -u USER`, SSH + a container engine): each
+//! wraps the argument vector before it is quoted (`wrap`), and nothing
+//! above this module changes. A variant that needs data (a user name, a
+//! container) borrows it from the cluster file, so that `Access`, and
+//! `Node` with it, stay `Copy`.
 
 use std::fmt;
 
-use super::scripts::{SUDO_HOME, script_name};
+use super::container::Engine;
+use super::scripts::{CONTAINER, SUDO_HOME, script_name};
 use crate::config::{self, Exec};
 use crate::transport::{RemoteCommand, RemoteOutput};
+
+/// The user that runs PostgreSQL inside a container: the official image's
+/// (uid 999), which its entrypoint drops to.
+pub const CONTAINER_USER: &str = "postgres";
 
 /// How commands run on a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,9 +30,12 @@ pub enum Access<'a> {
     /// SSH as an administrator, then `sudo -n -H -u USER`: every command
     /// runs as USER, from USER's home, with its stdin passed through.
     Sudo(&'a str),
-    /// A kind of node this version cannot reach (`validate` refuses it, so
-    /// no checked file gets here): every command fails and says so.
-    Unsupported(&'a Exec),
+    /// SSH as a user of the container engine, then the command as
+    /// `CONTAINER_USER` in the container (`exec`) when it runs, else in a
+    /// one-off container of its image on its volumes (`scripts::CONTAINER`).
+    /// The container's lifecycle is the server's service; it and the lock
+    /// run on the SSH host itself (`host`).
+    Container { engine: Engine, name: &'a str },
 }
 
 impl<'a> Access<'a> {
@@ -36,7 +44,31 @@ impl<'a> Access<'a> {
         match &node.exec {
             Exec::Direct => Access::Direct,
             Exec::Sudo(user) => Access::Sudo(user),
-            other => Access::Unsupported(other),
+            Exec::Docker(name) => Access::Container {
+                engine: Engine::Docker,
+                name,
+            },
+            Exec::Podman(name) => Access::Container {
+                engine: Engine::Podman,
+                name,
+            },
+        }
+    }
+
+    /// The way to the SSH host itself, for what runs beside the server
+    /// rather than as it: a container's lifecycle, the cluster lock.
+    pub fn host(&self) -> Access<'a> {
+        match self {
+            Access::Container { .. } => Access::Direct,
+            other => *other,
+        }
+    }
+
+    /// The container, when PostgreSQL runs in one.
+    pub fn container(&self) -> Option<(Engine, &'a str)> {
+        match *self {
+            Access::Container { engine, name } => Some((engine, name)),
+            _ => None,
         }
     }
 
@@ -52,8 +84,11 @@ impl<'a> Access<'a> {
                 .into_iter()
                 .chain(SUDO_HOME.argv(&argv.collect::<Vec<_>>()))
                 .collect(),
-            // Never run: `refusal` reports every command as refused.
-            Access::Unsupported(_) => vec!["false"],
+            Access::Container { engine, name } => {
+                let mut args = vec![engine.program(), name, CONTAINER_USER];
+                args.extend(argv);
+                CONTAINER.argv(&args)
+            }
         }
     }
 
@@ -71,18 +106,21 @@ impl<'a> Access<'a> {
         match *self {
             Access::Direct => SqlRoute::ForwardedSocket,
             Access::Sudo(user) => SqlRoute::Bridge { user },
-            Access::Unsupported(exec) => SqlRoute::Unsupported(exec),
+            Access::Container { .. } => SqlRoute::Bridge {
+                user: CONTAINER_USER,
+            },
         }
     }
 
     /// Whether `out`, the output of a command run this way, is the way in
-    /// refusing to run it (sudo without a rule) rather than the command's
-    /// own failure: what it said, for the operator.
+    /// refusing to run it (sudo without a rule, a container that does not
+    /// exist or an engine the SSH user may not use) rather than the
+    /// command's own failure: what it said, for the operator.
     pub fn refusal(&self, out: &RemoteOutput) -> Option<String> {
         match self {
             Access::Direct => None,
             Access::Sudo(_) => sudo_refusal(out),
-            Access::Unsupported(exec) => Some(unsupported(exec)),
+            Access::Container { engine, .. } => container_refusal(*engine, out),
         }
     }
 }
@@ -102,16 +140,25 @@ pub enum SqlRoute<'a> {
     /// A bridge run as `user` (`scripts::SQL_BRIDGE`) relays the socket over
     /// its stdio; peer authentication sees `user`.
     Bridge { user: &'a str },
-    /// None: the node's kind is not supported.
-    Unsupported(&'a Exec),
 }
 
-/// What a node of a kind this version cannot reach says instead of running.
-pub fn unsupported(exec: &Exec) -> String {
-    format!(
-        "pgrepl: exec `{}` is not supported by this version",
-        exec.kind().unwrap_or_default()
-    )
+/// What the container engine says when it cannot run a command at all:
+/// the wrapper's own line (the container cannot be inspected), the engine's
+/// daemon out of reach, or no engine (exit 127).
+fn container_refusal(engine: Engine, out: &RemoteOutput) -> Option<String> {
+    let lines = || out.stderr.lines().map(str::trim);
+    let found = match out.code {
+        Some(125) => lines().find(|l| l.starts_with("pgrepl-container:")),
+        Some(127) => {
+            let p = engine.program();
+            lines().find(|l| {
+                l.ends_with(&format!("{p}: not found"))
+                    || l.ends_with(&format!("{p}: command not found"))
+            })
+        }
+        _ => None,
+    };
+    found.map(String::from)
 }
 
 /// What sudo says when it refuses to run a command (sudo 1.9; `-n` turns
@@ -151,8 +198,9 @@ fn sudo_refusal(out: &RemoteOutput) -> Option<String> {
     found.map(String::from)
 }
 
-/// The way in refused to run a command on a node: sudo has no rule for it,
-/// or is missing. It repeats until the node's configuration changes.
+/// The way in refused to run a command on a node: sudo has no rule for it
+/// or is missing, or the container engine cannot reach the container. It
+/// repeats until the node's configuration changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRefused {
     pub node: String,
@@ -163,6 +211,8 @@ pub struct AccessRefused {
     /// `[ssh].user` and the sudo user, for the rule to add.
     pub ssh_user: String,
     pub run_as: String,
+    /// The engine and container, on a container node.
+    pub container: Option<(Engine, String)>,
 }
 
 impl AccessRefused {
@@ -174,8 +224,10 @@ impl AccessRefused {
             ssh_user: node.ssh.user.clone(),
             run_as: match access {
                 Access::Sudo(user) => user.to_string(),
-                _ => node.ssh.user.clone(),
+                Access::Container { .. } => CONTAINER_USER.to_string(),
+                Access::Direct => node.ssh.user.clone(),
             },
+            container: access.container().map(|(e, c)| (e, c.to_string())),
         }
     }
 }
@@ -188,15 +240,32 @@ impl fmt::Display for AccessRefused {
             said,
             ssh_user,
             run_as,
+            container,
         } = self;
+        if let Some((engine, c)) = container {
+            let said = said.strip_prefix("pgrepl-container: ").unwrap_or(said);
+            if said.contains("No such container") || said.contains("no such container") {
+                return write!(
+                    f,
+                    "{node}: container {c} does not exist ({engine} on {node}); pgrepl does not create containers: create it from the primary's image, with its data directory's parent on a volume (e.g. `{engine} create --name {c} --network host -v VOLUME:/var/lib/postgresql IMAGE`), then plan again"
+                );
+            }
+            if said.ends_with("not found") {
+                return write!(
+                    f,
+                    "{node}: cannot run `{program}` in container {c}: {engine} is not installed for {ssh_user} ({said}); install it on {node} or fix `exec`"
+                );
+            }
+            return write!(
+                f,
+                "{node}: cannot run `{program}` in container {c} ({said}); check that {ssh_user} may use {engine} on {node} (e.g. is in the group `{engine}`)"
+            );
+        }
         if said.contains("not found") {
             return write!(
                 f,
                 "{node}: cannot run `{program}` as {run_as}: sudo is not installed ({said}); install it on {node}, with a rule `{ssh_user} ALL=({run_as}) NOPASSWD: ALL` in /etc/sudoers.d/"
             );
-        }
-        if said.starts_with("pgrepl:") {
-            return write!(f, "{node}: cannot run `{program}`: {said}");
         }
         write!(
             f,
@@ -390,6 +459,197 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&out), "/\n");
     }
 
+    /// A fake `docker` first in PATH: `container inspect` answers from
+    /// $FAKE_STATE (`running`, `stopped`, or anything else: no such
+    /// container); `exec` and `run` print their own arguments, NUL-separated,
+    /// then the stdin they got, so a test sees exactly what would run.
+    fn through_container(
+        argv: &[&str],
+        state: &str,
+        stdin: &[u8],
+    ) -> (Option<i32>, String, String) {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let docker = dir.path().join("docker");
+        std::fs::write(
+            &docker,
+            r#"#!/bin/sh
+case $1 in
+container)
+  [ "$2 $3 $5" = "inspect -f --" ] || { echo "bad inspect: $*" >&2; exit 9; }
+  case $FAKE_STATE in
+    running) echo "true sha256:abc" ;;
+    stopped) echo "false sha256:abc" ;;
+    *) echo "[]"; echo "Error: No such container: $6" >&2; exit 1 ;;
+  esac ;;
+exec|run) printf '%s\0' "$@"; printf 'stdin:'; cat ;;
+*) echo "unexpected: $*" >&2; exit 9 ;;
+esac
+"#,
+        )
+        .expect("write fake docker");
+        std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path = format!(
+            "{}:{}",
+            dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let access = Access::Container {
+            engine: Engine::Docker,
+            name: "pg-node1",
+        };
+        let line = access.command(argv).line;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .env("PATH", path)
+            .env("FAKE_STATE", state)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("feed stdin");
+        let out = child.wait_with_output().expect("sh");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn args_of(stdout: &str) -> (Vec<&str>, &str) {
+        let (args, stdin) = stdout.rsplit_once("stdin:").expect("stdin marker");
+        (args.split('\0').filter(|a| !a.is_empty()).collect(), stdin)
+    }
+
+    #[test]
+    fn a_running_container_runs_the_command_by_exec_as_postgres() {
+        let (code, out, err) = through_container(
+            &["pg_ctl", "status", "-D", "/data dir"],
+            "running",
+            b"secret\n",
+        );
+        assert_eq!(code, Some(0), "{err}");
+        let (args, stdin) = args_of(&out);
+        assert_eq!(
+            args,
+            [
+                "exec",
+                "-i",
+                "-u",
+                "postgres",
+                "--",
+                "pg-node1",
+                "pg_ctl",
+                "status",
+                "-D",
+                "/data dir"
+            ]
+        );
+        assert_eq!(stdin, "secret\n", "stdin passes through, never argv");
+    }
+
+    #[test]
+    fn a_stopped_container_runs_the_command_in_a_one_off_on_its_volumes() {
+        let (code, out, err) = through_container(&["pg_rewind", "-D", "/d"], "stopped", b"");
+        assert_eq!(code, Some(0), "{err}");
+        let (args, _) = args_of(&out);
+        assert_eq!(
+            args,
+            [
+                "run",
+                "--rm",
+                "-i",
+                "--pull",
+                "never",
+                "--network",
+                "host",
+                "-u",
+                "postgres",
+                "--volumes-from",
+                "pg-node1",
+                "--label",
+                "pgrepl.offline-for=pg-node1",
+                "-e",
+                "PGREPL_OFFLINE=1",
+                "--entrypoint",
+                "pg_rewind",
+                "--",
+                "sha256:abc",
+                "-D",
+                "/d"
+            ]
+        );
+    }
+
+    #[test]
+    fn hostile_arguments_reach_the_container_intact() {
+        let mut argv = vec!["printf"];
+        argv.extend(HOSTILE);
+        for state in ["running", "stopped"] {
+            let (code, out, err) = through_container(&argv, state, b"");
+            assert_eq!(code, Some(0), "{err}");
+            let (args, _) = args_of(&out);
+            assert!(args.ends_with(&HOSTILE[..]), "{state}: {args:?}");
+        }
+        assert!(!std::path::Path::new("/tmp/pgrepl-pwned").exists());
+    }
+
+    #[test]
+    fn a_missing_container_is_a_refusal_naming_it() {
+        let access = Access::Container {
+            engine: Engine::Docker,
+            name: "pg-node1",
+        };
+        let (code, out, err) = through_container(&["true"], "absent", b"");
+        assert_eq!(code, Some(125), "{out}{err}");
+        let said = access
+            .refusal(&RemoteOutput {
+                code,
+                stdout: out,
+                stderr: err,
+            })
+            .expect("a refusal");
+        let e = AccessRefused {
+            node: "db2".into(),
+            program: "pgrepl-gather".into(),
+            said,
+            ssh_user: "admin".into(),
+            run_as: "postgres".into(),
+            container: Some((Engine::Docker, "pg-node1".into())),
+        };
+        let text = e.to_string();
+        for needle in [
+            "db2",
+            "container pg-node1 does not exist",
+            "pgrepl does not create containers",
+            "docker create --name pg-node1",
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+        // The command's own failures are not the engine refusing.
+        assert_eq!(
+            access.refusal(&output(1, "pg_ctl: no server running")),
+            None
+        );
+        assert_eq!(
+            access.refusal(&output(125, "docker: Error response from daemon")),
+            None
+        );
+        assert!(
+            access
+                .refusal(&output(127, "sh: 1: docker: not found"))
+                .is_some()
+        );
+    }
+
     fn output(code: i32, stderr: &str) -> RemoteOutput {
         RemoteOutput {
             code: Some(code),
@@ -448,6 +708,7 @@ mod tests {
             said: "sudo: a password is required".into(),
             ssh_user: "admin".into(),
             run_as: "postgres".into(),
+            container: None,
         };
         let text = e.to_string();
         for needle in [

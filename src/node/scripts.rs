@@ -200,6 +200,27 @@ pub const SUDO_HOME: Script = Script {
     text: include_str!("scripts/sudo_home.sh"),
 };
 
+/// `ENGINE CONTAINER USER COMMAND [ARGS...]`, run on the SSH host: COMMAND
+/// as USER in the running container (`ENGINE exec -i`), else in a one-off
+/// container of its image with its mounts (`ENGINE run --rm -i
+/// --volumes-from`), `PGREPL_OFFLINE=1` set, labelled
+/// `pgrepl.offline-for=CONTAINER` (`node::remote`, `Access::Container`).
+/// Exit 125 with a line `pgrepl-container: ...` when the engine cannot
+/// inspect the container (it does not exist, or the SSH user may not use
+/// the engine).
+pub const CONTAINER: Script = Script {
+    name: "pgrepl-container",
+    text: include_str!("scripts/container.sh"),
+};
+
+/// `ENGINE CONTAINER`, run on the SSH host: removes the one-off containers
+/// an interrupted run left working on CONTAINER's volumes (by their label),
+/// the container counterpart of `STOP_ORPHANS`.
+pub const CONTAINER_ORPHANS: Script = Script {
+    name: "pgrepl-container-orphans",
+    text: include_str!("scripts/container_orphans.sh"),
+};
+
 /// The SQL bridge, a Perl program (perl-base is Essential in Debian, and
 /// the official postgres image has it): `perl -e BRIDGE -- SOCKET` relays
 /// its stdin and stdout to PostgreSQL's Unix socket SOCKET until either
@@ -209,7 +230,7 @@ pub const SUDO_HOME: Script = Script {
 pub const SQL_BRIDGE: &str = include_str!("scripts/sql_bridge.pl");
 
 /// Every script, for the tests.
-pub const ALL: [Script; 12] = [
+pub const ALL: [Script; 14] = [
     GATHER,
     LOCK,
     AUTO_CONF_OFFLINE,
@@ -222,6 +243,8 @@ pub const ALL: [Script; 12] = [
     KEEP_DIVERGED_WAL,
     REMOVE_CLUSTER_FILES,
     SUDO_HOME,
+    CONTAINER,
+    CONTAINER_ORPHANS,
 ];
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use super::Node;
 use super::scripts::{PG_CTL, STATUS};
+use super::{Node, container};
 use crate::config::Service;
 use crate::observed::ControlData;
 
@@ -70,12 +70,34 @@ impl Node<'_> {
         format!("{parent}/pgrepl-postgresql.log")
     }
 
+    /// Where the server's log is, for messages: pgrepl's pg_ctl log, or a
+    /// container's own (`docker logs`).
+    pub fn log_name(&self) -> String {
+        match self.container() {
+            Some((engine, c)) => format!("`{engine} logs {c}`"),
+            None => self.log_file(),
+        }
+    }
+
     /// The last `lines` lines of the server's log (empty if unreadable).
     pub async fn tail_log(&self, lines: u32) -> String {
-        self.run(&["tail", "-n", &lines.to_string(), &self.log_file()])
-            .await
-            .map(|o| o.stdout)
-            .unwrap_or_default()
+        let n = lines.to_string();
+        match self.container() {
+            // The server logs to the container's stderr.
+            Some((engine, c)) => self
+                .run_host(
+                    &[engine.program(), "logs", "--tail", &n, "--", c],
+                    container::CLI_MARGIN,
+                )
+                .await
+                .map(|o| format!("{}{}", o.stdout, o.stderr))
+                .unwrap_or_default(),
+            None => self
+                .run(&["tail", "-n", &n, &self.log_file()])
+                .await
+                .map(|o| o.stdout)
+                .unwrap_or_default(),
+        }
     }
 
     pub async fn status(&self) -> anyhow::Result<ServerStatus> {
@@ -132,6 +154,9 @@ impl Node<'_> {
     /// second): pgrepl tries a connection every 20 ms instead, and returns
     /// once the server accepts it (a hot standby: once it is consistent).
     async fn control(&self, verb: Verb) -> anyhow::Result<String> {
+        if let Some((engine, c)) = self.container() {
+            return self.control_container(engine, c, verb).await;
+        }
         let pg = &self.spec.postgres;
         let wait = PG_CTL_WAIT_S.to_string();
         let log = self.log_file();
@@ -160,9 +185,55 @@ impl Node<'_> {
         Ok(format!("{verb} ({how})"))
     }
 
+    /// The container is the service: `docker start|stop|restart` on the
+    /// SSH host (a stop gives the server `container::STOP_TIMEOUT_S` to
+    /// shut down), then, unless stopping, a wait for connections.
+    async fn control_container(
+        &self,
+        engine: container::Engine,
+        c: &str,
+        verb: Verb,
+    ) -> anyhow::Result<String> {
+        let action = match verb {
+            Verb::Start => container::Lifecycle::Start,
+            Verb::Stop => container::Lifecycle::Stop,
+            Verb::Restart => container::Lifecycle::Restart,
+        };
+        let inv = container::lifecycle(engine, action, c);
+        let out = self.run_host(&inv.argv, inv.limit).await?;
+        let mut failure = (!out.success()).then(|| {
+            format!(
+                "{}: {engine} {verb} {c} failed ({}): {}",
+                self.name(),
+                out.exit(),
+                out.stderr.trim()
+            )
+        });
+        if failure.is_none() && verb != Verb::Stop {
+            failure = self.wait_accepting().await.err().map(|e| format!("{e:#}"));
+        }
+        if let Some(failure) = failure {
+            let tail = self.tail_log(15).await;
+            bail!(
+                "{failure}{}",
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!("\nlast lines of {}:\n{tail}", self.log_name())
+                }
+            );
+        }
+        Ok(format!("{verb} ({engine} {verb} {c})"))
+    }
+
     /// Starts the server once with `options` (`-c name=value ...`), which
     /// a systemd unit cannot pass; `shown` says them for messages.
     pub async fn start_once(&self, options: &str, shown: &str) -> anyhow::Result<()> {
+        if let Some((engine, c)) = self.container() {
+            bail!(
+                "container {c} cannot start its server once with other values ({engine} start passes none)"
+            )
+        }
         let pg = &self.spec.postgres;
         let wait = PG_CTL_WAIT_S.to_string();
         let log = self.log_file();
@@ -223,7 +294,7 @@ impl Node<'_> {
                 if tail.is_empty() {
                     String::new()
                 } else {
-                    format!("\nlast lines of {}:\n{tail}", self.log_file())
+                    format!("\nlast lines of {}:\n{tail}", self.log_name())
                 }
             );
         }
@@ -302,7 +373,7 @@ impl Node<'_> {
         bail!(
             "the standby did not stream within {}s ({last}); last lines of {}:\n{tail}",
             STREAM_WAIT.as_secs(),
-            self.log_file()
+            self.log_name()
         )
     }
 }

@@ -1048,13 +1048,32 @@ fn exec_comes_from_the_node_then_postgres_then_direct() {
     assert_eq!(cfg.nodes["db1"].exec.kind(), None);
 }
 
+#[test]
+fn exec_in_a_container_names_the_engine_and_the_container() {
+    use config::Exec;
+    let cfg = load(&with_exec("", "exec = { docker = \"proxpanel-db\" }")).expect("valid");
+    assert_eq!(cfg.nodes["db2"].exec, Exec::Docker("proxpanel-db".into()));
+    assert_eq!(
+        cfg.nodes["db2"].exec.kind().as_deref(),
+        Some("docker proxpanel-db")
+    );
+    assert_eq!(cfg.nodes["db1"].exec, Exec::Direct);
+    let cfg = load(&with_exec("exec = { podman = \"pg\" }", "")).expect("valid");
+    assert_eq!(cfg.nodes["db1"].exec, Exec::Podman("pg".into()));
+    // `[postgres] service` for the other nodes does not reach a container.
+    let cfg = load(&with_exec(
+        "service = { systemd = \"postgresql@15-main\" }",
+        "exec = { docker = \"pg\" }",
+    ))
+    .expect("valid");
+    assert_eq!(cfg.nodes["db2"].exec, Exec::Docker("pg".into()));
+}
 rule!(
-    exec_docker_is_refused_naming_the_node,
-    with_exec("", "exec = { docker = \"proxpanel-db\" }")
-);
-rule!(
-    exec_podman_in_postgres_is_refused_for_every_node,
-    with_exec("exec = { podman = \"pg\" }", "")
+    a_service_for_a_container_node_is_refused,
+    with_exec(
+        "",
+        "exec = { docker = \"pg\" }\n[nodes.db2.postgres]\nservice = \"pg_ctl\""
+    )
 );
 rule!(
     exec_set_twice_for_a_node,

@@ -72,6 +72,9 @@ if [ -f "$D/PG_VERSION" ]; then
   [ -e "$D/recovery.signal" ] && echo "recovery_signal 1"
   live=0; pid=
   [ -f "$D/postmaster.pid" ] && read -r pid 2>/dev/null <"$D/postmaster.pid"
+  # In a one-off container (PGREPL_OFFLINE=1, the node's own is stopped)
+  # the pid names a process of this container, never the server.
+  [ "${PGREPL_OFFLINE-}" = 1 ] && pid=
   case $pid in ''|*[!0-9]*) ;; *) kill -0 "$pid" 2>/dev/null && live=1 ;; esac
   echo "postmaster_live $live"
   h1=; h2=

@@ -21,7 +21,7 @@ pub use read::{ServerFiles, ServerQuery};
 use row::At;
 
 use super::Node;
-use super::remote::{SqlRoute, unsupported};
+use super::remote::SqlRoute;
 use crate::observed::Lsn;
 use crate::quote::{setting_name, sql_ident, sql_literal};
 
@@ -66,7 +66,6 @@ impl Node<'_> {
         let client = match self.access.sql_route() {
             SqlRoute::ForwardedSocket => self.session.pg_client(pg.port, &pg.socket_dir).await?,
             SqlRoute::Bridge { user } => self.sql_bridge(user).await?,
-            SqlRoute::Unsupported(exec) => bail!("{}: {}", self.name(), unsupported(exec)),
         };
         Ok(Sql {
             client,
