@@ -422,17 +422,26 @@ impl Container {
     /// /var/lib/postgresql, PGDATA below it).
     pub fn layout_problem(&self, data_dir: &str) -> Option<String> {
         let dd = data_dir.trim_end_matches('/');
-        if let Err(p) = self.data_dir_mount(dd) {
-            return Some(format!("the data directory {dd} {p}"));
-        }
+        let mount = match self.data_dir_mount(dd) {
+            Ok(m) => m,
+            Err(p) => return Some(format!("the data directory {dd} {p}")),
+        };
         let parent = match dd.rsplit_once('/') {
             Some(("", _)) | None => "/",
             Some((p, _)) => p,
         };
+        let layout = format!(
+            "put it in a subdirectory of a volume instead: keep the volume and set PGDATA to a directory in it (e.g. PGDATA={dd}/pgdata, as the official image's documentation shows), or mount the volume at {parent} with PGDATA below it (the official image's layout from PostgreSQL 18 on); README \"PostgreSQL in containers\" shows how to move an existing volume's data"
+        );
+        if mount.destination.trim_end_matches('/') == dd {
+            return Some(format!(
+                "the data directory {dd} is the mount point of its volume: pgrepl sets a data directory aside and builds a new one beside it (a re-base), and keeps its passfile and markers beside it, none of which a mount point allows; {layout}"
+            ));
+        }
         match self.mount_of(parent) {
             Some(m) if !m.read_only && m.source != Source::Tmpfs => None,
             _ => Some(format!(
-                "the data directory {dd} is the mount point of its volume, and its parent {parent} is in the container's own layer: pgrepl keeps its passfile, its markers and the copies it sets aside beside the data directory, where one-off containers must reach them. Mount the volume one level up instead (`-v VOLUME:{parent}`, with PGDATA={dd} in it), as the official image does from PostgreSQL 18 on (README \"PostgreSQL in containers\" shows how to move an existing volume's data)"
+                "the parent {parent} of the data directory {dd} is on no writable volume, where pgrepl keeps its passfile and markers; {layout}"
             )),
         }
     }
@@ -809,14 +818,14 @@ mod tests {
     }
 
     #[test]
-    fn the_data_directorys_parent_must_be_on_a_volume_too() {
+    fn the_data_directory_must_be_below_a_volume_not_its_mount_point() {
         // ProxPanel's layout (the official image up to 17): the volume at
         // the data directory itself.
         let why = proxpanel()
             .layout_problem("/var/lib/postgresql/data")
             .expect("refused");
         assert!(why.contains("mount point of its volume"), "{why}");
-        assert!(why.contains("-v VOLUME:/var/lib/postgresql"), "{why}");
+        assert!(why.contains("PGDATA=/var/lib/postgresql/data/pgdata"), "{why}");
         // A subdirectory of the volume (PGDATA=/var/lib/postgresql/data/pgdata).
         assert_eq!(
             proxpanel().layout_problem("/var/lib/postgresql/data/pgdata"),

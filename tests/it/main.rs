@@ -19,6 +19,7 @@ mod planfile;
 mod poolers;
 mod status;
 mod structure;
+mod docker;
 mod sudo;
 mod support;
 mod switchover;

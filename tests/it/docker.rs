@@ -1,0 +1,272 @@
+//! PostgreSQL in containers, on real nodes (`lab.sh --runtime docker`): each
+//! node runs a dockerd of its own; PostgreSQL runs in the container
+//! `pg-nodeI` (the official image's layout from PostgreSQL 18 on: a volume at
+//! /var/lib/postgresql, the data directory below it), and pgrepl logs in as
+//! `pgdocker`, a member of the group docker (`exec = { docker = "pg-nodeI" }`).
+//! Converge from a running primary container and created containers on
+//! empty volumes, drift repair, switchover under writes, failover with a
+//! re-base by pg_rewind, a re-base by base backup, and a container that does
+//! not exist; after each run no one-off container is left.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::lab::Lab;
+use crate::support::{
+    apply_ok, kept_old_data_dirs, pgrepl, plan_is_empty, sender_of, set_primary, text, wait_for,
+};
+use crate::switchover::{ids_on, writer};
+
+/// `docker ARGS` on node `i`'s dockerd; its stdout, trimmed (must succeed).
+fn docker(lab: &Lab, i: usize, args: &[&str]) -> String {
+    let out = lab.docker(i, args);
+    assert!(out.status.success(), "docker {args:?} on node{i}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn state(lab: &Lab, i: usize) -> String {
+    docker(lab, i, &["inspect", "-f", "{{.State.Status}}", &lab.container(i)])
+}
+
+/// No one-off container of pgrepl's is left on any node (they are
+/// `--rm`, and each ends with its command).
+#[track_caller]
+fn no_one_off_left(lab: &Lab) {
+    for i in 1..=lab.nodes() {
+        let label = format!("label=pgrepl.offline-for={}", lab.container(i));
+        let mut left = String::new();
+        wait_for("one-off containers to go", Duration::from_secs(10), || {
+            left = docker(lab, i, &["ps", "-aq", "--filter", &label]);
+            left.is_empty()
+        });
+    }
+}
+
+/// The uid, gid and mode of `path` on node `i`, as the container sees it.
+fn owner_and_mode(lab: &Lab, i: usize, path: &str) -> String {
+    let out = lab.exec(i, &["stat", "-c", "%u:%g %a", path]);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn passfile(lab: &Lab) -> String {
+    let dd = lab.data_dir();
+    let parent = dd.rsplit_once('/').expect("a parent").0;
+    format!("{parent}/.pgrepl-lab{}.pgpass", lab.k())
+}
+
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_docker_cluster_converges_from_empty_volumes_and_its_drift_is_repaired() {
+    let lab = Lab::for_docker_test(
+        "a_docker_cluster_converges_from_empty_volumes_and_its_drift_is_repaired",
+        3,
+    );
+    assert!(lab.is_docker());
+    assert_eq!(state(&lab, 1), "running");
+    assert_eq!(state(&lab, 2), "created");
+    let plan = text(&pgrepl(&lab, &["plan"]));
+    for i in 1..=3 {
+        assert!(
+            plan.contains(&format!("docker pg-node{i})")),
+            "node{i}'s kind: {plan}"
+        );
+    }
+    let out = text(&apply_ok(&lab, &[]));
+    assert!(out.contains("docker start pg-node2"), "{out}");
+    let h1 = lab.host(1);
+    for i in [2, 3] {
+        assert_eq!(state(&lab, i), "running");
+        assert_eq!(sender_of(&lab, i), format!("{h1}:streaming"));
+        // Written by the container's postgres (uid 999): no chown, ever.
+        assert_eq!(owner_and_mode(&lab, i, &lab.data_dir()), "999:999 700");
+        assert_eq!(owner_and_mode(&lab, i, &passfile(&lab)), "999:999 600");
+    }
+    assert_eq!(lab.sql(3, "SELECT count(*) >= 1000 FROM lab_data"), "t");
+    let status = pgrepl(&lab, &["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    assert!(
+        text(&status).contains("node2 (docker pg-node2)"),
+        "{}",
+        text(&status)
+    );
+    plan_is_empty(&lab);
+    no_one_off_left(&lab);
+
+    // Drift on a standby and on the primary, repaired; a setting that needs
+    // a restart restarts the container.
+    lab.sql(2, "ALTER SYSTEM SET wal_keep_size = '0'");
+    lab.sql(2, "SELECT pg_reload_conf()");
+    lab.sql(1, "ALTER ROLE replicator VALID UNTIL '2000-01-01'");
+    let drift = pgrepl(&lab, &["plan", "--detailed-exitcode"]);
+    assert_eq!(drift.status.code(), Some(2), "{}", text(&drift));
+    for needle in ["node2.setting.wal_keep_size", "role.replicator"] {
+        assert!(text(&drift).contains(needle), "{needle}: {}", text(&drift));
+    }
+    apply_ok(&lab, &[]);
+    assert_eq!(lab.sql(2, "SHOW wal_keep_size"), "256MB");
+    plan_is_empty(&lab);
+
+    // A stopped standby container is started again.
+    lab.stop(3);
+    assert_eq!(state(&lab, 3), "exited");
+    let out = text(&apply_ok(&lab, &[]));
+    assert!(out.contains("docker start pg-node3"), "{out}");
+    assert_eq!(sender_of(&lab, 3), format!("{h1}:streaming"));
+    plan_is_empty(&lab);
+    no_one_off_left(&lab);
+}
+
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_docker_switchover_under_writes_loses_no_committed_row() {
+    let lab = Lab::for_docker_test("a_docker_switchover_under_writes_loses_no_committed_row", 3);
+    apply_ok(&lab, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let committed = std::thread::scope(|s| {
+        let w = s.spawn(|| writer(&lab, stop.clone()));
+        /// Stops the writer even when an assertion fails.
+        struct StopOnDrop(Arc<AtomicBool>);
+        impl Drop for StopOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _guard = StopOnDrop(stop.clone());
+        std::thread::sleep(Duration::from_millis(500));
+        set_primary(&lab, "node2");
+        let out = text(&apply_ok(&lab, &[]));
+        assert!(out.contains("switchover"), "{out}");
+        assert!(out.contains("docker stop"), "{out}");
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::SeqCst);
+        w.join().expect("writer")
+    });
+    assert!(committed.len() >= 5, "only {} rows written", committed.len());
+    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "f");
+    let h2 = lab.host(2);
+    wait_for(
+        "node1 and node3 to stream from node2",
+        Duration::from_secs(20),
+        || {
+            sender_of(&lab, 1) == format!("{h2}:streaming")
+                && sender_of(&lab, 3) == format!("{h2}:streaming")
+        },
+    );
+    let on_new = ids_on(&lab, 2);
+    let lost: Vec<&i64> = committed.iter().filter(|id| !on_new.contains(id)).collect();
+    assert!(lost.is_empty(), "committed rows lost: {lost:?}");
+    plan_is_empty(&lab);
+    no_one_off_left(&lab);
+}
+
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_docker_failover_then_rebases_by_pg_rewind_and_by_base_backup() {
+    let lab = Lab::for_docker_test(
+        "a_docker_failover_then_rebases_by_pg_rewind_and_by_base_backup",
+        3,
+    );
+    apply_ok(&lab, &[]);
+    // Failover: node1 cut, node2 promoted; node1 writes on alone.
+    lab.cut(1);
+    set_primary(&lab, "node2");
+    apply_ok(&lab, &["--force"]);
+    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "f");
+    lab.sql(
+        1,
+        "INSERT INTO lab_data(note) SELECT 'split brain' FROM generate_series(1, 500)",
+    );
+    lab.sql(2, "INSERT INTO lab_data(note) VALUES ('on the new primary')");
+    lab.heal(1);
+    // The diverged old primary: its container stopped, pg_rewind in a
+    // one-off container on its volume, then started as a standby.
+    let out = text(&apply_ok(&lab, &[]));
+    assert!(out.contains("node1.timeline"), "{out}");
+    assert!(out.contains("by pg_rewind"), "{out}");
+    let h2 = lab.host(2);
+    wait_for(
+        "node1 to stream from node2",
+        Duration::from_secs(20),
+        || sender_of(&lab, 1) == format!("{h2}:streaming"),
+    );
+    assert_eq!(
+        lab.sql(1, "SELECT count(*) FROM lab_data WHERE note = 'split brain'"),
+        "0"
+    );
+    assert_eq!(owner_and_mode(&lab, 1, &lab.data_dir()), "999:999 700");
+    no_one_off_left(&lab);
+
+    // node3's volume now holds a cluster of another initdb: re-based by a
+    // base backup, its directory kept aside on the volume.
+    lab.stop(3);
+    let dd = lab.data_dir();
+    let out = lab.exec(
+        3,
+        &[
+            "sh",
+            "-c",
+            "mv \"$1\" \"$1.before-initdb\" && initdb -D \"$1\" >/dev/null",
+            "sh",
+            &dd,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    lab.start(3);
+    let out = text(&apply_ok(&lab, &[]));
+    assert!(out.contains("node3.timeline"), "{out}");
+    assert!(out.contains("base backup"), "{out}");
+    assert!(kept_old_data_dirs(&lab, 3).status.success(), "kept aside");
+    wait_for(
+        "node3 to stream from node2",
+        Duration::from_secs(20),
+        || sender_of(&lab, 3) == format!("{h2}:streaming"),
+    );
+    assert_eq!(owner_and_mode(&lab, 3, &dd), "999:999 700");
+    plan_is_empty(&lab);
+    no_one_off_left(&lab);
+}
+
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_container_that_does_not_exist_is_said_and_the_others_are_planned() {
+    let lab = Lab::for_docker_test(
+        "a_container_that_does_not_exist_is_said_and_the_others_are_planned",
+        3,
+    );
+    docker(&lab, 3, &["rm", &lab.container(3)]);
+    let plan = pgrepl(&lab, &["plan"]);
+    assert_eq!(plan.status.code(), Some(4), "{}", text(&plan));
+    let said = text(&plan);
+    for needle in [
+        "node3: container pg-node3 does not exist",
+        "pgrepl does not create containers",
+        "docker create --name pg-node3",
+    ] {
+        assert!(said.contains(needle), "{needle:?} in {said}");
+    }
+    assert!(said.contains("node2.timeline"), "node2 is planned: {said}");
+    // Applied to the others (--target), then the container made as the
+    // message says: converged.
+    apply_ok(&lab, &["--target", "node1", "--target", "node2"]);
+    let img = docker(&lab, 2, &["inspect", "-f", "{{.Config.Image}}", &lab.container(2)]);
+    docker(
+        &lab,
+        3,
+        &[
+            "create",
+            "--name",
+            &lab.container(3),
+            "--network",
+            "host",
+            "-v",
+            "pgdata:/var/lib/postgresql",
+            &img,
+        ],
+    );
+    apply_ok(&lab, &[]);
+    assert_eq!(sender_of(&lab, 3), format!("{}:streaming", lab.host(1)));
+    plan_is_empty(&lab);
+    no_one_off_left(&lab);
+}
