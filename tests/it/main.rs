@@ -19,7 +19,6 @@ mod planfile;
 mod poolers;
 mod status;
 mod structure;
-mod docker;
 mod sudo;
 mod support;
 mod switchover;
