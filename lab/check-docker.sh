@@ -2,22 +2,25 @@
 # shellcheck disable=SC2016 # remote commands and Go templates are single-quoted on purpose
 # Shell-level check of the lab's docker runtime (lab/docker.sh), as root:
 #
-#     bash lab/check-docker.sh [--k K]      # default K 180
+#     bash lab/check-docker.sh [--k K] [--pg MAJOR]   # default K 180, Debian's major
 #
 # Brings up a 3-node docker lab with node3 left without a container, checks
 # what lab/docker.sh promises (the SSH user, each node's own dockerd, the
-# image's layout, node1 serving lab_data on the node's address, node2's
-# empty volume, stop/start, exec on a stopped node), takes it down and checks
-# nothing is left. Prints one line per check and the timings; exits 1 at the
-# first failure (the lab is torn down either way).
+# image's layout, the official one from PostgreSQL 18 on, node1 serving
+# lab_data on the node's address, node2's empty data directory, stop/start,
+# exec on a stopped node), takes it down and checks nothing is left. Prints
+# one line per check and the timings; exits 1 at the first failure (the lab
+# is torn down either way).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 K=180
+PG_OPT=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--k) K=${2:?--k needs a value}; shift 2 ;;
-	-h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--pg) PG_OPT=(--pg "${2:?--pg needs a value}"); shift 2 ;;
+	-h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "check-docker.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -37,17 +40,20 @@ cleanup() { lab down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 t0=$EPOCHREALTIME
-CONFIG=$(PGREPL_LAB_DOCKER_ABSENT=3 lab --runtime docker up)
+CONFIG=$(PGREPL_LAB_DOCKER_ABSENT=3 lab "${PG_OPT[@]}" --runtime docker up)
 t1=$EPOCHREALTIME
 echo "up: $(secs "$t0" "$t1") s"
 SSH=(ssh -F "$LAB/ssh_config")
 dsock() { echo "unix://$LAB/node$1/docker/run/docker.sock"; }
 dk() { local i=$1; shift; DOCKER_HOST=$(dsock "$i") /usr/bin/docker "$@"; }
+MAJOR=$(cat "$LAB/major")
+PGDATA=/var/lib/postgresql/$MAJOR/docker # the official image's from 18 on
+echo "PostgreSQL $MAJOR, PGDATA $PGDATA"
 
 # The cluster file.
 grep -q '^user = "pgdocker"$' "$CONFIG" || fail "cluster file: [ssh] user is not pgdocker"
-grep -q '^data_dir = "/var/lib/postgresql/data"$' "$CONFIG" || fail "cluster file: data_dir"
-grep -q '^bin_dir = "/usr/lib/postgresql/[0-9]*/bin"$' "$CONFIG" || fail "cluster file: bin_dir"
+grep -qx "data_dir = \"$PGDATA\"" "$CONFIG" || fail "cluster file: data_dir is not $PGDATA"
+grep -qx "bin_dir = \"/usr/lib/postgresql/$MAJOR/bin\"" "$CONFIG" || fail "cluster file: bin_dir"
 ! grep -q '^service = ' "$CONFIG" || fail "cluster file: a service key (the container is the service)"
 for i in 1 2 3; do
 	grep -q "^exec = { docker = \"pg-node$i\" }$" "$CONFIG" || fail "cluster file: node$i's exec"
@@ -65,33 +71,42 @@ for i in 1 2 3; do
 		"$(printf 'pgdocker %s\ndocker\nnode%s\n%s' "$uid" "$i" "${want_ps[$((i - 1))]}" | sed '/^$/d')" "$got"
 done
 
-# The image: the official layout.
-got=$(dk 1 inspect -f '{{.Config.User}}|{{.Config.StopSignal}}|{{index .Config.Entrypoint 0}}|{{index .Config.Cmd 0}}|{{range $k, $v := .Config.Volumes}}{{$k}}{{end}}' pgrepl-lab/postgres:15)
-check "image: no USER (root entrypoint drops to postgres), STOPSIGNAL SIGINT, docker-entrypoint.sh postgres, VOLUME PGDATA" \
-	"|SIGINT|docker-entrypoint.sh|postgres|/var/lib/postgresql/data" "$got"
+# The image: the official layout (18 on).
+got=$(dk 1 inspect -f '{{.Config.User}}|{{.Config.StopSignal}}|{{index .Config.Entrypoint 0}}|{{index .Config.Cmd 0}}|{{range $k, $v := .Config.Volumes}}{{$k}}{{end}}|{{range .Config.Env}}{{println .}}{{end}}' "pgrepl-lab/postgres:$MAJOR" | grep -v -e '^PATH=' -e '^LANG=' -e '^PG_MAJOR=' -e '^$')
+check "image: no USER (root entrypoint drops to postgres), STOPSIGNAL SIGINT, docker-entrypoint.sh postgres, VOLUME /var/lib/postgresql, PGDATA=$PGDATA" \
+	"$(printf '|SIGINT|docker-entrypoint.sh|postgres|/var/lib/postgresql|\nPGDATA=%s' "$PGDATA")" "$got"
 got=$(dk 1 inspect -f '{{.HostConfig.NetworkMode}}|{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}}{{end}}' pg-node1)
-check "pg-node1: --network host, the named volume pgdata at /var/lib/postgresql/data" \
-	"host|volume pgdata /var/lib/postgresql/data" "$got"
-got=$(dk 1 exec pg-node1 sh -c 'ps -o user=,comm= -p 1; id -u postgres; id -g postgres; stat -c "%u:%g %a" "$PGDATA"')
-check "pg-node1: postgres is PID 1 as postgres (uid 999, gid 999), PGDATA 999:999 0700" \
-	"$(printf 'postgres postgres\n999\n999\n999:999 700')" "$got"
+check "pg-node1: --network host, the named volume pgdata at /var/lib/postgresql" \
+	"host|volume pgdata /var/lib/postgresql" "$got"
+got=$(dk 1 exec pg-node1 sh -c 'ps -o user=,comm= -p 1; id -u postgres; id -g postgres; echo "$PGDATA"; stat -c "%u:%g %a" /var/lib/postgresql "${PGDATA%/*}" "$PGDATA"')
+check "pg-node1: postgres is PID 1 as postgres (uid 999, gid 999); /var/lib/postgresql, $MAJOR and PGDATA 999:999 0755, 0755, 0700" \
+	"$(printf 'postgres postgres\n999\n999\n%s\n999:999 755\n999:999 755\n999:999 700' "$PGDATA")" "$got"
+# pgrepl keeps files beside the data directory: on the volume, so they
+# outlive the container.
+lab exec 1 sh -c "echo kept >/var/lib/postgresql/$MAJOR/.check-docker" || fail "pg-node1: postgres cannot write beside PGDATA"
+check "pg-node1: a file postgres writes beside PGDATA is on the volume (host side), 999:999" \
+	"999:999 kept" "$(f=$LAB/node1/docker/volumes/pgdata/_data/$MAJOR/.check-docker; stat -c '%u:%g' "$f" | tr '\n' ' '; cat "$f")"
+lab exec 1 rm "/var/lib/postgresql/$MAJOR/.check-docker"
 dk 1 exec -u postgres pg-node1 perl -MIO::Socket::UNIX -e \
 	'IO::Socket::UNIX->new(Peer => "/var/run/postgresql/.s.PGSQL.5432") or die "$!\n"' ||
 	fail "pg-node1: perl cannot reach the server's Unix socket"
 ok "pg-node1: perl with IO::Socket::UNIX reaches the server's socket (the SQL bridge)"
 
 # node1 serves lab_data, on the node's own address.
-check "node1: lab_data has 1000 rows, listen_addresses *" "1000|*" \
-	"$(lab sql 1 "SELECT count(*) || '|' || current_setting('listen_addresses') FROM lab_data")"
+check "node1: lab_data has 1000 rows, listen_addresses *, data_directory PGDATA" "1000|*|$PGDATA" \
+	"$(lab sql 1 "SELECT count(*) || '|' || current_setting('listen_addresses') || '|' || current_setting('data_directory') FROM lab_data")"
 addr=$(grep -A1 '^\[nodes.node1\]' "$CONFIG" | sed -n 's/^host = "\(.*\)"/\1/p')
 pg_isready -q -h "$addr" -p 5432 -t 3 || fail "node1: no server on $addr:5432"
 ok "node1: the server answers on the node's address $addr:5432 (--network host)"
 
-# node2: a container that never ran, on an empty volume that postgres owns.
+# node2: a container that never ran, on a fresh volume: the image's empty
+# PGDATA and its parents, which postgres owns.
 check "node2: pg-node2 created, never started" "created" "$(dk 2 inspect -f '{{.State.Status}}' pg-node2)"
-got=$(lab exec 2 sh -c 'id -u; stat -c "%u %a" /var/lib/postgresql/data; ls -A /var/lib/postgresql/data | wc -l')
-check "node2: exec on a stopped node runs in a one-off container as uid 999; the volume is empty, 999 0700" \
-	"$(printf '999\n999 700\n0')" "$got"
+check "node2: the named volume pgdata at /var/lib/postgresql" "volume pgdata /var/lib/postgresql" \
+	"$(dk 2 inspect -f '{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}}{{end}}' pg-node2)"
+got=$(lab exec 2 sh -c 'id -u; stat -c "%u:%g %a" /var/lib/postgresql "${0%/*}" "$0"; ls -A "$0" | wc -l' "$PGDATA")
+check "node2: exec on a stopped node runs in a one-off container as uid 999; /var/lib/postgresql, $MAJOR, PGDATA 999:999 0755, 0755, 0700; PGDATA empty" \
+	"$(printf '999\n999:999 755\n999:999 755\n999:999 700\n0')" "$got"
 dk 2 ps -a --format '{{.Names}}' | grep -qvx pg-node2 && fail "node2: the one-off container was left behind"
 ok "node2: the one-off container is gone (--rm)"
 dk 2 start pg-node2 >/dev/null
@@ -103,7 +118,7 @@ check "node2: started on its empty volume, pg-node2 exits" "exited" "$(dk 2 insp
 # (the logs are read whole first: grep -q ending early would be a SIGPIPE, an error under pipefail)
 logs=$(dk 2 logs pg-node2 2>&1)
 grep -q 'holds no database' <<<"$logs" || fail "node2: the entrypoint did not say why"
-check "node2: ... and nothing was written to the volume" "0" "$(lab exec 2 sh -c 'ls -A /var/lib/postgresql/data | wc -l')"
+check "node2: ... and nothing was written to PGDATA" "0" "$(lab exec 2 sh -c 'ls -A "$0" | wc -l' "$PGDATA")"
 
 # node3: no container, no volume.
 check "node3: no container, no volume" "|" "$(dk 3 ps -aq)|$(dk 3 volume ls -q)"
@@ -115,7 +130,7 @@ for r in 1 2 3; do
 	b=$EPOCHREALTIME
 	dk 1 start pg-node1 >/dev/null
 	c=$EPOCHREALTIME
-	until dk 1 exec -u postgres pg-node1 pg_isready -q -t 1 2>/dev/null; do sleep 0.02; done
+	until dk 1 exec -u postgres pg-node1 pg_isready -q -h /var/run/postgresql -t 1 2>/dev/null; do sleep 0.02; done
 	d=$EPOCHREALTIME
 	echo "round $r: docker stop $(secs "$a" "$b") s, docker start $(secs "$b" "$c") s, accepting connections $(secs "$b" "$d") s after the start"
 done
@@ -128,6 +143,7 @@ lab start 1 >/dev/null 2>&1
 check "lab.sh start 1: serving again, data kept" "1000" "$(lab sql 1 'SELECT count(*) FROM lab_data')"
 lab status >/dev/null || fail "lab.sh status failed"
 ok "lab.sh status"
+check "lab.sh docker 2 ps -a: node2's dockerd" "pg-node2" "$(lab docker 2 ps -a --format '{{.Names}}')"
 
 # down leaves nothing.
 a=$EPOCHREALTIME

@@ -5,12 +5,15 @@
 # namespaces, its own sshd and address) and gets its own dockerd, started in
 # the node's network and UTS namespaces and in a private mount namespace of
 # its own. PostgreSQL runs in a container of a locally built image with the
-# official postgres image's layout, `--network host`, so the node's address
-# is the server's:
+# official postgres image's layout from PostgreSQL 18 on (the named volume
+# at /var/lib/postgresql, PGDATA=/var/lib/postgresql/MAJOR/docker in it, so
+# that what pgrepl keeps beside the data directory is on the volume too),
+# with `--network host`, so the node's address is the server's:
 #   node1    container pg-node1, named volume pgdata, running as the primary
 #            with the bare lab's table lab_data and listen_addresses;
 #   node2..  container pg-nodeI created, never started, its volume pgdata
-#            empty: what an operator prepares for a new standby.
+#            holding only the image's empty data directory: what an
+#            operator prepares for a new standby.
 # PGREPL_LAB_DOCKER_ABSENT="2 3" leaves those nodes without a container (no
 # volume either): the case of a standby whose container does not exist yet.
 #
@@ -21,22 +24,25 @@
 # so `docker ps` over SSH sees that node's containers only.
 #
 # No registry is reachable: the image is made from the PostgreSQL installed
-# on the host from Debian's packages (the files of the packages below and
-# the libraries they load) and written as a `docker save` archive, cached in
-# $DOCKER_IMAGE_CACHE under a key of the package versions and of this file's
-# image recipe; every node's dockerd `docker load`s it.
+# on the host (Debian's packages, or the lab's install of a PyPI wheel for
+# --pg 16|17|18), the files of the tool packages below and every library
+# they load, and written as a `docker save` archive, cached in
+# $DOCKER_IMAGE_CACHE under a key of the versions and of this file's image
+# recipe; every node's dockerd `docker load`s it.
 
 DOCKER_SSH_USER=pgdocker
 DOCKER_IMAGE_CACHE=${PGREPL_LAB_IMAGE_CACHE:-/var/cache/pgrepl-lab}
 DOCKER_PG_UID=999 # the official image's postgres uid and gid
-DOCKER_DATA_DIR=/var/lib/postgresql/data
 DOCKER_VOLUME=pgdata
+DOCKER_VOLUME_DIR=/var/lib/postgresql # where the volume is mounted: the image's VOLUME
 DOCKER_WAIT_S=60 # bound on every wait below (dockerd, a server's start)
 DOCKER_TMPFS_SIZE=1g # bound of each dockerd's tmpfs data root (the image is ~150 MB of it)
 # Bumped when the image recipe changes in a way the key below cannot see.
-DOCKER_IMAGE_FORMAT=1
+DOCKER_IMAGE_FORMAT=2 # 2: the volume at /var/lib/postgresql, PGDATA its MAJOR/docker
 
 docker_container() { echo "pg-node$1"; }
+# PGDATA for major $1, as the official image has it from 18 on.
+docker_data_dir() { echo "$DOCKER_VOLUME_DIR/$1/docker"; }
 docker_image_name() { echo "pgrepl-lab/postgres:$1"; }
 docker_node_dir() { echo "$LAB/node$1/docker"; }
 docker_socket() { echo "$(docker_node_dir "$1")/run/docker.sock"; }
@@ -52,6 +58,14 @@ dk() {
 	local i=$1
 	shift
 	DOCKER_HOST="unix://$(docker_socket "$i")" DOCKER_CONFIG="$(docker_node_dir "$i")/client" \
+		"$(docker_cli)" "$@"
+}
+
+# The same, in place of this shell (`lab.sh docker NODE ARGS...`).
+dk_exec() {
+	local i=$1
+	shift
+	exec env DOCKER_HOST="unix://$(docker_socket "$i")" DOCKER_CONFIG="$(docker_node_dir "$i")/client" \
 		"$(docker_cli)" "$@"
 }
 
@@ -92,24 +106,41 @@ docker_install_missing() {
 		die "the user $DOCKER_SSH_USER has uid $DOCKER_PG_UID, the containers' postgres: remove it (userdel -r $DOCKER_SSH_USER), the lab makes it again"
 }
 
-# The Debian major the image is made from; the wheel-installed majors
-# (--pg 16|17|18) are not packaged this way.
+# Whether major $1 is the lab's install of a PyPI wheel (--pg 16|17|18 on
+# Debian 12), not Debian's package.
+docker_wheel_major() { [ -e "/usr/lib/postgresql/$1/$WHEEL_MARK" ]; }
+
+# The image of major $1 is made from what is installed on the host: Debian's
+# packages, or the wheel install_all put in /usr/lib/postgresql/$1.
 docker_check_major() {
-	local major=$1 debian
-	debian=$(pg_major) || die "no PostgreSQL from Debian's packages is installed"
-	[ "$major" = "$debian" ] ||
-		die "--runtime docker builds its image from Debian's PostgreSQL packages ($debian); --pg $major is not supported with it"
+	local major=$1
+	docker_wheel_major "$major" && [ -x "/usr/lib/postgresql/$major/bin/postgres" ] && return 0
 	dpkg-query -W -f '${Status}' "postgresql-$major" 2>/dev/null | grep -q 'ok installed' ||
-		die "--runtime docker: the package postgresql-$major is not installed"
+		die "--runtime docker: PostgreSQL $major is installed neither from Debian's packages (postgresql-$major) nor by the lab (bash lab/lab.sh --pg $major install)"
 }
 
 # ------------------------------------------------------------------- image
 
-# What the image holds: PostgreSQL's server and client packages, the tools
-# pgrepl's node scripts use (the official image is a whole Debian), perl-base
-# (IO::Socket::UNIX: the SQL bridge over `docker exec`) and tzdata.
+# What the image holds: PostgreSQL's server and client packages (none for
+# a wheel major: its tree holds both), the tools pgrepl's node scripts use
+# (the official image is a whole Debian), perl-base (IO::Socket::UNIX: the
+# SQL bridge over `docker exec`) and tzdata.
 docker_image_packages() {
-	echo "postgresql-$1 postgresql-client-$1 libc-bin dash bash coreutils util-linux findutils grep sed mawk tar gzip procps perl-base tzdata"
+	docker_wheel_major "$1" || echo "postgresql-$1 postgresql-client-$1"
+	echo "libc-bin dash bash coreutils util-linux findutils grep sed mawk tar gzip procps perl-base tzdata"
+}
+
+# A wheel major's files: its whole tree (programs, their bundled libraries,
+# share), but headers and Python.
+docker_wheel_files() {
+	find "/usr/lib/postgresql/.wheel-$1" ! -type d ! -path '*/include/*' ! -name '*.py' ! -path '*/__pycache__/*' | sort
+}
+
+# What identifies a wheel install: where its link leads, its dist-info
+# (name, version) and the hashes of its files (RECORD).
+docker_wheel_id() {
+	readlink "/usr/lib/postgresql/$1"
+	(cd "/usr/lib/postgresql/.wheel-$1" && ls -d ./*.dist-info && cat ./*.dist-info/RECORD) 2>/dev/null | sha256sum
 }
 
 # The entrypoint: the official image's contract, trimmed. As root, it drops
@@ -132,6 +163,10 @@ if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
 		echo "docker-entrypoint.sh: $PGDATA holds no database (no PG_VERSION) and PGREPL_LAB_INITDB is not 1: not starting" >&2
 		exit 1
 	fi
+	# A volume made elsewhere may lack the image's PGDATA: made as postgres,
+	# which owns the volume's top (the image's /var/lib/postgresql).
+	mkdir -p "$PGDATA"
+	chmod 0700 "$PGDATA"
 	if [ -n "$(ls -A "$PGDATA")" ]; then
 		echo "docker-entrypoint.sh: $PGDATA holds files but no PG_VERSION: not touching it" >&2
 		exit 1
@@ -148,9 +183,9 @@ docker_image_config() {
 	local major=$1 diff_id=$2
 	cat <<EOF
 {"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z",
-"config":{"User":"","Env":["PATH=/usr/lib/postgresql/$major/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","LANG=C.UTF-8","PG_MAJOR=$major","PGDATA=$DOCKER_DATA_DIR"],
+"config":{"User":"","Env":["PATH=/usr/lib/postgresql/$major/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","LANG=C.UTF-8","PG_MAJOR=$major","PGDATA=$(docker_data_dir "$major")"],
 "Entrypoint":["docker-entrypoint.sh"],"Cmd":["postgres"],"WorkingDir":"",
-"Volumes":{"$DOCKER_DATA_DIR":{}},"ExposedPorts":{"5432/tcp":{}},"StopSignal":"SIGINT",
+"Volumes":{"$DOCKER_VOLUME_DIR":{}},"ExposedPorts":{"5432/tcp":{}},"StopSignal":"SIGINT",
 "Labels":{"org.pgrepl.lab":"PostgreSQL $major from Debian's packages"}},
 "rootfs":{"type":"layers","diff_ids":["sha256:$diff_id"]},
 "history":[{"created":"1970-01-01T00:00:00Z","created_by":"lab/docker.sh: Debian's PostgreSQL $major packages"}]}
@@ -163,6 +198,7 @@ docker_image_key() {
 	# shellcheck disable=SC2046
 	{
 		dpkg-query -W -f '${Package}=${Version}\n' $(docker_image_packages "$major")
+		! docker_wheel_major "$major" || docker_wheel_id "$major"
 		echo "$DOCKER_ENTRYPOINT"
 		docker_image_config "$major" -
 		echo "format $DOCKER_IMAGE_FORMAT uid $DOCKER_PG_UID"
@@ -184,8 +220,11 @@ docker_image_files() {
 		[ -e "$f" ] || [ -L "$f" ] || continue
 		files+=("$f")
 		case $f in */bin/* | */sbin/* | *.so | *.so.*) [ -L "$f" ] || elves+=("$f") ;; esac
-	done < <(dpkg-query -L $(docker_image_packages "$major") | grep '^/' |
-		grep -Ev '^/usr/share/(doc|man|info|locale|lintian|bug|menu)/|/llvmjit|/bitcode(/|$)|^/usr/include/' | sort -u)
+	done < <({
+		dpkg-query -L $(docker_image_packages "$major") | grep '^/' |
+			grep -Ev '^/usr/share/(doc|man|info|locale|lintian|bug|menu)/|/llvmjit|/bitcode(/|$)|^/usr/include/'
+		! docker_wheel_major "$major" || docker_wheel_files "$major"
+	} | sort -u)
 	{
 		printf '%s\n' "${files[@]}"
 		# Libraries: ldd's closure, each with the file its symlink names.
@@ -224,12 +263,14 @@ docker_make_rootfs() {
 	done
 	# cp --parents copies each parent directory's mode and owner, found from the cwd.
 	docker_image_files "$major" | (cd / && xargs -0 cp -a --no-dereference --parents -t "$root")
+	# A wheel major's /usr/lib/postgresql/MAJOR: the same link into its tree.
+	! docker_wheel_major "$major" || ln -s "$(readlink "/usr/lib/postgresql/$major")" "$root/usr/lib/postgresql/$major"
 	[ -x "$root/usr/bin/dash" ] && [ -x "$root/usr/lib/postgresql/$major/bin/postgres" ] ||
 		die "image: the root file system lacks dash or postgres"
 	# What maintainer scripts and alternatives make on a real system.
 	ln -sf dash "$root/usr/bin/sh"
 	ln -sf mawk "$root/usr/bin/awk"
-	mkdir -p "$root/etc" "$root/tmp" "$root/run/postgresql" "$root/var/lib/postgresql/data" \
+	mkdir -p "$root/etc" "$root/tmp" "$root/run/postgresql" "$root$(docker_data_dir "$major")" \
 		"$root/usr/local/bin" "$root/root" "$root/dev" "$root/proc" "$root/sys"
 	chmod 1777 "$root/tmp"
 	ln -s /run "$root/var/run" # as in Debian: absolute; written through $root/run only
@@ -248,10 +289,14 @@ EOF
 	printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$root/etc/nsswitch.conf"
 	printf '%s\n' "$DOCKER_ENTRYPOINT" >"$root/usr/local/bin/docker-entrypoint.sh"
 	chmod 755 "$root/usr/local/bin/docker-entrypoint.sh"
-	# The official layout: postgres owns its home, PGDATA (0700: a fresh
-	# volume copies this) and the socket directory.
-	chown "$DOCKER_PG_UID:$DOCKER_PG_UID" "$root/var/lib/postgresql" "$root/var/lib/postgresql/data" "$root/run/postgresql"
-	chmod 0700 "$root/var/lib/postgresql/data"
+	# The official layout (18 on): postgres owns its home, the volume's top,
+	# MAJOR in it (where pgrepl keeps its files beside PGDATA) and PGDATA
+	# (0700), which an empty named volume copies at its first mount; and
+	# the socket directory.
+	chown "$DOCKER_PG_UID:$DOCKER_PG_UID" "$root$DOCKER_VOLUME_DIR" "$root$DOCKER_VOLUME_DIR/$major" \
+		"$root$(docker_data_dir "$major")" "$root/run/postgresql"
+	chmod 0755 "$root$DOCKER_VOLUME_DIR" "$root$DOCKER_VOLUME_DIR/$major"
+	chmod 0700 "$root$(docker_data_dir "$major")"
 	chmod 3777 "$root/run/postgresql"
 }
 
@@ -277,7 +322,9 @@ docker_write_image_archive() {
 }
 
 # The path of the cached image archive for major $1, built when missing
-# (once: a concurrent lab waits for the first build).
+# (once: a concurrent lab waits for the first build). Archives of the
+# major under other keys go once unused for a day: a worktree with an
+# older recipe may still be loading its own.
 docker_image_archive() {
 	local major=$1 key out t0
 	key=$(docker_image_key "$major")
@@ -290,12 +337,12 @@ docker_image_archive() {
 			t0=$EPOCHREALTIME
 			log "building the image $(docker_image_name "$major") from Debian's packages (cached in $DOCKER_IMAGE_CACHE)"
 			docker_write_image_archive "$major" "$out"
-			# Older archives of this major: replaced by this one.
-			find "$DOCKER_IMAGE_CACHE" -maxdepth 1 -name "postgres-$major-*.tar" ! -name "${out##*/}" -delete
+			find "$DOCKER_IMAGE_CACHE" -maxdepth 1 -name "postgres-$major-*.tar" ! -name "${out##*/}" -mmin +1440 -delete
 			log "image built in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')s ($(du -m "$out" | cut -f1) MB)"
 		fi
 		exec 7>&-
 	fi
+	touch -c "$out" # used: kept by the clean-up above
 	echo "$out"
 }
 
@@ -360,24 +407,28 @@ docker_make_dirs() {
 }
 
 # node1's volume, made and initialised on the host while the dockerds start
-# (initdb takes seconds, as long as the rest): the image's initdb with the
-# entrypoint's options, run as the host's postgres (uid 999 may have no
-# name here, and initdb needs one) and handed to 999:999 after. dockerd's
-# local volume driver takes each directory of its volumes directory as a
-# volume; `docker volume create` then finds it (or, were it not so, makes
-# the same directory again).
+# (initdb takes seconds, as long as the rest): the volume's top as the
+# image has /var/lib/postgresql (MAJOR 0755, MAJOR/docker 0700), the
+# image's initdb with the entrypoint's options into MAJOR/docker, run as
+# the host's postgres (uid 999 may have no name here, and initdb needs
+# one), all handed to 999:999 after. dockerd's local volume driver takes
+# each directory of its volumes directory as a volume; `docker volume
+# create` then finds it (or, were it not so, makes the same directory
+# again); it copies the image's content only into an empty one.
 docker_initdb_node1() {
-	local major=$1 vol
+	local major=$1 vol data
 	docker_make_dirs 1
 	vol=$(docker_node_dir 1)/volumes/$DOCKER_VOLUME
+	data=$vol/_data/$major/docker
 	install -d -m 0755 "$vol"
-	install -d -m 0700 -o "$PG_USER" -g "$PG_USER" "$vol/_data"
+	install -d -m 0755 -o "$PG_USER" -g "$PG_USER" "$vol/_data" "$vol/_data/$major"
+	install -d -m 0700 -o "$PG_USER" -g "$PG_USER" "$data"
 	(cd / && setpriv --reuid="$PG_USER" --regid="$PG_USER" --init-groups -- \
 		env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
-		"/usr/lib/postgresql/$major/bin/initdb" -N -D "$vol/_data" -U postgres \
+		"/usr/lib/postgresql/$major/bin/initdb" -N -D "$data" -U postgres \
 		--auth-local=peer --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8) >"$LAB/node1/initdb.log" 2>&1 ||
 		{ cat "$LAB/node1/initdb.log" >&2; die "node1: initdb failed"; }
-	printf "\n# pgrepl lab\nlisten_addresses = '*'\nunix_socket_directories = '/var/run/postgresql'\n" >>"$vol/_data/postgresql.conf"
+	printf "\n# pgrepl lab\nlisten_addresses = '*'\nunix_socket_directories = '/var/run/postgresql'\n" >>"$data/postgresql.conf"
 	chown -R "$DOCKER_PG_UID:$DOCKER_PG_UID" "$vol/_data"
 }
 
@@ -411,10 +462,10 @@ docker_make_container() {
 	case " ${PGREPL_LAB_DOCKER_ABSENT:-} " in *" $i "* | *" node$i "*) return 0 ;; esac
 	dk "$i" volume create "$DOCKER_VOLUME" >/dev/null
 	if [ "$i" = 1 ]; then
-		dk "$i" run -d --name "$c" --network host -v "$DOCKER_VOLUME:$DOCKER_DATA_DIR" \
+		dk "$i" run -d --name "$c" --network host -v "$DOCKER_VOLUME:$DOCKER_VOLUME_DIR" \
 			-e PGREPL_LAB_INITDB=1 "$(docker_image_name "$major")" >/dev/null
 	else
-		dk "$i" create --name "$c" --network host -v "$DOCKER_VOLUME:$DOCKER_DATA_DIR" \
+		dk "$i" create --name "$c" --network host -v "$DOCKER_VOLUME:$DOCKER_VOLUME_DIR" \
 			"$(docker_image_name "$major")" >/dev/null
 	fi
 }
@@ -486,7 +537,7 @@ docker_secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 # container is the service).
 docker_rewrite_cluster_file() {
 	local major=$1 f=$LAB/pgrepl.toml
-	awk -v user="$DOCKER_SSH_USER" -v data="$DOCKER_DATA_DIR" -v bin="/usr/lib/postgresql/$major/bin" '
+	awk -v user="$DOCKER_SSH_USER" -v data="$(docker_data_dir "$major")" -v bin="/usr/lib/postgresql/$major/bin" '
 		/^\[/ { section = $0 }
 		section == "[ssh]" && /^user = / { print "user = \"" user "\""; next }
 		section == "[postgres]" && /^data_dir = / { print "data_dir = \"" data "\""; next }
@@ -507,12 +558,14 @@ docker_rewrite_cluster_file() {
 docker_sql() {
 	local i=$1
 	dk "$i" exec -i -u postgres -w /var/lib/postgresql "$(docker_container "$i")" \
-		psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "$2"
+		psql -XAtq -v ON_ERROR_STOP=1 -h /var/run/postgresql -d postgres -c "$2"
 }
 
 # `lab.sh exec NODE CMD...`: in the running container as postgres; when it
-# does not run, in a one-off container of its image on its volume, as
-# postgres's uid (as pgrepl's offline work does).
+# does not run, in a one-off container of its image with its volumes
+# (--volumes-from: whatever it mounts, where it mounts it), as postgres's
+# uid (as pgrepl's offline work does). PGHOST as the bare lab's exec sets
+# it (a wheel build's default socket directory is /tmp).
 docker_exec() {
 	local i=$1 c state tty=() image
 	shift
@@ -521,15 +574,14 @@ docker_exec() {
 	state=$(docker_state "$i")
 	case $state in
 	running)
-		exec env DOCKER_HOST="unix://$(docker_socket "$i")" DOCKER_CONFIG="$(docker_node_dir "$i")/client" \
-			"$(docker_cli)" exec -i "${tty[@]}" -u postgres -w /var/lib/postgresql -e "PGREPL_LAB_NODE=node$i" "$c" "$@"
+		dk_exec "$i" exec -i "${tty[@]}" -u postgres -w /var/lib/postgresql \
+			-e PGHOST=/var/run/postgresql -e "PGREPL_LAB_NODE=node$i" "$c" "$@"
 		;;
 	absent) die "node$i: no container $c (PGREPL_LAB_DOCKER_ABSENT)" ;;
 	*)
 		image=$(dk "$i" inspect -f '{{.Image}}' "$c")
-		exec env DOCKER_HOST="unix://$(docker_socket "$i")" DOCKER_CONFIG="$(docker_node_dir "$i")/client" \
-			"$(docker_cli)" run --rm -i "${tty[@]}" --network host --user "$DOCKER_PG_UID:$DOCKER_PG_UID" \
-			-v "$DOCKER_VOLUME:$DOCKER_DATA_DIR" -w /var/lib/postgresql -e "PGREPL_LAB_NODE=node$i" \
+		dk_exec "$i" run --rm -i "${tty[@]}" --network host --user "$DOCKER_PG_UID:$DOCKER_PG_UID" \
+			--volumes-from "$c" -w /var/lib/postgresql -e PGHOST=/var/run/postgresql -e "PGREPL_LAB_NODE=node$i" \
 			--entrypoint "$1" "$image" "${@:2}"
 		;;
 	esac

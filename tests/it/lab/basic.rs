@@ -292,3 +292,153 @@ fn lab_cut_heal_stop_start() {
     );
     assert_eq!(lab.sql(1, "SELECT count(*) FROM lab_data"), "1000");
 }
+
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn docker_lab_containers_in_the_official_layout_exec_stop_start_and_clean_down() {
+    let lab = Lab::for_docker_test(
+        "docker_lab_containers_in_the_official_layout_exec_stop_start_and_clean_down",
+        2,
+    );
+    let major = lab.major().to_string();
+    let data_dir = lab.data_dir();
+    assert!(lab.is_docker());
+    assert_eq!(data_dir, format!("/var/lib/postgresql/{major}/docker"));
+    assert_eq!(lab.ssh_user(), "pgdocker");
+    assert_eq!(lab.container(2), "pg-node2");
+    let config = std::fs::read_to_string(lab.config_path()).unwrap();
+    for want in [
+        "user = \"pgdocker\"".to_string(),
+        format!("data_dir = \"{data_dir}\""),
+        "exec = { docker = \"pg-node1\" }".to_string(),
+        "exec = { docker = \"pg-node2\" }".to_string(),
+    ] {
+        assert!(
+            config.contains(&want),
+            "cluster file lacks {want}:\n{config}"
+        );
+    }
+
+    // node1: its server answers through `lab.sql`, from PGDATA on the volume.
+    assert_eq!(
+        lab.sql(
+            1,
+            "SELECT count(*) || '|' || current_setting('data_directory') FROM lab_data"
+        ),
+        format!("1000|{data_dir}")
+    );
+    let inspect = |i: usize, format: &str| {
+        ok(
+            &lab.docker(i, &["inspect", "-f", format, &lab.container(i)]),
+            &format!("docker inspect {}", lab.container(i)),
+        )
+    };
+    let mounts = "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}}{{end}}";
+    for i in 1..=2 {
+        assert_eq!(
+            inspect(i, mounts),
+            "volume pgdata /var/lib/postgresql",
+            "node{i}"
+        );
+        assert_eq!(
+            inspect(i, "{{range .Config.Env}}{{println .}}{{end}}")
+                .lines()
+                .find(|l| l.starts_with("PGDATA="))
+                .unwrap_or("no PGDATA"),
+            format!("PGDATA={data_dir}"),
+            "node{i}"
+        );
+    }
+    // exec in the running container, as postgres.
+    assert_eq!(
+        ok(
+            &lab.exec(1, &["sh", "-c", "id -un; cat \"$PGDATA/PG_VERSION\""]),
+            "exec 1"
+        ),
+        format!("postgres\n{major}")
+    );
+
+    // node2: its container exists and never ran; over SSH, pgdocker sees
+    // that node's dockerd only.
+    assert_eq!(inspect(2, "{{.State.Status}}"), "created");
+    let seen = ok(
+        &lab.ssh(2)
+            .arg("id -un; docker ps -a --format '{{.Names}} {{.State}}'")
+            .output()
+            .unwrap(),
+        "ssh node2 docker ps",
+    );
+    assert_eq!(seen, "pgdocker\npg-node2 created");
+    // exec on a node whose container does not run: a one-off container of
+    // its image with its volume, as uid 999, which the image's empty PGDATA
+    // (copied into the fresh volume) and its parents belong to.
+    let parent = format!("/var/lib/postgresql/{major}");
+    let probe = format!(
+        "id -u; stat -c '%u:%g %a' /var/lib/postgresql {parent} {data_dir}; ls -A {data_dir} | wc -l"
+    );
+    assert_eq!(
+        ok(&lab.exec(2, &["sh", "-c", &probe]), "exec 2 (one-off)"),
+        "999\n999:999 755\n999:999 755\n999:999 700\n0"
+    );
+    assert_eq!(
+        ok(&lab.exec(2, &["ls", &data_dir]), "exec 2 ls"),
+        "",
+        "node2's data directory must be empty"
+    );
+    assert_eq!(
+        ok(
+            &lab.docker(2, &["ps", "-a", "--format", "{{.Names}}"]),
+            "docker ps"
+        ),
+        "pg-node2",
+        "the one-off containers must be gone"
+    );
+    assert_eq!(inspect(2, "{{.State.Status}}"), "created");
+
+    // --network host: node2 reaches node1's server at node1's address, and
+    // not while node1 is cut.
+    let host1 = lab.host(1);
+    let ready_from_2 = || {
+        lab.exec(2, &["pg_isready", "-q", "-h", &host1, "-t", "2"])
+            .status
+            .code()
+    };
+    assert_eq!(ready_from_2(), Some(0), "node1's server from node2");
+    lab.cut(1);
+    assert_eq!(ready_from_2(), Some(2), "node1 cut: no answer from node2");
+    lab.heal(1);
+    assert_eq!(ready_from_2(), Some(0), "node1 healed");
+
+    // stop / start: docker stop and start of pg-node1; the data stays.
+    lab.stop(1);
+    assert_eq!(inspect(1, "{{.State.Status}}"), "exited");
+    assert!(!lab.try_sql(1, "SELECT 1").status.success());
+    let logs = lab.docker(1, &["logs", &lab.container(1)]);
+    assert!(
+        String::from_utf8_lossy(&logs.stderr).contains("received fast shutdown request"),
+        "docker stop must be a fast shutdown:\n{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    // While stopped, exec on node1 is a one-off too, on the same volume.
+    assert_eq!(
+        ok(
+            &lab.exec(1, &["sh", "-c", &format!("test ! -e {data_dir}/postmaster.pid && cat {data_dir}/PG_VERSION")]),
+            "exec 1 (one-off)"
+        ),
+        major
+    );
+    lab.start(1);
+    assert_eq!(inspect(1, "{{.State.Status}}"), "running");
+    assert_eq!(lab.sql(1, "SELECT count(*) FROM lab_data"), "1000");
+
+    // Drop tears it down: no process, namespace, link, cgroup, mount or file left.
+    let trace = lab.trace();
+    assert!(
+        trace.process_count() >= 6,
+        "expected sshd, dockerd and containerd per node, and postgres: {}",
+        trace.process_count()
+    );
+    drop(lab);
+    let left = trace.wait_gone(Duration::from_secs(3));
+    assert!(left.is_empty(), "left behind by down:\n{}", left.join("\n"));
+}

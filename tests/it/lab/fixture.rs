@@ -8,7 +8,11 @@
 //! leaves nothing behind. `Lab::for_sudo_test` brings one up with
 //! `lab.sh --sudo`: pgrepl logs in as an administrator and runs everything
 //! through sudo (as does every lab when `PGREPL_LAB_SUDO=1`, which lab.sh
-//! reads itself).
+//! reads itself). `Lab::for_docker_test` brings one up with `lab.sh
+//! --runtime docker`: PostgreSQL in containers on a dockerd per node, in
+//! the official image's layout from 18 on (the volume at
+//! /var/lib/postgresql, the data directory its MAJOR/docker), reached as
+//! `pgdocker`.
 
 #![allow(dead_code)] // the fixture is an API for later lab tests and benchmarks
 
@@ -62,13 +66,21 @@ pub fn assert_lab_tests_can_run(test: &str) {
     );
 }
 
-fn run_lab_sh(args: &[&str]) -> Output {
-    Command::new("bash")
-        .arg(lab_sh())
+fn lab_sh_command(args: &[&str]) -> Command {
+    let mut c = Command::new("bash");
+    c.arg(lab_sh())
         .args(args)
         .env("PGREPL_LAB_OWNER_PID", std::process::id().to_string())
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::null());
+    c
+}
+
+fn run_lab_sh(args: &[&str]) -> Output {
+    run(lab_sh_command(args))
+}
+
+fn run(mut c: Command) -> Output {
+    c.output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", lab_sh()))
 }
 
@@ -86,6 +98,8 @@ pub struct Lab {
     nodes: usize,
     dir: PathBuf,
     major: String,
+    /// `bare` or `docker`: what lab.sh recorded in the lab dir.
+    runtime: String,
     down_done: bool,
 }
 
@@ -109,6 +123,16 @@ impl Lab {
     pub fn for_sudo_test(test: &str, nodes: usize) -> Lab {
         assert_lab_tests_can_run(test);
         Lab::up_with(nodes, &["--sudo"])
+    }
+
+    /// The lab for one test, brought up with `lab.sh --runtime docker`:
+    /// node1's PostgreSQL runs in the container `pg-node1`, node2.. have
+    /// theirs created and never started on a volume holding only the
+    /// image's empty data directory; the cluster file logs in as
+    /// `pgdocker` and says `exec = { docker = "pg-nodeI" }`.
+    pub fn for_docker_test(test: &str, nodes: usize) -> Lab {
+        assert_lab_tests_can_run(test);
+        Lab::up_with(nodes, &["--runtime", "docker"])
     }
 
     /// Brings up a lab of `nodes` nodes with a K no other lab uses (with
@@ -139,7 +163,14 @@ impl Lab {
                 let mut args = vec!["--k", &k_text, "--nodes", &nodes_text];
                 args.extend_from_slice(options);
                 args.push("up");
-                let out = run_lab_sh(&args);
+                let mut up = lab_sh_command(&args);
+                if options.windows(2).any(|w| w == ["--runtime", "docker"]) {
+                    // A suite run with PGREPL_LAB_SUDO=1 makes every lab a
+                    // sudo one, which lab.sh refuses with docker: a docker
+                    // lab asked for by name is one.
+                    up.env_remove("PGREPL_LAB_SUDO");
+                }
+                let out = run(up);
                 let dir = lab_root().join(k.to_string());
                 if out.status.success() {
                     let config = text(&out.stdout).trim().to_string();
@@ -152,6 +183,9 @@ impl Lab {
                         .expect("lab dir has no `major` file")
                         .trim()
                         .to_string();
+                    let runtime = std::fs::read_to_string(dir.join("runtime"))
+                        .map(|r| r.trim().to_string())
+                        .unwrap_or_else(|_| "bare".to_string());
                     eprintln!(
                         "lab {k}: {nodes} nodes up in {:.2}s\n{}",
                         started.elapsed().as_secs_f64(),
@@ -162,6 +196,7 @@ impl Lab {
                         nodes,
                         dir,
                         major,
+                        runtime,
                         down_done: false,
                     };
                 }
@@ -230,8 +265,16 @@ impl Lab {
     pub fn major(&self) -> &str {
         &self.major
     }
+    /// The data directory as pgrepl sees it: Debian's
+    /// /var/lib/postgresql/MAJOR/main, or in a docker lab the container's
+    /// PGDATA, /var/lib/postgresql/MAJOR/docker (on the volume mounted at
+    /// /var/lib/postgresql).
     pub fn data_dir(&self) -> String {
-        format!("/var/lib/postgresql/{}/main", self.major)
+        if self.is_docker() {
+            format!("/var/lib/postgresql/{}/docker", self.major)
+        } else {
+            format!("/var/lib/postgresql/{}/main", self.major)
+        }
     }
     pub fn bin(&self, name: &str) -> String {
         format!("/usr/lib/postgresql/{}/bin/{name}", self.major)
@@ -243,14 +286,37 @@ impl Lab {
         self.dir.join("sudo").exists()
     }
 
-    /// The user the lab's cluster file logs in as: postgres, or the
-    /// administrator `pgadmin` on a sudo lab.
+    /// Whether PostgreSQL runs in containers (`lab.sh --runtime docker`).
+    pub fn is_docker(&self) -> bool {
+        self.runtime == "docker"
+    }
+
+    /// The user the lab's cluster file logs in as: postgres, the
+    /// administrator `pgadmin` on a sudo lab, `pgdocker` (group docker) on
+    /// a docker lab.
     pub fn ssh_user(&self) -> &'static str {
         if self.is_sudo() {
             "pgadmin"
+        } else if self.is_docker() {
+            "pgdocker"
         } else {
             "postgres"
         }
+    }
+
+    /// Node `i`'s container on a docker lab (`pg-nodeI`).
+    pub fn container(&self, i: usize) -> String {
+        format!("pg-node{i}")
+    }
+
+    /// `docker ARGS...` against node `i`'s own dockerd, as root (`lab.sh
+    /// docker`); the raw result.
+    pub fn docker(&self, i: usize, args: &[&str]) -> Output {
+        assert!(self.is_docker(), "lab {} is not a docker lab", self.k);
+        let i = i.to_string();
+        let mut all = vec!["docker", &i];
+        all.extend_from_slice(args);
+        self.lab(&all)
     }
 
     /// On a sudo lab, adds (`true`) or removes node `i`'s sudo rule.
@@ -306,7 +372,10 @@ impl Lab {
         out
     }
 
-    /// Runs `args` as postgres inside node `i`'s namespaces (PATH starts with bin_dir).
+    /// Runs `args` as postgres inside node `i`'s namespaces (PATH starts with
+    /// bin_dir). On a docker lab: in the node's container when it runs,
+    /// else in a one-off container of its image with its volumes, as uid
+    /// 999 (postgres there).
     pub fn exec(&self, i: usize, args: &[&str]) -> Output {
         let i = i.to_string();
         let mut all = vec!["exec", &i];
@@ -365,6 +434,8 @@ impl Lab {
             .to_string()
     }
 
+    /// Stops node `i`'s PostgreSQL (`docker stop` of its container on a
+    /// docker lab); `start` waits until it accepts connections.
     pub fn stop(&self, i: usize) {
         self.lab_ok(&["stop", &i.to_string()]);
     }
@@ -470,6 +541,52 @@ pub struct LabTrace {
     procs: Vec<(u32, u64)>,
 }
 
+/// The cgroups lab `k`'s containers ran in (`pgrepl-lab-K-nodeI`, under
+/// each dockerd's own cgroup), wherever they are in the hierarchy.
+fn lab_cgroups(k: u32) -> Vec<String> {
+    let prefix = format!("pgrepl-lab-{k}-node");
+    let mut found = Vec::new();
+    let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            let name = e.file_name();
+            if name.to_string_lossy().starts_with(&prefix) {
+                found.push(e.path().display().to_string());
+            } else {
+                stack.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+/// Processes whose mount table names something under `dir` (a dockerd's
+/// overlays and volumes, a node's bind mounts).
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let needle = format!(" {}/", dir.display());
+    let mut found = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(m) = std::fs::read_to_string(e.path().join("mountinfo"))
+            && let Some(line) = m.lines().find(|l| l.contains(&needle))
+        {
+            found.push(format!("mount held by process {pid}: {line}"));
+        }
+    }
+    found
+}
+
 impl LabTrace {
     pub fn process_count(&self) -> usize {
         self.procs.len()
@@ -529,6 +646,10 @@ impl LabTrace {
                 }
             }
         }
+        for cg in lab_cgroups(self.k) {
+            left.push(format!("cgroup {cg}"));
+        }
+        left.extend(mounts_under(&self.dir));
         if self.dir.exists() {
             left.push(format!("directory {}", self.dir.display()));
         }
