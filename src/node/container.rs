@@ -825,7 +825,10 @@ mod tests {
             .layout_problem("/var/lib/postgresql/data")
             .expect("refused");
         assert!(why.contains("mount point of its volume"), "{why}");
-        assert!(why.contains("PGDATA=/var/lib/postgresql/data/pgdata"), "{why}");
+        assert!(
+            why.contains("PGDATA=/var/lib/postgresql/data/pgdata"),
+            "{why}"
+        );
         // A subdirectory of the volume (PGDATA=/var/lib/postgresql/data/pgdata).
         assert_eq!(
             proxpanel().layout_problem("/var/lib/postgresql/data/pgdata"),

@@ -21,12 +21,20 @@ use crate::switchover::{ids_on, writer};
 /// `docker ARGS` on node `i`'s dockerd; its stdout, trimmed (must succeed).
 fn docker(lab: &Lab, i: usize, args: &[&str]) -> String {
     let out = lab.docker(i, args);
-    assert!(out.status.success(), "docker {args:?} on node{i}: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "docker {args:?} on node{i}: {}",
+        text(&out)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn state(lab: &Lab, i: usize) -> String {
-    docker(lab, i, &["inspect", "-f", "{{.State.Status}}", &lab.container(i)])
+    docker(
+        lab,
+        i,
+        &["inspect", "-f", "{{.State.Status}}", &lab.container(i)],
+    )
 }
 
 /// No one-off container of pgrepl's is left on any node (they are
@@ -143,7 +151,11 @@ fn a_docker_switchover_under_writes_loses_no_committed_row() {
         stop.store(true, Ordering::SeqCst);
         w.join().expect("writer")
     });
-    assert!(committed.len() >= 5, "only {} rows written", committed.len());
+    assert!(
+        committed.len() >= 5,
+        "only {} rows written",
+        committed.len()
+    );
     assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "f");
     let h2 = lab.host(2);
     wait_for(
@@ -178,7 +190,10 @@ fn a_docker_failover_then_rebases_by_pg_rewind_and_by_base_backup() {
         1,
         "INSERT INTO lab_data(note) SELECT 'split brain' FROM generate_series(1, 500)",
     );
-    lab.sql(2, "INSERT INTO lab_data(note) VALUES ('on the new primary')");
+    lab.sql(
+        2,
+        "INSERT INTO lab_data(note) VALUES ('on the new primary')",
+    );
     lab.heal(1);
     // The diverged old primary: its container stopped, pg_rewind in a
     // one-off container on its volume, then started as a standby.
@@ -192,7 +207,10 @@ fn a_docker_failover_then_rebases_by_pg_rewind_and_by_base_backup() {
         || sender_of(&lab, 1) == format!("{h2}:streaming"),
     );
     assert_eq!(
-        lab.sql(1, "SELECT count(*) FROM lab_data WHERE note = 'split brain'"),
+        lab.sql(
+            1,
+            "SELECT count(*) FROM lab_data WHERE note = 'split brain'"
+        ),
         "0"
     );
     assert_eq!(owner_and_mode(&lab, 1, &lab.data_dir()), "999:999 700");
@@ -250,7 +268,11 @@ fn a_container_that_does_not_exist_is_said_and_the_others_are_planned() {
     // Applied to the others (--target), then the container made as the
     // message says: converged.
     apply_ok(&lab, &["--target", "node1", "--target", "node2"]);
-    let img = docker(&lab, 2, &["inspect", "-f", "{{.Config.Image}}", &lab.container(2)]);
+    let img = docker(
+        &lab,
+        2,
+        &["inspect", "-f", "{{.Config.Image}}", &lab.container(2)],
+    );
     docker(
         &lab,
         3,

@@ -337,7 +337,15 @@ fn is_primary(lab: &Lab, i: usize) -> bool {
 
 /// A converged 3-node lab whose host side may connect as postgres.
 fn converged_lab(test: &str) -> Lab {
-    let lab = Lab::for_test(test, 3);
+    converged(Lab::for_test(test, 3))
+}
+
+/// The same, PostgreSQL in containers (`lab.sh --runtime docker`).
+fn converged_docker_lab(test: &str) -> Lab {
+    converged(Lab::for_docker_test(test, 3))
+}
+
+fn converged(lab: Lab) -> Lab {
     admit_the_host(&lab);
     apply_ok(&lab, &[]);
     lab
@@ -394,7 +402,22 @@ fn interrupted_switchover(lab: &Lab, primary: usize, point: &str, fault: Fault) 
 #[test]
 #[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
 fn a_switchover_killed_at_every_boundary_finishes_on_rerun_with_one_primary_and_no_lost_row() {
-    let lab = converged_lab("switchover_killed_at_every_boundary");
+    switchover_killed_at_every_boundary(converged_lab("switchover_killed_at_every_boundary"));
+}
+
+/// The same with PostgreSQL in containers: the old primary's container
+/// stopped (`docker stop`), its settings written in a one-off container,
+/// started again (`docker start`), killed between any two of those.
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_docker_switchover_killed_at_every_boundary_finishes_on_rerun_with_one_primary_and_no_lost_row()
+{
+    switchover_killed_at_every_boundary(converged_docker_lab(
+        "docker_switchover_killed_at_every_boundary",
+    ));
+}
+
+fn switchover_killed_at_every_boundary(lab: Lab) {
     let mut primary = 1;
     for point in [
         "switchover:before-shutdown",
@@ -438,7 +461,22 @@ fn a_switchover_whose_candidate_is_cut_before_the_shutdown_or_before_the_old_pri
 #[test]
 #[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
 fn a_failover_and_the_old_primarys_re_base_killed_at_every_boundary_converge_on_rerun() {
-    let lab = converged_lab("failover_and_rebase_killed_at_every_boundary");
+    failover_and_rebase_killed_at_every_boundary(converged_lab(
+        "failover_and_rebase_killed_at_every_boundary",
+    ));
+}
+
+/// The same with PostgreSQL in containers: pg_rewind and pg_basebackup
+/// killed in their one-off containers, which the rerun removes.
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_docker_failover_and_the_old_primarys_re_base_killed_at_every_boundary_converge_on_rerun() {
+    failover_and_rebase_killed_at_every_boundary(converged_docker_lab(
+        "docker_failover_and_rebase_killed_at_every_boundary",
+    ));
+}
+
+fn failover_and_rebase_killed_at_every_boundary(lab: Lab) {
     // node1 keeps running, cut off: writable until pgrepl re-bases it,
     // which is not pgrepl's doing; every node pgrepl acts on is watched.
     let obs = Observers::start(&lab, &[2, 3]);
@@ -521,6 +559,57 @@ fn a_failover_and_the_old_primarys_re_base_killed_at_every_boundary_converge_on_
             .collect::<Vec<_>>(),
         ["1", "0"],
         "{what}"
+    );
+}
+
+/// A container killed outright (`docker kill`: SIGKILL to the postmaster,
+/// its PID 1) leaves postmaster.pid behind, naming PID 1. In a one-off
+/// container PID 1 is alive (the one-off's own command): pgrepl must not
+/// take that for a running server, and must re-base the crashed old
+/// primary without ever starting it read-write.
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_killed_old_primary_container_is_re_based_and_never_started_read_write() {
+    let lab = converged_docker_lab("killed_old_primary_container_is_re_based");
+    lab.cut(1);
+    set_primary(&lab, "node2");
+    apply_ok(&lab, &["--force"]);
+    lab.sql(
+        1,
+        "INSERT INTO lab_data(note) SELECT 'cut off' FROM generate_series(1, 200)",
+    );
+    let out = lab.docker(1, &["kill", &lab.container(1)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pid = lab.exec(
+        1,
+        &[
+            "sh",
+            "-c",
+            "head -1 \"$1/postmaster.pid\"",
+            "sh",
+            &lab.data_dir(),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&pid.stdout).trim(),
+        "1",
+        "{}",
+        text(&pid)
+    );
+    let obs = Observers::start(&lab, &[1, 2, 3]);
+    lab.heal(1);
+    let plan = text(&pgrepl(&lab, &["plan"]));
+    assert!(plan.contains("node1.timeline"), "{plan}");
+    assert!(plan.contains("in production"), "{plan}");
+    assert!(!plan.contains("node1.service"), "{plan}");
+    let out = apply_ok(&lab, &[]);
+    plan_is_empty(&lab);
+    let seen = obs.finish();
+    assert_one_primary(&seen, &text(&out));
+    assert!(!is_primary(&lab, 1), "{}", text(&out));
+    assert_eq!(
+        lab.sql(1, "SELECT count(*) FROM lab_data WHERE note = 'cut off'"),
+        "0"
     );
 }
 

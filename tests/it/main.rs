@@ -5,6 +5,7 @@ mod apply_more;
 mod boundary;
 mod cli;
 mod config;
+mod docker;
 mod docs;
 mod drift;
 mod faults;

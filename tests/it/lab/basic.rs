@@ -422,7 +422,14 @@ fn docker_lab_containers_in_the_official_layout_exec_stop_start_and_clean_down()
     // While stopped, exec on node1 is a one-off too, on the same volume.
     assert_eq!(
         ok(
-            &lab.exec(1, &["sh", "-c", &format!("test ! -e {data_dir}/postmaster.pid && cat {data_dir}/PG_VERSION")]),
+            &lab.exec(
+                1,
+                &[
+                    "sh",
+                    "-c",
+                    &format!("test ! -e {data_dir}/postmaster.pid && cat {data_dir}/PG_VERSION")
+                ]
+            ),
             "exec 1 (one-off)"
         ),
         major
