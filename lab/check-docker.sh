@@ -72,9 +72,11 @@ for i in 1 2 3; do
 done
 
 # The image: the official layout (18 on).
-got=$(dk 1 inspect -f '{{.Config.User}}|{{.Config.StopSignal}}|{{index .Config.Entrypoint 0}}|{{index .Config.Cmd 0}}|{{range $k, $v := .Config.Volumes}}{{$k}}{{end}}|{{range .Config.Env}}{{println .}}{{end}}' "pgrepl-lab/postgres:$MAJOR" | grep -v -e '^PATH=' -e '^LANG=' -e '^PG_MAJOR=' -e '^$')
-check "image: no USER (root entrypoint drops to postgres), STOPSIGNAL SIGINT, docker-entrypoint.sh postgres, VOLUME /var/lib/postgresql, PGDATA=$PGDATA" \
-	"$(printf '|SIGINT|docker-entrypoint.sh|postgres|/var/lib/postgresql|\nPGDATA=%s' "$PGDATA")" "$got"
+IMAGE=pgrepl-lab/postgres:$MAJOR
+got=$(dk 1 inspect -f '{{.Config.User}}|{{.Config.StopSignal}}|{{index .Config.Entrypoint 0}}|{{index .Config.Cmd 0}}|{{range $k, $v := .Config.Volumes}}{{$k}}{{end}}' "$IMAGE")
+got="$got|$(dk 1 inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE" | sed -n 's/^PGDATA=//p')"
+check "image: no USER (root entrypoint drops to postgres), STOPSIGNAL SIGINT, docker-entrypoint.sh postgres, VOLUME /var/lib/postgresql, PGDATA $PGDATA" \
+	"|SIGINT|docker-entrypoint.sh|postgres|/var/lib/postgresql|$PGDATA" "$got"
 got=$(dk 1 inspect -f '{{.HostConfig.NetworkMode}}|{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}}{{end}}' pg-node1)
 check "pg-node1: --network host, the named volume pgdata at /var/lib/postgresql" \
 	"host|volume pgdata /var/lib/postgresql" "$got"

@@ -110,6 +110,11 @@ docker_install_missing() {
 # Debian 12), not Debian's package.
 docker_wheel_major() { [ -e "/usr/lib/postgresql/$1/$WHEEL_MARK" ]; }
 
+# Where major $1's server comes from, in words.
+docker_source() {
+	if docker_wheel_major "$1"; then echo "the lab's install of its PyPI wheel"; else echo "Debian's packages"; fi
+}
+
 # The image of major $1 is made from what is installed on the host: Debian's
 # packages, or the wheel install_all put in /usr/lib/postgresql/$1.
 docker_check_major() {
@@ -186,9 +191,9 @@ docker_image_config() {
 "config":{"User":"","Env":["PATH=/usr/lib/postgresql/$major/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","LANG=C.UTF-8","PG_MAJOR=$major","PGDATA=$(docker_data_dir "$major")"],
 "Entrypoint":["docker-entrypoint.sh"],"Cmd":["postgres"],"WorkingDir":"",
 "Volumes":{"$DOCKER_VOLUME_DIR":{}},"ExposedPorts":{"5432/tcp":{}},"StopSignal":"SIGINT",
-"Labels":{"org.pgrepl.lab":"PostgreSQL $major from Debian's packages"}},
+"Labels":{"org.pgrepl.lab":"PostgreSQL $major from $(docker_source "$major")"}},
 "rootfs":{"type":"layers","diff_ids":["sha256:$diff_id"]},
-"history":[{"created":"1970-01-01T00:00:00Z","created_by":"lab/docker.sh: Debian's PostgreSQL $major packages"}]}
+"history":[{"created":"1970-01-01T00:00:00Z","created_by":"lab/docker.sh: PostgreSQL $major from $(docker_source "$major")"}]}
 EOF
 }
 
@@ -335,7 +340,7 @@ docker_image_archive() {
 		flock 7
 		if [ ! -f "$out" ]; then
 			t0=$EPOCHREALTIME
-			log "building the image $(docker_image_name "$major") from Debian's packages (cached in $DOCKER_IMAGE_CACHE)"
+			log "building the image $(docker_image_name "$major") from $(docker_source "$major") (cached in $DOCKER_IMAGE_CACHE)"
 			docker_write_image_archive "$major" "$out"
 			find "$DOCKER_IMAGE_CACHE" -maxdepth 1 -name "postgres-$major-*.tar" ! -name "${out##*/}" -mmin +1440 -delete
 			log "image built in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')s ($(du -m "$out" | cut -f1) MB)"

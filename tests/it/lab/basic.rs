@@ -445,6 +445,15 @@ fn docker_lab_containers_in_the_official_layout_exec_stop_start_and_clean_down()
         "expected sshd, dockerd and containerd per node, and postgres: {}",
         trace.process_count()
     );
+    // The trace sees the containers' cgroup and dockerd's mounts while up.
+    let up = trace.leftovers();
+    for kind in ["cgroup ", "mount held by "] {
+        assert!(
+            up.iter().any(|l| l.starts_with(kind)),
+            "the trace must see a {kind}of the lab while it is up:\n{}",
+            up.join("\n")
+        );
+    }
     drop(lab);
     let left = trace.wait_gone(Duration::from_secs(3));
     assert!(left.is_empty(), "left behind by down:\n{}", left.join("\n"));
