@@ -772,8 +772,11 @@ async fn promote_paused(
     let (me, from) = (here.name(), old.name());
     if old_runs {
         pause::point("switchover:before-shutdown").await;
-        old.stop().await?;
-        progress(&format!("{from} stopped (fast shutdown)"));
+        let how = old.stop().await?;
+        progress(&format!(
+            "{from} stopped (fast shutdown: {})",
+            stop_how(&how)
+        ));
         pause::point("switchover:after-shutdown").await;
     }
     // Until pg_promote is sent, the old primary is the one to run again.
@@ -990,8 +993,8 @@ async fn rebase(
     let here = ctx.here();
     // Stop the diverged node (it must never run as if it were fine).
     if here.runs().await? {
-        here.stop().await?;
-        (ctx.progress)("stopped (fast shutdown)");
+        let how = here.stop().await?;
+        (ctx.progress)(&format!("stopped (fast shutdown: {})", stop_how(&how)));
     }
     pause::point("rebase:after-stop").await;
     // A pg_rewind that started and never finished leaves its marker: the
@@ -1197,4 +1200,12 @@ mod tests {
             [("max_connections".to_string(), "1 -c x=y".to_string())].into();
         assert!(once_options(&bad).is_err());
     }
+}
+
+/// What stopped a server, from `Node::stop`'s `stop (HOW)`: `pg_ctl stop
+/// -D ...`, `docker stop NAME`, a unit.
+fn stop_how(said: &str) -> &str {
+    said.strip_prefix("stop (")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or(said)
 }

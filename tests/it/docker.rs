@@ -258,13 +258,13 @@ fn a_container_that_does_not_exist_is_said_and_the_others_are_planned() {
     assert_eq!(plan.status.code(), Some(4), "{}", text(&plan));
     let said = text(&plan);
     for needle in [
-        "node3: container pg-node3 does not exist",
+        "node3: could not be read: container pg-node3 does not exist",
         "pgrepl does not create containers",
         "docker create --name pg-node3",
     ] {
         assert!(said.contains(needle), "{needle:?} in {said}");
     }
-    assert!(said.contains("node2.timeline"), "node2 is planned: {said}");
+    assert!(said.contains("node2.standby"), "node2 is planned: {said}");
     // Applied to the others (--target), then the container made as the
     // message says: converged.
     apply_ok(&lab, &["--target", "node1", "--target", "node2"]);
