@@ -1155,6 +1155,14 @@ fn tls_hint(said: &str) -> &'static str {
     }
 }
 
+/// What stopped a server, from `Node::stop`'s `stop (HOW)`: `pg_ctl stop
+/// -D ...`, `docker stop NAME`, a unit.
+fn stop_how(said: &str) -> &str {
+    said.strip_prefix("stop (")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or(said)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1200,12 +1208,4 @@ mod tests {
             [("max_connections".to_string(), "1 -c x=y".to_string())].into();
         assert!(once_options(&bad).is_err());
     }
-}
-
-/// What stopped a server, from `Node::stop`'s `stop (HOW)`: `pg_ctl stop
-/// -D ...`, `docker stop NAME`, a unit.
-fn stop_how(said: &str) -> &str {
-    said.strip_prefix("stop (")
-        .and_then(|s| s.strip_suffix(')'))
-        .unwrap_or(said)
 }
