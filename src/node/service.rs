@@ -13,6 +13,7 @@ use super::scripts::{PG_CTL, STATUS};
 use super::{Node, container};
 use crate::config::Service;
 use crate::observed::ControlData;
+use crate::transport::RemoteOutput;
 
 /// How long pg_ctl may wait for a start, stop or restart.
 pub const PG_CTL_WAIT_S: u64 = 120;
@@ -201,28 +202,8 @@ impl Node<'_> {
         };
         let inv = container::lifecycle(engine, action, c);
         let out = self.run_host(&inv.argv, inv.limit).await?;
-        let mut failure = (!out.success()).then(|| {
-            format!(
-                "{}: {engine} {verb} {c} failed ({}): {}",
-                self.name(),
-                out.exit(),
-                out.stderr.trim()
-            )
-        });
-        if failure.is_none() && verb != Verb::Stop {
-            failure = self.wait_accepting().await.err().map(|e| format!("{e:#}"));
-        }
-        if let Some(failure) = failure {
-            let tail = self.tail_log(15).await;
-            bail!(
-                "{failure}{}",
-                if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!("\nlast lines of {}:\n{tail}", self.log_name())
-                }
-            );
-        }
+        self.service_done(out, &format!("{engine} {verb} {c}"), verb != Verb::Stop)
+            .await?;
         Ok(format!("{verb} ({engine} {verb} {c})"))
     }
 
@@ -276,6 +257,18 @@ impl Node<'_> {
         let out = self
             .run_with_stdin(argv, None, Duration::from_secs(PG_CTL_WAIT_S + 30))
             .await?;
+        self.service_done(out, what, accept).await
+    }
+
+    /// After a service command: its failure, or, when `accept`, the
+    /// server's failing to accept connections, said with the last lines of
+    /// the server's log.
+    async fn service_done(
+        &self,
+        out: RemoteOutput,
+        what: &str,
+        accept: bool,
+    ) -> anyhow::Result<()> {
         let mut failure = (!out.success()).then(|| {
             format!(
                 "{}: {what} failed ({}): {}",

@@ -8,15 +8,13 @@
 //! re-base by pg_rewind, a re-base by base backup, and a container that does
 //! not exist; after each run no one-off container is left.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::lab::Lab;
 use crate::support::{
     apply_ok, kept_old_data_dirs, pgrepl, plan_is_empty, sender_of, set_primary, text, wait_for,
 };
-use crate::switchover::{ids_on, writer};
+use crate::switchover::switchover_to_node2_under_writes;
 
 /// `docker ARGS` on node `i`'s dockerd; its stdout, trimmed (must succeed).
 fn docker(lab: &Lab, i: usize, args: &[&str]) -> String {
@@ -131,45 +129,8 @@ fn a_docker_cluster_converges_from_empty_volumes_and_its_drift_is_repaired() {
 fn a_docker_switchover_under_writes_loses_no_committed_row() {
     let lab = Lab::for_docker_test("a_docker_switchover_under_writes_loses_no_committed_row", 3);
     apply_ok(&lab, &[]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let committed = std::thread::scope(|s| {
-        let w = s.spawn(|| writer(&lab, stop.clone()));
-        /// Stops the writer even when an assertion fails.
-        struct StopOnDrop(Arc<AtomicBool>);
-        impl Drop for StopOnDrop {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::SeqCst);
-            }
-        }
-        let _guard = StopOnDrop(stop.clone());
-        std::thread::sleep(Duration::from_millis(500));
-        set_primary(&lab, "node2");
-        let out = text(&apply_ok(&lab, &[]));
-        assert!(out.contains("switchover"), "{out}");
-        assert!(out.contains("docker stop"), "{out}");
-        std::thread::sleep(Duration::from_millis(500));
-        stop.store(true, Ordering::SeqCst);
-        w.join().expect("writer")
-    });
-    assert!(
-        committed.len() >= 5,
-        "only {} rows written",
-        committed.len()
-    );
-    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "f");
-    let h2 = lab.host(2);
-    wait_for(
-        "node1 and node3 to stream from node2",
-        Duration::from_secs(20),
-        || {
-            sender_of(&lab, 1) == format!("{h2}:streaming")
-                && sender_of(&lab, 3) == format!("{h2}:streaming")
-        },
-    );
-    let on_new = ids_on(&lab, 2);
-    let lost: Vec<&i64> = committed.iter().filter(|id| !on_new.contains(id)).collect();
-    assert!(lost.is_empty(), "committed rows lost: {lost:?}");
-    plan_is_empty(&lab);
+    let out = switchover_to_node2_under_writes(&lab);
+    assert!(out.contains("docker stop"), "{out}");
     no_one_off_left(&lab);
 }
 

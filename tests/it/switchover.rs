@@ -39,6 +39,52 @@ pub fn writer(lab: &Lab, stop: Arc<AtomicBool>) -> Vec<i64> {
     committed
 }
 
+/// A switchover from node1 to node2 while `writer` inserts: at least 5
+/// rows acknowledged, node2 the primary, node1 and node3 streaming from it,
+/// no acknowledged row missing there, the next plan empty. Returns what
+/// apply printed, for the caller's own checks.
+pub fn switchover_to_node2_under_writes(lab: &Lab) -> String {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (out, committed) = std::thread::scope(|s| {
+        let w = s.spawn(|| writer(lab, stop.clone()));
+        /// Stops the writer even when an assertion fails.
+        struct StopOnDrop(Arc<AtomicBool>);
+        impl Drop for StopOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _guard = StopOnDrop(stop.clone());
+        std::thread::sleep(Duration::from_millis(500));
+        set_primary(lab, "node2");
+        let out = text(&apply_ok(lab, &[]));
+        assert!(out.contains("switchover"), "{out}");
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::SeqCst);
+        (out, w.join().expect("writer"))
+    });
+    assert!(
+        committed.len() >= 5,
+        "only {} rows written",
+        committed.len()
+    );
+    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "f");
+    let h2 = lab.host(2);
+    wait_for(
+        "node1 and node3 to stream from node2",
+        Duration::from_secs(20),
+        || {
+            sender_of(lab, 1) == format!("{h2}:streaming")
+                && sender_of(lab, 3) == format!("{h2}:streaming")
+        },
+    );
+    let on_new = ids_on(lab, 2);
+    let lost: Vec<&i64> = committed.iter().filter(|id| !on_new.contains(id)).collect();
+    assert!(lost.is_empty(), "committed rows lost: {lost:?}");
+    plan_is_empty(lab);
+    out
+}
+
 /// The ids of node `i`'s rows.
 pub fn ids_on(lab: &Lab, i: usize) -> std::collections::HashSet<i64> {
     lab.sql(i, "SELECT string_agg(id::text, ',') FROM lab_data")
