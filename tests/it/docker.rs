@@ -186,7 +186,10 @@ fn a_docker_failover_then_rebases_by_pg_rewind_and_by_base_backup() {
         &[
             "sh",
             "-c",
-            "mv \"$1\" \"$1.before-initdb\" && initdb -D \"$1\" >/dev/null",
+            // The socket where the cluster file says it is: builds other
+            // than Debian's put it in /tmp by default.
+            "mv \"$1\" \"$1.before-initdb\" && initdb -D \"$1\" >/dev/null \
+             && echo \"unix_socket_directories = '/var/run/postgresql'\" >>\"$1/postgresql.conf\"",
             "sh",
             &dd,
         ],
