@@ -196,3 +196,116 @@ fn a_proxpanel_move_onto_new_hardware() {
     assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "running");
     assert_eq!(lab.sql(1, "SELECT pg_is_in_recovery()"), "t");
 }
+
+/// `ssh USER@node i` with the lab's key, running `cmd`: whether it succeeded.
+fn ssh_as(lab: &Lab, user: &str, i: usize, cmd: &str) -> std::process::Output {
+    std::process::Command::new("ssh")
+        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+        .args(["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=3"])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            lab.known_hosts_file().display()
+        ))
+        .arg("-i")
+        .arg(lab.identity_file())
+        .arg(format!("{user}@{}", lab.host(i)))
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh")
+}
+
+/// The lab itself, in another order (node1, the primary, a sudo node):
+/// each node lets in its kind's user only, the sudo rule is its own, each
+/// command acts by the node's kind, and down leaves nothing.
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_mixed_lab_serves_each_node_by_its_kind_and_goes_down_clean() {
+    let lab = Lab::for_kinds_test(
+        "a_mixed_lab_serves_each_node_by_its_kind_and_goes_down_clean",
+        &["sudo", "docker", "bare"],
+    );
+    each_node_is_of_its_kind(&lab);
+    // Only the node's own kind's user gets in.
+    for (user, i) in [
+        ("postgres", 1),
+        ("pgdocker", 1),
+        ("pgadmin", 3),
+        ("postgres", 2),
+    ] {
+        let out = ssh_as(&lab, user, i, "true");
+        assert!(!out.status.success(), "{user} into node{i}: {}", text(&out));
+    }
+    // node1: a sudo node, the primary with lab_data; its sudo rule is its own.
+    assert_eq!(lab.sql(1, "SELECT count(*) FROM lab_data"), "1000");
+    let sudo = "sudo -n -u postgres id -un";
+    let out = ssh_as(&lab, "pgadmin", 1, sudo);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "postgres",
+        "{}",
+        text(&out)
+    );
+    lab.sudo_rule(1, false);
+    let out = ssh_as(&lab, "pgadmin", 1, sudo);
+    assert!(!out.status.success(), "no rule: {}", text(&out));
+    lab.sudo_rule(1, true);
+    assert!(ssh_as(&lab, "pgadmin", 1, sudo).status.success());
+    // stop and start by pg_ctl on the sudo node.
+    lab.stop(1);
+    assert!(!lab.try_sql(1, "SELECT 1").status.success());
+    lab.start(1);
+    assert_eq!(lab.sql(1, "SELECT count(*) FROM lab_data"), "1000");
+    // node2: a docker node, its container created, never started; exec
+    // there runs in a one-off container as the image's postgres.
+    let ps = lab.docker(2, &["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+    assert_eq!(
+        String::from_utf8_lossy(&ps.stdout).trim(),
+        "pg-node2 created"
+    );
+    let out = lab.exec(
+        2,
+        &[
+            "sh",
+            "-c",
+            "id -u; ls -A \"$1\" | wc -l",
+            "sh",
+            &lab.data_dir_of(2),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "999\n0",
+        "{}",
+        text(&out)
+    );
+    // node3: a bare node with an empty data directory.
+    let out = lab.exec(
+        3,
+        &[
+            "sh",
+            "-c",
+            "id -un; test ! -e \"$1/PG_VERSION\"",
+            "sh",
+            &lab.data_dir_of(3),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "postgres");
+
+    let sudoers = format!("/etc/sudoers.d/pgrepl-lab-{}", lab.k());
+    assert!(std::path::Path::new(&sudoers).exists());
+    let trace = lab.trace();
+    assert!(
+        trace
+            .leftovers()
+            .iter()
+            .any(|l| l.starts_with("mount held by ")),
+        "the trace must see node2's dockerd mounts while up"
+    );
+    drop(lab);
+    let left = trace.wait_gone(Duration::from_secs(3));
+    assert!(left.is_empty(), "left behind by down:\n{}", left.join("\n"));
+    assert!(!std::path::Path::new(&sudoers).exists(), "{sudoers} left");
+}
