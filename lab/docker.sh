@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # The lab's docker runtime (`lab.sh --runtime docker`), sourced by lab/lab.sh.
 #
-# Each node keeps what the bare lab gives it (network, mount, UTS and IPC
+# Each node (each docker node of a mixed lab, `lab.sh --kinds bare,docker,...`)
+# keeps what the bare lab gives it (network, mount, UTS and IPC
 # namespaces, its own sshd and address) and gets its own dockerd, started in
 # the node's network and UTS namespaces and in a private mount namespace of
 # its own. PostgreSQL runs in a container of a locally built image with the
@@ -500,20 +501,25 @@ docker_wait_ready() {
 	die "node$i: the server in $c did not accept connections within ${DOCKER_WAIT_S}s"
 }
 
-# The image, every node's dockerd with it loaded, and the containers, node1's
-# running with the table lab_data. $2: a file holding the image archive's
-# path, written by a build running meanwhile (pid $3).
+# The image, the dockerd of every docker node (every node of a docker lab,
+# the docker ones of a --kinds lab) with it loaded, and their containers;
+# node1's, when node1 is a docker node, running with the table lab_data.
+# $2: a file holding the image archive's path, written by a build running
+# meanwhile (pid $3).
 docker_up() {
-	local major=$1 archive_file=$2 build_pid=$3 i n archive pids=() initdb_pid t0=$EPOCHREALTIME t1 t2 t3
-	n=$NODES
-	case " ${PGREPL_LAB_DOCKER_ABSENT:-} " in *" 1 "* | *" node1 "*) die "node1 is the primary: it needs its container" ;; esac
-	docker_initdb_node1 "$major" &
-	initdb_pid=$!
-	for i in $(seq 1 "$n"); do docker_start_daemon "$i"; done
+	local major=$1 archive_file=$2 build_pid=$3 i archive nodes=() pids=() initdb_pid= t0=$EPOCHREALTIME t1 t2 t3
+	for i in $(seq 1 "$NODES"); do [ "$(node_kind "$i")" != docker ] || nodes+=("$i"); done
+	[ ${#nodes[@]} -gt 0 ] || return 0
+	if [ "${nodes[0]}" = 1 ]; then
+		case " ${PGREPL_LAB_DOCKER_ABSENT:-} " in *" 1 "* | *" node1 "*) die "node1 is the primary: it needs its container" ;; esac
+		docker_initdb_node1 "$major" &
+		initdb_pid=$!
+	fi
+	for i in "${nodes[@]}"; do docker_start_daemon "$i"; done
 	wait "$build_pid" || die "building the image failed"
 	archive=$(cat "$archive_file")
 	t1=$EPOCHREALTIME
-	for i in $(seq 1 "$n"); do
+	for i in "${nodes[@]}"; do
 		(
 			docker_wait_daemon "$i"
 			dk "$i" load -q -i "$archive" >/dev/null || die "node$i: docker load of $archive failed"
@@ -521,9 +527,14 @@ docker_up() {
 		) &
 		pids+=($!)
 	done
-	for i in $(seq 1 "$n"); do
-		wait "${pids[$((i - 1))]}" || die "node$i: dockerd, the image or the container failed (see above)"
+	for i in "${!nodes[@]}"; do
+		wait "${pids[$i]}" || die "node${nodes[$i]}: dockerd, the image or the container failed (see above)"
 	done
+	t2=$EPOCHREALTIME
+	if [ -z "$initdb_pid" ]; then
+		log "docker: image ready after $(docker_secs "$t0" "$t1")s; dockerds of $(printf 'node%s ' "${nodes[@]}")answering with the image loaded, the containers made after $(docker_secs "$t1" "$t2")s more"
+		return 0
+	fi
 	wait "$initdb_pid" || die "node1: initdb failed"
 	docker_make_container 1 "$major"
 	t2=$EPOCHREALTIME

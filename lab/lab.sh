@@ -2,7 +2,7 @@
 # pgrepl lab: real PostgreSQL nodes, each in its own network, mount, UTS and
 # IPC namespace, with its own address on a bridge and its own sshd.
 #
-# Usage: lab/lab.sh [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--sudo] [--runtime bare|docker] COMMAND [ARGS...]   (as root)
+# Usage: lab/lab.sh [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--sudo] [--runtime bare|docker] [--kinds K1,K2,...] COMMAND [ARGS...]   (as root)
 #
 # Lab K uses 198.18.K.0/24: the host side of the bridge is 198.18.K.1, node i
 # is 198.18.K.(10+i).  Everything is named after K (bridge pgrl-brK, network
@@ -25,6 +25,10 @@ PG=${PGREPL_LAB_PG:-}
 TLS=${PGREPL_LAB_TLS:-}
 RUNTIME=${PGREPL_LAB_RUNTIME:-}
 SUDO=${PGREPL_LAB_SUDO:-}
+# --kinds bare,docker,sudo: one kind per node (a mixed lab); empty: every
+# node of the kind --runtime and --sudo make.
+KINDS=
+NODES_SET=
 # --sudo: the SSH user, an administrator that runs everything through sudo.
 ADMIN_USER=pgadmin
 ADMIN_HOME=/var/lib/pgrepl-lab-admin
@@ -32,7 +36,7 @@ EXIT_IN_USE=3
 
 usage() {
 	cat <<EOF
-Usage: $PROG [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--sudo] [--runtime bare|docker] COMMAND [ARGS...]   (run as root)
+Usage: $PROG [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--sudo] [--runtime bare|docker] [--kinds K1,K2,...] COMMAND [ARGS...]   (run as root)
 
   install          install what is missing (postgresql, openssh-server, iproute2,
                    and with --pg 16|17|18 that major's server)
@@ -40,7 +44,7 @@ Usage: $PROG [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--sudo] [--
                    prints the path of the lab's cluster file (pgrepl.toml)
                    with --tls (or PGREPL_LAB_TLS=1), then what tls does
   tls              TLS on every node (see below); installs openssl if missing
-  sudo-rule NODE on|off   (a --sudo lab) add or remove NODE's sudo rule (see below)
+  sudo-rule NODE on|off   (a sudo node) add or remove NODE's sudo rule (see below)
   down             remove everything lab K made (safe to run twice)
   status           one line per node
   stop NODE        stop NODE's PostgreSQL (pg_ctl stop -m fast)
@@ -49,7 +53,7 @@ Usage: $PROG [--k K] [--nodes N] [--poolers N] [--pg MAJOR] [--tls] [--sudo] [--
   heal NODE        undo cut
   sql NODE SQL     psql -XAt as postgres over NODE's local socket (database postgres)
   exec NODE CMD... run CMD as postgres inside NODE's namespaces (PATH starts with bin_dir)
-  docker NODE ARGS...   (a docker lab) docker ARGS against NODE's dockerd, as root
+  docker NODE ARGS...   (a docker node) docker ARGS against NODE's dockerd, as root
   ssh NODE [CMD]   ssh to NODE as the cluster file does (strict host key checking)
   env              print the path of the file exporting the lab's passwords
   config           print the path of the lab's cluster file
@@ -110,6 +114,19 @@ named after the lab and removed by its down; the user stays, like the
 postgres user. sudo-rule NODE off takes NODE's line out (sudo then answers
 "a password is required"), on puts it back.
 
+--kinds K1,K2,... at up (a mixed lab): one kind per node, in order, each
+bare, docker or sudo; the number of nodes is the list's length (--nodes,
+if given, must agree); not with --sudo or --runtime. Each node is what a
+lab of its kind makes it: bare (SSH as postgres, Debian's layout), docker
+(SSH as $DOCKER_SSH_USER, its own dockerd, the container pg-nodeI) or sudo (SSH as
+$ADMIN_USER with its sudo rule, PostgreSQL as on a bare node). node1, the
+primary, runs with lab_data whatever its kind. The cluster file keeps
+[ssh] and [postgres] of a bare lab and gives every other node what
+differs: [nodes.nodeI] exec, [nodes.nodeI.ssh] user and, for docker,
+[nodes.nodeI.postgres] data_dir. The kinds are kept in LABDIR/kinds (one
+per line, written for every lab); every later command acts on a node by
+its kind.
+
 cut: the host-side veth of the node is set down.  The node keeps running but
 nobody reaches it: new connections time out (and fail with "No route to host"
 once ARP gave up, as for a machine that died on a LAN); established
@@ -127,8 +144,8 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--k) K=${2:?--k needs a value}; shift 2 ;;
 	--k=*) K=${1#--k=}; shift ;;
-	--nodes) NODES=${2:?--nodes needs a value}; shift 2 ;;
-	--nodes=*) NODES=${1#--nodes=}; shift ;;
+	--nodes) NODES=${2:?--nodes needs a value}; NODES_SET=1; shift 2 ;;
+	--nodes=*) NODES=${1#--nodes=}; NODES_SET=1; shift ;;
 	--pg) PG=${2:?--pg needs a value}; shift 2 ;;
 	--pg=*) PG=${1#--pg=}; shift ;;
 	--tls) TLS=1; shift ;;
@@ -137,6 +154,8 @@ while [ $# -gt 0 ]; do
 	--poolers) PGREPL_LAB_POOLERS=${2:?--poolers needs a value}; shift 2 ;;
 	--poolers=*) PGREPL_LAB_POOLERS=${1#--poolers=}; shift ;;
 	--sudo) SUDO=1; shift ;;
+	--kinds) KINDS=${2:?--kinds needs a value}; shift 2 ;;
+	--kinds=*) KINDS=${1#--kinds=}; shift ;;
 	-h | --help | help) usage; exit 0 ;;
 	--) shift; break ;;
 	-*) echo "$PROG: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -153,7 +172,29 @@ K=$((10#$K))
 NODES=$((10#$NODES))
 case $PG in '' | 15 | 16 | 17 | 18) ;; *) die "--pg must be 15, 16, 17 or 18 (got '$PG')" ;; esac
 case $RUNTIME in '' | bare | docker) ;; *) die "--runtime must be bare or docker (got '$RUNTIME')" ;; esac
-[ "$SUDO" != 1 ] || [ "${RUNTIME:-bare}" != docker ] || die "--sudo and --runtime docker do not combine yet"
+[ "$SUDO" != 1 ] || [ "${RUNTIME:-bare}" != docker ] ||
+	die "--sudo and --runtime docker do not combine (sudo onto a docker host is not a lab kind); for nodes of both kinds name each node's kind: --kinds docker,sudo,..."
+# KIND_LIST: the kind of each node at up (--kinds, else the one --runtime
+# and --sudo give all of them).
+KIND_LIST=()
+if [ -n "$KINDS" ]; then
+	[ "$SUDO" != 1 ] && [ -z "$RUNTIME" ] ||
+		die "--kinds names each node's kind: leave out --sudo and --runtime (and unset PGREPL_LAB_SUDO, PGREPL_LAB_RUNTIME)"
+	[[ $KINDS =~ ^[a-z]+(,[a-z]+)*$ ]] || die "--kinds must be a comma-separated list of bare, docker and sudo (got '$KINDS')"
+	IFS=, read -ra KIND_LIST <<<"$KINDS"
+	for kind in "${KIND_LIST[@]}"; do
+		case $kind in bare | docker | sudo) ;; *) die "--kinds: unknown kind '$kind' (bare, docker or sudo)" ;; esac
+	done
+	[ ${#KIND_LIST[@]} -le 200 ] || die "--kinds names ${#KIND_LIST[@]} nodes (at most 200)"
+	[ -z "$NODES_SET" ] || [ "$NODES" = ${#KIND_LIST[@]} ] ||
+		die "--nodes $NODES disagrees with --kinds $KINDS (${#KIND_LIST[@]} nodes): leave --nodes out or make them agree"
+	NODES=${#KIND_LIST[@]}
+else
+	if [ "${RUNTIME:-bare}" = docker ]; then kind=docker; elif [ "$SUDO" = 1 ]; then kind=sudo; else kind=bare; fi
+	for _ in $(seq 1 "$NODES"); do KIND_LIST+=("$kind"); done
+fi
+# Whether some node of the lab being brought up is of kind $1.
+up_has_kind() { [[ " ${KIND_LIST[*]} " == *" $1 "* ]]; }
 
 LAB=$LAB_ROOT/$K
 NET=198.18.$K
@@ -163,14 +204,38 @@ check_poolers_option
 BRIDGE=pgrl-br$K
 MARKER=.pgrepl-lab
 PG_USER=postgres
-SSH_USER=$PG_USER # the docker runtime's is its own
 
 # shellcheck source=lab/docker.sh
 . "$(dirname "${BASH_SOURCE[0]}")/docker.sh"
 
-# The runtime of lab K: the one it was brought up with, else --runtime.
+# The runtime of lab K: the one it was brought up with (bare, docker, or
+# mixed for a --kinds lab), else --runtime.
 lab_runtime() {
 	if [ -f "$LAB/runtime" ]; then cat "$LAB/runtime"; else echo "${RUNTIME:-bare}"; fi
+}
+
+# Whether lab K was brought up with --kinds (per-node kinds in its cluster file).
+lab_is_mixed() { [ "$(lab_runtime)" = mixed ]; }
+
+# The kind of node $1: bare, docker or sudo. LABDIR/kinds (one per line)
+# once up has written it; a lab of an older lab.sh has none: its runtime
+# and sudo mark say.
+node_kind() {
+	local kind
+	if [ -f "$LAB/kinds" ]; then
+		kind=$(sed -n "${1}p" "$LAB/kinds")
+		[ -n "$kind" ] || die "node$1: no kind in $LAB/kinds"
+		echo "$kind"
+	elif [ "$(lab_runtime)" = docker ]; then echo docker
+	elif [ -e "$LAB/sudo" ]; then echo sudo
+	else echo bare; fi
+}
+
+# Whether some node of lab K is of kind $1.
+lab_has_kind() {
+	local i
+	for i in $(seq 1 "$(cat "$LAB/nodes")"); do [ "$(node_kind "$i")" != "$1" ] || return 0; done
+	return 1
 }
 SUDOERS=/etc/sudoers.d/pgrepl-lab-$K
 
@@ -261,7 +326,7 @@ install_missing() {
 	[ "$TLS" != 1 ] || command -v openssl >/dev/null || pkgs+=(openssl)
 	[ "$POOLERS" = 0 ] || command -v pgbouncer >/dev/null || pkgs+=(pgbouncer)
 	[ "$POOLERS" = 0 ] || command -v psql >/dev/null || pkgs+=(postgresql-client)
-	[ "$SUDO" != 1 ] || { command -v sudo >/dev/null && command -v visudo >/dev/null; } || pkgs+=(sudo)
+	! up_has_kind sudo || { command -v sudo >/dev/null && command -v visudo >/dev/null; } || pkgs+=(sudo)
 	[ ${#pkgs[@]} -eq 0 ] && return 0
 	log "installing ${pkgs[*]}"
 	if [[ " ${pkgs[*]} " == *" postgresql "* ]]; then
@@ -293,8 +358,8 @@ install_missing() {
 
 install_all() {
 	install_missing
-	[ "${RUNTIME:-bare}" != docker ] || docker_install_missing
-	[ "$SUDO" != 1 ] || add_admin_user
+	! up_has_kind docker || docker_install_missing
+	! up_has_kind sudo || add_admin_user
 	if [ -n "$PG" ] && [ "$PG" != "$(pg_major)" ]; then install_wheel_major "$PG"; fi
 }
 
@@ -353,7 +418,7 @@ Port 22
 ListenAddress $(node_addr "$i")
 HostKey $d/ssh_host_ed25519_key
 PidFile $d/sshd.pid
-# Key-only logins as $(lab_ssh_user); the authorized key lives in the lab, not in
+# Key-only logins as $(node_ssh_user "$i"); the authorized key lives in the lab, not in
 # its home.  UsePAM yes: Debian's postgres account is locked ('!' in
 # /etc/shadow) and sshd without PAM refuses locked accounts; with PAM the
 # account stack accepts it, no usermod needed.
@@ -366,7 +431,7 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM yes
-AllowUsers $(lab_ssh_user)
+AllowUsers $(node_ssh_user "$i")
 PermitRootLogin no
 # pgrepl reaches PostgreSQL through a forwarded Unix socket.
 AllowStreamLocalForwarding yes
@@ -392,9 +457,9 @@ start_node() {
 	ip -n "$ns" link set eth0 up
 	ip -n "$ns" link set lo up
 	write_sshd_config "$i"
-	# A --sudo node resolves its own name, as a real machine does: sudo
+	# A sudo node resolves its own name, as a real machine does: sudo
 	# warns on every command where it cannot.
-	if [ -e "$LAB/sudo" ]; then
+	if [ "$(node_kind "$i")" = sudo ]; then
 		{ cat /etc/hosts; echo "$(node_addr "$i") node$i"; } >"$d/hosts"
 	fi
 	# The node's own mount, UTS and IPC namespaces, anchored by its sshd.
@@ -455,6 +520,7 @@ EOF
 		[ ! -e "$LAB/sudo" ] || echo "exec = { sudo = \"$PG_USER\" }"
 		for i in $(seq 1 "$NODES"); do
 			printf '\n[nodes.node%d]\nhost = "%s"\n' "$i" "$(node_addr "$i")"
+			! lab_is_mixed || mixed_node_overrides "$i" "$major"
 		done
 		cat <<EOF
 
@@ -480,6 +546,24 @@ EOF
 	} >"$LAB/pgrepl.toml"
 }
 
+# A mixed lab's node $1: what differs from the bare lab's [ssh] and
+# [postgres] (SSH as postgres, Debian's data directory, service pg_ctl).
+mixed_node_overrides() {
+	local i=$1 major=$2
+	case $(node_kind "$i") in
+	bare) ;;
+	sudo)
+		printf '# a sudo node: SSH as the administrator, then sudo -n -u %s\n' "$PG_USER"
+		printf 'exec = { sudo = "%s" }\n\n[nodes.node%d.ssh]\nuser = "%s"\n' "$PG_USER" "$i" "$ADMIN_USER"
+		;;
+	docker)
+		printf '# a docker node: PostgreSQL in the container %s (its paths; the container is the service)\n' "$(docker_container "$i")"
+		printf 'exec = { docker = "%s" }\n\n[nodes.node%d.ssh]\nuser = "%s"\n' "$(docker_container "$i")" "$i" "$DOCKER_SSH_USER"
+		printf '\n[nodes.node%d.postgres]\ndata_dir = "%s"\n' "$i" "$(docker_data_dir "$major")"
+		;;
+	esac
+}
+
 random_password() { head -c 18 /dev/urandom | base64 | tr '+/' 'xy'; }
 
 UP_OK=
@@ -501,10 +585,9 @@ cmd_up() {
 	local t0=$EPOCHREALTIME major i pid initdb_pid
 	install_all
 	major=$(lab_major)
-	if [ "${RUNTIME:-bare}" = docker ]; then
+	if up_has_kind docker; then
 		docker_check_major "$major"
-		[ "$TLS" != 1 ] || die "--tls is not supported with --runtime docker yet"
-		SSH_USER=$DOCKER_SSH_USER
+		[ "$TLS" != 1 ] || die "--tls is not supported with docker nodes (--runtime docker, --kinds ...docker...) yet"
 	fi
 	[ -x /usr/sbin/sshd ] || die "/usr/sbin/sshd missing"
 	id "$PG_USER" >/dev/null 2>&1 || die "no '$PG_USER' user (the postgresql package creates it)"
@@ -533,7 +616,8 @@ cmd_up() {
 	echo "$K" >"$LAB/$MARKER"
 	echo "$NODES" >"$LAB/nodes"
 	echo "$major" >"$LAB/major"
-	echo "${RUNTIME:-bare}" >"$LAB/runtime"
+	if [ -n "$KINDS" ]; then echo mixed; else echo "${RUNTIME:-bare}"; fi >"$LAB/runtime"
+	printf '%s\n' "${KIND_LIST[@]}" >"$LAB/kinds"
 	[ "$SUDO" != 1 ] || touch "$LAB/sudo"
 	[ -n "${PGREPL_LAB_OWNER_PID:-}" ] && echo "$PGREPL_LAB_OWNER_PID" >"$LAB/owner"
 	# iproute2 makes /run/netns a mount point on first use; remember whether
@@ -555,17 +639,22 @@ cmd_up() {
 		echo "$(node_addr "$i") $(cut -d' ' -f1,2 "$d/ssh_host_ed25519_key.pub")" >>"$LAB/known_hosts"
 	done
 
-	# initdb (on the host path of node1's data dir) runs while the network
-	# comes up; with docker, the image is found or built meanwhile.
-	if [ "${RUNTIME:-bare}" = docker ]; then
+	# initdb (on the host path of node1's data dir, unless node1 is a
+	# docker node) runs while the network comes up; with docker nodes, the
+	# image is found or built meanwhile.
+	local build_pid=
+	if up_has_kind docker; then
 		(docker_image_archive "$major" >"$LAB/image") &
-	else (cd / && setpriv --reuid="$PG_USER" --regid="$PG_USER" --init-groups -- \
-		env -i PATH=/usr/bin:/bin HOME=/var/lib/postgresql LANG=C.UTF-8 \
-		"/usr/lib/postgresql/$major/bin/initdb" -N -D "$LAB/node1/home/$major/main" \
-		--auth-local=peer --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 \
-		>"$LAB/node1/initdb.log" 2>&1) &
+		build_pid=$!
 	fi
-	initdb_pid=$!
+	if [ "$(node_kind 1)" != docker ]; then
+		(cd / && setpriv --reuid="$PG_USER" --regid="$PG_USER" --init-groups -- \
+			env -i PATH=/usr/bin:/bin HOME=/var/lib/postgresql LANG=C.UTF-8 \
+			"/usr/lib/postgresql/$major/bin/initdb" -N -D "$LAB/node1/home/$major/main" \
+			--auth-local=peer --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 \
+			>"$LAB/node1/initdb.log" 2>&1) &
+		initdb_pid=$!
+	fi
 
 	ip link add "$BRIDGE" type bridge
 	ip addr add "$NET.1/24" dev "$BRIDGE"
@@ -577,7 +666,7 @@ cmd_up() {
 
 	# Client side: an ssh_config for humans, the cluster file and its passwords.
 	{
-		for i in $(seq 1 "$NODES"); do printf 'Host node%d\n  HostName %s\n' "$i" "$(node_addr "$i")"; done
+		for i in $(seq 1 "$NODES"); do printf 'Host node%d\n  HostName %s\n  User %s\n' "$i" "$(node_addr "$i")" "$(node_ssh_user "$i")"; done
 		cat <<EOF
 Host *
   User $(lab_ssh_user)
@@ -591,36 +680,34 @@ Host *
 EOF
 	} >"$LAB/ssh_config"
 	write_cluster_file "$major"
-	[ "${RUNTIME:-bare}" != docker ] || docker_rewrite_cluster_file "$major"
+	[ "$(lab_runtime)" != docker ] || docker_rewrite_cluster_file "$major"
 	(umask 077 && printf 'export PGREPL_REPLICATION_PASSWORD=%s\nexport PGREPL_REWIND_PASSWORD=%s\n' \
 		"$(random_password)" "$(random_password)" >"$LAB/env")
 
 	# Prove every node answers over SSH (in parallel, while initdb finishes),
-	# and on a --sudo lab that sudo runs commands as postgres there.
-	local ssh_pids=() check=(true)
-	if [ -e "$LAB/sudo" ]; then
-		write_sudoers
-		check=(sudo -n -u "$PG_USER" true)
-	fi
+	# and on a sudo node that sudo runs commands as postgres there.
+	local ssh_pids=() checks=()
+	! up_has_kind sudo || write_sudoers
 	for i in $(seq 1 "$NODES"); do
-		ssh -F "$LAB/ssh_config" "node$i" "${check[@]}" </dev/null >"$LAB/node$i/ssh-check.log" 2>&1 &
+		if [ "$(node_kind "$i")" = sudo ]; then checks[i]="sudo -n -u $PG_USER true"; else checks[i]=true; fi
+		# shellcheck disable=SC2086 # the check's words
+		ssh -F "$LAB/ssh_config" "node$i" ${checks[i]} </dev/null >"$LAB/node$i/ssh-check.log" 2>&1 &
 		ssh_pids+=($!)
 	done
 
-	if [ "${RUNTIME:-bare}" = docker ]; then
-		docker_up "$major" "$LAB/image" "$initdb_pid"
-	else
-	wait "$initdb_pid" || { cat "$LAB/node1/initdb.log" >&2; die "node1: initdb failed"; }
-	# Configuration lives in the data directory; no replication configured.
-	printf "\n# pgrepl lab\nlisten_addresses = '*'\nunix_socket_directories = '/var/run/postgresql'\n" >>"$LAB/node1/home/$major/main/postgresql.conf"
-	node_start_pg 1
-	node_run 1 psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "
-		CREATE TABLE lab_data (id serial PRIMARY KEY, note text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
-		INSERT INTO lab_data (note) SELECT 'row ' || g FROM generate_series(1, 1000) AS g;" >&2
+	! up_has_kind docker || docker_up "$major" "$LAB/image" "$build_pid"
+	if [ "$(node_kind 1)" != docker ]; then
+		wait "$initdb_pid" || { cat "$LAB/node1/initdb.log" >&2; die "node1: initdb failed"; }
+		# Configuration lives in the data directory; no replication configured.
+		printf "\n# pgrepl lab\nlisten_addresses = '*'\nunix_socket_directories = '/var/run/postgresql'\n" >>"$LAB/node1/home/$major/main/postgresql.conf"
+		node_start_pg 1
+		node_run 1 psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "
+			CREATE TABLE lab_data (id serial PRIMARY KEY, note text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+			INSERT INTO lab_data (note) SELECT 'row ' || g FROM generate_series(1, 1000) AS g;" >&2
 	fi
 
 	for i in $(seq 1 "$NODES"); do
-		wait "${ssh_pids[$((i - 1))]}" || { cat "$LAB/node$i/ssh-check.log" >&2; die "node$i: ssh as $(lab_ssh_user) (${check[*]}) failed"; }
+		wait "${ssh_pids[$((i - 1))]}" || { cat "$LAB/node$i/ssh-check.log" >&2; die "node$i: ssh as $(node_ssh_user "$i") (${checks[i]}) failed"; }
 	done
 
 	[ "$TLS" != 1 ] || setup_tls
@@ -628,7 +715,9 @@ EOF
 
 	UP_OK=1
 	local t1=$EPOCHREALTIME
-	log "$NODES nodes up on $NET.0/24 in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')s (PostgreSQL $major$([ "${RUNTIME:-bare}" != docker ] || echo " in docker"); node1 primary with table lab_data, others empty)"
+	local how=
+	if lab_is_mixed; then how=", kinds $KINDS"; elif [ "$(lab_runtime)" = docker ]; then how=" in docker"; fi
+	log "$NODES nodes up on $NET.0/24 in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')s (PostgreSQL $major$how; node1 primary with table lab_data, others empty)"
 	log "passwords: . $LAB/env    ssh: ssh -F $LAB/ssh_config node1    tear down: $0 --k $K down"
 	echo "$LAB/pgrepl.toml"
 }
@@ -705,11 +794,21 @@ add_admin_user() {
 		id "$ADMIN_USER" >/dev/null 2>&1 || die "could not create the user $ADMIN_USER"
 }
 
-# The user pgrepl logs in as on lab K: the administrator on a --sudo lab.
+# The user pgrepl logs in as on lab K: the administrator on a --sudo lab
+# ([ssh] user of its cluster file: postgres on a mixed lab).
 lab_ssh_user() {
 	if [ -e "$LAB/sudo" ]; then echo "$ADMIN_USER"
 	elif [ "$(lab_runtime)" = docker ]; then echo "$DOCKER_SSH_USER"
 	else echo "$PG_USER"; fi
+}
+
+# The user pgrepl logs in as on node $1, by its kind (the only one its sshd lets in).
+node_ssh_user() {
+	case $(node_kind "$1") in
+	sudo) echo "$ADMIN_USER" ;;
+	docker) echo "$DOCKER_SSH_USER" ;;
+	*) echo "$PG_USER" ;;
+	esac
 }
 
 # $SUDOERS: the administrator may run anything as postgres on each node's
@@ -727,7 +826,9 @@ write_sudoers() {
 	{
 		echo "# pgrepl lab $K (lab/lab.sh --sudo): $ADMIN_USER runs anything as $PG_USER on the lab's nodes; removed by lab.sh --k $K down"
 		for i in $(seq 1 "$n"); do
-			if [[ $off == *" $i "* ]]; then
+			if [ "$(node_kind "$i")" != sudo ]; then
+				echo "# node$i: a $(node_kind "$i") node, no rule"
+			elif [[ $off == *" $i "* ]]; then
 				echo "# node$i: no rule (lab.sh --k $K sudo-rule $i off)"
 			else
 				echo "$ADMIN_USER $(node_addr "$i") = ($PG_USER) NOPASSWD: ALL"
@@ -743,7 +844,7 @@ write_sudoers() {
 cmd_sudo_rule() {
 	need_root
 	local i=$1 state=${2:-}
-	[ -e "$LAB/sudo" ] || die "lab $K is not a --sudo lab"
+	[ "$(node_kind "$i")" = sudo ] || die "node$i is a $(node_kind "$i") node, not a sudo node (lab.sh --sudo, or sudo in --kinds)"
 	case $state in
 	off) { grep -vx "$i" "$LAB/sudo-off" 2>/dev/null || true; echo "$i"; } >"$LAB/sudo-off.new" ;;
 	on) { grep -vx "$i" "$LAB/sudo-off" 2>/dev/null || true; } >"$LAB/sudo-off.new" ;;
@@ -862,11 +963,11 @@ cmd_status() {
 	[ -f "$LAB/$MARKER" ] || { log "not up ($LAB missing)"; return 1; }
 	local i n pid link pg rc=0
 	n=$(cat "$LAB/nodes")
-	printf '%-7s %-15s %-8s %-6s %s\n' NODE ADDRESS SSHD LINK POSTGRES
+	printf '%-7s %-7s %-15s %-8s %-6s %s\n' NODE KIND ADDRESS SSHD LINK POSTGRES
 	for i in $(seq 1 "$n"); do
 		pid=$(cat "$LAB/node$i/sshd.pid" 2>/dev/null || echo -)
 		if [ "$pid" != - ] && alive "$pid"; then
-			if [ "$(lab_runtime)" = docker ]; then pg=$(docker_status_word "$i"); else
+			if [ "$(node_kind "$i")" = docker ]; then pg=$(docker_status_word "$i"); else
 			pg=$(node_run "$i" pg_isready -q -h /var/run/postgresql -t 2 >/dev/null 2>&1 && echo running ||
 				{ node_run "$i" test -e "$(pg_datadir)/PG_VERSION" && echo stopped || echo no-data-dir; })
 			fi
@@ -875,7 +976,7 @@ cmd_status() {
 		fi
 		link=$(ip -br link show "$(veth_name "$i")" 2>/dev/null | awk '{print $2}')
 		[ "$link" = UP ] || link=cut
-		printf '%-7s %-15s %-8s %-6s %s\n' "node$i" "$(node_addr "$i")" "$pid" "$link" "$pg"
+		printf '%-7s %-7s %-15s %-8s %-6s %s\n' "node$i" "$(node_kind "$i")" "$(node_addr "$i")" "$pid" "$link" "$pg"
 	done
 	echo "cluster file: $LAB/pgrepl.toml   passwords: . $LAB/env"
 	return $rc
@@ -894,13 +995,13 @@ status) cmd_status ;;
 stop)
 	need_root
 	i=$(node_index "${1:-}")
-	if [ "$(lab_runtime)" = docker ]; then docker_stop "$i"; exit; fi
+	if [ "$(node_kind "$i")" = docker ]; then docker_stop "$i"; exit; fi
 	node_run "$i" pg_ctl -D "$(pg_datadir)" -m fast -w -t 60 stop >&2
 	;;
 start)
 	need_root
 	i=$(node_index "${1:-}")
-	if [ "$(lab_runtime)" = docker ]; then docker_start "$i"; exit; fi
+	if [ "$(node_kind "$i")" = docker ]; then docker_start "$i"; exit; fi
 	node_start_pg "$i"
 	;;
 cut)
@@ -919,7 +1020,7 @@ sql)
 	need_root
 	i=$(node_index "${1:-}")
 	[ $# -ge 2 ] || die "usage: $PROG sql NODE 'SQL'"
-	if [ "$(lab_runtime)" = docker ]; then docker_sql "$i" "$2"; exit; fi
+	if [ "$(node_kind "$i")" = docker ]; then docker_sql "$i" "$2"; exit; fi
 	node_exec "$i" psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "$2"
 	;;
 exec)
@@ -927,14 +1028,14 @@ exec)
 	i=$(node_index "${1:-}")
 	shift
 	[ $# -ge 1 ] || die "usage: $PROG exec NODE CMD [ARGS...]"
-	[ "$(lab_runtime)" != docker ] || docker_exec "$i" "$@"
+	[ "$(node_kind "$i")" != docker ] || docker_exec "$i" "$@"
 	node_exec "$i" "$@"
 	;;
 docker)
 	need_root
 	i=$(node_index "${1:-}")
 	shift
-	[ "$(lab_runtime)" = docker ] || die "lab $K is not a docker lab (it was brought up without --runtime docker)"
+	[ "$(node_kind "$i")" = docker ] || die "node$i is a $(node_kind "$i") node, not a docker node (lab.sh --runtime docker, or docker in --kinds)"
 	dk_exec "$i" "$@"
 	;;
 ssh)

@@ -14,6 +14,7 @@ mod lab;
 mod lowering;
 mod majors;
 mod manager;
+mod mixed;
 mod plan;
 mod plan_lab;
 mod planfile;

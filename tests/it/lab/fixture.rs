@@ -12,7 +12,10 @@
 //! --runtime docker`: PostgreSQL in containers on a dockerd per node, in
 //! the official image's layout from 18 on (the volume at
 //! /var/lib/postgresql, the data directory its MAJOR/docker), reached as
-//! `pgdocker`.
+//! `pgdocker`. `Lab::for_kinds_test` brings up a mixed lab with `lab.sh
+//! --kinds bare,docker,sudo`: one kind per node (`lab.kind(i)`), each
+//! reached as a lab of its kind would be (`ssh_user_of(i)`,
+//! `data_dir_of(i)`).
 
 #![allow(dead_code)] // the fixture is an API for later lab tests and benchmarks
 
@@ -98,8 +101,11 @@ pub struct Lab {
     nodes: usize,
     dir: PathBuf,
     major: String,
-    /// `bare` or `docker`: what lab.sh recorded in the lab dir.
+    /// `bare`, `docker` or `mixed` (a `--kinds` lab): what lab.sh
+    /// recorded in the lab dir.
     runtime: String,
+    /// Each node's kind (`bare`, `docker`, `sudo`), from the lab dir.
+    kinds: Vec<String>,
     down_done: bool,
 }
 
@@ -133,6 +139,18 @@ impl Lab {
     pub fn for_docker_test(test: &str, nodes: usize) -> Lab {
         assert_lab_tests_can_run(test);
         Lab::up_with(nodes, &["--runtime", "docker"])
+    }
+
+    /// The lab for one test, brought up with `lab.sh --kinds`: node i is
+    /// of kind `kinds[i - 1]` (`bare`, `docker` or `sudo`), node1 the
+    /// primary; the cluster file keeps the bare lab's `[ssh]` and
+    /// `[postgres]` and gives each other node its `exec`, `[nodes.nodeI.ssh]
+    /// user` and, for docker, `[nodes.nodeI.postgres] data_dir`.
+    pub fn for_kinds_test(test: &str, kinds: &[&str]) -> Lab {
+        assert_lab_tests_can_run(test);
+        let kinds = kinds.join(",");
+        let nodes = kinds.split(',').count();
+        Lab::up_with(nodes, &["--kinds", &kinds])
     }
 
     /// Brings up a lab of `nodes` nodes with a K no other lab uses (with
@@ -170,6 +188,12 @@ impl Lab {
                     // lab asked for by name is one.
                     up.env_remove("PGREPL_LAB_SUDO");
                 }
+                if options.contains(&"--kinds") {
+                    // The kinds name each node's: not with a suite-wide
+                    // runtime or sudo, which lab.sh refuses with --kinds.
+                    up.env_remove("PGREPL_LAB_SUDO")
+                        .env_remove("PGREPL_LAB_RUNTIME");
+                }
                 let out = run(up);
                 let dir = lab_root().join(k.to_string());
                 if out.status.success() {
@@ -186,6 +210,12 @@ impl Lab {
                     let runtime = std::fs::read_to_string(dir.join("runtime"))
                         .map(|r| r.trim().to_string())
                         .unwrap_or_else(|_| "bare".to_string());
+                    let kinds: Vec<String> = std::fs::read_to_string(dir.join("kinds"))
+                        .expect("lab dir has no `kinds` file")
+                        .lines()
+                        .map(str::to_string)
+                        .collect();
+                    assert_eq!(kinds.len(), nodes, "lab.sh wrote a kind per node");
                     eprintln!(
                         "lab {k}: {nodes} nodes up in {:.2}s\n{}",
                         started.elapsed().as_secs_f64(),
@@ -197,6 +227,7 @@ impl Lab {
                         dir,
                         major,
                         runtime,
+                        kinds,
                         down_done: false,
                     };
                 }
@@ -276,6 +307,44 @@ impl Lab {
             format!("/var/lib/postgresql/{}/main", self.major)
         }
     }
+    /// Node `i`'s data directory as pgrepl sees it: the container's PGDATA
+    /// on a docker node, Debian's on a bare or sudo one.
+    pub fn data_dir_of(&self, i: usize) -> String {
+        if self.kind(i) == "docker" {
+            format!("/var/lib/postgresql/{}/docker", self.major)
+        } else {
+            format!("/var/lib/postgresql/{}/main", self.major)
+        }
+    }
+
+    /// Node `i`'s kind: `bare`, `docker` or `sudo` (every node's the same
+    /// unless the lab was brought up with `--kinds`).
+    pub fn kind(&self, i: usize) -> &str {
+        assert!(
+            (1..=self.nodes).contains(&i),
+            "lab {} has no node {i}",
+            self.k
+        );
+        &self.kinds[i - 1]
+    }
+
+    /// Whether the lab was brought up with `--kinds` (per-node kinds in
+    /// its cluster file).
+    pub fn is_mixed(&self) -> bool {
+        self.runtime == "mixed"
+    }
+
+    /// The user node `i`'s sshd lets in, as the cluster file logs in
+    /// there: postgres on a bare node, `pgadmin` on a sudo one, `pgdocker`
+    /// on a docker one.
+    pub fn ssh_user_of(&self, i: usize) -> &'static str {
+        match self.kind(i) {
+            "sudo" => "pgadmin",
+            "docker" => "pgdocker",
+            _ => "postgres",
+        }
+    }
+
     pub fn bin(&self, name: &str) -> String {
         format!("/usr/lib/postgresql/{}/bin/{name}", self.major)
     }
@@ -312,7 +381,12 @@ impl Lab {
     /// `docker ARGS...` against node `i`'s own dockerd, as root (`lab.sh
     /// docker`); the raw result.
     pub fn docker(&self, i: usize, args: &[&str]) -> Output {
-        assert!(self.is_docker(), "lab {} is not a docker lab", self.k);
+        assert_eq!(
+            self.kind(i),
+            "docker",
+            "lab {}: node{i} is not a docker node",
+            self.k
+        );
         let i = i.to_string();
         let mut all = vec!["docker", &i];
         all.extend_from_slice(args);
@@ -325,8 +399,8 @@ impl Lab {
         self.lab_ok(&["sudo-rule", &i.to_string(), state]);
     }
 
-    /// `ssh` to node `i` as the lab's SSH user (postgres, or pgadmin on a
-    /// sudo lab) with the lab's key and strict host key checking; add the
+    /// `ssh` to node `i` as its SSH user (postgres, pgadmin on a sudo
+    /// node, pgdocker on a docker one) with the lab's key and strict host key checking; add the
     /// remote command with `.arg(...)`.
     pub fn ssh(&self, i: usize) -> Command {
         let mut c = Command::new("ssh");
@@ -346,7 +420,7 @@ impl Lab {
         .arg("-i")
         .arg(self.identity_file())
         .args(["-o", "ConnectTimeout=3"])
-        .arg(format!("{}@{}", self.ssh_user(), self.host(i)))
+        .arg(format!("{}@{}", self.ssh_user_of(i), self.host(i)))
         .stdin(Stdio::null());
         c
     }
