@@ -229,10 +229,15 @@ impl Run<'_> {
         {
             return Some(Refusal::Refused(format!("{why}; nothing was changed")));
         }
-        if !plan.blocked.is_empty() && !self.force {
+        // With --target, only the blocked nodes the targets name count.
+        let blocked = plan
+            .blocked
+            .iter()
+            .filter(|w| blocks_targets(w.node.as_deref(), &self.targets))
+            .count();
+        if blocked > 0 && !self.force {
             return Some(Refusal::Blocked(format!(
-                "{} node(s) could not be planned (see above); nothing was changed. Fix them, use --target to act on the others, or --force to act without them (failover)",
-                plan.blocked.len()
+                "{blocked} node(s) could not be planned (see above); nothing was changed. Fix them, use --target to act on the others, or --force to act without them (failover)"
             )));
         }
         None
@@ -366,6 +371,17 @@ pub fn stale_facts(
     out
 }
 
+/// Whether a node that could not be planned stops an apply limited to
+/// `targets` (resource addresses): when nothing limits it, when it is not
+/// a node's, or when a target is that node or one of its resources.
+fn blocks_targets(node: Option<&str>, targets: &[String]) -> bool {
+    let Some(node) = node else { return true };
+    targets.is_empty()
+        || targets
+            .iter()
+            .any(|t| t == node || t.strip_prefix(node).is_some_and(|r| r.starts_with('.')))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,5 +426,20 @@ mod tests {
             stale_facts(&saved, &now),
             ["a changed (1 -> 3)", "b is gone", "c is new"]
         );
+    }
+
+    #[test]
+    fn a_blocked_node_stops_only_the_targets_that_name_it() {
+        use super::blocks_targets;
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(blocks_targets(Some("node3"), &t(&[])));
+        assert!(blocks_targets(None, &t(&["node1"])));
+        assert!(!blocks_targets(Some("node3"), &t(&["node1", "node2"])));
+        assert!(blocks_targets(Some("node3"), &t(&["node1", "node3"])));
+        assert!(blocks_targets(Some("node3"), &t(&["node3.hba"])));
+        assert!(!blocks_targets(
+            Some("node3"),
+            &t(&["node31.hba", "role.replicator"])
+        ));
     }
 }

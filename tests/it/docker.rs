@@ -229,8 +229,25 @@ fn a_container_that_does_not_exist_is_said_and_the_others_are_planned() {
         assert!(said.contains(needle), "{needle:?} in {said}");
     }
     assert!(said.contains("node2.standby"), "node2 is planned: {said}");
-    // Nothing was changed; the container made as the message says: converged.
     assert_eq!(state(&lab, 2), "created", "plan changes nothing");
+    // As the refusal says: --target acts on the others; then the container
+    // made as the message says, and the rest converges.
+    let refused = pgrepl(&lab, &["apply", "--auto-approve"]);
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    assert!(text(&refused).contains("use --target to act on the others"));
+    let out = pgrepl(
+        &lab,
+        &[
+            "apply",
+            "--auto-approve",
+            "--target",
+            "node1",
+            "--target",
+            "node2",
+        ],
+    );
+    assert!(text(&out).contains("node2.standby done"), "{}", text(&out));
+    assert_eq!(sender_of(&lab, 2), format!("{}:streaming", lab.host(1)));
     let img = docker(
         &lab,
         2,
