@@ -196,10 +196,6 @@ async fn run_gather(
 
 async fn read_files(cfg: &Config, remote: Node<'_>) -> anyhow::Result<FileFacts> {
     let node = remote.spec;
-    if remote.container().is_some() {
-        // The container's layout, before anything else is believed.
-        remote.check_container().await?;
-    }
     let libraries = crate::desired::preload_libraries(node);
     let joined = libraries.join("\n");
     let extra: &[&str] = if libraries.is_empty() {
@@ -207,7 +203,11 @@ async fn read_files(cfg: &Config, remote: Node<'_>) -> anyhow::Result<FileFacts>
     } else {
         &["-", joined.as_str()]
     };
-    let out = run_gather(cfg, remote, extra).await?;
+    // On a container node, its layout is checked alongside (one round trip
+    // in parallel), and believed first.
+    let (checked, out) = tokio::join!(remote.check_container(), run_gather(cfg, remote, extra));
+    checked?;
+    let out = out?;
     if !out.success() {
         anyhow::bail!(
             "{}: reading the data directory failed: {}",
