@@ -85,6 +85,43 @@ pub fn switchover_to_node2_under_writes(lab: &Lab) -> String {
     out
 }
 
+/// A converged lab's failover: node1 cut, node2 promoted with --force;
+/// node1 writes on alone, comes back and is re-based by pg_rewind; it then
+/// streams from node2 without its own rows. Returns what the re-base's
+/// apply printed.
+pub fn failover_to_node2_then_node1_rewound(lab: &Lab) -> String {
+    lab.cut(1);
+    set_primary(lab, "node2");
+    apply_ok(lab, &["--force"]);
+    assert_eq!(lab.sql(2, "SELECT pg_is_in_recovery()"), "f");
+    lab.sql(
+        1,
+        "INSERT INTO lab_data(note) SELECT 'split brain' FROM generate_series(1, 500)",
+    );
+    lab.sql(
+        2,
+        "INSERT INTO lab_data(note) VALUES ('on the new primary')",
+    );
+    lab.heal(1);
+    let out = text(&apply_ok(lab, &[]));
+    assert!(out.contains("node1.timeline"), "{out}");
+    assert!(out.contains("by pg_rewind"), "{out}");
+    let h2 = lab.host(2);
+    wait_for(
+        "node1 to stream from node2",
+        Duration::from_secs(20),
+        || sender_of(lab, 1) == format!("{h2}:streaming"),
+    );
+    assert_eq!(
+        lab.sql(
+            1,
+            "SELECT count(*) FROM lab_data WHERE note = 'split brain'"
+        ),
+        "0"
+    );
+    out
+}
+
 /// The ids of node `i`'s rows.
 pub fn ids_on(lab: &Lab, i: usize) -> std::collections::HashSet<i64> {
     lab.sql(i, "SELECT string_agg(id::text, ',') FROM lab_data")
