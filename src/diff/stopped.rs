@@ -198,6 +198,14 @@ impl Differ<'_> {
             .map(crate::observed::parse::conf_settings)
             .unwrap_or_default();
         let mut why = Vec::new();
+        // Were the primary known, the topology would re-base it (and this
+        // node would not be here): it never starts as it is.
+        if files.rewind_interrupted {
+            why.push(format!(
+                "a pg_rewind into it was interrupted ({}.pgrepl-rewinding exists), which can leave it inconsistent; it is re-based from the primary once the primary can be read",
+                self.cfg.nodes[name].postgres.data_dir.trim_end_matches('/')
+            ));
+        }
         let limit = self.wanted_int(want, "max_replication_slots").or_else(|| {
             auto.get("max_replication_slots")
                 .and_then(|v| v.trim().parse().ok())

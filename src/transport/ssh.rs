@@ -626,8 +626,9 @@ impl NodeSession {
         bridge: &RemoteCommand,
         user: &str,
         socket: &str,
+        slack: Duration,
     ) -> Result<tokio_postgres::Client, BridgeFailure> {
-        let limit = self.connect_timeout + Duration::from_secs(1);
+        let limit = self.connect_timeout + Duration::from_secs(1) + slack;
         let what = || {
             format!(
                 "{}: cannot connect to PostgreSQL through {socket} as `{user}` (peer authentication, over the stdio of `{}` on the node)",

@@ -1648,6 +1648,35 @@ mod interrupted {
         assert!(!steps(&plan).iter().any(|l| l.contains("db3.service")));
     }
 
+    /// Seen on the docker lab in CI: killed during pg_rewind, then planned
+    /// while the primary's SQL timed out. Without the primary there is no
+    /// re-base, and the node must not be started as it is.
+    #[test]
+    fn an_interrupted_rewind_is_never_started_when_the_primary_cannot_be_read() {
+        let mut obs = converged(&orders(""));
+        stop(&mut obs, "db3", "in archive recovery", "0/3000148");
+        builder::files(&mut obs, "db3").rewind_interrupted = true;
+        let db1 = builder::node(&mut obs, "db1");
+        db1.server = None;
+        db1.errors
+            .push("db1: connecting to PostgreSQL timed out".into());
+        builder::files(&mut obs, "db1").running = true;
+        let plan = diff::plan(&orders(""), &obs);
+        let got = steps(&plan);
+        assert!(
+            !got.iter()
+                .any(|l| l.starts_with("db3.") || l.contains(" db3.")),
+            "{got:#?}"
+        );
+        let blocked: Vec<&str> = plan.blocked.iter().map(|w| w.message.as_str()).collect();
+        assert!(
+            blocked
+                .iter()
+                .any(|m| m.contains("pg_rewind into it was interrupted")),
+            "{blocked:#?}"
+        );
+    }
+
     #[test]
     fn a_failover_to_an_unreachable_candidate_is_refused_and_names_the_best_standby() {
         let mut obs = converged(&orders(""));

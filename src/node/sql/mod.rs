@@ -79,7 +79,19 @@ impl Node<'_> {
         let pg = &self.spec.postgres;
         let socket = format!("{}/.s.PGSQL.{}", pg.socket_dir, pg.port);
         let bridge = self.access.command(&bridge_argv(&socket));
-        match self.session.pg_client_over(&bridge, user, &socket).await {
+        // A container's bridge starts through the engine (`docker exec`),
+        // which a loaded host can make take seconds: the node has answered
+        // SSH already, so this wait only ever delays a slow answer.
+        let slack = if self.container().is_some() {
+            super::container::CLI_MARGIN
+        } else {
+            Duration::ZERO
+        };
+        match self
+            .session
+            .pg_client_over(&bridge, user, &socket, slack)
+            .await
+        {
             Ok(client) => Ok(client),
             Err(failure) => {
                 if let Some(out) = &failure.output {
