@@ -220,6 +220,15 @@ pub fn known_after_apply(lab: &Lab, extra: &[&str], env: &[(&str, &str)]) -> Vec
                     nodes.push(n.to_string());
                 }
             }
+            // `pooler.NAME.*`: pooler NAME (its read-only targets are
+            // known once the standbys stream, whichever runs first).
+            if let Some(p) = step["address"]
+                .as_str()
+                .and_then(|a| a.strip_prefix("pooler."))
+                .and_then(|a| a.split('.').next())
+            {
+                nodes.push(p.to_string());
+            }
         }
     }
     nodes
