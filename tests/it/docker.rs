@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use crate::lab::Lab;
 use crate::support::{
-    apply_ok, kept_old_data_dirs, pgrepl, plan_is_empty, sender_of, text, wait_for,
+    apply_ok, drift_on_a_standby_and_the_primary_is_repaired, kept_old_data_dirs, pgrepl,
+    plan_is_empty, sender_of, text, wait_for,
 };
 use crate::switchover::{failover_to_node2_then_node1_rewound, switchover_to_node2_under_writes};
 
@@ -100,19 +101,8 @@ fn a_docker_cluster_converges_from_empty_volumes_and_its_drift_is_repaired() {
     plan_is_empty(&lab);
     no_one_off_left(&lab);
 
-    // Drift on a standby and on the primary, repaired; a setting that needs
-    // a restart restarts the container.
-    lab.sql(2, "ALTER SYSTEM SET wal_keep_size = '0'");
-    lab.sql(2, "SELECT pg_reload_conf()");
-    lab.sql(1, "ALTER ROLE replicator VALID UNTIL '2000-01-01'");
-    let drift = pgrepl(&lab, &["plan", "--detailed-exitcode"]);
-    assert_eq!(drift.status.code(), Some(2), "{}", text(&drift));
-    for needle in ["node2.setting.wal_keep_size", "role.replicator"] {
-        assert!(text(&drift).contains(needle), "{needle}: {}", text(&drift));
-    }
-    apply_ok(&lab, &[]);
-    assert_eq!(lab.sql(2, "SHOW wal_keep_size"), "256MB");
-    plan_is_empty(&lab);
+    // Drift on a standby and on the primary: found and repaired.
+    drift_on_a_standby_and_the_primary_is_repaired(&lab);
 
     // A stopped standby container is started again.
     lab.stop(3);

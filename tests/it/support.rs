@@ -328,3 +328,28 @@ pub fn hold_lock(lab: &Lab, i: usize, lines: &str) -> Child {
     assert_eq!(first.trim(), "held");
     holder
 }
+
+/// Drift on a converged lab's standby (node2's wal_keep_size) and primary
+/// (the replication role's expiry): the drift check exits 2 naming both,
+/// and apply repairs them.
+#[track_caller]
+pub fn drift_on_a_standby_and_the_primary_is_repaired(lab: &Lab) {
+    lab.sql(2, "ALTER SYSTEM SET wal_keep_size = '0'");
+    lab.sql(2, "SELECT pg_reload_conf()");
+    lab.sql(1, "ALTER ROLE replicator VALID UNTIL '2000-01-01'");
+    let drift = pgrepl(lab, &["plan", "--detailed-exitcode"]);
+    assert_eq!(drift.status.code(), Some(2), "{}", text(&drift));
+    for needle in ["node2.setting.wal_keep_size", "role.replicator"] {
+        assert!(text(&drift).contains(needle), "{needle}: {}", text(&drift));
+    }
+    apply_ok(lab, &[]);
+    assert_eq!(lab.sql(2, "SHOW wal_keep_size"), "256MB");
+    assert_eq!(
+        lab.sql(
+            1,
+            "SELECT rolvaliduntil = 'infinity' FROM pg_roles WHERE rolname = 'replicator'"
+        ),
+        "t"
+    );
+    plan_is_empty(lab);
+}
