@@ -284,61 +284,21 @@ impl NodeSession {
                 }
             }
         }
-        // What the probe left of the budget (all of it without one). ssh
-        // takes whole seconds: the nearest, at least one.
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ConnectError {
-                kind: Unreachable::Timeout,
-                detail: format!("no answer within {}", humantime(ssh.connect_timeout)),
-            });
-        }
-        let rounded = left.as_secs() + u64::from(left.subsec_millis() >= 500);
-        let ssh_timeout = Duration::from_secs(rounded.max(1));
-        let mut b = SessionBuilder::default();
-        b.user(ssh.user.clone())
-            .port(ssh.port)
-            .connect_timeout(ssh_timeout)
-            .server_alive_interval(Duration::from_secs(2))
-            .control_directory(persist_dir.clone().unwrap_or_else(std::env::temp_dir))
-            // A master outlives the run by PERSIST_S seconds of idleness, and
-            // one left behind by a killed pgrepl exits on its own.
-            .control_persist(ControlPersist::IdleFor(
-                NonZeroUsize::new(PERSIST_S).expect("nonzero"),
-            ))
-            .known_hosts_check(match ssh.known_hosts {
-                KnownHosts::Strict => SshKnownHosts::Strict,
-                KnownHosts::AcceptNew => SshKnownHosts::Add,
-            });
-        if let Some(key) = &ssh.identity_file {
-            b.keyfile(key);
-        }
-        if let Some(kh) = &ssh.known_hosts_file {
-            b.user_known_hosts_file(kh);
-        }
         if let Some(dir) = &persist_dir {
             remove_dead_masters(dir);
         }
-        // ssh's ConnectTimeout covers the TCP connect and the banner; the
-        // overall bound covers a peer that accepts and then stalls during the
-        // handshake.
-        let bound = left.max(ssh_timeout) + Duration::from_secs(2);
-        let session = match timeout(bound, b.connect_mux(&node.host)).await {
-            Err(_) => {
-                return Err(ConnectError {
-                    kind: Unreachable::Timeout,
-                    detail: format!("no answer within {}", humantime(bound)),
-                });
-            }
-            Ok(Err(e)) => {
-                let text = error_chain(&e);
-                return Err(ConnectError {
-                    kind: classify_ssh_error(&text),
-                    detail: first_line(&text),
-                });
-            }
-            Ok(Ok(s)) => s,
-        };
+        let mut session = dial(node, persist_dir.as_deref(), deadline).await;
+        // A connection reset while it was being opened (a node whose
+        // network just came back, an sshd at its MaxStartups) is worth a
+        // second dial within the same budget; anything else is the answer.
+        if let Err(e) = &session
+            && transient_dial_failure(&e.detail)
+            && deadline.saturating_duration_since(Instant::now()) >= Duration::from_secs(1)
+        {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            session = dial(node, persist_dir.as_deref(), deadline).await;
+        }
+        let session = session?;
         if let Some(link) = &link {
             let _ = std::fs::remove_file(link);
             let _ = std::os::unix::fs::symlink(session.control_socket(), link);
@@ -899,6 +859,75 @@ fn first_line(s: &str) -> String {
         .to_string()
 }
 
+/// One ssh dial to `node` within what is left of `deadline`.
+async fn dial(
+    node: &Node,
+    persist_dir: Option<&Path>,
+    deadline: Instant,
+) -> Result<Session, ConnectError> {
+    let ssh = &node.ssh;
+    // What is left of the budget. ssh takes whole seconds: the nearest,
+    // at least one.
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ConnectError {
+            kind: Unreachable::Timeout,
+            detail: format!("no answer within {}", humantime(ssh.connect_timeout)),
+        });
+    }
+    let rounded = left.as_secs() + u64::from(left.subsec_millis() >= 500);
+    let ssh_timeout = Duration::from_secs(rounded.max(1));
+    let mut b = SessionBuilder::default();
+    b.user(ssh.user.clone())
+        .port(ssh.port)
+        .connect_timeout(ssh_timeout)
+        .server_alive_interval(Duration::from_secs(2))
+        .control_directory(persist_dir.map_or_else(std::env::temp_dir, Path::to_path_buf))
+        // A master outlives the run by PERSIST_S seconds of idleness, and
+        // one left behind by a killed pgrepl exits on its own.
+        .control_persist(ControlPersist::IdleFor(
+            NonZeroUsize::new(PERSIST_S).expect("nonzero"),
+        ))
+        .known_hosts_check(match ssh.known_hosts {
+            KnownHosts::Strict => SshKnownHosts::Strict,
+            KnownHosts::AcceptNew => SshKnownHosts::Add,
+        });
+    if let Some(key) = &ssh.identity_file {
+        b.keyfile(key);
+    }
+    if let Some(kh) = &ssh.known_hosts_file {
+        b.user_known_hosts_file(kh);
+    }
+    // ssh's ConnectTimeout covers the TCP connect and the banner; the
+    // overall bound covers a peer that accepts and then stalls during the
+    // handshake.
+    let bound = left.max(ssh_timeout) + Duration::from_secs(2);
+    match timeout(bound, b.connect_mux(&node.host)).await {
+        Err(_) => Err(ConnectError {
+            kind: Unreachable::Timeout,
+            detail: format!("no answer within {}", humantime(bound)),
+        }),
+        Ok(Err(e)) => {
+            let text = error_chain(&e);
+            Err(ConnectError {
+                kind: classify_ssh_error(&text),
+                detail: first_line(&text),
+            })
+        }
+        Ok(Ok(s)) => Ok(s),
+    }
+}
+
+/// A dial that failed because the peer reset or closed the connection while
+/// it was being opened, before any authentication: a node whose link just
+/// came back, or an sshd dropping connections past its MaxStartups. Worth a
+/// second dial; a refusal, a timeout or a rejected key are not.
+fn transient_dial_failure(detail: &str) -> bool {
+    let t = detail.to_ascii_lowercase();
+    t.contains("connection reset by peer")
+        || (t.contains("kex_exchange_identification") && t.contains("closed by remote host"))
+}
+
 pub fn humantime(d: Duration) -> String {
     if d.as_millis().is_multiple_of(1000) {
         format!("{}s", d.as_secs())
@@ -981,6 +1010,26 @@ mod tests {
             meta.uid(),
             std::fs::metadata("/proc/self").expect("self").uid()
         );
+    }
+
+    #[test]
+    fn only_a_reset_while_dialling_is_dialled_again() {
+        for text in [
+            "ssh: connect to host 198.18.202.11 port 22: Connection reset by peer",
+            "kex_exchange_identification: read: Connection reset by peer",
+            "kex_exchange_identification: Connection closed by remote host",
+        ] {
+            assert!(transient_dial_failure(text), "{text}");
+        }
+        for text in [
+            "ssh: connect to host 198.18.1.11 port 22: Connection refused",
+            "ssh: connect to host 198.18.1.11 port 22: Connection timed out",
+            "postgres@198.18.1.11: Permission denied (publickey).",
+            "Host key verification failed.",
+            "no answer within 5s",
+        ] {
+            assert!(!transient_dial_failure(text), "{text}");
+        }
     }
 
     #[test]

@@ -520,8 +520,28 @@ impl Lab {
     pub fn cut(&self, i: usize) {
         self.lab_ok(&["cut", &i.to_string()]);
     }
+    /// Brings node i's link back and waits (up to 20 s) until its sshd
+    /// greets a TCP connection from the host, as an operator would before
+    /// the next run: a test then measures pgrepl, not the link coming up.
     pub fn heal(&self, i: usize) {
         self.lab_ok(&["heal", &i.to_string()]);
+        let addr = std::net::SocketAddr::from((
+            self.host(i)
+                .parse::<std::net::Ipv4Addr>()
+                .expect("lab address"),
+            22,
+        ));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if sshd_greets(addr) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node{i}'s sshd did not answer within 20 s after its link came back"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The password variables the cluster file refers to, as (name, value).
@@ -741,4 +761,16 @@ impl LabTrace {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// True when a TCP connection to `addr` opens and the peer sends an SSH
+/// banner, each within 2 s.
+fn sshd_greets(addr: std::net::SocketAddr) -> bool {
+    use std::io::Read;
+    let Ok(mut tcp) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut banner = [0u8; 4];
+    tcp.read_exact(&mut banner).is_ok() && &banner == b"SSH-"
 }
