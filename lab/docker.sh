@@ -441,9 +441,10 @@ docker_initdb_node1() {
 # Waits (bounded) until node $1's dockerd answers, then points the node's
 # /run/docker.sock at it.
 docker_wait_daemon() {
-	local i=$1 d t
+	local i=$1 d t=0 end=$((SECONDS + DOCKER_WAIT_S))
 	d=$(docker_node_dir "$i")
-	for t in $(seq 1 $((DOCKER_WAIT_S * 10))); do
+	while [ "$SECONDS" -lt "$end" ]; do
+		t=$((t + 1))
 		[ -S "$d/run/docker.sock" ] && dk "$i" version >/dev/null 2>&1 && break
 		if [ "$t" -gt 20 ] && ! docker_daemon_pid "$i" >/dev/null; then
 			tail -20 "$d/dockerd.log" >&2
@@ -484,9 +485,9 @@ docker_state() {
 # Waits (bounded) until node $1's server accepts connections; a container
 # that exits instead is an error with its last log lines.
 docker_wait_ready() {
-	local i=$1 c t state
+	local i=$1 c state end=$((SECONDS + DOCKER_WAIT_S))
 	c=$(docker_container "$i")
-	for t in $(seq 1 $((DOCKER_WAIT_S * 50))); do
+	while [ "$SECONDS" -lt "$end" ]; do
 		state=$(docker_state "$i")
 		case $state in
 		running) dk "$i" exec -u postgres "$c" pg_isready -q -h /var/run/postgresql -t 1 2>/dev/null && return 0 ;;

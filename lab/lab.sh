@@ -834,6 +834,12 @@ write_sudoers() {
 				echo "$ADMIN_USER $(node_addr "$i") = ($PG_USER) NOPASSWD: ALL"
 			fi
 		done
+		# A --sudo lab's poolers: the administrator sudoes to postgres there too.
+		if [ -e "$LAB/sudo" ]; then
+			for j in $(seq 1 "$(cat "$LAB/poolers" 2>/dev/null || echo "${POOLERS:-0}")"); do
+				echo "$ADMIN_USER $(pooler_addr "$j" "$n") = ($PG_USER) NOPASSWD: ALL"
+			done
+		fi
 	} >"$tmp"
 	chmod 0440 "$tmp"
 	visudo -cqf "$tmp" >&2 || { rm -f "$tmp"; die "visudo refused the lab's sudoers file"; }

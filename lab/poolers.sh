@@ -2,7 +2,10 @@
 # or PGREPL_LAB_POOLERS). Each pooler J is a machine of its own, like a
 # node: network namespace pgrl-K-pJ, address 198.18.K.(10 + NODES + J), its
 # own mount, UTS and IPC namespaces and sshd (logins as postgres), and
-# Debian's pgbouncer run as postgres with transaction pooling.
+# Debian's pgbouncer run as postgres with transaction pooling. On a --sudo
+# lab pgrepl logs in to a pooler as the administrator and sudoes to
+# postgres, as on the nodes (its cluster file entry says exec); on a docker
+# lab, whose SSH user is the nodes' docker user, it logs in as postgres.
 #
 # Inside pooler J, standard paths are backed by its own directories:
 #   /etc/pgbouncer        <- LABDIR/pgbJ/etc   (pgbouncer.ini, userlist.txt; owned by postgres)
@@ -21,6 +24,8 @@ POOLERS=${PGREPL_LAB_POOLERS:-0}
 PGB_PORT=6432
 
 pooler_ns() { echo "pgrl-$K-p$1"; }
+# The user pgrepl logs in to a pooler as (the only one its sshd lets in).
+pooler_ssh_user() { if [ -e "$LAB/sudo" ]; then echo "$ADMIN_USER"; else echo "$PG_USER"; fi; }
 pooler_veth() { echo "pgrl-$K-p$1"; }
 # Addresses after the nodes': $1 = J, $2 = the number of nodes.
 pooler_addr() { echo "$NET.$((10 + $2 + $1))"; }
@@ -130,7 +135,7 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM yes
-AllowUsers $PG_USER
+AllowUsers $(pooler_ssh_user)
 PermitRootLogin no
 AllowStreamLocalForwarding yes
 StreamLocalBindUnlink yes
@@ -139,6 +144,8 @@ X11Forwarding no
 PrintMotd no
 UseDNS no
 EOF
+	# Resolving its own name, as a sudo node does (sudo warns otherwise).
+	[ ! -e "$LAB/sudo" ] || { cat /etc/hosts; echo "$addr pgb$j"; } >"$d/hosts"
 	ip netns add "$ns"
 	ip link add "$veth" type veth peer name "${veth}x"
 	ip link set "${veth}x" netns "$ns"
@@ -157,6 +164,7 @@ EOF
 		mount --bind "$1/log" /var/log/postgresql
 		mkdir -p /etc/pgbouncer
 		mount --bind "$1/etc" /etc/pgbouncer
+		[ ! -f "$1/hosts" ] || mount --bind "$1/hosts" /etc/hosts
 		exec /usr/sbin/sshd -f "$1/sshd_config" -E "$1/sshd.log"
 	' sh "$d" "$j" </dev/null >>"$d/sshd.log" 2>&1 || {
 		cat "$d/sshd.log" >&2
@@ -197,6 +205,11 @@ lab_ro = { dbname = "postgres", to = "standbys" }
 EOF
 		for j in $(seq 1 "$POOLERS"); do
 			printf '\n[poolers.pgb%d]\nhost = "%s"\n' "$j" "$(pooler_addr "$j" "$nodes")"
+			if [ -e "$LAB/sudo" ]; then
+				printf 'exec = { sudo = "%s" }\n' "$PG_USER"
+			elif [ "$(lab_ssh_user)" != "$PG_USER" ]; then
+				printf '\n[poolers.pgb%d.ssh]\nuser = "%s"\n' "$j" "$PG_USER"
+			fi
 		done
 		cat <<EOF
 

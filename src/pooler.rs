@@ -270,7 +270,13 @@ fn pooler_steps(
         ));
     }
     if !state.errors.is_empty() {
-        return Err(format!("pooler {name}: {}", state.errors.join("; ")));
+        // Each error names the pooler already, as the report's line does.
+        let said: Vec<&str> = state
+            .errors
+            .iter()
+            .map(|e| e.strip_prefix(&format!("{name}: ")).unwrap_or(e))
+            .collect();
+        return Err(format!("pooler {name}: {}", said.join("; ")));
     }
     let (Some(ini), Some(_)) = (&state.ini, &state.databases) else {
         return Err(format!("pooler {name}: its state could not be read"));

@@ -1147,7 +1147,7 @@ fn check_exec(c: &mut Checker, node: &str, raw: &RawNode, default: &RawPostgres)
 }
 
 /// `"direct"`, `{ sudo = USER }`, `{ docker = CONTAINER }` or `{ podman = CONTAINER }`.
-fn parse_exec(c: &mut Checker, value: &Spanned<toml::Value>) -> Exec {
+pub(super) fn parse_exec(c: &mut Checker, value: &Spanned<toml::Value>) -> Exec {
     let help = "use \"direct\" (the default), { sudo = \"postgres\" }, { docker = \"CONTAINER\" } or { podman = \"CONTAINER\" }";
     let (kind, name) = match value.get_ref() {
         toml::Value::String(v) if v == "direct" => return Exec::Direct,

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::check::{
     Checker, check_abs_path, check_identifier, check_port, check_ssh, did_you_mean_or_list,
-    parse_duration,
+    parse_duration, parse_exec,
 };
 use super::model::*;
 use super::raw::*;
@@ -76,6 +76,7 @@ pub(super) fn check_poolers(
             c.error(p.host.span(), msg, help);
         }
         let ssh = check_ssh(c, &raw.ssh, &p.ssh);
+        let exec = check_pooler_exec(c, &name, p, raw.pgbouncer.as_ref().map(|b| b.get_ref()));
         let reach = Node {
             name: name.clone(),
             host: p.host.get_ref().clone(),
@@ -89,9 +90,7 @@ pub(super) fn check_poolers(
                 service: Service::PgCtl,
                 config_dir: None,
             },
-            // A pooler is reached as `[ssh].user` itself: `exec` (sudo,
-            // containers) is not wired for poolers yet.
-            exec: super::Exec::Direct,
+            exec,
             settings: IndexMap::new(),
         };
         poolers.insert(
@@ -104,6 +103,31 @@ pub(super) fn check_poolers(
         );
     }
     (pgbouncer, poolers)
+}
+
+/// A pooler's `exec`: `[poolers.NAME] exec`, else `[pgbouncer] exec`, else
+/// direct. Commands and the admin console go through it as for a node;
+/// pgBouncer in a container is not reached yet.
+fn check_pooler_exec(
+    c: &mut Checker,
+    name: &str,
+    raw: &RawPooler,
+    shared: Option<&RawPgbouncer>,
+) -> Exec {
+    let Some(value) = raw.exec.as_ref().or(shared.and_then(|b| b.exec.as_ref())) else {
+        return Exec::Direct;
+    };
+    match parse_exec(c, value) {
+        Exec::Docker(_) | Exec::Podman(_) => {
+            c.error(
+                value.span(),
+                format!("pooler `{name}`: pgrepl does not reach a pgBouncer in a container"),
+                "use \"direct\" (pgrepl logs in as the user pgBouncer runs as) or { sudo = \"postgres\" } (an administrator that sudoes to that user)",
+            );
+            Exec::Direct
+        }
+        exec => exec,
+    }
 }
 
 fn check_pgbouncer(c: &mut Checker, p: &RawPgbouncer, nodes: &IndexMap<String, Node>) -> Pgbouncer {

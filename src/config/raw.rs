@@ -136,6 +136,9 @@ pub struct RawPgbouncer {
     pub port: Option<Spanned<i64>>,
     pub admin_user: Option<Spanned<String>>,
     pub pause_timeout: Option<Spanned<String>>,
+    /// How pgrepl runs commands on every pooler (`"direct"` or
+    /// `{ sudo = USER }`); `[poolers.NAME] exec` overrides it.
+    pub exec: Option<Spanned<toml::Value>>,
     /// Each an inline table: `to`, `dbname` and pass-through options.
     #[serde(default)]
     pub databases: SpannedMap<Spanned<toml::Value>>,
@@ -148,4 +151,5 @@ pub struct RawPooler {
     pub host: Spanned<String>,
     #[serde(default)]
     pub ssh: RawSsh,
+    pub exec: Option<Spanned<toml::Value>>,
 }

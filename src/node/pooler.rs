@@ -8,6 +8,7 @@ use anyhow::{Context, anyhow};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::Node;
+use super::remote::SqlRoute;
 use crate::observed::pooler::{PoolDatabase, pool_database};
 
 /// How long a console command other than PAUSE may take.
@@ -21,13 +22,18 @@ pub struct Console {
 
 impl Node<'_> {
     /// A connection to the pgBouncer admin console, as `admin_user`,
-    /// through the forwarded socket of `postgres.socket_dir` and `.port`.
+    /// through the socket of `postgres.socket_dir` and `.port`: forwarded,
+    /// or through the SQL bridge run as `exec` says (a sudo pooler).
     pub async fn console(&self, admin_user: &str) -> anyhow::Result<Console> {
         let pg = &self.spec.postgres;
-        let client = self
-            .session
-            .admin_client(pg.port, &pg.socket_dir, admin_user)
-            .await?;
+        let client = match self.access.sql_route() {
+            SqlRoute::ForwardedSocket => {
+                self.session
+                    .admin_client(pg.port, &pg.socket_dir, admin_user)
+                    .await?
+            }
+            SqlRoute::Bridge { .. } => self.bridge_client(admin_user, "pgbouncer").await?,
+        };
         Ok(Console {
             client,
             pooler: self.name().to_string(),

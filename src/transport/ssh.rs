@@ -577,7 +577,8 @@ impl NodeSession {
     /// Opens a PostgreSQL connection over the stdin and stdout of `bridge`,
     /// a command on the node that relays them to the server's socket
     /// `socket` (`node::sql` makes it, run as the user that runs
-    /// PostgreSQL): peer authentication sees that user, `user`. Bounded
+    /// PostgreSQL): peer authentication sees that user, `user`, here
+    /// asking for `dbname` (`postgres`, or a pgBouncer's `pgbouncer`). Bounded
     /// like `pg_client`. On failure, the bridge's exit and stderr come
     /// along, so that the caller can tell its way in refusing (sudo
     /// without a rule) from the server.
@@ -585,6 +586,7 @@ impl NodeSession {
         &self,
         bridge: &RemoteCommand,
         user: &str,
+        dbname: &str,
         socket: &str,
         slack: Duration,
     ) -> Result<tokio_postgres::Client, BridgeFailure> {
@@ -595,7 +597,7 @@ impl NodeSession {
                 self.node, bridge.program
             )
         };
-        match timeout(limit, self.connect_over(bridge, user)).await {
+        match timeout(limit, self.connect_over(bridge, user, dbname)).await {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(mut failure)) => {
                 let said = failure
@@ -621,6 +623,7 @@ impl NodeSession {
         &self,
         bridge: &RemoteCommand,
         user: &str,
+        dbname: &str,
     ) -> Result<tokio_postgres::Client, BridgeFailure> {
         let failed = |e: anyhow::Error| BridgeFailure {
             output: None,
@@ -644,7 +647,7 @@ impl NodeSession {
             return Err(failed(anyhow!("{}: the bridge has no stdio", self.node)));
         };
         let mut cfg = tokio_postgres::Config::new();
-        cfg.user(user).dbname("postgres").application_name("pgrepl");
+        cfg.user(user).dbname(dbname).application_name("pgrepl");
         match cfg
             .connect_raw(StdioStream { stdin, stdout }, tokio_postgres::NoTls)
             .await

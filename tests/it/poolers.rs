@@ -295,3 +295,58 @@ fn poolers_are_resumed_after_a_timed_out_a_failed_and_a_killed_switchover() {
     assert_eq!(points(&lab, 1, "lab"), h(2));
     plan_is_empty(&lab);
 }
+
+/// A pooler reached as an administrator that sudoes to the user pgBouncer
+/// runs as (`lab.sh --sudo --poolers 1`: its sshd lets only `pgadmin` in,
+/// the cluster file says `exec = { sudo = "postgres" }` for it): the ini
+/// is written and the console reached through sudo, so converge points the
+/// pools and a switchover re-points and resumes them. Without its `exec`,
+/// the same file cannot reach the console and says so for that pooler.
+#[test]
+#[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
+fn a_pooler_reached_through_sudo_follows_converge_and_switchover() {
+    let lab = Lab::for_sudo_test_with_poolers(
+        "a_pooler_reached_through_sudo_follows_converge_and_switchover",
+        2,
+        1,
+    );
+    let file = std::fs::read_to_string(lab.config_path()).expect("cluster file");
+    let entry = format!(
+        "[poolers.pgb1]\nhost = \"{}\"\nexec = {{ sudo = \"postgres\" }}\n",
+        lab.pooler_addr(1)
+    );
+    assert!(file.contains(&entry), "{file}");
+
+    // The same file without the pooler's exec: pgadmin itself is no
+    // pgBouncer admin, and the plan says so for pgb1 and changes nothing.
+    let direct = lab.dir().join("direct.toml");
+    std::fs::write(
+        &direct,
+        file.replace(
+            &entry,
+            &format!("[poolers.pgb1]\nhost = \"{}\"\n", lab.pooler_addr(1)),
+        ),
+    )
+    .expect("write direct.toml");
+    let refused =
+        crate::support::pgrepl_bare(&lab, &["plan", "-c", direct.to_str().expect("utf-8 path")])
+            .output()
+            .expect("run pgrepl");
+    let said = text(&refused);
+    assert_eq!(code(&refused), Some(4), "an incomplete plan: {said}");
+    assert!(said.contains("pgb1"), "{said}");
+    assert!(said.contains("pgBouncer console"), "{said}");
+
+    apply_ok(&lab, &[]);
+    assert_eq!(points(&lab, 1, "lab"), lab.host(1));
+    assert_eq!(points(&lab, 1, "lab_ro"), lab.host(2));
+    plan_is_empty(&lab);
+    let status = pgrepl(&lab, &["status"]);
+    assert_eq!(code(&status), Some(0), "{}", text(&status));
+
+    set_primary(&lab, "node2");
+    apply_ok(&lab, &[]);
+    assert_eq!(points(&lab, 1, "lab"), lab.host(2));
+    assert!(!paused(&lab, 1, "lab"));
+    plan_is_empty(&lab);
+}

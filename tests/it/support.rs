@@ -139,7 +139,7 @@ pub fn kept_old_data_dirs(lab: &Lab, i: usize) -> Output {
             "-c",
             "ls -d \"$1\".pgrepl-old-*",
             "sh",
-            &lab.data_dir(),
+            &lab.data_dir_of(i),
         ],
     )
 }

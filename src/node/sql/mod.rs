@@ -76,6 +76,19 @@ impl Node<'_> {
     /// A connection over the stdio of the SQL bridge run as `user` on the
     /// node; sudo refusing to run the bridge is said as such.
     async fn sql_bridge(&self, user: &str) -> anyhow::Result<Client> {
+        self.bridge_client(user, "postgres").await
+    }
+
+    /// A connection to database `dbname` as `user` over the stdio of the
+    /// SQL bridge, run on the node as `exec` says (peer authentication sees
+    /// that user); sudo or the engine refusing to run it is said as such.
+    /// The route of every SQL or console connection of a sudo or container
+    /// node.
+    pub(in crate::node) async fn bridge_client(
+        &self,
+        user: &str,
+        dbname: &str,
+    ) -> anyhow::Result<Client> {
         let pg = &self.spec.postgres;
         let socket = format!("{}/.s.PGSQL.{}", pg.socket_dir, pg.port);
         let bridge = self.access.command(&bridge_argv(&socket));
@@ -89,7 +102,7 @@ impl Node<'_> {
         };
         match self
             .session
-            .pg_client_over(&bridge, user, &socket, slack)
+            .pg_client_over(&bridge, user, dbname, &socket, slack)
             .await
         {
             Ok(client) => Ok(client),

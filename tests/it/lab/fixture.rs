@@ -131,6 +131,13 @@ impl Lab {
         Lab::up_with(nodes, &["--sudo"])
     }
 
+    /// A `--sudo` lab with `poolers` pgBouncer hosts, which pgrepl also
+    /// reaches as `pgadmin` and through `sudo -n -u postgres`.
+    pub fn for_sudo_test_with_poolers(test: &str, nodes: usize, poolers: usize) -> Lab {
+        assert_lab_tests_can_run(test);
+        Lab::up_with(nodes, &["--sudo", "--poolers", &poolers.to_string()])
+    }
+
     /// The lab for one test, brought up with `lab.sh --runtime docker`:
     /// node1's PostgreSQL runs in the container `pg-node1`, node2.. have
     /// theirs created and never started on a volume holding only the
