@@ -172,6 +172,16 @@ EOF
 	}
 }
 
+# psql ARGS as postgres on node1, whatever its kind (stdin passes through).
+node1_psql() {
+	if [ "$(node_kind 1)" = docker ]; then
+		dk 1 exec -i -u postgres -w /var/lib/postgresql "$(docker_container 1)" \
+			psql -XAtq -h /var/run/postgresql -d postgres "$@"
+	else
+		node_run 1 psql -XAtq -d postgres "$@"
+	fi
+}
+
 # The role clients use through the poolers, and its SCRAM verifier in
 # every pooler's auth_file.
 pooler_app_role() {
@@ -179,8 +189,8 @@ pooler_app_role() {
 	pw=$(random_password)
 	(umask 077 && printf 'export PGREPL_LAB_APP_PASSWORD=%s\n' "$pw" >>"$LAB/env")
 	printf "SET password_encryption = 'scram-sha-256'; CREATE ROLE lab_app LOGIN PASSWORD '%s'; GRANT ALL ON lab_data TO lab_app; GRANT ALL ON SEQUENCE lab_data_id_seq TO lab_app;\n" "$pw" |
-		node_run 1 psql -XAtq -v ON_ERROR_STOP=1 -d postgres >&2
-	verifier=$(node_run 1 psql -XAtq -d postgres -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'lab_app'")
+		node1_psql -v ON_ERROR_STOP=1 >&2
+	verifier=$(node1_psql -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'lab_app'")
 	[[ $verifier == SCRAM-SHA-256* ]] || die "lab_app has no SCRAM verifier"
 	for j in $(seq 1 "$POOLERS"); do
 		printf '"lab_app" "%s"\n' "$verifier" >"$LAB/pgb$j/etc/userlist.txt"

@@ -1009,6 +1009,71 @@ fn pooler_mistakes_are_errors_with_their_line() {
     assert!(clash.contains("both a node and a pooler"), "{clash}");
 }
 
+#[test]
+fn a_poolers_exec_comes_from_it_then_pgbouncer_then_direct() {
+    use config::Exec;
+    let cfg = load(&with_cluster(POOLERS)).expect("valid");
+    assert_eq!(cfg.poolers["pgb1"].reach.exec, Exec::Direct);
+    // A node's `[postgres] exec` is not a pooler's.
+    let text = with_cluster(POOLERS).replacen(
+        "[pgbouncer]\n",
+        "[pgbouncer]\nexec = { sudo = \"pgbouncer\" }\n",
+        1,
+    );
+    let cfg = load(&text).expect("valid");
+    assert_eq!(
+        cfg.poolers["pgb1"].reach.exec,
+        Exec::Sudo("pgbouncer".into())
+    );
+    let own = text.replace(
+        "host = \"10.0.0.20\"\n",
+        "host = \"10.0.0.20\"\nexec = \"direct\"\n",
+    );
+    let cfg = load(&own).expect("valid");
+    assert_eq!(cfg.poolers["pgb1"].reach.exec, Exec::Direct);
+    let sudo = with_cluster(POOLERS).replace(
+        "host = \"10.0.0.20\"\n",
+        "host = \"10.0.0.20\"\nexec = { sudo = \"postgres\" }\n",
+    );
+    let cfg = load(&sudo).expect("valid");
+    assert_eq!(
+        cfg.poolers["pgb1"].reach.exec,
+        Exec::Sudo("postgres".into())
+    );
+}
+
+#[test]
+fn a_pooler_in_a_container_or_an_unknown_exec_is_an_error_on_its_line() {
+    for (exec, said) in [
+        (
+            "{ docker = \"pgb\" }",
+            "does not reach a pgBouncer in a container",
+        ),
+        (
+            "{ podman = \"pgb\" }",
+            "does not reach a pgBouncer in a container",
+        ),
+        ("{ sudo = \"-u\" }", "invalid sudo user"),
+        ("\"ssh\"", "unknown `exec`"),
+    ] {
+        let text = with_cluster(POOLERS).replace(
+            "host = \"10.0.0.20\"\n",
+            &format!("host = \"10.0.0.20\"\nexec = {exec}\n"),
+        );
+        let e = errors(&text);
+        assert!(e.contains(said), "{exec}: {e}");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("exec = "))
+            .expect("exec line")
+            + 1;
+        assert!(
+            e.contains(&format!(":{line}:")),
+            "{exec} at line {line}: {e}"
+        );
+    }
+}
+
 // ---- exec: how commands reach PostgreSQL on a node
 
 /// A two-node file with `postgres` in `[postgres]` and `db2` as the
