@@ -482,6 +482,19 @@ start_node() {
 	}
 }
 
+# ssh HOST CMD..., retried for up to 20 s while the connection itself fails
+# (exit 255: a node whose link or sshd is still coming up on a loaded host
+# may answer "No route to host" once); CMD's own failure is final.
+ssh_check() {
+	local end=$((SECONDS + 20)) rc
+	while :; do
+		rc=0
+		ssh -F "$LAB/ssh_config" "$@" || rc=$?
+		[ "$rc" = 255 ] && [ "$SECONDS" -lt "$end" ] || return "$rc"
+		sleep 0.5
+	done
+}
+
 wait_pidfile() {
 	local f=$1 t
 	for t in $(seq 1 200); do
@@ -691,7 +704,7 @@ EOF
 	for i in $(seq 1 "$NODES"); do
 		if [ "$(node_kind "$i")" = sudo ]; then checks[i]="sudo -n -u $PG_USER true"; else checks[i]=true; fi
 		# shellcheck disable=SC2086 # the check's words
-		ssh -F "$LAB/ssh_config" "node$i" ${checks[i]} </dev/null >"$LAB/node$i/ssh-check.log" 2>&1 &
+		ssh_check "node$i" ${checks[i]} </dev/null >"$LAB/node$i/ssh-check.log" 2>&1 &
 		ssh_pids+=($!)
 	done
 

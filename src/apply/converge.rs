@@ -169,10 +169,13 @@ pub async fn begin<'a>(
 ) -> anyhow::Result<Run<'a>> {
     let started = Instant::now();
     let (observed, sessions) = gather::gather(cfg).await;
+    // Nodes and poolers (their names never clash) not to dial again.
     let unreachable = observed
         .nodes
         .values()
-        .filter_map(|n| n.unreachable.clone().map(|u| (n.name.clone(), u)))
+        .map(|n| (&n.name, &n.unreachable))
+        .chain(observed.poolers.values().map(|p| (&p.name, &p.unreachable)))
+        .filter_map(|(name, u)| u.clone().map(|u| (name.clone(), u)))
         .collect();
     let is_saved = saved.is_some();
     let plan = match saved {

@@ -24,8 +24,9 @@ pub async fn gather(cfg: &Config) -> (Observed, IndexMap<String, NodeSession>) {
     gather_with(cfg, IndexMap::new()).await
 }
 
-/// Like `gather_with`, but nodes already found unreachable in this run are
-/// not dialled again: waiting out a connect timeout twice learns nothing.
+/// Like `gather_with`, but nodes and poolers already found unreachable in
+/// this run are not dialled again: waiting out a connect timeout twice
+/// learns nothing.
 pub async fn regather(
     cfg: &Config,
     open: IndexMap<String, NodeSession>,
@@ -58,7 +59,7 @@ async fn gather_some(
         .collect::<Vec<_>>();
     let (results, poolers) = tokio::join!(
         futures_util::future::join_all(tasks),
-        poolers::gather_poolers(cfg)
+        poolers::gather_poolers(cfg, skip)
     );
     let mut gathered = IndexMap::new();
     let mut sessions = IndexMap::new();

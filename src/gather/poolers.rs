@@ -12,24 +12,41 @@ use crate::observed::pooler::PoolerState;
 use crate::transport::NodeSession;
 
 /// Every pooler of the file; one pooler's failure never stops the others.
-pub async fn gather_poolers(cfg: &Config) -> IndexMap<String, PoolerState> {
+/// A pooler in `skip` (found unreachable earlier in this run) is not
+/// dialled again: it keeps what made it unreachable.
+pub async fn gather_poolers(
+    cfg: &Config,
+    skip: &IndexMap<String, UnreachableInfo>,
+) -> IndexMap<String, PoolerState> {
     let Some(pgb) = &cfg.pgbouncer else {
         return IndexMap::new();
     };
-    let states =
-        futures_util::future::join_all(cfg.poolers.values().map(|p| gather_pooler(pgb, p))).await;
+    let states = futures_util::future::join_all(cfg.poolers.values().map(|p| async move {
+        match skip.get(&p.name) {
+            Some(info) => PoolerState {
+                unreachable: Some(info.clone()),
+                ..empty_state(p)
+            },
+            None => gather_pooler(pgb, p).await,
+        }
+    }))
+    .await;
     states.into_iter().map(|s| (s.name.clone(), s)).collect()
 }
 
-async fn gather_pooler(pgb: &Pgbouncer, p: &Pooler) -> PoolerState {
-    let mut state = PoolerState {
+fn empty_state(p: &Pooler) -> PoolerState {
+    PoolerState {
         name: p.name.clone(),
         host: p.host.clone(),
         unreachable: None,
         ini: None,
         databases: None,
         errors: Vec::new(),
-    };
+    }
+}
+
+async fn gather_pooler(pgb: &Pgbouncer, p: &Pooler) -> PoolerState {
+    let mut state = empty_state(p);
     let session = match NodeSession::connect(&p.reach).await {
         Ok(s) => s,
         Err(e) => {

@@ -349,4 +349,46 @@ fn a_pooler_reached_through_sudo_follows_converge_and_switchover() {
     assert_eq!(points(&lab, 1, "lab"), lab.host(2));
     assert!(!paused(&lab, 1, "lab"));
     plan_is_empty(&lab);
+
+    // An unreachable pooler is an error for that pooler only. Its sshd
+    // stopped, a connection opens and no SSH banner comes, so a dial waits
+    // out the pooler's connect_timeout (10 s here; no SSH connection kept
+    // from an earlier run). apply --force changes the nodes, says the
+    // pooler is unreachable, and dials it once: not again for the fresh
+    // plan after its steps (twice would be 20 s).
+    let entry_end = format!(
+        "[poolers.pgb1]\nhost = \"{}\"\nexec = {{ sudo = \"postgres\" }}\n",
+        lab.pooler_addr(1)
+    );
+    crate::support::edit_config(
+        &lab,
+        &entry_end,
+        &format!("{entry_end}\n[poolers.pgb1.ssh]\nconnect_timeout = \"10s\"\n"),
+    );
+    crate::support::edit_config(&lab, "[settings]\n", "[settings]\nwork_mem = \"8MB\"\n");
+    let sshd = lab.pooler_sshd_pid(1);
+    lab.signal(sshd, "STOP");
+    let started = Instant::now();
+    let forced = crate::support::pgrepl_env(
+        &lab,
+        &["apply", "--auto-approve", "--force"],
+        &[("PGREPL_SSH_PERSIST", "0")],
+    );
+    let took = started.elapsed();
+    lab.signal(sshd, "CONT");
+    eprintln!("apply --force with pgb1 unreachable took {took:.1?}");
+    let said = text(&forced);
+    assert_eq!(code(&forced), Some(0), "{said}");
+    assert!(
+        said.contains("pgb1") && said.contains("unreachable"),
+        "{said}"
+    );
+    assert!(said.contains("node1.setting.work_mem"), "{said}");
+    assert_eq!(lab.sql(1, "SHOW work_mem"), "8MB");
+    assert_eq!(lab.sql(2, "SHOW work_mem"), "8MB");
+    assert!(
+        took < Duration::from_secs(18),
+        "apply took {took:?}: the unreachable pooler was dialled again\n{said}"
+    );
+    plan_is_empty(&lab);
 }

@@ -524,6 +524,23 @@ impl Lab {
         self.lab_ok(&["start", &i.to_string()]);
     }
     /// Network loss: node `i`'s link to the bridge goes down.
+    /// The pid of pooler j's sshd (started by lab.sh for this lab).
+    pub fn pooler_sshd_pid(&self, j: usize) -> u32 {
+        let file = self.dir.join(format!("pgb{j}/sshd.pid"));
+        std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {}", file.display()))
+    }
+
+    /// Sends SIGNAL (`STOP`, `CONT`) to `pid`, a process of this lab.
+    pub fn signal(&self, pid: u32, signal: &str) {
+        let out = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .output()
+            .expect("run kill");
+        assert!(out.status.success(), "kill -{signal} {pid}: {out:?}");
+    }
     pub fn cut(&self, i: usize) {
         self.lab_ok(&["cut", &i.to_string()]);
     }
