@@ -313,10 +313,10 @@ pub fn hold_lock(lab: &Lab, i: usize, lines: &str) -> Child {
     let format = lines.replace('%', "%%").replace('\n', "\\n");
     let mut holder = lab
         .ssh(i)
-        .arg(format!(
+        .arg(lab.as_postgres(i, &format!(
             "exec 9>>{lock}; flock 9; printf 'pid=%s\\n{format}' $$ > {lock}.holder; \
              p=$$; (exec 9>&-; while kill -0 $p 2>/dev/null; do touch {lock}.holder; sleep 1; done) & echo held; read _"
-        ))
+        )))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -28,7 +28,7 @@ fn ok(out: &Output, what: &str) -> String {
 #[test]
 #[cfg_attr(pgrepl_skip_lab, ignore = "lab test: PGREPL_SKIP_LAB_TESTS=1")]
 fn lab_three_nodes_ssh_socket_client_address_and_clean_down() {
-    let mut lab = Lab::for_test(
+    let mut lab = Lab::for_bare_test(
         "lab_three_nodes_ssh_socket_client_address_and_clean_down",
         3,
     );
@@ -42,7 +42,10 @@ fn lab_three_nodes_ssh_socket_client_address_and_clean_down() {
             "hostname; test -e {}/PG_VERSION && echo data || echo empty",
             lab.data_dir()
         );
-        let got = ok(&lab.ssh(i).arg(probe).output().unwrap(), "ssh probe");
+        let got = ok(
+            &lab.ssh(i).arg(lab.as_postgres(i, &probe)).output().unwrap(),
+            "ssh probe",
+        );
         let want = format!("node{i}\n{}", if i == 1 { "data" } else { "empty" });
         assert_eq!(got, want, "node{i}");
     }

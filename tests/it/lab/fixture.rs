@@ -131,6 +131,15 @@ impl Lab {
         Lab::up_with(nodes, &["--sudo"])
     }
 
+    /// A bare lab (SSH as postgres) even in a suite run with
+    /// `PGREPL_LAB_SUDO=1` or `PGREPL_LAB_RUNTIME=docker`: for the tests of
+    /// what a direct login gives (the lab itself, peer authentication
+    /// through the forwarded socket).
+    pub fn for_bare_test(test: &str, nodes: usize) -> Lab {
+        assert_lab_tests_can_run(test);
+        Lab::up_with(nodes, &["--runtime", "bare"])
+    }
+
     /// A `--sudo` lab with `poolers` pgBouncer hosts, which pgrepl also
     /// reaches as `pgadmin` and through `sudo -n -u postgres`.
     pub fn for_sudo_test_with_poolers(test: &str, nodes: usize, poolers: usize) -> Lab {
@@ -189,6 +198,12 @@ impl Lab {
                 args.extend_from_slice(options);
                 args.push("up");
                 let mut up = lab_sh_command(&args);
+                if options.windows(2).any(|w| w == ["--runtime", "bare"]) {
+                    // A bare lab asked for by name is one, whatever the
+                    // suite makes of the others.
+                    up.env_remove("PGREPL_LAB_SUDO")
+                        .env_remove("PGREPL_LAB_RUNTIME");
+                }
                 if options.windows(2).any(|w| w == ["--runtime", "docker"]) {
                     // A suite run with PGREPL_LAB_SUDO=1 makes every lab a
                     // sudo one, which lab.sh refuses with docker: a docker
@@ -430,6 +445,21 @@ impl Lab {
         .arg(format!("{}@{}", self.ssh_user_of(i), self.host(i)))
         .stdin(Stdio::null());
         c
+    }
+
+    /// Shell text `script` as node i's PostgreSQL user would run it over
+    /// `ssh(i)`: as it is where SSH logs in as that user, through `sudo -n
+    /// -u postgres sh -c` on a sudo node (whose SSH user is the
+    /// administrator).
+    pub fn as_postgres(&self, i: usize, script: &str) -> String {
+        if self.kind(i) == "sudo" {
+            format!(
+                "sudo -n -u postgres sh -c '{}'",
+                script.replace('\'', "'\\''")
+            )
+        } else {
+            script.to_string()
+        }
     }
 
     fn lab(&self, args: &[&str]) -> Output {
